@@ -1,0 +1,122 @@
+"""In-process runtime: one thread per party over in-memory queues."""
+
+from __future__ import annotations
+
+import queue
+import threading
+from typing import Any, Callable, Mapping
+
+from .party import DEFAULT_TIMEOUT, CommStats, Party, PartyAborted, PartyTimeout
+
+_POLL_SECONDS = 0.05
+
+
+class PartyFailed(RuntimeError):
+    """A role function raised; ``party_id`` names the party, ``__cause__`` is its exception."""
+
+    def __init__(self, party_id: str, exc: BaseException) -> None:
+        self.party_id = party_id
+        super().__init__(f"party {party_id!r} failed: {type(exc).__name__}: {exc}")
+
+
+class RunOutputs(dict):
+    """``{party_id: output}``, plus ``.stats``: ``{party_id: CommStats}`` of the run."""
+
+    stats: dict[str, CommStats]
+
+
+class LocalParty(Party):
+    """A party whose peers are threads of the same process."""
+
+    def __init__(
+        self,
+        party_id: str,
+        peers: tuple[str, ...],
+        mailboxes: Mapping[tuple[str, str], "queue.Queue[bytes]"],
+        abort: threading.Event,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+    ) -> None:
+        super().__init__(party_id, peers, timeout=timeout)
+        self._mailboxes = mailboxes
+        self._abort = abort
+
+    def _send_bytes(self, to: str, payload: bytes) -> None:
+        self._mailboxes[(self.id, to)].put(payload)
+
+    def _recv_bytes(self, frm: str, timeout: float) -> bytes:
+        box = self._mailboxes[(frm, self.id)]
+        waited = 0.0
+        while waited < timeout:
+            if self._abort.is_set():
+                raise PartyAborted(f"party {self.id!r} stopped: another party failed")
+            step = min(_POLL_SECONDS, timeout - waited)
+            try:
+                return box.get(timeout=step)
+            except queue.Empty:
+                waited += step
+        raise PartyTimeout(self.id, frm, timeout)
+
+
+def make_local_parties(ids: list[str] | tuple[str, ...], *, timeout: float = DEFAULT_TIMEOUT) -> dict[str, LocalParty]:
+    """Connected :class:`LocalParty` objects, for code that drives its own threads."""
+    ids = tuple(ids)
+    if len(ids) < 1 or len(set(ids)) != len(ids):
+        raise ValueError(f"party ids must be distinct and non-empty, got {ids!r}")
+    for pid in ids:
+        if not isinstance(pid, str) or not pid:
+            raise ValueError(f"party ids must be non-empty strings, got {pid!r}")
+    mailboxes = {(a, b): queue.Queue() for a in ids for b in ids if a != b}
+    abort = threading.Event()
+    return {
+        pid: LocalParty(pid, tuple(p for p in ids if p != pid), mailboxes, abort, timeout=timeout) for pid in ids
+    }
+
+
+def run_local(
+    roles: Mapping[str, Callable[..., Any]],
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> RunOutputs:
+    """Run ``roles[pid](party, *inputs[pid])`` for every party on its own thread.
+
+    ``inputs[pid]`` is a tuple of positional arguments or a dict of keyword arguments (missing:
+    no arguments). Returns ``{pid: output}`` with each party's communication in ``.stats``. If a role raises, the other parties are aborted
+    and :class:`PartyFailed` naming the first failing party is raised from its exception.
+    """
+    inputs = dict(inputs or {})
+    unknown = set(inputs) - set(roles)
+    if unknown:
+        raise ValueError(f"inputs given for parties without a role: {sorted(unknown)}")
+    for pid, role in roles.items():
+        if not callable(role):
+            raise TypeError(f"role for party {pid!r} is not callable")
+    parties = make_local_parties(list(roles), timeout=timeout)
+    abort = next(iter(parties.values()))._abort
+    outputs = RunOutputs()
+    failures: list[tuple[str, BaseException]] = []
+    lock = threading.Lock()
+
+    def run(pid: str) -> None:
+        args = inputs.get(pid, ())
+        try:
+            result = roles[pid](parties[pid], **args) if isinstance(args, Mapping) else roles[pid](parties[pid], *args)
+            with lock:
+                outputs[pid] = result
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+            with lock:
+                failures.append((pid, exc))
+            abort.set()
+
+    threads = [threading.Thread(target=run, args=(pid,), name=f"mpcml-{pid}", daemon=True) for pid in roles]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        primary = [f for f in failures if not isinstance(f[1], PartyAborted)] or failures
+        pid, exc = primary[0]
+        raise PartyFailed(pid, exc) from exc
+    outputs.stats = {pid: party.stats for pid, party in parties.items()}
+    return outputs

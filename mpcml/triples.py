@@ -1,0 +1,345 @@
+"""Correlated randomness for secret-shared arithmetic: Beaver triples and friends.
+
+:class:`TripleSource` is the pluggable interface :class:`mpcml.tensor.Session` draws from
+(in the spirit of CrypTen's triple providers). Every method returns *this party's* shares.
+
+:class:`DealerTriples` is the default: a non-colluding helper party (the "dealer", the server
+of the server-aided model in Chen et al., "Secret sharing based secure regressions with
+applications", 2020) generates the randomness. At start-up the dealer sends each compute
+party a 32-byte PRG seed; every share a party can draw from its seed it draws locally, so only
+the *last* compute party talks to the dealer afterwards: it sends the (public) shape of each
+request and receives its shares of the derived values (``c = a * b`` and so on). The dealer
+never receives anything derived from the data: it learns only the shapes and the order of the
+operations. Security needs the dealer not to collude with any compute party: a dealer plus a
+party together learn every other party's inputs.
+
+A dealer-free source (e.g. Paillier-based, for two parties) implements the same methods.
+"""
+
+from __future__ import annotations
+
+import abc
+import itertools
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from .csprng import Csprng, new_seed
+from .party import Party
+from .ring import ring_matmul
+
+Shape = tuple[int, ...]
+_LOW63 = np.uint64((1 << 63) - 1)
+
+
+def _shape(shape: Any) -> Shape:
+    return tuple(int(d) for d in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+
+
+def matmul_shape(shape_a: Shape, shape_b: Shape) -> Shape:
+    """Result shape of ``a @ b`` for 1-D or 2-D operands."""
+    if len(shape_a) == 0 or len(shape_b) == 0:
+        raise ValueError("matmul operands must have at least one dimension")
+    inner_b = shape_b[0] if len(shape_b) == 1 else shape_b[-2]
+    if shape_a[-1] != inner_b:
+        raise ValueError(f"matmul shape mismatch: {shape_a} @ {shape_b}")
+    return tuple(shape_a[:-1]) + (tuple(shape_b[-1:]) if len(shape_b) > 1 else ())
+
+
+class TripleSource(abc.ABC):
+    """Correlated randomness for the compute parties ``players``; all methods return this party's shares."""
+
+    players: tuple[str, ...]
+
+    @abc.abstractmethod
+    def mul(self, shape: Shape, trunc_bits: int = 0) -> tuple[np.ndarray, ...]:
+        """Elementwise triple ``(a, b, c = a*b)``, followed by a truncation pair if ``trunc_bits``."""
+
+    @abc.abstractmethod
+    def matmul(self, shape_a: Shape, shape_b: Shape, trunc_bits: int = 0) -> tuple[np.ndarray, ...]:
+        """Matrix triple ``(a, b, c = a@b)``, followed by a truncation pair if ``trunc_bits``."""
+
+    @abc.abstractmethod
+    def trunc(self, shape: Shape, trunc_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Truncation pair: ``r``, ``msb(r)`` and ``(r mod 2^63) >> trunc_bits``, all arithmetic."""
+
+    @abc.abstractmethod
+    def binary_and(self, shape: Shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """XOR-shared word triple ``(a, b, c = a & b)``."""
+
+    @abc.abstractmethod
+    def random_bit(self, shape: Shape) -> tuple[np.ndarray, np.ndarray]:
+        """A random bit, shared arithmetically and by XOR."""
+
+    @abc.abstractmethod
+    def edabit(self, shape: Shape) -> tuple[np.ndarray, np.ndarray]:
+        """A random ring element ``r``, shared arithmetically and (its bits) by XOR."""
+
+    @abc.abstractmethod
+    def mask(self, shape: Shape) -> tuple[int, np.ndarray]:
+        """A random arithmetic mask ``A`` kept for reuse; returns ``(handle, share of A)``."""
+
+    @abc.abstractmethod
+    def matmul_fixed(
+        self, handle: int, shape_b: Shape, rows: np.ndarray | None = None, transpose: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Triple ``(A', b, c = A' @ b)`` with ``A' = A[rows]`` (then ``.T`` if ``transpose``) for a stored mask.
+
+        This is the SecureML trick: ``X - A`` is opened once and reused for every product with X.
+        """
+
+    def close(self) -> None:
+        """Release resources (the dealer session); the default does nothing."""
+
+
+# --- correlation recipes, run identically by the dealer and by each party ------------------
+
+
+class _Builder(abc.ABC):
+    @abc.abstractmethod
+    def random(self, shape: Shape, binary: bool = False) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    def derived(self, shape: Shape, compute: Callable[[], np.ndarray], binary: bool = False) -> np.ndarray: ...
+
+    @abc.abstractmethod
+    def private(self, compute: Callable[[Csprng], np.ndarray]) -> np.ndarray | None: ...
+
+
+def _with_trunc(g: _Builder, shape: Shape, trunc_bits: int) -> tuple[np.ndarray, ...]:
+    return _trunc(g, {}, shape, trunc_bits) if trunc_bits else ()
+
+
+def _mul(g: _Builder, store: dict, shape: Shape, trunc_bits: int) -> tuple[np.ndarray, ...]:
+    a, b = g.random(shape), g.random(shape)
+    return (a, b, g.derived(shape, lambda: a * b), *_with_trunc(g, shape, trunc_bits))
+
+
+def _matmul(g: _Builder, store: dict, shape_a: Shape, shape_b: Shape, trunc_bits: int) -> tuple[np.ndarray, ...]:
+    a, b = g.random(shape_a), g.random(shape_b)
+    out = matmul_shape(shape_a, shape_b)
+    return (a, b, g.derived(out, lambda: ring_matmul(a, b)), *_with_trunc(g, out, trunc_bits))
+
+
+def _trunc(g: _Builder, store: dict, shape: Shape, trunc_bits: int) -> tuple[np.ndarray, ...]:
+    r = g.random(shape)
+    msb = g.derived(shape, lambda: r >> np.uint64(63))
+    low = g.derived(shape, lambda: (r & _LOW63) >> np.uint64(trunc_bits))
+    return r, msb, low
+
+
+def _binary_and(g: _Builder, store: dict, shape: Shape) -> tuple[np.ndarray, ...]:
+    a, b = g.random(shape, binary=True), g.random(shape, binary=True)
+    return a, b, g.derived(shape, lambda: a & b, binary=True)
+
+
+def _random_bit(g: _Builder, store: dict, shape: Shape) -> tuple[np.ndarray, ...]:
+    bits = g.private(lambda rng: rng.random_bits(shape))
+    return g.derived(shape, lambda: bits), g.derived(shape, lambda: bits, binary=True)
+
+
+def _edabit(g: _Builder, store: dict, shape: Shape) -> tuple[np.ndarray, ...]:
+    r = g.random(shape)
+    return r, g.derived(shape, lambda: r, binary=True)
+
+
+def _mask(g: _Builder, store: dict, handle: int, shape: Shape) -> tuple[np.ndarray, ...]:
+    store[handle] = g.random(shape)
+    return (store[handle],)
+
+
+def _matmul_fixed(
+    g: _Builder, store: dict, handle: int, shape_b: Shape, rows: np.ndarray | None, transpose: bool
+) -> tuple[np.ndarray, ...]:
+    if handle not in store:
+        raise ValueError(f"unknown mask handle {handle}")
+    a = store[handle] if rows is None else store[handle][rows]
+    if transpose:
+        a = a.T
+    b = g.random(shape_b)
+    return a, b, g.derived(matmul_shape(a.shape, shape_b), lambda: ring_matmul(a, b))
+
+
+def _release(g: _Builder, store: dict, handle: int) -> tuple[np.ndarray, ...]:
+    store.pop(handle, None)
+    return ()
+
+
+_RECIPES: dict[str, Callable[..., tuple[np.ndarray, ...]]] = {
+    "mul": _mul,
+    "matmul": _matmul,
+    "trunc": _trunc,
+    "and": _binary_and,
+    "bit": _random_bit,
+    "edabit": _edabit,
+    "mask": _mask,
+    "matmul_fixed": _matmul_fixed,
+    "release": _release,
+}
+
+
+class _PartyBuilder(_Builder):
+    def __init__(self, prg: Csprng, from_dealer: list[np.ndarray] | None) -> None:
+        self._prg = prg
+        self._from_dealer = iter(from_dealer) if from_dealer is not None else None
+
+    def random(self, shape: Shape, binary: bool = False) -> np.ndarray:
+        return self._prg.random_uint64(shape)
+
+    def derived(self, shape: Shape, compute: Callable[[], np.ndarray], binary: bool = False) -> np.ndarray:
+        if self._from_dealer is None:
+            return self._prg.random_uint64(shape)
+        share = np.asarray(next(self._from_dealer), dtype=np.uint64)
+        if share.shape != tuple(shape):
+            raise ValueError(f"dealer sent a share of shape {share.shape}, expected {tuple(shape)}")
+        return share
+
+    def private(self, compute: Callable[[Csprng], np.ndarray]) -> None:
+        return None
+
+
+class _DealerBuilder(_Builder):
+    def __init__(self, prgs: list[Csprng], rng: Csprng) -> None:
+        self._prgs = prgs
+        self._rng = rng
+        self.for_last: list[np.ndarray] = []
+
+    def random(self, shape: Shape, binary: bool = False) -> np.ndarray:
+        shares = [prg.random_uint64(shape) for prg in self._prgs]
+        return _combine(shares, binary)
+
+    def derived(self, shape: Shape, compute: Callable[[], np.ndarray], binary: bool = False) -> np.ndarray:
+        value = np.asarray(compute(), dtype=np.uint64)
+        others = [prg.random_uint64(shape) for prg in self._prgs[:-1]]
+        rest = _combine(others, binary) if others else np.zeros(shape, dtype=np.uint64)
+        self.for_last.append(value ^ rest if binary else value - rest)
+        return value
+
+    def private(self, compute: Callable[[Csprng], np.ndarray]) -> np.ndarray:
+        return compute(self._rng)
+
+
+def _combine(shares: Sequence[np.ndarray], binary: bool) -> np.ndarray:
+    total = shares[0].copy()
+    for s in shares[1:]:
+        if binary:
+            total ^= s
+        else:
+            total += s
+    return total
+
+
+def _request_args(kind: str, args: tuple) -> tuple:
+    """Normalise request arguments so party and dealer run the recipe on identical values."""
+    if kind in ("mul", "trunc", "and", "bit", "edabit"):
+        return (_shape(args[0]), *[int(a) for a in args[1:]])
+    if kind == "matmul":
+        return (_shape(args[0]), _shape(args[1]), int(args[2]))
+    if kind == "mask":
+        return (int(args[0]), _shape(args[1]))
+    if kind == "matmul_fixed":
+        rows = None if args[2] is None else np.asarray(args[2], dtype=np.int64)
+        return (int(args[0]), _shape(args[1]), rows, bool(args[3]))
+    if kind == "release":
+        return (int(args[0]),)
+    raise ValueError(f"unknown correlated-randomness request {kind!r}")
+
+
+class DealerTriples(TripleSource):
+    """Compute-party side of the dealer (server-aided) triple source.
+
+    Construct it at every compute party with the same ``players`` order while the dealer runs
+    :func:`run_dealer` with the same order.
+    """
+
+    def __init__(self, party: Party, players: Sequence[str], dealer: str) -> None:
+        self.players = tuple(players)
+        if party.id not in self.players:
+            raise ValueError(f"party {party.id!r} is not among the players {list(self.players)}")
+        if dealer in self.players:
+            raise ValueError(f"the dealer {dealer!r} cannot also be a compute party")
+        party.check_peer(dealer, "dealer")
+        self._party = party
+        self._dealer = dealer
+        self._is_last = party.id == self.players[-1]
+        self._prg = Csprng(party.recv(dealer))
+        self._store: dict[int, np.ndarray] = {}
+        self._handles = itertools.count()
+        self._closed = False
+
+    def _draw(self, kind: str, *args: Any) -> tuple[np.ndarray, ...]:
+        if self._closed:
+            raise RuntimeError("the triple source is closed")
+        args = _request_args(kind, args)
+        from_dealer = None
+        if self._is_last:
+            self._party.send(self._dealer, [kind, list(args)])
+            from_dealer = self._party.recv(self._dealer)
+        return _RECIPES[kind](_PartyBuilder(self._prg, from_dealer), self._store, *args)
+
+    def mul(self, shape: Shape, trunc_bits: int = 0) -> tuple[np.ndarray, ...]:
+        return self._draw("mul", shape, trunc_bits)
+
+    def matmul(self, shape_a: Shape, shape_b: Shape, trunc_bits: int = 0) -> tuple[np.ndarray, ...]:
+        return self._draw("matmul", shape_a, shape_b, trunc_bits)
+
+    def trunc(self, shape: Shape, trunc_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._draw("trunc", shape, trunc_bits)
+
+    def binary_and(self, shape: Shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._draw("and", shape)
+
+    def random_bit(self, shape: Shape) -> tuple[np.ndarray, np.ndarray]:
+        return self._draw("bit", shape)
+
+    def edabit(self, shape: Shape) -> tuple[np.ndarray, np.ndarray]:
+        return self._draw("edabit", shape)
+
+    def mask(self, shape: Shape) -> tuple[int, np.ndarray]:
+        handle = next(self._handles)
+        return handle, self._draw("mask", handle, shape)[0]
+
+    def matmul_fixed(
+        self, handle: int, shape_b: Shape, rows: np.ndarray | None = None, transpose: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._draw("matmul_fixed", handle, shape_b, rows, transpose)
+
+    def release(self, handle: int) -> None:
+        """Forget a stored mask at this party and at the dealer."""
+        self._draw("release", handle)
+
+    def close(self) -> None:
+        if not self._closed and self._is_last:
+            self._party.send(self._dealer, ["close", []])
+        self._closed = True
+
+
+def run_dealer(party: Party, players: Sequence[str], *, idle_timeout: float | None = None) -> dict[str, int]:
+    """The dealer's role: seed every compute party, then answer the last party until it closes.
+
+    Returns the number of requests served per kind. ``idle_timeout`` bounds the wait between
+    requests (default: the party's timeout).
+    """
+    players = tuple(players)
+    if len(players) < 2:
+        raise ValueError(f"need at least two compute parties, got {list(players)}")
+    for pid in players:
+        party.check_peer(pid, "compute party")
+    seeds = [new_seed() for _ in players]
+    for pid, seed in zip(players, seeds):
+        party.send(pid, seed)
+    prgs = [Csprng(seed) for seed in seeds]
+    store: dict[int, np.ndarray] = {}
+    served: dict[str, int] = {}
+    last = players[-1]
+    while True:
+        request = party.recv(last, timeout=idle_timeout)
+        if not (isinstance(request, list) and len(request) == 2 and isinstance(request[0], str)):
+            raise ValueError(f"malformed request from {last!r}")
+        kind, args = request
+        if kind == "close":
+            return served
+        builder = _DealerBuilder(prgs, party.rng)
+        _RECIPES[kind](builder, store, *_request_args(kind, tuple(args)))
+        party.send(last, builder.for_last)
+        served[kind] = served.get(kind, 0) + 1
