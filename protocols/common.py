@@ -1,0 +1,103 @@
+"""Input checks and communication reporting shared by every protocol and estimator.
+
+Estimators follow scikit-learn: parameters in ``__init__``, ``fit`` returns ``self``, fitted
+attributes end in ``_``. After ``fit`` each exposes ``communication_`` (a
+:class:`CommunicationReport`) built from the run's ``party.stats``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+
+from mpcml.party import CommStats
+
+
+@dataclass(frozen=True)
+class CommunicationReport:
+    """Bytes, messages and rounds of one protocol run, in total and per party."""
+
+    per_party: dict[str, dict[str, int]] = field(default_factory=dict)
+
+    @classmethod
+    def from_stats(cls, stats: Mapping[str, CommStats]) -> "CommunicationReport":
+        return cls({pid: s.as_dict() for pid, s in sorted(stats.items())})
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes sent by all parties together (each byte counted once, at its sender)."""
+        return sum(p["bytes_sent"] for p in self.per_party.values())
+
+    @property
+    def rounds(self) -> int:
+        """Largest round count of any party (the critical path in rounds)."""
+        return max((p["rounds"] for p in self.per_party.values()), default=0)
+
+    def __str__(self) -> str:
+        parts = ", ".join(f"{pid}: {p['bytes_sent']} B sent / {p['rounds']} rounds" for pid, p in self.per_party.items())
+        return f"{self.total_bytes} bytes in total, {self.rounds} rounds ({parts})"
+
+
+def check_matrix(x: Any, name: str, *, allow_sparse: bool = False) -> np.ndarray | sp.csr_matrix:
+    """A finite 2-D float matrix (or CSR matrix when ``allow_sparse``), or a clear error naming ``name``."""
+    if sp.issparse(x):
+        if not allow_sparse:
+            raise TypeError(f"{name} must be a dense array; sparse input is not supported here")
+        x = sp.csr_matrix(x, dtype=np.float64)
+        if not np.all(np.isfinite(x.data)):
+            raise ValueError(f"{name} contains NaN or inf")
+        return x
+    try:
+        arr = np.asarray(x, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be a numeric 2-D array: {exc}") from None
+    if arr.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (rows x features), got shape {arr.shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{name} is empty (shape {arr.shape})")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf")
+    return arr
+
+
+def check_vertical_parts(parts: Any, name: str = "X", *, allow_sparse: bool = False, min_parties: int = 2) -> list:
+    """Per-party feature blocks of the same rows: a list of >= ``min_parties`` matrices with equal row counts."""
+    if not isinstance(parts, (list, tuple)):
+        raise TypeError(f"{name} must be a list with one feature block per party, got {type(parts).__name__}")
+    if len(parts) < min_parties:
+        raise ValueError(f"{name} must hold at least {min_parties} parties' blocks, got {len(parts)}")
+    blocks = [check_matrix(p, f"{name}[{i}]", allow_sparse=allow_sparse) for i, p in enumerate(parts)]
+    rows = [b.shape[0] for b in blocks]
+    if len(set(rows)) != 1:
+        raise ValueError(f"the parties' blocks in {name} must have the same number of rows (aligned samples), got {rows}")
+    return blocks
+
+
+def check_labels(y: Any, n_rows: int, *, binary: bool, name: str = "y") -> np.ndarray:
+    """A finite 1-D label vector of ``n_rows`` entries; 0/1 with both classes present when ``binary``."""
+    arr = np.asarray(y, dtype=np.float64)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr.ravel()
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.shape[0] != n_rows:
+        raise ValueError(f"{name} has {arr.shape[0]} entries but the features have {n_rows} rows")
+    if not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or inf")
+    if binary:
+        classes = np.unique(arr)
+        if not np.all(np.isin(classes, (0.0, 1.0))):
+            raise ValueError(f"{name} must contain only the labels 0 and 1, got {classes[:10].tolist()}")
+        if len(classes) < 2:
+            raise ValueError(f"{name} contains a single class ({classes.tolist()}); need both 0 and 1")
+    return arr
+
+
+def check_party_ids(ids: Sequence[str], name: str = "party ids") -> tuple[str, ...]:
+    ids = tuple(ids)
+    if len(set(ids)) != len(ids) or not all(isinstance(i, str) and i for i in ids):
+        raise ValueError(f"{name} must be distinct non-empty strings, got {list(ids)}")
+    return ids
