@@ -148,6 +148,22 @@ class Session:
             result = result + ((c & _LOW63) >> np.uint64(bits)) - np.uint64(1 << (62 - bits))
         return result
 
+    def mul_shares(self, x: np.ndarray, y: np.ndarray, trunc_bits: int | None = None) -> np.ndarray:
+        """Shares of ``x * y`` (elementwise, broadcast) by a Beaver triple, truncated by ``trunc_bits``.
+
+        ``trunc_bits=None`` means ``frac_bits`` (a product of two fixed-point values); 0 keeps the
+        exact ring product (e.g. a fixed-point value times a shared integer bit). One round, plus
+        one for the truncation.
+        """
+        bits = self.frac_bits if trunc_bits is None else int(trunc_bits)
+        x, y = np.broadcast_arrays(np.asarray(x, dtype=np.uint64), np.asarray(y, dtype=np.uint64))
+        a, b, c, *pair = self.triples.mul(x.shape, bits)
+        d, e = self.open([x - a, y - b])
+        z = c + d * b + e * a
+        if self.is_leader:
+            z += d * e
+        return self.truncate(z, bits, pair=pair) if bits else z
+
     def close(self) -> None:
         self.triples.close()
 
@@ -253,13 +269,7 @@ class SharedTensor:
     def __mul__(self, other: Any) -> "SharedTensor":
         session = self.session
         if isinstance(other, SharedTensor):
-            x, y = np.broadcast_arrays(self.share, other.share)
-            a, b, c, *pair = session.triples.mul(x.shape, session.frac_bits)
-            d, e = session.open([x - a, y - b])
-            z = c + d * b + e * a
-            if session.is_leader:
-                z += d * e
-            return self._new(session.truncate(z, pair=pair))
+            return self._new(session.mul_shares(self.share, other.share))
         if _is_int_like(other):
             return self._new(self.share * np.asarray(other).astype(np.int64).view(np.uint64))
         return self._new(session.truncate(self.share * self._encode_public(other)))
@@ -268,9 +278,7 @@ class SharedTensor:
 
     def __truediv__(self, other: Any) -> "SharedTensor":
         if isinstance(other, SharedTensor):
-            from .nonlinear import divide
-
-            return divide(self, other)
+            return nonlinear.divide(self, other)
         divisor = np.asarray(other, dtype=np.float64)
         if np.any(divisor == 0):
             raise ZeroDivisionError("division of a SharedTensor by a public zero")
@@ -295,6 +303,43 @@ class SharedTensor:
     def square(self) -> "SharedTensor":
         return self * self
 
+    # --- non-linear operations (see mpcml.nonlinear) ---------------------------------------
+
+    def __lt__(self, other: Any) -> "SharedTensor":
+        return nonlinear.lt(self, other)
+
+    def __gt__(self, other: Any) -> "SharedTensor":
+        return nonlinear.gt(self, other)
+
+    def __le__(self, other: Any) -> "SharedTensor":
+        return nonlinear.le(self, other)
+
+    def __ge__(self, other: Any) -> "SharedTensor":
+        return nonlinear.ge(self, other)
+
+    def relu(self) -> "SharedTensor":
+        return nonlinear.relu(self)
+
+    def sign(self) -> "SharedTensor":
+        return nonlinear.sign(self)
+
+    def sigmoid(self, method: str = "sqrt") -> "SharedTensor":
+        return nonlinear.sigmoid(self, method)
+
+    def argmax(self, axis: int = -1) -> "SharedTensor":
+        """Shared one-hot of the maximum along ``axis`` (ties: lowest index)."""
+        return nonlinear.argmax(self, axis)
+
+    def max(self, axis: int = -1) -> "SharedTensor":
+        return nonlinear.max(self, axis)
+
+    def reciprocal(self, **kwargs: Any) -> "SharedTensor":
+        """``1/x``; keyword arguments ``lo``, ``hi``, ``iterations`` as in :func:`mpcml.nonlinear.reciprocal`."""
+        return nonlinear.reciprocal(self, **kwargs)
+
+    def sqrt(self, **kwargs: Any) -> "SharedTensor":
+        return nonlinear.sqrt(self, **kwargs)
+
     # --- output ----------------------------------------------------------------------
 
     def reveal(self, to: str | None = None) -> np.ndarray | None:
@@ -309,3 +354,6 @@ class SharedTensor:
 
     def __repr__(self) -> str:
         return f"SharedTensor(shape={self.shape}, party={self.session.party.id!r})"
+
+
+from . import nonlinear  # noqa: E402 - nonlinear builds on the classes above

@@ -88,6 +88,15 @@ class TripleSource(abc.ABC):
         This is the SecureML trick: ``X - A`` is opened once and reused for every product with X.
         """
 
+    def comparison(self, shape: Shape, and_words: int) -> tuple[np.ndarray, ...]:
+        """Everything one secure comparison needs, in one request.
+
+        Returns ``(r, r_bits, a, b, c, bit_arith, bit_xor)``: an :meth:`edabit` of ``shape``, a
+        :meth:`binary_and` triple of shape ``(and_words, *shape)`` and a :meth:`random_bit` of
+        ``shape``. The default draws them separately; a source may batch them.
+        """
+        return (*self.edabit(shape), *self.binary_and((int(and_words), *_shape(shape))), *self.random_bit(shape))
+
     def close(self) -> None:
         """Release resources (the dealer session); the default does nothing."""
 
@@ -143,6 +152,14 @@ def _edabit(g: _Builder, store: dict, shape: Shape) -> tuple[np.ndarray, ...]:
     return r, g.derived(shape, lambda: r, binary=True)
 
 
+def _comparison(g: _Builder, store: dict, shape: Shape, and_words: int) -> tuple[np.ndarray, ...]:
+    return (
+        *_edabit(g, store, shape),
+        *_binary_and(g, store, (and_words, *shape)),
+        *_random_bit(g, store, shape),
+    )
+
+
 def _mask(g: _Builder, store: dict, handle: int, shape: Shape) -> tuple[np.ndarray, ...]:
     store[handle] = g.random(shape)
     return (store[handle],)
@@ -172,6 +189,7 @@ _RECIPES: dict[str, Callable[..., tuple[np.ndarray, ...]]] = {
     "and": _binary_and,
     "bit": _random_bit,
     "edabit": _edabit,
+    "cmp": _comparison,
     "mask": _mask,
     "matmul_fixed": _matmul_fixed,
     "release": _release,
@@ -233,6 +251,8 @@ def _request_args(kind: str, args: tuple) -> tuple:
     """Normalise request arguments so party and dealer run the recipe on identical values."""
     if kind in ("mul", "trunc", "and", "bit", "edabit"):
         return (_shape(args[0]), *[int(a) for a in args[1:]])
+    if kind == "cmp":
+        return (_shape(args[0]), int(args[1]))
     if kind == "matmul":
         return (_shape(args[0]), _shape(args[1]), int(args[2]))
     if kind == "mask":
@@ -294,6 +314,9 @@ class DealerTriples(TripleSource):
 
     def edabit(self, shape: Shape) -> tuple[np.ndarray, np.ndarray]:
         return self._draw("edabit", shape)
+
+    def comparison(self, shape: Shape, and_words: int) -> tuple[np.ndarray, ...]:
+        return self._draw("cmp", shape, and_words)
 
     def mask(self, shape: Shape) -> tuple[int, np.ndarray]:
         handle = next(self._handles)

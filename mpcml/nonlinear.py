@@ -1,0 +1,488 @@
+"""Non-linear operations on :class:`~mpcml.tensor.SharedTensor`: comparison, selection, argmax,
+reciprocal/division, square root and a menu of sigmoid approximations.
+
+Threat model: semi-honest compute parties, with the correlated randomness from the session's
+:class:`~mpcml.triples.TripleSource` (by default a dealer that must not collude with any compute
+party). Every value a party sees is either its own share or an opening of a value masked by
+fresh uniform randomness (``x + r`` in Z_2^64, ``w XOR a`` for AND gates, ``bit XOR b``), so the
+compute parties learn nothing beyond the outputs they choose to reveal; the dealer learns only
+shapes and the sequence of operations.
+
+**Comparison** (``ltz``, the core of everything here). With an edaBit ``r`` (shared
+arithmetically and bitwise; Escudero et al., CRYPTO 2020) the parties open ``c = x + r`` and get
+``msb(x) = msb(c - r) = msb(c + ~r + 1)``. The carry into bit 63 comes from a Kogge-Stone
+parallel-prefix adder (generate ``g = c & ~r``, propagate ``p = c ^ ~r``; ``c`` is public so this
+level is local) over whole uint64 words, one AND layer per doubling: 6 rounds of XOR-shared
+Beaver ANDs (11 word-triples per element). The XOR-shared bit becomes arithmetic with a random
+bit shared both ways (open ``e = msb ^ b``; ``[msb] = e + [b] - 2e[b]``). Cost: 8 rounds
+whatever the array size, no failure probability, exact for every ring value. Results are
+fixed-point 0.0/1.0, so they multiply directly with other shared values.
+
+**Selection** multiplies by the comparison's integer bit (a Beaver product with no truncation),
+so ``relu``, ``maximum``, ``argmax`` and ``max`` are exact. ``argmax``/``max`` run a tournament:
+``ceil(log2 k)`` levels of one comparison plus one product. On ties the lowest index wins, as
+in ``numpy.argmax``.
+
+**Reciprocal, division, inverse square root, square root.** One batched comparison of ``x``
+with the powers of two ``2^j`` (``lo < j < hi``) gives ``k`` with ``2^k <= x < 2^(k+1)`` in
+unary; any public function of ``k`` is then a local weighted sum of those bits (telescoping
+weights). So ``x' = x * 2^-(k+1)`` lies in ``[0.5, 1)``, where a linear initial guess and
+Newton-Raphson converge quadratically (Goldschmidt/CrypTen style, with the exponent found by
+comparison rather than an ``exp`` guess):
+``1/x' : y0 = 48/17 - 32/17 x'`` (rel. error <= 1/17), ``y <- y (2 - x' y)``;
+``1/sqrt(x') : y0 = 1.78773 - 0.80999 x'`` (rel. error <= 0.0223), ``y <- y (3 - x' y^2) / 2``;
+then ``1/x = y 2^-(k+1)`` and ``1/sqrt(x) = y 2^-(k+1)/2``, with the scale factors carried at
+higher precision. Valid for ``2^lo <= x < 2^hi`` (defaults ``lo=-8``, ``hi=24``); outside that
+range the result is meaningless (``sqrt(0) = 0`` exactly, though).
+
+**Sigmoid**: see :data:`SIGMOID_METHODS`.
+"""
+
+from __future__ import annotations
+
+import builtins
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from . import fixedpoint
+from .tensor import Session, SharedTensor
+
+_ONES = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
+_ONE = np.uint64(1)
+_KS_SHIFTS = (1, 2, 4, 8, 16, 32)
+AND_WORDS = 2 * (len(_KS_SHIFTS) - 1) + 1
+"""Binary AND word-triples per element of one comparison (two per Kogge-Stone level, one at the last)."""
+
+DEFAULT_LO, DEFAULT_HI, DEFAULT_ITERATIONS = -8, 24, 3
+
+
+# --- helpers ------------------------------------------------------------------------------
+
+
+def _shared(x: Any, name: str) -> SharedTensor:
+    if not isinstance(x, SharedTensor):
+        raise TypeError(f"{name} must be a SharedTensor, got {type(x).__name__}")
+    return x
+
+
+def _session(*values: Any) -> Session:
+    sessions = {id(v.session): v.session for v in values if isinstance(v, SharedTensor)}
+    if not sessions:
+        raise TypeError("at least one operand must be a SharedTensor")
+    if len(sessions) > 1:
+        raise ValueError("operands belong to different sessions")
+    return next(iter(sessions.values()))
+
+
+def _difference(x: Any, y: Any) -> SharedTensor:
+    """``x - y`` as a SharedTensor, for shared or public operands (at least one shared)."""
+    _session(x, y)
+    if isinstance(x, SharedTensor):
+        return x - y
+    np.broadcast_shapes(np.shape(x), y.shape)
+    return (-y) + np.asarray(x, dtype=np.float64)
+
+
+def _leader_adds(session: Session, share: np.ndarray, public: Any) -> np.ndarray:
+    """Shares of ``secret + public`` (ring addition): only the leader adds."""
+    public = np.asarray(public, dtype=np.uint64)
+    if session.is_leader:
+        return share + public
+    return np.broadcast_to(share, np.broadcast_shapes(share.shape, public.shape)).copy()
+
+
+def _fixed(session: Session, bits: np.ndarray) -> SharedTensor:
+    """Integer 0/1 (or small integer) shares as a fixed-point SharedTensor."""
+    return SharedTensor(session, bits << np.uint64(session.frac_bits))
+
+
+def _not(session: Session, bits: np.ndarray) -> np.ndarray:
+    return _leader_adds(session, np.uint64(0) - bits, _ONE)
+
+
+def _and(session: Session, x: np.ndarray, y: np.ndarray, triple: tuple[np.ndarray, ...]) -> np.ndarray:
+    """XOR shares of ``x & y`` from XOR shares, with a word-triple ``(a, b, a & b)``; one round."""
+    a, b, c = triple
+    d, e = session.open([x ^ a, y ^ b], binary=True)
+    z = c ^ (d & b) ^ (e & a)
+    if session.is_leader:
+        z ^= d & e
+    return z
+
+
+def ltz_bits(session: Session, x: np.ndarray) -> np.ndarray:
+    """Arithmetic shares of the integer bit ``[x < 0]`` (x as a signed ring element); 8 rounds."""
+    x = np.asarray(x, dtype=np.uint64)
+    r, r_bits, ta, tb, tc, bit_arith, bit_xor = session.triples.comparison(x.shape, AND_WORDS)
+    (c,) = session.open([x + r])
+    not_r = r_bits ^ _ONES if session.is_leader else r_bits
+    generate = c & not_r
+    propagate = not_r ^ c if session.is_leader else not_r
+    # the "+1" of c - r = c + ~r + 1 is a carry into bit 0: fold it into bit 0's generate
+    g = generate ^ (propagate & _ONE)
+    p = propagate & ~_ONE
+    used = 0
+    for shift in _KS_SHIFTS:
+        s = np.uint64(shift)
+        if shift != _KS_SHIFTS[-1]:
+            k = slice(used, used + 2)
+            z = _and(session, np.stack([p, p]), np.stack([g << s, p << s]), (ta[k], tb[k], tc[k]))
+            g, p = g ^ z[0], z[1]
+            used += 2
+        else:
+            k = slice(used, used + 1)
+            g = g ^ _and(session, p[None], (g << s)[None], (ta[k], tb[k], tc[k]))[0]
+    msb = ((propagate >> np.uint64(63)) ^ (g >> np.uint64(62))) & _ONE
+    (e,) = session.open([msb ^ (bit_xor & _ONE)], binary=True)
+    arith = bit_arith - (e << _ONE) * bit_arith
+    return _leader_adds(session, arith, e)
+
+
+def _select(session: Session, bits: list[np.ndarray], values: list[np.ndarray]) -> list[np.ndarray]:
+    """``bits[i] * values[i]`` for integer 0/1 bits, exact, all in one Beaver round."""
+    flat_b = [np.broadcast_to(b, np.broadcast_shapes(b.shape, v.shape)).reshape(-1) for b, v in zip(bits, values)]
+    flat_v = [np.broadcast_to(v, np.broadcast_shapes(b.shape, v.shape)).reshape(-1) for b, v in zip(bits, values)]
+    product = session.mul_shares(np.concatenate(flat_b), np.concatenate(flat_v), trunc_bits=0)
+    out, start = [], 0
+    for b, v in zip(bits, values):
+        shape = np.broadcast_shapes(b.shape, v.shape)
+        size = int(np.prod(shape, dtype=np.int64))
+        out.append(product[start : start + size].reshape(shape))
+        start += size
+    return out
+
+
+# --- comparison and selection -----------------------------------------------------------------
+
+
+def ltz(x: SharedTensor) -> SharedTensor:
+    """``[x < 0]`` as shared fixed-point 0.0/1.0; exact."""
+    x = _shared(x, "x")
+    return _fixed(x.session, ltz_bits(x.session, x.share))
+
+
+def lt(x: Any, y: Any) -> SharedTensor:
+    """``[x < y]`` (either operand may be public); exact while ``|x - y| < 2^(63 - frac_bits)``."""
+    return ltz(_difference(x, y))
+
+
+def gt(x: Any, y: Any) -> SharedTensor:
+    """``[x > y]``."""
+    return ltz(_difference(y, x))
+
+
+def le(x: Any, y: Any) -> SharedTensor:
+    """``[x <= y] = 1 - [y < x]``."""
+    d = _difference(y, x)
+    return _fixed(d.session, _not(d.session, ltz_bits(d.session, d.share)))
+
+
+def ge(x: Any, y: Any) -> SharedTensor:
+    """``[x >= y] = 1 - [x < y]``."""
+    d = _difference(x, y)
+    return _fixed(d.session, _not(d.session, ltz_bits(d.session, d.share)))
+
+
+def sign(x: SharedTensor) -> SharedTensor:
+    """+1 where ``x >= 0`` (so ``sign(0) = +1``), -1 where ``x < 0``."""
+    x = _shared(x, "x")
+    bits = ltz_bits(x.session, x.share)
+    return _fixed(x.session, _leader_adds(x.session, np.uint64(0) - (bits << _ONE), _ONE))
+
+
+def relu(x: SharedTensor) -> SharedTensor:
+    """``max(x, 0)``, exact: ``x - [x < 0] * x``; 9 rounds."""
+    x = _shared(x, "x")
+    bits = ltz_bits(x.session, x.share)
+    (neg_part,) = _select(x.session, [bits], [x.share])
+    return x._new(x.share - neg_part)
+
+
+def where(cond: SharedTensor, a: Any, b: Any) -> SharedTensor:
+    """``cond ? a : b`` elementwise for a shared 0/1 ``cond`` (e.g. a comparison result).
+
+    ``a`` and ``b`` may be shared or public; computed as ``b + cond * (a - b)``, one product with
+    truncation (error at most one unit ``2^-frac_bits``).
+    """
+    cond = _shared(cond, "cond")
+    _session(cond, a, b)
+    if isinstance(a, SharedTensor) or isinstance(b, SharedTensor):
+        diff = _difference(a, b)
+        np.broadcast_shapes(cond.shape, diff.shape)
+        chosen = cond * diff
+    else:
+        diff_public = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+        np.broadcast_shapes(cond.shape, diff_public.shape)
+        chosen = cond * diff_public
+    if isinstance(b, SharedTensor):
+        return chosen + b
+    return chosen + np.asarray(b, dtype=np.float64)
+
+
+def maximum(x: Any, y: Any) -> SharedTensor:
+    """Elementwise ``max(x, y)`` (either operand may be public), exact: ``x + [x < y] (y - x)``."""
+    d = _difference(x, y)
+    session = d.session
+    bits = ltz_bits(session, d.share)
+    (step,) = _select(session, [bits], [np.uint64(0) - d.share])
+    if isinstance(x, SharedTensor):
+        return x._new(np.broadcast_to(x.share, step.shape) + step)
+    return SharedTensor(session, step) + np.asarray(x, dtype=np.float64)
+
+
+def _tournament(x: SharedTensor, axis: int) -> tuple[np.ndarray, np.ndarray]:
+    """Shares of the max over ``axis`` (moved last) and of its one-hot (integer 0/1) position."""
+    x = _shared(x, "x")
+    if not isinstance(axis, (int, np.integer)) or not -x.ndim <= axis < x.ndim:
+        raise ValueError(f"axis {axis!r} is out of range for a SharedTensor of shape {x.shape}")
+    session = x.session
+    values = np.moveaxis(x.share, axis, -1)
+    k = values.shape[-1]
+    if k == 0:
+        raise ValueError("argmax/max of an empty axis")
+    eye = np.eye(k, dtype=np.uint64)
+    onehot = np.broadcast_to(eye if session.is_leader else np.zeros_like(eye), (*values.shape, k))
+    while values.shape[-1] > 1:
+        m = values.shape[-1]
+        half = m // 2
+        lo_v, hi_v = values[..., 0 : 2 * half : 2], values[..., 1 : 2 * half : 2]
+        lo_h, hi_h = onehot[..., 0 : 2 * half : 2, :], onehot[..., 1 : 2 * half : 2, :]
+        take_hi = ltz_bits(session, lo_v - hi_v)  # ties keep the lower index
+        dv, dh = _select(session, [take_hi, take_hi[..., None]], [hi_v - lo_v, hi_h - lo_h])
+        new_v, new_h = lo_v + dv, lo_h + dh
+        if m % 2:
+            new_v = np.concatenate([new_v, values[..., -1:]], axis=-1)
+            new_h = np.concatenate([new_h, onehot[..., -1:, :]], axis=-2)
+        values, onehot = new_v, new_h
+    return values[..., 0], np.moveaxis(onehot[..., 0, :], -1, axis)
+
+
+def argmax(x: SharedTensor, axis: int = -1) -> SharedTensor:
+    """Shared one-hot (fixed-point 0.0/1.0) of the maximum along ``axis``; ties go to the lowest index.
+
+    ``ceil(log2 k)`` levels of 9 rounds for an axis of length ``k``; exact.
+    """
+    _, onehot = _tournament(x, axis)
+    return _fixed(x.session, onehot)
+
+
+def max(x: SharedTensor, axis: int = -1) -> SharedTensor:  # noqa: A001 - mirrors numpy's name
+    """Shared maximum along ``axis`` (the axis is removed); exact."""
+    values, _ = _tournament(x, axis)
+    return x._new(values)
+
+
+# --- reciprocal, division, square root -------------------------------------------------------
+
+
+def _check_range(session: Session, lo: int, hi: int, iterations: int) -> None:
+    if not all(isinstance(v, (int, np.integer)) for v in (lo, hi, iterations)):
+        raise TypeError("lo, hi and iterations must be integers")
+    if lo >= hi:
+        raise ValueError(f"need lo < hi for the input range [2^lo, 2^hi), got lo={lo}, hi={hi}")
+    f = session.frac_bits
+    if lo < -f:
+        raise ValueError(f"lo={lo} is below the fixed-point resolution 2^-{f}")
+    if f + hi - lo > 61 or 2 * f + hi > 62:
+        raise ValueError(f"the range [2^{lo}, 2^{hi}) is too wide for {f} fractional bits (need frac_bits + hi - lo <= 61)")
+    if iterations < 0:
+        raise ValueError(f"iterations must be >= 0, got {iterations}")
+
+
+def _exponent_scales(
+    x: SharedTensor, lo: int, hi: int, funcs: list[tuple[Callable[[int], float], int]]
+) -> list[np.ndarray]:
+    """For ``2^k <= x < 2^(k+1)`` (k clamped to ``[lo, hi-1]``), shares of ``round(func(k) * 2^bits)``.
+
+    One batched comparison of ``x`` with ``2^j``, ``lo < j < hi``; the ``[x >= 2^j]`` bits are
+    monotone in ``j``, so ``func(k) = func(lo) + sum_j [x >= 2^j] (func(j) - func(j-1))``.
+    """
+    session = x.session
+    f = session.frac_bits
+    exps = np.arange(lo + 1, hi)
+    thresholds = (np.uint64(1) << (exps + f).astype(np.uint64)).reshape((-1,) + (1,) * x.ndim)
+    below = ltz_bits(session, _leader_adds(session, x.share[None], np.uint64(0) - thresholds)) if len(exps) else np.zeros((0, *x.shape), np.uint64)
+    at_least = _not(session, below)
+    out = []
+    for func, bits in funcs:
+        base = int(round(func(lo) * 2.0**bits))
+        weights = [int(round(func(j) * 2.0**bits)) - int(round(func(j - 1) * 2.0**bits)) for j in exps]
+        w = np.array([v % 2**64 for v in weights], dtype=np.uint64).reshape((-1,) + (1,) * x.ndim)
+        total = (at_least * w).sum(axis=0, dtype=np.uint64)
+        out.append(_leader_adds(session, total, np.uint64(base % 2**64)))
+    return out
+
+
+def _public_affine(session: Session, x: np.ndarray, slope: float, intercept: float) -> np.ndarray:
+    """Shares of ``intercept + slope * x`` for public floats (one truncation round)."""
+    f = session.frac_bits
+    scaled = session.truncate(x * fixedpoint.encode(slope, f))
+    return _leader_adds(session, scaled, fixedpoint.encode(intercept, f))
+
+
+def _reciprocal_parts(y: SharedTensor, lo: int, hi: int, iterations: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(1/y', s, F)`` with ``y' = y s`` in ``[0.5, 1)``, ``1/y'`` at ``frac_bits``, ``s = 2^-(k+1)`` at ``F``."""
+    y = _shared(y, "y")
+    session = y.session
+    _check_range(session, lo, hi, iterations)
+    (scale,) = _exponent_scales(y, lo, hi, [(lambda k: 2.0 ** -(k + 1), hi)])
+    y_norm = session.mul_shares(y.share, scale, trunc_bits=hi)
+    est = _public_affine(session, y_norm, -32.0 / 17.0, 48.0 / 17.0)
+    two = fixedpoint.encode(2.0, session.frac_bits)
+    for _ in range(iterations):
+        err = _leader_adds(session, np.uint64(0) - session.mul_shares(y_norm, est), two)
+        est = session.mul_shares(est, err)
+    return est, scale, hi
+
+
+def reciprocal(x: SharedTensor, lo: int = DEFAULT_LO, hi: int = DEFAULT_HI, iterations: int = DEFAULT_ITERATIONS) -> SharedTensor:
+    """``1/x`` for shared ``x`` in ``[2^lo, 2^hi)`` by exponent normalisation and Newton-Raphson.
+
+    Error: relative ``~2^-(frac_bits - 2)`` from the normalised input, plus a few units
+    ``2^-frac_bits`` absolute (see docs/foundation.md for the measured bound). Rounds:
+    8 (comparison) + 2 + 1 + 4 * iterations + 2.
+    """
+    est, scale, bits = _reciprocal_parts(x, lo, hi, iterations)
+    return x._new(x.session.mul_shares(est, scale, trunc_bits=bits))
+
+
+def divide(x: Any, y: SharedTensor, lo: int = DEFAULT_LO, hi: int = DEFAULT_HI, iterations: int = DEFAULT_ITERATIONS) -> SharedTensor:
+    """``x / y`` for shared ``y`` in ``[2^lo, 2^hi)``; ``x`` shared or public, ``|x / y| < 2^(61 - frac_bits - hi)``.
+
+    Computed as ``(x * (1/y')) * s`` so the quotient keeps the precision of ``x`` (no tiny
+    intermediate ``1/y``).
+    """
+    y = _shared(y, "y")
+    session = _session(x, y)
+    est, scale, bits = _reciprocal_parts(y, lo, hi, iterations)
+    if isinstance(x, SharedTensor):
+        partial = session.mul_shares(x.share, est)
+    else:
+        np.broadcast_shapes(np.shape(x), y.shape)
+        partial = session.truncate(est * fixedpoint.encode(x, session.frac_bits, name="x"))
+    return SharedTensor(session, session.mul_shares(partial, scale, trunc_bits=bits))
+
+
+def _inv_sqrt_parts(x: SharedTensor, lo: int, hi: int, iterations: int) -> tuple[np.ndarray, np.ndarray, int]:
+    """``(1/sqrt(x'), q, F)`` with ``x' = x 2^-(k+1)`` and ``q = 2^-(k+1)/2`` at ``F`` fractional bits."""
+    x = _shared(x, "x")
+    session = x.session
+    _check_range(session, lo, hi, iterations)
+    f = session.frac_bits
+    q_bits = 60 - f - (builtins.max(hi, -lo) + 1) // 2
+    scale, root_scale = _exponent_scales(
+        x, lo, hi, [(lambda k: 2.0 ** -(k + 1), hi), (lambda k: 2.0 ** (-(k + 1) / 2), q_bits)]
+    )
+    x_norm = session.mul_shares(x.share, scale, trunc_bits=hi)
+    est = _public_affine(session, x_norm, -0.80998685, 1.78772748)
+    for _ in range(iterations):
+        est_sq = session.mul_shares(est, est)
+        t = session.mul_shares(x_norm, est_sq)
+        est = session.mul_shares(est, _public_affine(session, t, -0.5, 1.5))
+    return est, root_scale, q_bits
+
+
+def inv_sqrt(x: SharedTensor, lo: int = DEFAULT_LO, hi: int = DEFAULT_HI, iterations: int = DEFAULT_ITERATIONS) -> SharedTensor:
+    """``1/sqrt(x)`` for shared ``x`` in ``[2^lo, 2^hi)``; relative error ``~2^-(frac_bits - 2)``."""
+    est, root_scale, bits = _inv_sqrt_parts(x, lo, hi, iterations)
+    return x._new(x.session.mul_shares(est, root_scale, trunc_bits=bits))
+
+
+def sqrt(x: SharedTensor, lo: int = DEFAULT_LO, hi: int = DEFAULT_HI, iterations: int = DEFAULT_ITERATIONS) -> SharedTensor:
+    """``sqrt(x) = x / sqrt(x)`` for shared ``x`` in ``[2^lo, 2^hi)``, and exactly 0 at ``x = 0``."""
+    est, root_scale, bits = _inv_sqrt_parts(x, lo, hi, iterations)
+    session = x.session
+    return x._new(session.mul_shares(session.mul_shares(x.share, est), root_scale, trunc_bits=bits))
+
+
+# --- sigmoid ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SigmoidMethod:
+    """One sigmoid approximation: ``max_error`` bounds ``|approx - sigmoid|`` (before fixed-point
+    rounding) for ``|x| <= valid_up_to``; ``rounds`` counts compute-party rounds."""
+
+    func: Callable[[SharedTensor], SharedTensor]
+    max_error: float
+    valid_up_to: float
+    rounds: int
+    description: str
+
+
+def _clipped_linear(x: SharedTensor, slope: float) -> SharedTensor:
+    """``clip(0.5 + slope * x, 0, 1)``: one batched pair of comparisons and one exact selection."""
+    session = x.session
+    edge = fixedpoint.encode(0.5 / slope, session.frac_bits)
+    low_high = ltz_bits(session, np.stack([_leader_adds(session, x.share, edge), _leader_adds(session, -x.share, edge)]))
+    t = _public_affine(session, x.share, slope, 0.5)
+    one = fixedpoint.encode(1.0, session.frac_bits)
+    to_zero, to_one = _select(session, [low_high[0], low_high[1]], [np.uint64(0) - t, _leader_adds(session, -t, one)])
+    return x._new(t + to_zero + to_one)
+
+
+_POLY_HALF_WIDTH = 6.0
+_POLY_COEFFS = (1.31068854, -1.69187014, 0.89905414)  # odd minimax fit in u = x/6 on [-1, 1]
+
+
+def _odd_polynomial(x: SharedTensor) -> SharedTensor:
+    """``0.5 + u (c1 + u^2 (c3 + c5 u^2))`` with ``u = x / 6``: multiplications only."""
+    session = x.session
+    c1, c3, c5 = _POLY_COEFFS
+    u = _public_affine(session, x.share, 1.0 / _POLY_HALF_WIDTH, 0.0)
+    u2 = session.mul_shares(u, u)
+    inner = session.mul_shares(_public_affine(session, u2, c5, c3), u2)
+    inner = _leader_adds(session, inner, fixedpoint.encode(c1, session.frac_bits))
+    return x._new(_leader_adds(session, session.mul_shares(u, inner), fixedpoint.encode(0.5, session.frac_bits)))
+
+
+_SQRT_SLOPE = 0.5854323
+_SQRT_HI = 24
+
+
+def _algebraic(x: SharedTensor) -> SharedTensor:
+    """``0.5 + 0.5 z / sqrt(1 + z^2)`` with ``z = 0.58543 x`` (``inv_sqrt`` on ``[1, 2^24)``)."""
+    session = x.session
+    z = _public_affine(session, x.share, _SQRT_SLOPE, 0.0)
+    one = fixedpoint.encode(1.0, session.frac_bits)
+    denom = x._new(_leader_adds(session, session.mul_shares(z, z), one))
+    est, root_scale, bits = _inv_sqrt_parts(denom, 0, _SQRT_HI, DEFAULT_ITERATIONS)
+    ratio = session.mul_shares(session.mul_shares(z, est), root_scale, trunc_bits=bits)
+    return x._new(_public_affine(session, ratio, 0.5, 0.5))
+
+
+SIGMOID_METHODS: dict[str, SigmoidMethod] = {
+    "linear": SigmoidMethod(
+        lambda x: _clipped_linear(x, 0.1771), 0.0561, float("inf"), 10,
+        "clip(0.5 + 0.1771 x, 0, 1): the minimax clipped line; two comparisons in one batch",
+    ),
+    "secureml": SigmoidMethod(
+        lambda x: _clipped_linear(x, 1.0), 0.3776, float("inf"), 10,
+        "clip(x + 0.5, 0, 1): SecureML's piecewise-linear activation (Mohassel & Zhang 2017)",
+    ),
+    "poly": SigmoidMethod(
+        _odd_polynomial, 0.0204, _POLY_HALF_WIDTH, 8,
+        "degree-5 odd minimax polynomial on [-6, 6]; multiplications only; diverges outside [-6, 6]",
+    ),
+    "sqrt": SigmoidMethod(
+        _algebraic, 0.0222, 4096 / _SQRT_SLOPE, 46,
+        "0.5 + 0.5 z / sqrt(1 + z^2), z = 0.58543 x (scale fitted for minimax error); saturates correctly",
+    ),
+}
+"""The sigmoid menu: ``name -> SigmoidMethod`` (error bounds measured on a dense grid)."""
+
+
+def sigmoid(x: SharedTensor, method: str = "sqrt") -> SharedTensor:
+    """Approximate logistic sigmoid of a shared tensor by a method from :data:`SIGMOID_METHODS`."""
+    x = _shared(x, "x")
+    if method not in SIGMOID_METHODS:
+        raise ValueError(f"unknown sigmoid method {method!r}; choose one of {sorted(SIGMOID_METHODS)}")
+    return SIGMOID_METHODS[method].func(x)
+
+
+__all__ = [
+    "AND_WORDS", "SIGMOID_METHODS", "SigmoidMethod", "argmax", "divide", "ge", "gt", "inv_sqrt", "le",
+    "lt", "ltz", "ltz_bits", "max", "maximum", "reciprocal", "relu", "sigmoid", "sign", "sqrt", "where",
+]
