@@ -21,7 +21,7 @@ test-all: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/python -m examples.demo
+	$(BIN)/mpcml demo matmul
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all

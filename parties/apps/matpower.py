@@ -62,8 +62,8 @@ def build(ctx: AppContext) -> tuple[Callable[..., Any], tuple]:
 def demo_data(out_dir: Path, seed: int, options: Mapping[str, str]) -> dict[str, Path]:
     n = get_option(options, "n", int, 40)
     rng = np.random.default_rng(seed)
-    m = rng.normal(size=(n, n))
-    m *= 0.9 / np.abs(m).sum(axis=1).max()
+    m = rng.uniform(size=(n, n))
+    m *= 0.95 / m.sum(axis=1, keepdims=True)
     return {
         "alice": write_csv(Path(out_dir) / "alice.csv", m),
         "bob": write_csv(Path(out_dir) / "bob.csv", rng.normal(size=(n, 1))),

@@ -1,0 +1,137 @@
+"""The ``mpcml`` command line.
+
+::
+
+    mpcml certs --federation fed.toml [--out DIR]      # a CA and one certificate per party
+    mpcml party --federation fed.toml --id alice --protocol matmul --data alice.csv [--option k=v ...]
+    mpcml demo [PROTOCOL] [--option k=v ...]            # every party as a process on loopback, mTLS
+    mpcml demo --list                                   # the available protocols
+
+Errors (bad configuration, unreadable certificates, port in use, a silent or dead peer) are
+printed as one line ``mpcml: error: ...`` with exit status 1 (2 for usage errors); ``--debug``
+shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from .apps import available_apps, load_app
+from .certs import write_federation_certs
+from .config import load_federation
+from .launcher import demo
+from .node import run_party
+
+INSECURE_WARNING = ("mpcml: WARNING: --insecure: plaintext channels without authentication; anyone on the network "
+                    "can read and forge protocol messages. Use only for debugging on a trusted host.")
+
+
+def _options(pairs: Sequence[str]) -> dict[str, str]:
+    options = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--option expects key=value, got {pair!r}")
+        options[key] = value
+    return options
+
+
+def _describe(output: object) -> str:
+    if isinstance(output, np.ndarray):
+        return f"array of shape {output.shape}: {np.array2string(output, threshold=8, precision=5)}"
+    return repr(output) if len(repr(output)) < 200 else f"{type(output).__name__} ({len(repr(output))} characters)"
+
+
+def _cmd_certs(args: argparse.Namespace) -> int:
+    federation = load_federation(args.federation)
+    for path in write_federation_certs(federation, args.out):
+        print(path)
+    return 0
+
+
+def _cmd_party(args: argparse.Namespace) -> int:
+    if args.insecure:
+        print(INSECURE_WARNING, file=sys.stderr)
+    federation = load_federation(args.federation)
+
+    def on_refusal(message: str) -> None:
+        print(f"mpcml: warning: {message}", file=sys.stderr, flush=True)
+
+    result = run_party(federation, args.id, args.protocol, args.data, _options(args.option),
+                       secure=not args.insecure, listen=args.listen, on_refusal=on_refusal,
+                       progress=(lambda line: print(line, flush=True)) if args.verbose else None)
+    if args.output is not None:
+        args.output.write_bytes(result.to_bytes())
+    s = result.stats
+    print(f"{args.id}: done in {result.seconds:.3f} s; sent {s.bytes_sent} B / received {s.bytes_received} B, "
+          f"{s.rounds} rounds; output: {_describe(result.output)}")
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    if args.list:
+        for name in available_apps():
+            print(f"{name:>16}  {load_app(name).DESCRIPTION}")
+        return 0
+    if args.insecure:
+        print(INSECURE_WARNING, file=sys.stderr)
+    ok = demo(args.protocol, _options(args.option), secure=not args.insecure, timeout=args.timeout,
+              seed=args.seed, keep=args.keep)
+    return 0 if ok else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mpcml", description="Run mpcml protocols as party processes over gRPC with mutual TLS.")
+    parser.add_argument("--debug", action="store_true", help="show tracebacks instead of one-line errors")
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    certs = commands.add_parser("certs", help="make a CA and a certificate per party of a federation")
+    certs.add_argument("--federation", type=Path, required=True, help="federation file (.toml or .json)")
+    certs.add_argument("--out", type=Path, help="write all files here instead of the federation's tls.dir")
+    certs.set_defaults(run=_cmd_certs)
+
+    party = commands.add_parser("party", help="run one party of a protocol")
+    party.add_argument("--federation", type=Path, required=True, help="federation file (.toml or .json)")
+    party.add_argument("--id", required=True, help="this party's id in the federation")
+    party.add_argument("--protocol", required=True, help=f"one of: {', '.join(available_apps())}")
+    party.add_argument("--data", type=Path, help="this party's private data (CSV)")
+    party.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="protocol option (repeatable)")
+    party.add_argument("--output", type=Path, help="write the result and statistics here (mpcml codec)")
+    party.add_argument("--listen", help="listen on this host:port instead of the federation address")
+    party.add_argument("--insecure", action="store_true", help="plaintext channels, no authentication (debugging only)")
+    party.add_argument("--verbose", action="store_true", help="print a line when every peer is connected")
+    party.set_defaults(run=_cmd_party)
+
+    demo_cmd = commands.add_parser("demo", help="run every party of a protocol as a process on loopback")
+    demo_cmd.add_argument("protocol", nargs="?", default="matmul", help="protocol to run (default: matmul)")
+    demo_cmd.add_argument("--list", action="store_true", help="list the protocols and exit")
+    demo_cmd.add_argument("--option", action="append", default=[], metavar="KEY=VALUE", help="protocol option (repeatable)")
+    demo_cmd.add_argument("--timeout", type=float, default=60.0, help="per-receive deadline in seconds (default 60)")
+    demo_cmd.add_argument("--seed", type=int, default=0, help="seed of the demo data (not of any mask)")
+    demo_cmd.add_argument("--keep", type=Path, help="keep data, certificates and logs in this folder")
+    demo_cmd.add_argument("--insecure", action="store_true", help="plaintext channels, no authentication (debugging only)")
+    demo_cmd.set_defaults(run=_cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.run(args)
+    except KeyboardInterrupt:
+        print("mpcml: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - the CLI's contract is one clear line per error
+        if args.debug:
+            raise
+        print(f"mpcml: error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
