@@ -1,0 +1,131 @@
+"""The ``mpcml`` command line: certificates, one-line errors, the insecure warning and the demo."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from parties.certs import load_tls
+from parties.cli import main
+from parties.config import federation_toml, load_federation
+from parties.launcher import free_ports
+
+
+@pytest.fixture
+def fed_file(tmp_path):
+    ports = free_ports(3)
+    roles = {"alice": "left", "bob": "right", "dealer": "dealer"}
+    text = federation_toml({pid: (f"127.0.0.1:{port}", role) for (pid, role), port in zip(roles.items(), ports)},
+                           session="cli-test", timeout=2)
+    path = tmp_path / "fed.toml"
+    path.write_text(text.replace('[parties.bob]', '[parties.bob]\nhosts = ["bob.example.org"]'))
+    (tmp_path / "alice.csv").write_text("1,2\n3,4\n")
+    return path
+
+
+def one_error_line(capsys) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    errors = [line for line in err if line.startswith("mpcml: error: ")]
+    assert len(errors) == 1, err
+    return errors[0]
+
+
+def test_certs_command_makes_a_ca_and_party_certificates(fed_file, capsys):
+    assert main(["certs", "--federation", str(fed_file)]) == 0
+    federation = load_federation(fed_file)
+    for pid in ("alice", "bob", "dealer"):
+        load_tls(federation, pid)
+    cert = x509.load_pem_x509_certificate(federation.parties["bob"].cert.read_bytes())
+    assert isinstance(cert.public_key().curve, ec.SECP256R1)
+    sans = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert set(sans.get_values_for_type(x509.DNSName)) == {"bob", "bob.example.org"}
+    assert [str(ip) for ip in sans.get_values_for_type(x509.IPAddress)] == ["127.0.0.1"]
+    usages = set(cert.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value)
+    assert usages == {ExtendedKeyUsageOID.SERVER_AUTH, ExtendedKeyUsageOID.CLIENT_AUTH}
+    assert oct(federation.parties["bob"].key.stat().st_mode & 0o777) == "0o600"
+    assert not list(fed_file.parent.glob("certs/ca.key"))
+
+
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("parties = [", "is not valid toml"),
+        ('[parties.alice]\naddress = "127.0.0.1:1"\n[parties.bob]\nrole = "x"\n', "parties.bob: 'address' (host:port) is required"),
+        ('[parties.alice]\naddress = "127.0.0.1:1"\n[parties.bob]\naddress = "nowhere"\n', "address 'nowhere' must be host:port"),
+        ('[parties.Alice]\naddress = "127.0.0.1:1"\n[parties.bob]\naddress = "127.0.0.1:2"\n', "party id 'Alice' is invalid"),
+        ('chunk_mib = 16\n[parties.a]\naddress = "127.0.0.1:1"\n[parties.b]\naddress = "127.0.0.1:2"\n', "'chunk_mib' must be a number in [1, 4]"),
+        ('colour = 1\n[parties.a]\naddress = "127.0.0.1:1"\n[parties.b]\naddress = "127.0.0.1:2"\n', "unknown key(s) ['colour']"),
+    ],
+)
+def test_config_errors_are_one_line(tmp_path, capsys, text, message):
+    path = tmp_path / "fed.toml"
+    path.write_text(text)
+    assert main(["certs", "--federation", str(path)]) == 1
+    line = one_error_line(capsys)
+    assert message in line, line
+    assert str(path) in line
+
+
+def test_missing_federation_file(tmp_path, capsys):
+    assert main(["certs", "--federation", str(tmp_path / "none.toml")]) == 1
+    assert "cannot read federation file" in one_error_line(capsys)
+
+
+def test_unreadable_certificates_are_one_line(fed_file, capsys):
+    args = ["party", "--federation", str(fed_file), "--id", "alice", "--protocol", "matmul", "--data", str(fed_file.parent / "alice.csv")]
+    assert main(args) == 1
+    assert "cannot read CA certificate" in one_error_line(capsys)
+    assert main(["certs", "--federation", str(fed_file)]) == 0
+    (fed_file.parent / "certs" / "alice.pem").write_text("garbage")
+    assert main(args) == 1
+    assert "is not a PEM certificate" in one_error_line(capsys)
+    (fed_file.parent / "certs" / "alice.pem").write_bytes((fed_file.parent / "certs" / "bob.pem").read_bytes())
+    assert main(args) == 1
+    assert "is for ['bob'], not for party 'alice'" in one_error_line(capsys)
+
+
+def test_port_in_use_is_one_line(fed_file, capsys):
+    assert main(["certs", "--federation", str(fed_file)]) == 0
+    port = load_federation(fed_file).parties["alice"].port
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", port))
+        blocker.listen()
+        assert main(["party", "--federation", str(fed_file), "--id", "alice", "--protocol", "matmul",
+                     "--data", str(fed_file.parent / "alice.csv")]) == 1
+    assert f"cannot listen on 127.0.0.1:{port}: the port is in use" in one_error_line(capsys)
+
+
+def test_bad_arguments_are_one_line(fed_file, capsys):
+    base = ["party", "--federation", str(fed_file), "--id", "alice"]
+    assert main([*base, "--protocol", "nosuch"]) == 1
+    assert "unknown protocol 'nosuch'; available: " in one_error_line(capsys)
+    assert main([*base, "--protocol", "matmul", "--option", "frac_bits"]) == 1
+    assert "--option expects key=value" in one_error_line(capsys)
+    assert main([*base, "--protocol", "matmul"]) == 1
+    assert "needs a data file (--data)" in one_error_line(capsys)
+    assert main(["party", "--federation", str(fed_file), "--id", "carol", "--protocol", "matmul"]) == 1
+    assert "party 'carol' is not in the federation" in one_error_line(capsys)
+
+
+def test_demo_list(capsys):
+    assert main(["demo", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert "matmul" in out and "matpower" in out
+
+
+def test_demo_runs_processes_with_mutual_tls(capsys):
+    assert main(["demo", "matmul", "--option", "n=12", "--option", "k=6", "--option", "m=4", "--timeout", "20"]) == 0
+    out = capsys.readouterr()
+    assert "3 party processes on loopback, mutual TLS" in out.out and "-> OK" in out.out
+    assert "WARNING" not in out.err
+
+
+def test_insecure_demo_warns(capsys):
+    assert main(["demo", "matpower", "--insecure", "--option", "n=6", "--option", "rounds=2", "--timeout", "20"]) == 0
+    out = capsys.readouterr()
+    assert "INSECURE plaintext" in out.out and "-> OK" in out.out
+    assert "WARNING: --insecure" in out.err

@@ -1,0 +1,80 @@
+"""The same app roles over run_local and over real party processes on loopback with mutual TLS."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+from parties.apps import load_app, run_app_local
+from parties.launcher import ProcessesFailed, last_line, party_command, run_processes, spawn, write_loopback_federation
+
+CASES = [("matmul", {"n": "30", "k": "20", "m": "10"}), ("matpower", {"n": "16", "rounds": "6"})]
+
+
+def stats_view(stats):
+    return {pid: (s.as_dict(), s.sent_to, s.received_from) for pid, s in stats.items()}
+
+
+@pytest.mark.parametrize("protocol, options", CASES, ids=[c[0] for c in CASES])
+def test_processes_match_run_local(tmp_path, protocol, options):
+    app = load_app(protocol)
+    data = app.demo_data(tmp_path, 3, options)
+    local = run_app_local(protocol, data, options, timeout=20)
+    remote = run_processes(protocol, data, options, work_dir=tmp_path / "run", secure=True, timeout=20)
+
+    for outputs in (local, remote.outputs):
+        result = app.check(outputs, data, options)
+        assert result.ok, result.summary
+    # payload bytes, messages, rounds and per-peer bytes are identical
+    assert stats_view(remote.outputs.stats) == stats_view(local.stats)
+    # outputs agree up to the fixed-point rounding, which depends on the (fresh, CSPRNG) masks of each run
+    for pid, value in local.items():
+        if isinstance(value, np.ndarray):
+            np.testing.assert_allclose(remote.outputs[pid], value, rtol=0, atol=2.0 ** -12)
+            assert remote.outputs[pid].shape == value.shape
+        else:
+            assert remote.outputs[pid] == value
+    assert all(t["rpcs"] == remote.outputs.stats[pid].messages_sent for pid, t in remote.transport.items())
+
+
+def test_killed_party_makes_the_others_fail_naming_it(tmp_path):
+    deadline = 3.0
+    app = load_app("matpower")
+    options = {"n": "8", "rounds": "100000"}
+    data = app.demo_data(tmp_path, 0, options)
+    federation = write_loopback_federation(app.DEMO_PARTIES, tmp_path, timeout=deadline)
+    procs = {}
+    for pid in app.DEMO_PARTIES:
+        command = party_command(federation, pid, "matpower", data.get(pid), options, tmp_path / f"{pid}.out") + ["--verbose"]
+        procs[pid] = spawn(command, tmp_path / f"{pid}.log")
+    try:
+        limit = time.monotonic() + 30
+        while "running matpower" not in (tmp_path / "bob.log").read_text():
+            assert time.monotonic() < limit and procs["bob"].poll() is None, (tmp_path / "bob.log").read_text()
+            time.sleep(0.05)
+        time.sleep(0.3)  # well inside the 100000 steps (about 200000 rounds)
+        killed_at = time.monotonic()
+        procs["bob"].kill()
+        for pid in ("alice", "dealer"):
+            code = procs[pid].wait(timeout=deadline + 10)
+            assert code != 0
+            assert time.monotonic() - killed_at < deadline + 5
+            line = last_line(tmp_path / f"{pid}.log")
+            assert "'bob'" in line and ("timed out" in line or "could not reach" in line), line
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+
+
+def test_failed_process_is_reported_with_its_error(tmp_path):
+    app = load_app("matmul")
+    data = app.demo_data(tmp_path, 0, {"n": "4", "k": "3", "m": "2"})
+    data["bob"] = tmp_path / "missing.csv"
+    with pytest.raises(ProcessesFailed) as err:
+        run_processes("matmul", data, work_dir=tmp_path / "run", timeout=3)
+    assert "cannot read data file" in err.value.errors["bob"]
+    assert set(err.value.errors) == {"alice", "bob", "dealer"}
