@@ -79,13 +79,13 @@ def _encode(obj: Any, out: list[bytes], depth: int) -> None:
         raw = bytes(obj)
         out += [b"b", _u64(len(raw)), raw]
     elif isinstance(obj, np.ndarray):
-        arr = np.ascontiguousarray(obj)
+        arr = obj if obj.flags.c_contiguous else np.ascontiguousarray(obj)  # (ascontiguousarray makes 0-d 1-d)
         if arr.dtype.byteorder == ">":
             arr = arr.astype(arr.dtype.newbyteorder("<"))
         code = _CODE_BY_DTYPE.get(arr.dtype)
         if code is None:
             raise TypeError(f"cannot send numpy arrays of dtype {arr.dtype}")
-        out += [b"a", bytes([code, arr.ndim]), struct.pack(f"<{arr.ndim}Q", *arr.shape), arr.tobytes()]
+        out += [b"a", bytes([code, arr.ndim]), struct.pack(f"<{arr.ndim}Q", *arr.shape), arr.reshape(-1).view(np.uint8)]
     elif isinstance(obj, list) and obj and all(_is_int(v) and v >= 0 for v in obj):
         width = (max(int(v) for v in obj).bit_length() + 7) // 8 or 1
         out += [b"I", _u64(len(obj)), _u32(width)]
