@@ -337,7 +337,7 @@ def train_shared(
         stop = False
         if config.tol is not None:
             delta = w - previous
-            stop = bool((delta * delta).sum().reveal()[()] <= config.tol**2)
+            stop = bool((delta * delta).sum(keepdims=True).reveal()[0] <= config.tol**2)
             previous = w
         if on_epoch is not None:
             on_epoch(epoch, stop)
@@ -501,7 +501,7 @@ def prediction_party(
         raise ValueError(f"the query has {xs.shape[1]} features but the model has {width}")
     scores = xs @ w[:width]
     if config.fit_intercept:
-        scores = scores + w[width:].sum()
+        scores = scores + w[width:]
     if querier in session.players:
         result = scores.reveal(to=querier)
     else:
