@@ -99,12 +99,13 @@ def _to_ints(values: Any, frac_bits: int, name: str) -> tuple[np.ndarray, int]:
     arr = arr.astype(np.float64, copy=False)
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or inf; fixed-point encoding needs finite values")
-    scaled = np.rint(np.ldexp(arr, frac_bits))
+    with np.errstate(over="ignore"):
+        scaled = np.asarray(np.rint(np.ldexp(arr, frac_bits)))
+    if not np.all(np.isfinite(scaled)):
+        raise ValueError(f"{name} has a value too large to encode with {frac_bits} fractional bits (exceeds max_int)")
     if scaled.size and np.max(np.abs(scaled)) < 2.0**62:
-        ints = scaled.astype(np.int64).astype(object)
-    else:
-        ints = np.array([int(v) for v in scaled.flat], dtype=object).reshape(arr.shape)
-    return ints, frac_bits
+        return np.asarray(scaled.astype(np.int64), dtype=object), frac_bits
+    return np.array([int(v) for v in scaled.flat], dtype=object).reshape(arr.shape), frac_bits
 
 
 def _values_at_scale(values: Any, frac_bits: int, name: str) -> np.ndarray:
