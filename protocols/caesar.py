@@ -1,0 +1,531 @@
+"""CAESAR: secure sparse logistic regression for two parties, Paillier + secret sharing.
+
+Chen, Zhou, Wang et al., "When Homomorphic Encryption Marries Secret Sharing: Secure
+Large-Scale Sparse Logistic Regression and Applications in Risk Control", KDD 2021.
+
+Setting. Features are vertically partitioned: party A holds ``X_A`` (n x d_A), party B holds
+``X_B`` (n x d_B) and the labels ``y``; rows are aligned. Both fit one logistic model
+``p = sigmoid(X_A w_A + X_B w_B + b)`` by mini-batch gradient descent. Each party has its own
+Paillier key pair. The expensive products are done by the owner of the (plaintext, sparse)
+data on ciphertexts under the *other* party's key, so their cost is one short exponentiation
+per non-zero of the data (a modular multiplication for 0/1 one-hot features).
+
+Per mini-batch ``S`` (B draws the batches with its CSPRNG and tells A the row indices), for
+each party P with peer Q:
+
+1. **HE -> SS product.** P holds ``[w_P]_Q``, its weights encrypted under Q's key, and computes
+   ``[X_P[S] w_P]_Q`` homomorphically; it packs the results into as few ciphertexts as fit,
+   adds a fresh statistical mask ``R`` (``sigma = 40`` bits) and fresh encryption randomness,
+   and sends them to Q, who decrypts ``t = X_P[S] w_P + R``. Now ``z_P = t - R`` is additively
+   shared over the integers (P holds ``-R``, Q holds ``t``); ``z = z_A + z_B`` likewise.
+2. **Sigmoid.** ``sigmoid(z) ~ 1/2 + z/4`` (linear, the default: local on shares) or the cubic
+   ``q0 + q1 z + q3 z^3`` (A sends ``[a], [a^2], [a^3]`` of its share ``a`` under A's key, B
+   evaluates ``(a + b)^3`` homomorphically and returns it masked as in step 1). B subtracts
+   ``y``: ``e = yhat - y`` is shared.
+3. **Gradient.** Q sends ``[-eta <e>_Q]_Q`` (``eta = lr / |S|``); P adds its own share
+   homomorphically and computes ``[w_P] <- [w_P] + X_P[S]^T [-eta e]_Q``: one exponentiation
+   per non-zero again, and no decryption at all.
+4. **Output.** P masks ``[w_P]_Q``, Q decrypts and returns the masked values, P removes the
+   mask: A learns ``w_A``, B learns ``w_B`` and the intercept.
+
+Deviation from the paper, for speed: the paper keeps ``w_P`` additively shared and has Q
+re-encrypt its share every batch (d_P encryptions per batch). Here Q's share is kept only as
+the ciphertext ``[w_P]_Q`` at P and updated homomorphically, with P's share identically zero;
+the weights stay hidden from both parties exactly as before (P has ciphertexts only, Q sees
+nothing of ``w_P``), and per batch the crypto cost is O(|S| + nnz(X[S])) instead of O(d).
+The L2 penalty needs one rescaling of ``w_P``, done once per epoch with the same mask-and-
+decrypt step plus d_P fresh encryptions by Q.
+
+Fixed point. Features are integers (``x_frac_bits = 0``, chosen automatically when every
+value is an integer, e.g. one-hot data) or ``round(x 2^f)``; the residual ``e`` has ``f``
+fractional bits (``frac_bits``, default 16), ``eta`` has ``fs = 24 + ceil(log2(batch/lr))``
+and the weights have ``F = fs + f + x_frac_bits``, so the gradient step lands on the weights'
+scale exactly and only the products ``z`` are truncated (floor of each integer share: at most
+one unit in the last place per share, never a wrap-around failure, since the shares are
+integers rather than ring elements). Assumed bounds, needed for the masks: ``|X_P w_P| <
+2^16`` and ``|w| < 2^16``.
+
+Threat model: semi-honest, two parties. Every value a party receives is (a) a Paillier
+ciphertext under the other party's key, or (b) a ciphertext under its own key whose plaintext
+slots are ``v + 2^B + U`` with ``U`` uniform in ``[0, 2^(B + 40))`` and ``|v| < 2^B``, so
+statistically within ``2^-40`` of independent of ``v``, or (c) public metadata. Leakage: A and B
+learn both parties' numbers of rows and columns, whether the other's features are
+integer-valued (the encoding scale), the hyperparameters and the batch row indices; neither
+learns anything about the other's feature values or sparsity pattern, the labels, the shared
+products, the residuals or the other's weights. At the end A learns ``w_A`` and B learns
+``w_B`` and the intercept (the estimator, running both roles, assembles both).
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from dataclasses import asdict, dataclass
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import scipy.sparse as sp
+from gmpy2 import mpz, powmod
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.utils.validation import check_is_fitted
+
+from mpcml.csprng import Csprng
+from mpcml.local import run_local
+from mpcml.paillier import MASK_SIGMA, EncryptedArray, PrivateKey, PublicKey, generate_keypair
+from mpcml.party import Party
+
+from .common import CommunicationReport, check_labels, check_matrix, check_vertical_parts
+
+VALUE_BITS = 16
+STEP_PRECISION_BITS = 24
+DECAY_BITS = 30
+SIGMOIDS = ("linear", "cubic")
+# Least-squares cubic fit of the logistic function on [-8, 8] (Kim et al., BMC Med. Genomics 2018).
+CUBIC = (0.5, 0.197, -0.004)
+_COEF_BITS = 24
+
+
+@dataclass(frozen=True)
+class CaesarParams:
+    """Public training parameters; both parties must hold the same values."""
+
+    learning_rate: float = 0.1
+    epochs: int = 10
+    batch_size: int = 64
+    l2: float = 0.0
+    sigmoid: str = "linear"
+    fit_intercept: bool = True
+    shuffle: bool = True
+    key_bits: int = 2048
+    frac_bits: int = 16
+
+    def check(self) -> "CaesarParams":
+        if not isinstance(self.learning_rate, (int, float)) or not 0 < self.learning_rate <= 16:
+            raise ValueError(f"learning_rate must be a number in (0, 16], got {self.learning_rate!r}")
+        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
+            raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
+        if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 1:
+            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
+        if not isinstance(self.l2, (int, float)) or not 0 <= self.l2 or self.l2 * self.learning_rate >= 1:
+            raise ValueError(f"l2 must be >= 0 with l2 * learning_rate < 1, got {self.l2!r}")
+        if self.sigmoid not in SIGMOIDS:
+            raise ValueError(f"sigmoid must be one of {SIGMOIDS}, got {self.sigmoid!r}")
+        if not isinstance(self.key_bits, int) or self.key_bits < 1024:
+            raise ValueError(f"key_bits must be an integer >= 1024, got {self.key_bits!r}")
+        if not isinstance(self.frac_bits, int) or not 8 <= self.frac_bits <= 32:
+            raise ValueError(f"frac_bits must be an integer in [8, 32], got {self.frac_bits!r}")
+        return self
+
+    def step_bits(self, batch_size: int) -> int:
+        """Fractional bits of ``eta = lr / batch`` so that its integer keeps >= 24 significant bits."""
+        return STEP_PRECISION_BITS + max(0, math.ceil(math.log2(batch_size / self.learning_rate)))
+
+
+# --- plaintext reference ----------------------------------------------------------------------
+
+
+def sigmoid_approx(z: np.ndarray, kind: str) -> np.ndarray:
+    """The polynomial the protocol evaluates in place of the logistic function."""
+    if kind == "linear":
+        return 0.5 + z / 4.0
+    q0, q1, q3 = CUBIC
+    return q0 + q1 * z + q3 * z**3
+
+
+def epoch_batches(n_rows: int, batch_size: int, order: np.ndarray | None = None) -> list[np.ndarray]:
+    """Consecutive batches of ``order`` (default ``0..n-1``); the last may be shorter."""
+    order = np.arange(n_rows) if order is None else np.asarray(order)
+    return [order[i : i + batch_size] for i in range(0, n_rows, batch_size)]
+
+
+def reference_fit(
+    blocks: Sequence[Any], y: np.ndarray, params: CaesarParams, orders: Sequence[np.ndarray] | None = None
+) -> tuple[list[np.ndarray], float]:
+    """The exact algorithm of the protocol in floating point: ``(per-block weights, intercept)``.
+
+    Per batch ``S``: ``e = sigmoid_approx(X[S] w + b) - y[S]``, ``w -= lr/|S| X[S]^T e`` (and
+    ``b`` likewise); after each epoch ``w *= (1 - lr l2)^(batches)`` (the intercept is not
+    penalised). ``orders[k]`` is the row order of epoch ``k`` (default: ``0..n-1``).
+    """
+    mats = [sp.csr_matrix(b, dtype=np.float64) if sp.issparse(b) else np.asarray(b, dtype=np.float64) for b in blocks]
+    y = np.asarray(y, dtype=np.float64)
+    weights = [np.zeros(m.shape[1]) for m in mats]
+    intercept = 0.0
+    n = y.shape[0]
+    for epoch in range(params.epochs):
+        batches = epoch_batches(n, params.batch_size, None if orders is None else orders[epoch])
+        for rows in batches:
+            z = sum(m[rows] @ w for m, w in zip(mats, weights)) + intercept
+            e = sigmoid_approx(z, params.sigmoid) - y[rows]
+            eta = params.learning_rate / len(rows)
+            for m, w in zip(mats, weights):
+                w -= eta * (m[rows].T @ e)
+            if params.fit_intercept:
+                intercept -= eta * float(e.sum())
+        if params.l2:
+            decay = (1.0 - params.learning_rate * params.l2) ** len(batches)
+            for w in weights:
+                w *= decay
+    return weights, intercept
+
+
+# --- integer encodings and masked packing -------------------------------------------------------
+
+
+def encode_features(x: Any, frac_bits: int, name: str = "X") -> tuple[sp.csr_matrix, int]:
+    """``(CSR int64 matrix, x_frac_bits)``: integers as they are, anything else as ``round(x 2^frac_bits)``."""
+    mat = check_matrix(x, name, allow_sparse=True)
+    mat = sp.csr_matrix(mat, dtype=np.float64)
+    mat.eliminate_zeros()
+    data = mat.data
+    fx = 0 if np.all(data == np.rint(data)) else frac_bits
+    scaled = np.rint(np.ldexp(data, fx))
+    if scaled.size and np.max(np.abs(scaled)) >= 2.0**62:
+        raise ValueError(f"{name} has values too large for fixed point at {fx} fractional bits")
+    out = sp.csr_matrix((scaled.astype(np.int64), mat.indices, mat.indptr), shape=mat.shape)
+    out.sort_indices()
+    return out, fx
+
+
+def _random_ints(rng: Csprng, bits: int, count: int) -> list[int]:
+    width = (bits + 7) // 8
+    raw = rng.random_bytes(width * count)
+    top = (1 << bits) - 1
+    return [int.from_bytes(raw[k : k + width], "little") & top for k in range(0, width * count, width)]
+
+
+def _slot_layout(public_key: PublicKey, bound_bits: int) -> tuple[int, int]:
+    """``(slot_bits, slots per ciphertext)`` for values ``|v| < 2^bound_bits`` with a sigma-bit mask."""
+    slot_bits = bound_bits + MASK_SIGMA + 1
+    slots = (public_key.bits - 3) // slot_bits
+    if slots < 1:
+        raise ValueError(f"values of {bound_bits} bits plus a {MASK_SIGMA}-bit mask do not fit a {public_key.bits}-bit key")
+    return slot_bits, slots
+
+
+def pack_masked(enc: EncryptedArray, bound_bits: int, rng: Csprng) -> tuple[dict, np.ndarray]:
+    """Holder's half of HE -> integer shares: ``(message for the key owner, my shares)``.
+
+    For ``|v_j| < 2^B`` (``B = bound_bits``) the key owner will decrypt ``t_j = v_j + R_j`` with
+    ``R_j = 2^B + U_j``, ``U_j`` uniform in ``[0, 2^(B + sigma))``; the holder's share is
+    ``-R_j``, so ``t_j - R_j = v_j`` exactly over the integers. ``slots`` values share one
+    ciphertext (Horner: ``acc <- acc^(2^slot) * c_j``), the mask is added in the clear and the
+    result rerandomised, so the key owner sees fresh encryptions of masked values only.
+    """
+    pk = enc.public_key
+    slot_bits, slots = _slot_layout(pk, bound_bits)
+    values = list(enc.ciphertexts.ravel())
+    masks = [(1 << bound_bits) + u for u in _random_ints(rng, bound_bits + MASK_SIGMA, len(values))]
+    n, n2, shift = pk.n, pk.nsquare, mpz(1) << slot_bits
+    packed = []
+    for start in range(0, len(values), slots):
+        group = values[start : start + slots]
+        acc = group[-1]
+        word = masks[start + len(group) - 1]
+        for j in range(len(group) - 2, -1, -1):
+            acc = powmod(acc, shift, n2) * group[j] % n2
+            word = (word << slot_bits) + masks[start + j]
+        packed.append(acc * (mpz(word) * n + 1) % n2)
+    cts = np.empty(len(packed), dtype=object)
+    cts[:] = packed
+    fresh = EncryptedArray(pk, cts, 0).rerandomize()
+    message = {"kind": "masked", "count": len(values), "bound_bits": bound_bits, "enc": fresh.to_wire()}
+    return message, -np.array(masks, dtype=object)
+
+
+def unpack_masked(private_key: PrivateKey, message: Any, count: int, bound_bits: int) -> np.ndarray:
+    """Key owner's half of :func:`pack_masked`: the masked integers ``t_j`` (object array)."""
+    if not isinstance(message, dict) or message.get("kind") != "masked":
+        raise ValueError("expected a masked-values message from the peer")
+    if message.get("count") != count or message.get("bound_bits") != bound_bits:
+        raise ValueError(f"peer sent {message.get('count')} masked values of {message.get('bound_bits')} bits, "
+                         f"expected {count} of {bound_bits}")
+    slot_bits, slots = _slot_layout(private_key.public_key, bound_bits)
+    enc = EncryptedArray.from_wire(private_key.public_key, message["enc"])
+    if enc.size != -(-count // slots):
+        raise ValueError(f"peer sent {enc.size} packed ciphertexts, expected {-(-count // slots)}")
+    words = private_key.raw_decrypt(list(enc.ciphertexts.ravel()))
+    low = (1 << slot_bits) - 1
+    out = []
+    for w in words:
+        w = int(w)
+        out.extend((w >> (k * slot_bits)) & low for k in range(slots))
+    return np.array(out[:count], dtype=object)
+
+
+# --- the two roles --------------------------------------------------------------------------------
+
+
+def _send_public(party: Party, peer: str, public_key: PublicKey, rows: int, cols: int, fx: int, params: CaesarParams) -> dict:
+    party.send(peer, {"kind": "setup", "pk": public_key.to_wire(), "rows": rows, "cols": cols, "x_frac_bits": fx,
+                      "params": asdict(params)})
+    theirs = party.recv(peer)
+    if not isinstance(theirs, dict) or theirs.get("kind") != "setup":
+        raise ValueError(f"peer {peer!r} did not send a setup message")
+    if theirs.get("params") != asdict(params):
+        raise ValueError(f"peer {peer!r} uses different training parameters: {theirs.get('params')} vs {asdict(params)}")
+    if theirs.get("rows") != rows:
+        raise ValueError(f"peer {peer!r} has {theirs.get('rows')} rows, this party has {rows}: rows must be aligned")
+    cols, their_fx = theirs.get("cols"), theirs.get("x_frac_bits")
+    if not isinstance(cols, int) or cols < 1 or their_fx not in (0, params.frac_bits):
+        raise ValueError(f"peer {peer!r} sent malformed dimensions")
+    return {"pk": PublicKey.from_wire(theirs["pk"]), "cols": cols, "fx": their_fx}
+
+
+class _Trainer:
+    """One party's state: its data, its encrypted weights under the peer's key, the peer's view."""
+
+    def __init__(self, party: Party, peer: str, x: Any, params: CaesarParams, is_b: bool, verbose: bool) -> None:
+        party.check_peer(peer)
+        self.party, self.peer, self.params, self.is_b, self.verbose = party, peer, params.check(), is_b, verbose
+        self.x, self.fx = encode_features(x, params.frac_bits, "X_B" if is_b else "X_A")
+        self.rows, self.cols = self.x.shape
+        self.fs = params.step_bits(params.batch_size)
+        self.fe = params.frac_bits
+
+    def setup(self) -> None:
+        self.public_key, self.private_key = generate_keypair(self.params.key_bits)
+        other = _send_public(self.party, self.peer, self.public_key, self.rows, self.cols, self.fx, self.params)
+        self.peer_key, self.peer_cols, self.peer_fx = other["pk"], other["cols"], other["fx"]
+        self.weight_bits = self.fs + self.fe + self.fx
+        self.weights = self.peer_key.encrypt_int(np.zeros(self.cols, dtype=np.int64))
+
+    def _weight_bound(self, fx: int) -> int:
+        """Bits of ``|w|`` at the weight scale ``F`` of a party with feature scale ``fx``."""
+        return VALUE_BITS + self.fs + self.fe + fx
+
+    def _bound(self, fx: int) -> int:
+        """Bits of ``|X_P w_P|`` at scale ``fx + F`` for a party with feature scale ``fx``."""
+        return VALUE_BITS + self.fs + self.fe + 2 * fx
+
+    def product_shares(self, rows: np.ndarray) -> np.ndarray:
+        """Integer shares of ``z = X_A w_A + X_B w_B`` over ``rows`` at scale ``2^fe``, divided by 4 if linear."""
+        mine, theirs = self._bound(self.fx), self._bound(self.peer_fx)
+        products = self.weights.rmatmul(self.x[rows])
+        message, own = pack_masked(products, mine, self.party.rng)
+        self.party.send(self.peer, message)
+        other = unpack_masked(self.private_key, self.party.recv(self.peer), len(rows), theirs)
+        extra = 2 if self.params.sigmoid == "linear" else 0
+        return (own >> (mine - VALUE_BITS - self.fe + extra)) + (other >> (theirs - VALUE_BITS - self.fe + extra))
+
+    def cubic_shares(self, z: np.ndarray) -> np.ndarray:
+        """Shares of ``q0 + q1 z + q3 z^3`` at scale ``2^fe`` (A's key holds the powers of A's share)."""
+        fe, q = self.fe, [round(c * 2**_COEF_BITS) for c in CUBIC]
+        out_bits = 3 * fe + _COEF_BITS
+        bound = out_bits + 3 * VALUE_BITS
+        if not self.is_b:
+            powers = self.public_key.encrypt_int(np.stack([z, z * z, z * z * z]))
+            self.party.send(self.peer, {"kind": "powers", "enc": powers.to_wire()})
+            t = unpack_masked(self.private_key, self.party.recv(self.peer), len(z), bound)
+            return t >> (out_bits - fe)
+        message = self.party.recv(self.peer)
+        if not isinstance(message, dict) or message.get("kind") != "powers":
+            raise ValueError(f"peer {self.peer!r} did not send the encrypted powers")
+        a1, a2, a3 = EncryptedArray.from_wire(self.peer_key, message["enc"])
+        if a1.shape != z.shape:
+            raise ValueError(f"peer {self.peer!r} sent powers of shape {a1.shape}, expected {z.shape}")
+        b = z
+        lin = q[1] << (2 * fe)
+        total = a3.mul(q[2] * np.ones_like(b)) + a2.mul(3 * q[2] * b) + a1.mul(3 * q[2] * b * b + lin)
+        total = total + (q[2] * b * b * b + lin * b + (q[0] << 3 * fe))
+        message, own = pack_masked(total, bound, self.party.rng)
+        self.party.send(self.peer, message)
+        return own >> (out_bits - fe)
+
+    def gradient_step(self, rows: np.ndarray, e_share: np.ndarray) -> None:
+        """``[w_P] += X_P[rows]^T [-eta e]`` with the peer's half of ``-eta e`` encrypted under its key."""
+        eta = round(self.params.learning_rate / len(rows) * 2**self.fs)
+        scaled = -eta * e_share
+        self.party.send(self.peer, {"kind": "residual", "enc": self.public_key.encrypt_int(scaled).to_wire()})
+        message = self.party.recv(self.peer)
+        if not isinstance(message, dict) or message.get("kind") != "residual":
+            raise ValueError(f"peer {self.peer!r} did not send its encrypted residual share")
+        theirs = EncryptedArray.from_wire(self.peer_key, message["enc"])
+        if theirs.shape != (len(rows),):
+            raise ValueError(f"peer {self.peer!r} sent {theirs.shape} residual values, expected {len(rows)}")
+        self.weights = self.weights + (theirs + scaled).matmul(self.x[rows])
+
+    def decay(self, factor: float, keep_last: bool) -> None:
+        """``[w_P] *= factor`` through one mask-and-decrypt round (the key owner re-encrypts its share)."""
+        mult = np.full(self.cols, round(factor * 2**DECAY_BITS), dtype=object)
+        if keep_last:
+            mult[-1] = 1 << DECAY_BITS
+        message, own = pack_masked(self.weights.mul(mult), self._weight_bound(self.fx) + DECAY_BITS, self.party.rng)
+        self.party.send(self.peer, message)
+        theirs = unpack_masked(self.private_key, self.party.recv(self.peer), self.peer_cols,
+                               self._weight_bound(self.peer_fx) + DECAY_BITS)
+        self.party.send(self.peer, {"kind": "share", "enc": self.public_key.encrypt_int(theirs >> DECAY_BITS).to_wire()})
+        back = self.party.recv(self.peer)
+        if not isinstance(back, dict) or back.get("kind") != "share":
+            raise ValueError(f"peer {self.peer!r} did not send its re-encrypted share")
+        enc = EncryptedArray.from_wire(self.peer_key, back["enc"])
+        if enc.shape != (self.cols,):
+            raise ValueError(f"peer {self.peer!r} sent {enc.shape} weights, expected {self.cols}")
+        self.weights = enc + (own >> DECAY_BITS)
+
+    def reveal(self) -> np.ndarray:
+        """Mask ``[w_P]``, let the key owner decrypt it, unmask: P learns ``w_P`` (and serves the peer)."""
+        message, own = pack_masked(self.weights, self._weight_bound(self.fx), self.party.rng)
+        self.party.send(self.peer, message)
+        theirs = unpack_masked(self.private_key, self.party.recv(self.peer), self.peer_cols, self._weight_bound(self.peer_fx))
+        self.party.send(self.peer, {"kind": "opened", "values": [int(v) for v in theirs]})
+        back = self.party.recv(self.peer)
+        if not isinstance(back, dict) or back.get("kind") != "opened" or len(back.get("values", ())) != self.cols:
+            raise ValueError(f"peer {self.peer!r} did not return the opened weights")
+        values = np.array(back["values"], dtype=object) + own
+        return np.array([float(v) / 2.0**self.weight_bits for v in values])
+
+    def train(self, y: np.ndarray | None, progress: Callable[[str], None] | None) -> np.ndarray:
+        self.setup()
+        start = time.perf_counter()
+        for epoch in range(self.params.epochs):
+            order = self._epoch_order()
+            batches = epoch_batches(self.rows, self.params.batch_size, order)
+            for rows in batches:
+                z = self.product_shares(rows)
+                if self.params.sigmoid == "cubic":
+                    z = self.cubic_shares(z)
+                elif self.is_b:
+                    z = z + (1 << (self.fe - 1))
+                if self.is_b:
+                    z = z - np.array([int(v) << self.fe for v in y[rows].astype(np.int64)], dtype=object)
+                self.gradient_step(rows, z)
+            if self.params.l2:
+                self.decay((1.0 - self.params.learning_rate * self.params.l2) ** len(batches),
+                           self.is_b and self.params.fit_intercept)
+            if progress is not None:
+                progress(f"caesar epoch {epoch + 1}/{self.params.epochs}: {len(batches)} batches, "
+                         f"{time.perf_counter() - start:.1f}s elapsed, {self.party.stats.bytes_sent} bytes sent")
+        return self.reveal()
+
+    def _epoch_order(self) -> np.ndarray:
+        if self.is_b:
+            order = _secure_permutation(self.rows, self.party.rng) if self.params.shuffle else np.arange(self.rows)
+            self.party.send(self.peer, {"kind": "order", "rows": order.astype(np.int64)})
+            return order
+        message = self.party.recv(self.peer)
+        order = message.get("rows") if isinstance(message, dict) and message.get("kind") == "order" else None
+        if not isinstance(order, np.ndarray) or order.shape != (self.rows,) or not np.array_equal(np.sort(order), np.arange(self.rows)):
+            raise ValueError(f"peer {self.peer!r} sent an invalid batch order")
+        return order
+
+
+def _secure_permutation(n: int, rng: Csprng) -> np.ndarray:
+    """A uniformly random permutation of ``0..n-1`` from the CSPRNG (Fisher-Yates)."""
+    order = np.arange(n)
+    for i in range(n - 1, 0, -1):
+        j = rng.randbelow(i + 1)
+        order[i], order[j] = order[j], order[i]
+    return order
+
+
+def _progress(verbose: bool) -> Callable[[str], None] | None:
+    return (lambda line: print(line, file=sys.stderr, flush=True)) if verbose else None
+
+
+def run_party_a(party: Party, peer: str, x: Any, params: CaesarParams, verbose: bool = False) -> np.ndarray:
+    """Role of party A (features only): returns ``w_A``."""
+    return _Trainer(party, peer, x, params, False, verbose).train(None, None)
+
+
+def run_party_b(party: Party, peer: str, x: Any, y: Any, params: CaesarParams, verbose: bool = False) -> dict:
+    """Role of party B (features and labels): returns ``{"coef": w_B, "intercept": b}``."""
+    trainer = _Trainer(party, peer, _with_intercept(x, params.fit_intercept), params, True, verbose)
+    labels = check_labels(y, trainer.rows, binary=True)
+    weights = trainer.train(labels, _progress(verbose))
+    if params.fit_intercept:
+        return {"coef": weights[:-1], "intercept": float(weights[-1])}
+    return {"coef": weights, "intercept": 0.0}
+
+
+def _with_intercept(x: Any, fit_intercept: bool) -> Any:
+    if not fit_intercept:
+        return x
+    mat = check_matrix(x, "X_B", allow_sparse=True)
+    ones = np.ones((mat.shape[0], 1))
+    return sp.hstack([mat, ones], format="csr") if sp.issparse(mat) else np.hstack([mat, ones])
+
+
+# --- estimator -----------------------------------------------------------------------------------
+
+
+class CaesarLogisticRegression(ClassifierMixin, BaseEstimator):
+    """Two-party vertical logistic regression with CAESAR (see the module docstring).
+
+    ``fit([X_A, X_B], y)`` runs party A (``X_A``) and party B (``X_B``, ``y``) in one process;
+    inputs may be dense or scipy.sparse. After ``fit``: ``coef_`` (1 x (d_A + d_B)),
+    ``intercept_``, ``classes_``, ``communication_`` (bytes and rounds from ``party.stats``).
+    """
+
+    def __init__(
+        self, learning_rate: float = 0.1, epochs: int = 10, batch_size: int = 64, l2: float = 0.0,
+        sigmoid: str = "linear", fit_intercept: bool = True, shuffle: bool = True, key_bits: int = 2048,
+        frac_bits: int = 16, verbose: bool = False, timeout: float = 600.0,
+    ) -> None:
+        self.learning_rate, self.epochs, self.batch_size, self.l2 = learning_rate, epochs, batch_size, l2
+        self.sigmoid, self.fit_intercept, self.shuffle, self.key_bits = sigmoid, fit_intercept, shuffle, key_bits
+        self.frac_bits, self.verbose, self.timeout = frac_bits, verbose, timeout
+
+    def _params(self) -> CaesarParams:
+        return CaesarParams(
+            float(self.learning_rate), self.epochs, self.batch_size, float(self.l2), self.sigmoid,
+            bool(self.fit_intercept), bool(self.shuffle), self.key_bits, self.frac_bits,
+        ).check()
+
+    def fit(self, X: Sequence[Any], y: Any) -> "CaesarLogisticRegression":
+        params = self._params()
+        x_a, x_b = check_vertical_parts(X, "X", allow_sparse=True)
+        if len(X) != 2:
+            raise ValueError(f"X must hold exactly two blocks [X_A, X_B], got {len(X)}")
+        labels = check_labels(y, x_a.shape[0], binary=True)
+        out = run_local(
+            {"a": run_party_a, "b": run_party_b},
+            {"a": ("b", x_a, params), "b": ("a", x_b, labels, params, bool(self.verbose))},
+            timeout=self.timeout,
+        )
+        self.coef_ = np.concatenate([out["a"], out["b"]["coef"]])[None, :]
+        self.intercept_ = np.array([out["b"]["intercept"]])
+        self.classes_ = np.array([0, 1])
+        self.n_features_in_ = self.coef_.shape[1]
+        self.communication_ = CommunicationReport.from_stats(out.stats)
+        return self
+
+    def decision_function(self, X: Sequence[Any]) -> np.ndarray:
+        check_is_fitted(self, "coef_")
+        blocks = check_vertical_parts(X, "X", allow_sparse=True)
+        widths = [b.shape[1] for b in blocks]
+        if sum(widths) != self.n_features_in_:
+            raise ValueError(f"X has {sum(widths)} columns in total, the model was fitted on {self.n_features_in_}")
+        offsets = np.cumsum([0] + widths)
+        coef = self.coef_[0]
+        z = sum(np.asarray(b @ coef[lo:hi]).ravel() for b, lo, hi in zip(blocks, offsets[:-1], offsets[1:]))
+        return z + self.intercept_[0]
+
+    def predict_proba(self, X: Sequence[Any]) -> np.ndarray:
+        p = 1.0 / (1.0 + np.exp(-self.decision_function(X)))
+        return np.column_stack([1.0 - p, p])
+
+    def predict(self, X: Sequence[Any]) -> np.ndarray:
+        return (self.decision_function(X) > 0).astype(np.int64)
+
+
+def make_sparse_logistic(
+    n_rows: int, n_cols: int, density: float, seed: int = 0, weight_scale: float = 1.0
+) -> tuple[sp.csr_matrix, np.ndarray, np.ndarray]:
+    """Test data only (numpy generator): 0/1 sparse features, a known model, labels ``~ Bernoulli``.
+
+    Returns ``(X, y, true_weights)``; each row has about ``density * n_cols`` ones and the logit
+    ``X w*`` is scaled to standard deviation ``2 weight_scale``.
+    """
+    gen = np.random.default_rng(seed)
+    per_row = max(1, int(round(density * n_cols)))
+    cols = gen.integers(0, n_cols, size=(n_rows, per_row))
+    x = sp.csr_matrix((np.ones(n_rows * per_row), cols.ravel(), np.arange(0, n_rows * per_row + 1, per_row)),
+                      shape=(n_rows, n_cols))
+    x.sum_duplicates()
+    x.data[:] = 1.0
+    w = gen.normal(size=n_cols) * 2.0 * weight_scale / math.sqrt(per_row)
+    logits = x @ w
+    y = (gen.random(n_rows) < 1.0 / (1.0 + np.exp(-logits))).astype(np.int64)
+    return x, y, w

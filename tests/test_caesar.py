@@ -1,0 +1,180 @@
+"""CAESAR (protocols/caesar.py) against the plaintext algorithm and scikit-learn, plus what crosses the wire."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from scipy import stats
+from sklearn.base import clone
+from sklearn.datasets import load_breast_cancer
+from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import train_test_split
+from sklearn.preprocessing import StandardScaler
+
+import protocols.caesar as caesar
+from mpcml import PartyFailed, run_local
+from mpcml.paillier import MASK_SIGMA, EncryptedArray, PublicKey
+from protocols.caesar import (
+    CaesarLogisticRegression,
+    CaesarParams,
+    make_sparse_logistic,
+    reference_fit,
+    run_party_a,
+    run_party_b,
+)
+
+KEY = 1024
+
+
+def weight_tolerance(blocks, weights, params: CaesarParams, n_rows: int) -> float:
+    """Fixed-point error bound on the weights after training (see the module docstring).
+
+    Per step the residual is off by at most 4 units of ``2^-f`` (two floored shares, the /4 and
+    the label) plus the feature rounding ``d 2^-(f+1) max|w|``; a step moves each weight by at
+    most ``lr max|X|`` times that, and a final unit of ``2^-f`` covers the weights' own rounding.
+    """
+    unit = 2.0**-params.frac_bits
+    dense = [b.toarray() if sp.issparse(b) else np.asarray(b) for b in blocks]
+    max_x = max(float(np.abs(b).max()) for b in dense)
+    d = sum(b.shape[1] for b in dense)
+    w_max = max(float(np.abs(w).max()) for w in weights) + 1.0
+    steps = params.epochs * -(-n_rows // params.batch_size)
+    return steps * params.learning_rate * max_x * (8 * unit + d * unit / 2 * w_max) + unit
+
+
+@pytest.fixture(scope="module")
+def cancer():
+    X, y = load_breast_cancer(return_X_y=True)
+    Xtr, Xte, ytr, yte = train_test_split(X, y, test_size=0.25, random_state=2, stratify=y)
+    scaler = StandardScaler().fit(Xtr)
+    return scaler.transform(Xtr), scaler.transform(Xte), ytr, yte
+
+
+def test_breast_cancer_auc_and_weights_match_plaintext(cancer) -> None:
+    Xtr, Xte, ytr, yte = cancer
+    model = CaesarLogisticRegression(learning_rate=0.5, epochs=2, batch_size=64, l2=0.01, shuffle=False, key_bits=KEY)
+    model.fit([Xtr[:, :12], Xtr[:, 12:]], ytr)
+    auc = roc_auc_score(yte, model.predict_proba([Xte[:, :12], Xte[:, 12:]])[:, 1])
+    sk_auc = roc_auc_score(yte, LogisticRegression().fit(Xtr, ytr).decision_function(Xte))
+    assert auc >= 0.98 and abs(auc - sk_auc) <= 0.01, (auc, sk_auc)
+
+    params = model._params()
+    ref_w, ref_b = reference_fit([Xtr[:, :12], Xtr[:, 12:]], ytr, params)
+    tol = weight_tolerance([Xtr], ref_w, params, len(ytr))
+    np.testing.assert_allclose(model.coef_[0], np.concatenate(ref_w), atol=tol, rtol=0)
+    assert abs(model.intercept_[0] - ref_b) <= tol
+    assert model.communication_.total_bytes > 0 and model.communication_.rounds > 0
+    assert set(model.predict([Xte[:, :12], Xte[:, 12:]])) <= {0, 1}
+
+
+def test_sparse_one_hot_matches_plaintext_and_learns() -> None:
+    X, y, _ = make_sparse_logistic(500, 300, 0.02, seed=3)
+    Xtr, Xte, ytr, yte = X[:400], X[400:], y[:400], y[400:]
+    blocks = [Xtr[:, :150], Xtr[:, 150:]]
+    model = CaesarLogisticRegression(learning_rate=1.0, epochs=2, batch_size=100, shuffle=False, key_bits=KEY).fit(blocks, ytr)
+    params = model._params()
+    ref_w, ref_b = reference_fit(blocks, ytr, params)
+    np.testing.assert_allclose(model.coef_[0], np.concatenate(ref_w), atol=weight_tolerance(blocks, ref_w, params, 400))
+    auc = roc_auc_score(yte, model.decision_function([Xte[:, :150], Xte[:, 150:]]))
+    ref_auc = roc_auc_score(yte, Xte @ np.concatenate(ref_w) + ref_b)
+    assert abs(auc - ref_auc) <= 0.01 and auc > 0.6, (auc, ref_auc)
+
+
+def test_cubic_sigmoid_matches_plaintext() -> None:
+    gen = np.random.default_rng(5)
+    X = gen.normal(size=(60, 4)) * 0.5
+    y = (X @ np.array([1.0, -1.0, 0.5, 0.0]) + gen.normal(size=60) * 0.3 > 0).astype(int)
+    params = CaesarParams(learning_rate=0.5, epochs=2, batch_size=30, sigmoid="cubic", shuffle=False, key_bits=KEY)
+    out = run_local({"a": run_party_a, "b": run_party_b},
+                    {"a": ("b", X[:, :2], params), "b": ("a", X[:, 2:], y, params)})
+    ref_w, ref_b = reference_fit([X[:, :2], X[:, 2:]], y, params)
+    tol = weight_tolerance([X], ref_w, params, 60)
+    np.testing.assert_allclose(np.concatenate([out["a"], out["b"]["coef"]]), np.concatenate(ref_w), atol=tol)
+    assert abs(out["b"]["intercept"] - ref_b) <= tol
+    assert np.abs(ref_w[0]).max() > 10 * tol  # the model moved: the comparison is not between two zero vectors
+
+
+def test_party_a_receives_only_ciphertexts_or_uniformly_masked_values(monkeypatch) -> None:
+    keys = {}
+    real_generate = caesar.generate_keypair
+
+    def recording_generate(bits):
+        pk, sk = real_generate(bits)
+        keys[int(pk.n)] = sk
+        return pk, sk
+
+    monkeypatch.setattr(caesar, "generate_keypair", recording_generate)
+    received, sent = [], []
+
+    def spied_a(party, *args):
+        recv, send = party.recv, party.send
+        party.recv = lambda frm, timeout=None: received.append(recv(frm, timeout)) or received[-1]
+        party.send = lambda to, obj: sent.append(obj) or send(to, obj)
+        return run_party_a(party, *args)
+
+    gen = np.random.default_rng(9)
+    X = gen.normal(size=(96, 6))
+    y = (X[:, 0] - X[:, 4] > 0).astype(int)
+    params = CaesarParams(learning_rate=0.3, epochs=2, batch_size=32, l2=0.05, key_bits=KEY)
+    out = run_local({"a": spied_a, "b": run_party_b}, {"a": ("b", X[:, :3], params), "b": ("a", X[:, 3:], y, params)})
+
+    a_key = PublicKey.from_wire(sent[0]["pk"])
+    b_key = PublicKey.from_wire(received[0]["pk"])
+    assert a_key != b_key and set(keys) == {int(a_key.n), int(b_key.n)}
+    uniform, b_ciphertexts = [], []
+    for message in received:
+        kind = message["kind"]
+        if kind == "setup":
+            assert set(message) == {"kind", "pk", "rows", "cols", "x_frac_bits", "params"}
+        elif kind == "order":  # public by design: the batch indices
+            assert sorted(message["rows"]) == list(range(96))
+        elif kind in ("residual", "share"):  # ciphertexts under B's key, fresh each time
+            enc = EncryptedArray.from_wire(b_key, message["enc"])
+            b_ciphertexts += [int(c) for c in enc.ciphertexts.flat]
+        elif kind == "masked":  # ciphertexts under A's key of values masked with sigma uniform bits
+            bound = message["bound_bits"]
+            slots = caesar.unpack_masked(keys[int(a_key.n)], message, message["count"], bound)
+            assert all(0 <= int(t) < 1 << (bound + MASK_SIGMA + 1) for t in slots)
+            uniform += [float(int(t) - (1 << bound)) / 2.0 ** (bound + MASK_SIGMA) for t in slots]
+        elif kind == "opened":  # A's own weights masked with A's own mask: A's output
+            assert len(message["values"]) == 3
+        else:
+            pytest.fail(f"A received an unexpected message kind {kind!r}")
+    assert len(set(b_ciphertexts)) == len(b_ciphertexts) > 100
+    assert len(uniform) == 2 * 96 + 3 * 4  # z every epoch; B's 3 weights + intercept at 2 decays and the reveal
+    assert stats.kstest(uniform, "uniform").pvalue > 1e-4
+    assert np.all(np.isfinite(out["a"]))
+
+
+def test_estimator_conventions_and_input_errors() -> None:
+    gen = np.random.default_rng(0)
+    X, y = gen.normal(size=(20, 4)), np.arange(20) % 2
+    model = CaesarLogisticRegression(key_bits=KEY)
+    assert clone(model).get_params() == model.get_params()
+    with pytest.raises(NotFittedError):
+        model.predict([X[:, :2], X[:, 2:]])
+    with pytest.raises(ValueError, match="same number of rows"):
+        model.fit([X[:, :2], X[:10, 2:]], y)
+    with pytest.raises(ValueError, match="y"):
+        model.fit([X[:, :2], X[:, 2:]], y + 1)
+    with pytest.raises(ValueError, match="exactly two"):
+        model.fit([X[:, :1], X[:, 1:2], X[:, 2:]], y)
+    with pytest.raises(ValueError, match="sigmoid"):
+        CaesarLogisticRegression(sigmoid="tanh").fit([X[:, :2], X[:, 2:]], y)
+    with pytest.raises(ValueError, match="learning_rate"):
+        CaesarLogisticRegression(learning_rate=-1).fit([X[:, :2], X[:, 2:]], y)
+    with pytest.raises(ValueError, match="X_A"):
+        bad = X[:, :2].copy()
+        bad[0, 0] = np.nan
+        model.fit([bad, X[:, 2:]], y)
+
+
+def test_parties_with_different_parameters_refuse() -> None:
+    gen = np.random.default_rng(0)
+    X, y = gen.normal(size=(20, 4)), np.arange(20) % 2
+    pa, pb = CaesarParams(key_bits=KEY), CaesarParams(key_bits=KEY, epochs=3)
+    with pytest.raises(PartyFailed, match="different training parameters"):
+        run_local({"a": run_party_a, "b": run_party_b}, {"a": ("b", X[:, :2], pa), "b": ("a", X[:, 2:], y, pb)}, timeout=20)
