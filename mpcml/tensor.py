@@ -287,6 +287,7 @@ class SharedTensor:
     def __matmul__(self, other: Any) -> "SharedTensor":
         session = self.session
         if isinstance(other, SharedTensor):
+            matmul_shape(self.shape, other.shape)
             a, b, c, *pair = session.triples.matmul(self.shape, other.shape, session.frac_bits)
             d, e = session.open([self.share - a, other.share - b])
             # z = c + d@b + a@e + d@e = c + d@(b + e) + a@e, with d@e added by the leader only
