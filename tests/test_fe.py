@@ -1,0 +1,175 @@
+"""Inner-product FE (mpcml.fe, mpcml.dlog) against plaintext inner products.
+
+Unit tests use the INSECURE 1024-bit test group for speed; one test runs the 3072-bit group.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import gmpy2
+import numpy as np
+import pytest
+
+from mpcml import codec
+from mpcml.dlog import GROUP_3072, INSECURE_TEST_GROUP, DlogTable, FixedBase, GroupParams, dlog_table, multi_exp
+from mpcml.fe import (
+    IPFECiphertext,
+    IPFEMasterKey,
+    MIFECiphertext,
+    MIFEFunctionKey,
+    MIFEMasterKey,
+    ipfe_decrypt,
+    mife_decrypt,
+    mife_key_for_weights,
+)
+
+G = INSECURE_TEST_GROUP
+BX, BY = 1000, 100
+
+
+@pytest.fixture(scope="module")
+def data():
+    return np.random.default_rng(42)  # test data only
+
+
+def test_group_constants_valid():
+    assert GROUP_3072.p.bit_length() == 3072 and GROUP_3072.q.bit_length() == 256 and GROUP_3072.secure
+    assert not G.secure
+    with pytest.raises(ValueError, match="g must generate"):
+        GroupParams("bad", G.p, G.q, G.p - 1, False)
+
+
+def test_fixed_base_and_multi_exp_match_powmod(data):
+    p = gmpy2.mpz(G.p)
+    table = FixedBase(G.g, G.p, G.q.bit_length(), window=5)
+    for e in [0, 1, 2, G.q - 1, int(data.integers(0, 2**62))]:
+        assert table.pow(e) == gmpy2.powmod(G.g, e, p)
+    bases = [gmpy2.powmod(G.g, int(k) + 3, p) for k in range(40)]
+    exps = data.integers(-(2**20), 2**20, 40).tolist()
+    expected = gmpy2.mpz(1)
+    for b, e in zip(bases, exps):
+        expected = expected * gmpy2.powmod(b, e, p) % p
+    assert multi_exp(bases, exps, G.p) == expected
+
+
+def test_dlog_table_signed_range_and_refusal():
+    solver = DlogTable(G, 64)
+    bound = 5000
+    for v in [0, 1, -1, 63, 64, -64, 4999, -5000, 5000, 1234, -4321]:
+        assert solver.solve(gmpy2.powmod(G.g, v % G.q, G.p), bound) == v
+    with pytest.raises(ValueError, match="not in"):
+        solver.solve(gmpy2.powmod(G.g, 5001, G.p), bound)
+    with pytest.raises(ValueError, match="not below q / 2"):
+        dlog_table(G, G.q // 2)
+
+
+def test_ipfe_decrypts_inner_product_with_extremes(data):
+    dim = 12
+    master = IPFEMasterKey.setup(dim, BX, BY, G)
+    for x, y in [
+        (data.integers(-BX, BX + 1, dim), data.integers(-BY, BY + 1, dim)),
+        (np.full(dim, BX), np.full(dim, BY)),
+        (np.full(dim, -BX), np.full(dim, BY)),
+        (np.zeros(dim, dtype=np.int64), data.integers(-BY, BY + 1, dim)),
+    ]:
+        ct = master.public.encrypt(x)
+        assert ipfe_decrypt(master.public, master.keygen(y), ct) == int(np.dot(x.astype(object), y.astype(object)))
+
+
+def test_ipfe_bounds_refused(data):
+    master = IPFEMasterKey.setup(4, BX, BY, G)
+    with pytest.raises(ValueError, match="x has an entry of magnitude 1001"):
+        master.public.encrypt([0, 0, BX + 1, 0])
+    with pytest.raises(ValueError, match="y has an entry of magnitude 101"):
+        master.keygen([0, -BY - 1, 0, 0])
+    with pytest.raises(TypeError, match="integer array"):
+        master.public.encrypt([0.5, 0, 0, 0])
+    with pytest.raises(ValueError, match="not below q / 2"):
+        IPFEMasterKey.setup(4, 2**80, 2**80, G)
+
+
+def test_ipfe_wire_roundtrip(data):
+    master = IPFEMasterKey.setup(5, BX, BY, G)
+    x, y = data.integers(-BX, BX + 1, 5), data.integers(-BY, BY + 1, 5)
+    wire = codec.decode(codec.encode(master.public.encrypt(x).to_wire()))
+    ct = IPFECiphertext.from_wire(wire, G)
+    assert ipfe_decrypt(master.public, master.keygen(y), ct) == int(x @ y)
+    wire["c"][0] = G.p
+    with pytest.raises(ValueError, match="not an element"):
+        IPFECiphertext.from_wire(wire, G)
+
+
+def _mife_case(data, n_slots=4, dim=3, rows=5):
+    master = MIFEMasterKey.setup(n_slots, dim, BX, BY, G)
+    xs = [data.integers(-BX, BX + 1, (rows, dim)) for _ in range(n_slots)]
+    return master, xs
+
+
+def test_mife_decrypts_sum_of_inner_products(data):
+    master, xs = _mife_case(data)
+    label = (7, "weights")
+    y = data.integers(-BY, BY + 1, (4, 3))
+    y[2] = 0  # slot 2 dropped out: its ciphertext is not needed
+    cts = {i: master.slot_key(i).encrypt(xs[i], label) for i in (0, 1, 3)}
+    key = master.keygen(y, label, rows=5)
+    expected = sum(xs[i] @ y[i] for i in range(4))
+    assert mife_decrypt(G, key, cts, master.result_bound) == expected.tolist()
+
+
+def test_mife_extremes_and_bound_refusal(data):
+    master = MIFEMasterKey.setup(2, 2, BX, BY, G)
+    label = "r1"
+    cts = {i: master.slot_key(i).encrypt(np.full((1, 2), -BX), label) for i in range(2)}
+    key = master.keygen(np.full((2, 2), BY), label, rows=1)
+    assert mife_decrypt(G, key, cts, master.result_bound) == [-4 * BX * BY]
+    with pytest.raises(ValueError, match="above its bound"):
+        master.slot_key(0).encrypt(np.full((1, 2), BX + 1), label)
+    with pytest.raises(ValueError, match="above its bound"):
+        master.keygen(np.full((2, 2), BY + 1), label)
+    with pytest.raises(ValueError, match="not below q / 2"):
+        MIFEMasterKey.setup(4, 1, 2**80, 2**80, G)
+
+
+def test_mife_key_for_one_label_does_not_decrypt_another(data):
+    master, xs = _mife_case(data, n_slots=3, dim=1, rows=4)
+    cts_r2 = {i: master.slot_key(i).encrypt(xs[i], (2, "w")) for i in range(3)}
+    key_r1 = mife_key_for_weights(master, [1, 1, 1], (1, "w"), rows=4)
+    with pytest.raises(ValueError, match="label"):
+        mife_decrypt(G, key_r1, cts_r2, master.result_bound)
+    # an aggregator that relabels the ciphertexts gets nothing: the pads do not cancel
+    forged = {i: dataclasses.replace(ct, label=(1, "w")) for i, ct in cts_r2.items()}
+    with pytest.raises(ValueError, match="discrete log not in"):
+        mife_decrypt(G, key_r1, forged, master.result_bound)
+
+
+def test_mife_mixing_rounds_fails(data):
+    master, xs = _mife_case(data, n_slots=2, dim=1, rows=3)
+    round1 = {i: master.slot_key(i).encrypt(xs[i], "round-1") for i in range(2)}
+    round2 = master.slot_key(1).encrypt(xs[1] + 1, "round-2")
+    key = mife_key_for_weights(master, [1, 1], "round-1", rows=3)
+    assert mife_decrypt(G, key, round1, master.result_bound) == (xs[0] + xs[1]).ravel().tolist()
+    mixed = {0: round1[0], 1: dataclasses.replace(round2, label="round-1")}
+    with pytest.raises(ValueError, match="discrete log not in"):
+        mife_decrypt(G, key, mixed, master.result_bound)
+
+
+def test_mife_missing_slot_and_wire(data):
+    master, xs = _mife_case(data, n_slots=2, dim=2, rows=2)
+    ct0 = master.slot_key(0).encrypt(xs[0], ("r", 1))
+    key = master.keygen(np.ones((2, 2), dtype=np.int64), ("r", 1), rows=2)
+    with pytest.raises(ValueError, match=r"no ciphertext for slots \[1\]"):
+        mife_decrypt(G, key, {0: ct0}, master.result_bound)
+    ct1 = master.slot_key(1).encrypt(xs[1], ("r", 1))
+    wire = codec.decode(codec.encode({"c0": ct0.to_wire(), "c1": ct1.to_wire(), "k": key.to_wire()}))
+    cts = {0: MIFECiphertext.from_wire(wire["c0"], G), 1: MIFECiphertext.from_wire(wire["c1"], G)}
+    got = mife_decrypt(G, MIFEFunctionKey.from_wire(wire["k"]), cts, master.result_bound)
+    assert got == (xs[0].sum(axis=1) + xs[1].sum(axis=1)).tolist()
+
+
+def test_mife_3072_bit_group(data):
+    master = MIFEMasterKey.setup(3, 1, 2**10, 1, GROUP_3072)
+    xs = [data.integers(-(2**10), 2**10 + 1, (6, 1)) for _ in range(3)]
+    cts = {i: master.slot_key(i).encrypt(xs[i], (0, "w")) for i in range(3)}
+    key = mife_key_for_weights(master, [1, 1, 1], (0, "w"), rows=6)
+    assert mife_decrypt(GROUP_3072, key, cts, master.result_bound) == sum(xs).ravel().tolist()
