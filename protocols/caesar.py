@@ -475,9 +475,10 @@ class CaesarLogisticRegression(ClassifierMixin, BaseEstimator):
 
     def fit(self, X: Sequence[Any], y: Any) -> "CaesarLogisticRegression":
         params = self._params()
-        x_a, x_b = check_vertical_parts(X, "X", allow_sparse=True)
-        if len(X) != 2:
-            raise ValueError(f"X must hold exactly two blocks [X_A, X_B], got {len(X)}")
+        blocks = check_vertical_parts(X, "X", allow_sparse=True)
+        if len(blocks) != 2:
+            raise ValueError(f"X must hold exactly two blocks [X_A, X_B], got {len(blocks)}")
+        x_a, x_b = blocks
         labels = check_labels(y, x_a.shape[0], binary=True)
         out = run_local(
             {"a": run_party_a, "b": run_party_b},

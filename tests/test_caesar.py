@@ -166,7 +166,7 @@ def test_estimator_conventions_and_input_errors() -> None:
         CaesarLogisticRegression(sigmoid="tanh").fit([X[:, :2], X[:, 2:]], y)
     with pytest.raises(ValueError, match="learning_rate"):
         CaesarLogisticRegression(learning_rate=-1).fit([X[:, :2], X[:, 2:]], y)
-    with pytest.raises(ValueError, match="X_A"):
+    with pytest.raises(ValueError, match=r"X\[0\] contains NaN"):
         bad = X[:, :2].copy()
         bad[0, 0] = np.nan
         model.fit([bad, X[:, 2:]], y)
