@@ -340,9 +340,9 @@ def _reciprocal_parts(y: SharedTensor, lo: int, hi: int, iterations: int) -> tup
 def reciprocal(x: SharedTensor, lo: int = DEFAULT_LO, hi: int = DEFAULT_HI, iterations: int = DEFAULT_ITERATIONS) -> SharedTensor:
     """``1/x`` for shared ``x`` in ``[2^lo, 2^hi)`` by exponent normalisation and Newton-Raphson.
 
-    Error: relative ``~2^-(frac_bits - 2)`` from the normalised input, plus a few units
-    ``2^-frac_bits`` absolute (see docs/foundation.md for the measured bound). Rounds:
-    8 (comparison) + 2 + 1 + 4 * iterations + 2.
+    Error ``<= 2^(4-f) |1/x| + 2^(1-f)`` at ``f = frac_bits`` (measured: half of that; the
+    relative part comes from normalising ``x`` to ``f`` bits). Rounds: 8 (comparison) + 2
+    (normalise) + 1 (initial guess) + 4 * iterations + 2 (rescale).
     """
     est, scale, bits = _reciprocal_parts(x, lo, hi, iterations)
     return x._new(x.session.mul_shares(est, scale, trunc_bits=bits))
@@ -351,6 +351,7 @@ def reciprocal(x: SharedTensor, lo: int = DEFAULT_LO, hi: int = DEFAULT_HI, iter
 def divide(x: Any, y: SharedTensor, lo: int = DEFAULT_LO, hi: int = DEFAULT_HI, iterations: int = DEFAULT_ITERATIONS) -> SharedTensor:
     """``x / y`` for shared ``y`` in ``[2^lo, 2^hi)``; ``x`` shared or public, ``|x / y| < 2^(61 - frac_bits - hi)``.
 
+    Error ``<= 2^(4-f) |x / y| + 2^(1-f)`` for exact fixed-point ``x``.
     Computed as ``(x * (1/y')) * s`` so the quotient keeps the precision of ``x`` (no tiny
     intermediate ``1/y``).
     """
@@ -365,15 +366,19 @@ def divide(x: Any, y: SharedTensor, lo: int = DEFAULT_LO, hi: int = DEFAULT_HI, 
     return SharedTensor(session, session.mul_shares(partial, scale, trunc_bits=bits))
 
 
-def _inv_sqrt_parts(x: SharedTensor, lo: int, hi: int, iterations: int) -> tuple[np.ndarray, np.ndarray, int]:
-    """``(1/sqrt(x'), q, F)`` with ``x' = x 2^-(k+1)`` and ``q = 2^-(k+1)/2`` at ``F`` fractional bits."""
+def _inv_sqrt_parts(
+    x: SharedTensor, lo: int, hi: int, iterations: int, root_sign: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
+    """``(x', 1/sqrt(x'), 2^(root_sign (k+1)/2), F)``: ``x' = x 2^-(k+1)`` and ``1/sqrt(x')`` at
+    ``frac_bits``, the root of the scale at ``F`` fractional bits (``root_sign`` -1: for
+    ``1/sqrt(x)``, +1: for ``sqrt(x)``), ``F`` as large as the ring allows for that product."""
     x = _shared(x, "x")
     session = x.session
     _check_range(session, lo, hi, iterations)
     f = session.frac_bits
-    q_bits = 60 - f - (builtins.max(hi, -lo) + 1) // 2
+    root_bits = 60 - f + lo // 2 if root_sign < 0 else 60 - f - (hi + 1) // 2
     scale, root_scale = _exponent_scales(
-        x, lo, hi, [(lambda k: 2.0 ** -(k + 1), hi), (lambda k: 2.0 ** (-(k + 1) / 2), q_bits)]
+        x, lo, hi, [(lambda k: 2.0 ** -(k + 1), hi), (lambda k: 2.0 ** (root_sign * (k + 1) / 2), root_bits)]
     )
     x_norm = session.mul_shares(x.share, scale, trunc_bits=hi)
     est = _public_affine(session, x_norm, -0.80998685, 1.78772748)
@@ -381,20 +386,26 @@ def _inv_sqrt_parts(x: SharedTensor, lo: int, hi: int, iterations: int) -> tuple
         est_sq = session.mul_shares(est, est)
         t = session.mul_shares(x_norm, est_sq)
         est = session.mul_shares(est, _public_affine(session, t, -0.5, 1.5))
-    return est, root_scale, q_bits
+    return x_norm, est, root_scale, root_bits
 
 
 def inv_sqrt(x: SharedTensor, lo: int = DEFAULT_LO, hi: int = DEFAULT_HI, iterations: int = DEFAULT_ITERATIONS) -> SharedTensor:
-    """``1/sqrt(x)`` for shared ``x`` in ``[2^lo, 2^hi)``; relative error ``~2^-(frac_bits - 2)``."""
-    est, root_scale, bits = _inv_sqrt_parts(x, lo, hi, iterations)
+    """``1/sqrt(x)`` for shared ``x`` in ``[2^lo, 2^hi)``: ``1/sqrt(x') * 2^-(k+1)/2``.
+
+    Error ``<= 2^(4-f) |1/sqrt(x)| + 2^(1-f)``; rounds: 8 + 2 + 1 + 7 * iterations + 2.
+    """
+    _, est, root_scale, bits = _inv_sqrt_parts(x, lo, hi, iterations, -1)
     return x._new(x.session.mul_shares(est, root_scale, trunc_bits=bits))
 
 
 def sqrt(x: SharedTensor, lo: int = DEFAULT_LO, hi: int = DEFAULT_HI, iterations: int = DEFAULT_ITERATIONS) -> SharedTensor:
-    """``sqrt(x) = x / sqrt(x)`` for shared ``x`` in ``[2^lo, 2^hi)``, and exactly 0 at ``x = 0``."""
-    est, root_scale, bits = _inv_sqrt_parts(x, lo, hi, iterations)
+    """``sqrt(x) = x' / sqrt(x') * 2^(k+1)/2`` for shared ``x`` in ``[2^lo, 2^hi)``; exactly 0 at ``x = 0``.
+
+    Error ``<= 2^(4-f) sqrt(x) + 2^(1-f)``; rounds: 8 + 2 + 1 + 7 * iterations + 4.
+    """
+    x_norm, est, root_scale, bits = _inv_sqrt_parts(x, lo, hi, iterations, +1)
     session = x.session
-    return x._new(session.mul_shares(session.mul_shares(x.share, est), root_scale, trunc_bits=bits))
+    return x._new(session.mul_shares(session.mul_shares(x_norm, est), root_scale, trunc_bits=bits))
 
 
 # --- sigmoid ----------------------------------------------------------------------------------
@@ -448,7 +459,7 @@ def _algebraic(x: SharedTensor) -> SharedTensor:
     z = _public_affine(session, x.share, _SQRT_SLOPE, 0.0)
     one = fixedpoint.encode(1.0, session.frac_bits)
     denom = x._new(_leader_adds(session, session.mul_shares(z, z), one))
-    est, root_scale, bits = _inv_sqrt_parts(denom, 0, _SQRT_HI, DEFAULT_ITERATIONS)
+    _, est, root_scale, bits = _inv_sqrt_parts(denom, 0, _SQRT_HI, DEFAULT_ITERATIONS, -1)
     ratio = session.mul_shares(session.mul_shares(z, est), root_scale, trunc_bits=bits)
     return x._new(_public_affine(session, ratio, 0.5, 0.5))
 
@@ -467,7 +478,7 @@ SIGMOID_METHODS: dict[str, SigmoidMethod] = {
         "degree-5 odd minimax polynomial on [-6, 6]; multiplications only; diverges outside [-6, 6]",
     ),
     "sqrt": SigmoidMethod(
-        _algebraic, 0.0222, 4096 / _SQRT_SLOPE, 46,
+        _algebraic, 0.0222, 4096 / _SQRT_SLOPE, 36,
         "0.5 + 0.5 z / sqrt(1 + z^2), z = 0.58543 x (scale fitted for minimax error); saturates correctly",
     ),
 }
