@@ -478,7 +478,7 @@ SIGMOID_METHODS: dict[str, SigmoidMethod] = {
         "degree-5 odd minimax polynomial on [-6, 6]; multiplications only; diverges outside [-6, 6]",
     ),
     "sqrt": SigmoidMethod(
-        _algebraic, 0.0222, 4096 / _SQRT_SLOPE, 36,
+        _algebraic, 0.0222, 4096 / _SQRT_SLOPE, 40,
         "0.5 + 0.5 z / sqrt(1 + z^2), z = 0.58543 x (scale fitted for minimax error); saturates correctly",
     ),
 }
