@@ -12,23 +12,12 @@ generation. Medians of several runs; throughput in field elements of data per se
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from typing import Callable
 
 import numpy as np
 
+from benchmarks.bench_foundation import median_time
 from mpcml.csprng import Csprng
 from mpcml.lagrange import DEFAULT_PRIME, LagrangeCode, field_matmul, lagrange_matrix
-
-
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def bench_case(n_workers: int, k: int, t: int, degree: int, block_elems: int, repeats: int) -> dict[str, float]:

@@ -21,6 +21,10 @@ limbs and multiplies in float64 BLAS: over an inner block of ``n <= 2^11`` terms
 sum stays below ``2^53`` and is exact; each partial is reduced mod ``p`` and shifted into place
 (below ``2^61``), and their sum (below ``2^62``) is reduced once.
 
+Results that need more than 31 bits can be computed modulo two primes in parallel (independent
+masks per prime) and recombined by :func:`crt_combine` into a residue modulo their product
+(below ``2^62``).
+
 Reals enter the field by :func:`quantize` (``round(x 2^f)`` with negatives wrapped to the top
 half, two's-complement style around ``p/2``) and leave by :func:`dequantize`; a result is only
 meaningful while its integer value stays below ``p/2`` in magnitude, which callers must check.
@@ -28,6 +32,7 @@ meaningful while its integer value stays below ``p/2`` in magnitude, which calle
 
 from __future__ import annotations
 
+import math
 from functools import lru_cache
 from typing import Mapping, Sequence
 
@@ -126,10 +131,30 @@ def quantize(x: ArrayLike, frac_bits: int, prime: int = DEFAULT_PRIME, *, name: 
     return scaled.astype(np.int64) % prime
 
 
-def to_signed(v: ArrayLike, prime: int = DEFAULT_PRIME) -> np.ndarray:
-    """Field elements as signed int64 in ``[-(p-1)/2, (p-1)/2]`` (the top half is negative)."""
-    v = np.asarray(v, dtype=np.int64) % prime
-    return np.where(v > (prime - 1) // 2, v - prime, v)
+def to_signed(v: ArrayLike, modulus: int = DEFAULT_PRIME) -> np.ndarray:
+    """Residues mod ``modulus`` (< 2^63) as signed int64 in ``[-(m-1)/2, (m-1)/2]`` (the top half is negative)."""
+    v = np.asarray(v, dtype=np.int64) % modulus
+    return np.where(v > (modulus - 1) // 2, v - modulus, v)
+
+
+def crt_combine(residues: Sequence[ArrayLike], primes: Sequence[int]) -> np.ndarray:
+    """The int64 array in ``[0, prod(primes))`` congruent to ``residues[i]`` mod ``primes[i]`` (Chinese remainders).
+
+    The product of the distinct ``primes`` must stay below ``2^63`` (two primes below ``2^31``); every
+    intermediate ``x + m t`` is below that product and ``((r - x) mod p) * inv`` below ``2^62``.
+    """
+    primes = [check_prime(p) for p in primes]
+    if len(residues) != len(primes) or not primes:
+        raise ValueError(f"need one residue array per prime, got {len(residues)} for {len(primes)} primes")
+    if len(set(primes)) != len(primes) or math.prod(primes) >= 2**63:
+        raise ValueError(f"primes must be distinct with a product below 2^63, got {primes}")
+    x = np.asarray(residues[0], dtype=np.int64) % primes[0]
+    modulus = primes[0]
+    for r, p in zip(residues[1:], primes[1:]):
+        t = ((np.asarray(r, dtype=np.int64) - x % p) % p) * pow(modulus % p, -1, p) % p
+        x = x + modulus * t
+        modulus *= p
+    return x
 
 
 def dequantize(v: ArrayLike, frac_bits: int, prime: int = DEFAULT_PRIME) -> np.ndarray:

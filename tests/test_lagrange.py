@@ -12,6 +12,7 @@ from mpcml.csprng import Csprng
 from mpcml.lagrange import (
     DEFAULT_PRIME,
     LagrangeCode,
+    crt_combine,
     dequantize,
     field_matmul,
     lagrange_matrix,
@@ -78,6 +79,21 @@ def test_field_arithmetic_on_quantized_values_equals_plaintext():
     qx, qw = quantize(x, 6), quantize(w, 6)
     exact = np.rint(x * 64).astype(np.int64) @ np.rint(w * 64).astype(np.int64)
     assert np.array_equal(to_signed(field_matmul(qx, qw, P)), exact)
+
+
+def test_crt_combine_recovers_signed_values_beyond_one_prime():
+    q = 2**31 - 19
+    data = np.random.default_rng(5)
+    values = np.concatenate([data.integers(-(2**60), 2**60, 200), [0, 1, -1, (P * q - 1) // 2, -((P * q - 1) // 2)]])
+    residues = [values % P, values % q]
+    combined = crt_combine(residues, [P, q])
+    assert combined.min() >= 0 and combined.max() < P * q
+    assert np.array_equal(to_signed(combined, P * q), values)
+    assert np.array_equal(crt_combine([values % P], [P]), values % P)
+    with pytest.raises(ValueError, match="distinct"):
+        crt_combine(residues, [P, P])
+    with pytest.raises(ValueError, match="one residue array per prime"):
+        crt_combine(residues[:1], [P, q])
 
 
 def gram(block: np.ndarray) -> np.ndarray:
