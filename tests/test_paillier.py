@@ -140,6 +140,27 @@ def test_dense_and_sparse_matmul_match_plaintext(keys):
         ev @ np.ones((5, 2))
 
 
+def test_tall_sparse_matrix_uses_column_tables(keys):
+    pk, sk = keys
+    v = data((6,), 17)
+    tall = sp.random(40, 6, density=0.5, format="csr", random_state=2, data_rvs=lambda k: np.random.default_rng(3).normal(scale=30, size=k))
+    ev = pk.encrypt(v)
+    np.testing.assert_allclose(sk.decrypt(tall @ ev), fixed(tall.toarray()) @ fixed(v), rtol=0, atol=1e-6)
+
+
+def test_long_rows_use_bucket_multi_exponentiation(keys):
+    pk, sk = keys
+    rng = np.random.default_rng(15)
+    v = data((60,), 16)
+    w = rng.normal(size=(60, 3)) * 50
+    w[::7] = 0
+    w[1, 0], w[2, 1] = 1.0 / 2**F, -1.0 / 2**F
+    ev = pk.encrypt(v)
+    np.testing.assert_allclose(sk.decrypt(ev @ w), fixed(v) @ fixed(w), rtol=0, atol=1e-6)
+    rows = rng.integers(-(2**40), 2**40, size=(2, 60))
+    np.testing.assert_array_equal(sk.decrypt_int(sp.csr_matrix(rows) @ pk.encrypt_int(np.arange(60))), rows @ np.arange(60))
+
+
 def test_sum_indexing_reshape(keys):
     pk, sk = keys
     x = data((3, 4), 9)
