@@ -687,20 +687,75 @@ class EncryptedArray:
 # --- HE -> additive secret shares -----------------------------------------------------------
 
 
-def _mask_layout(enc: EncryptedArray, frac_bits_out: int, bound_bits: int | None) -> tuple[int, int]:
-    """``(shift, bound_bits)`` shared by :func:`mask_to_share` and :func:`unmask_share`."""
+def random_masks(rng: Csprng, count: int, bits: int) -> list[int]:
+    """``count`` independent uniform integers in ``[0, 2^bits)`` from ``rng``."""
+    width = (bits + 7) // 8
+    raw = rng.random_bytes(width * count)
+    limit = (1 << bits) - 1
+    return [int.from_bytes(raw[k : k + width], "little") & limit for k in range(0, width * count, width)]
+
+
+def slots_per_ciphertext(public_key: PublicKey, width: int) -> int:
+    """How many ``width``-bit non-negative slots fit one plaintext (below ``n / 3``, so no overflow)."""
+    slots = (public_key.bits - 4) // width
+    if slots < 1:
+        raise ValueError(f"{width}-bit slots do not fit a {public_key.bits}-bit key")
+    return slots
+
+
+def pack_ciphertexts(public_key: PublicKey, cts: Sequence[mpz], width: int) -> list[mpz]:
+    """Pack ciphertexts of values in ``[0, 2^width)`` into ``Enc(sum_s v_s 2^(width s))`` (Horner).
+
+    Costs ``width`` squarings per packed value, far less than the decryption it saves.
+    """
+    per_ct = slots_per_ciphertext(public_key, width)
+    n2, raise_to = public_key.nsquare, mpz(1) << width
+    packed = []
+    for start in range(0, len(cts), per_ct):
+        group = cts[start : start + per_ct]
+        acc = group[-1]
+        for c in reversed(group[:-1]):
+            acc = powmod(acc, raise_to, n2) * c % n2
+        packed.append(acc)
+    return packed
+
+
+def pack_plain(values: Sequence[int], per_ct: int, width: int) -> list[int]:
+    """The plaintext counterpart of :func:`pack_ciphertexts`."""
+    return [
+        sum(v << (width * s) for s, v in enumerate(values[start : start + per_ct]))
+        for start in range(0, len(values), per_ct)
+    ]
+
+
+def unpack_words(words: Sequence[int], per_ct: int, width: int, count: int) -> list[int]:
+    """Split decrypted packed words back into ``count`` slots; raises if a word overflows its slots."""
+    if len(words) != -(-count // per_ct):
+        raise ValueError(f"expected {-(-count // per_ct)} packed values for {count} slots, got {len(words)}")
+    slot = (1 << width) - 1
+    out: list[int] = []
+    for k, word in enumerate(words):
+        if word < 0 or word >> (width * per_ct):
+            raise ValueError("a packed value lies outside its slots")
+        out += [(int(word) >> (width * s)) & slot for s in range(min(per_ct, count - k * per_ct))]
+    return out
+
+
+def _mask_layout(enc: EncryptedArray, frac_bits_out: int, bound_bits: int | None) -> tuple[int, int, int]:
+    """``(shift, bound_bits, width)`` shared by :func:`mask_to_share` and :func:`unmask_share`."""
     frac_bits_out = _check_frac_bits(frac_bits_out, "frac_bits_out")
     shift = max(enc.frac_bits - frac_bits_out, 0)
     if bound_bits is None:
         bound_bits = RING_BITS - HEADROOM_BITS + shift
     if not isinstance(bound_bits, int) or bound_bits < 1:
         raise ValueError(f"bound_bits must be a positive integer, got {bound_bits!r}")
-    if bound_bits + MASK_SIGMA + 2 > enc.public_key.bits - 2:
+    width = bound_bits + MASK_SIGMA + 2
+    if width > enc.public_key.bits - 4:
         raise ValueError(
             f"bound_bits + {MASK_SIGMA} masking bits = {bound_bits + MASK_SIGMA} do not fit below n/3 "
             f"for a {enc.public_key.bits}-bit key"
         )
-    return shift, bound_bits
+    return shift, bound_bits, width
 
 
 def mask_to_share(
@@ -709,22 +764,23 @@ def mask_to_share(
     rng: Csprng | None = None,
     *,
     bound_bits: int | None = None,
+    pack: bool = False,
 ) -> tuple[EncryptedArray, np.ndarray]:
     """Holder's half of HE -> additive shares mod 2^64: returns ``(masked, my_share)``.
 
-    The holder of ``Enc(x)`` (it lacks the key) draws ``r`` uniformly in ``[0, 2^(ℓ + σ))``
-    over the *integers* (``ℓ = bound_bits``, ``σ = MASK_SIGMA = 40`` statistical masking bits),
-    sends ``masked = Enc(x) * Enc(r)`` (fresh randomness, so nothing of the computation
-    leaks) to the key owner and keeps ``my_share = -floor(r / 2^s) mod 2^64``; the key owner's
-    :func:`unmask_share` decrypts ``y = x + r`` and keeps ``floor(y / 2^s) mod 2^64``.
+    The holder of ``Enc(x)`` (it lacks the key) draws ``m = 2^ℓ + r`` with ``r`` uniform in
+    ``[0, 2^(ℓ + σ))`` over the *integers* (``ℓ = bound_bits``, ``σ = MASK_SIGMA = 40``
+    statistical masking bits), sends ``masked = Enc(x) * Enc(m)`` (fresh randomness, so nothing
+    of the computation leaks) to the key owner and keeps ``my_share = -floor(m / 2^s) mod 2^64``;
+    the key owner's :func:`unmask_share` decrypts ``y = x + m`` and keeps ``floor(y / 2^s) mod 2^64``.
 
     Why this is correct: ``x`` lives in Z_n, shares live in Z_{2^64}, and ``n`` is not a
     multiple of 2^64, so a mask reduced mod ``n`` would leave a wrap-around of ``n`` in the
-    sum that is wrong mod 2^64. Here ``|x| < 2^ℓ`` and ``ℓ + σ + 2 < |n| - 2`` (checked), so
-    ``y = x + r`` is computed exactly over the integers (``|y| < n/3``, decrypted as a signed
-    value) and ``y - r = x`` holds over Z, hence mod 2^64. Security: ``y`` is within
-    statistical distance ``2^ℓ / 2^(ℓ+σ) = 2^-40`` of ``r``, so the key owner learns nothing
-    about ``x`` (semi-honest; the holder learns nothing since it only sees ciphertexts).
+    sum that is wrong mod 2^64. Here ``|x| < 2^ℓ`` and ``ℓ + σ + 2 <= |n| - 4`` (checked), so
+    ``0 < y < 2^(ℓ+σ+2) < n/3`` is computed exactly over the integers and ``y - m = x`` holds
+    over Z, hence mod 2^64. Security: ``y`` is within statistical distance
+    ``2^(ℓ+1) / 2^(ℓ+σ) <= 2^-39`` of ``m``, so the key owner learns essentially nothing about
+    ``x`` (semi-honest; the holder only ever sees ciphertexts).
 
     Scales: ``x`` carries ``enc.frac_bits``; the shares carry ``frac_bits_out``. If the output
     scale is larger the holder first multiplies by ``2^(frac_bits_out - enc.frac_bits)``; if
@@ -733,22 +789,28 @@ def mask_to_share(
 
     Bound: ``bound_bits`` defaults to ``62 + s``, i.e. the fixed-point range of
     :mod:`mpcml.fixedpoint` (``|x| < 2^(62 - frac_bits_out)`` as a real); the key owner checks
-    ``-2^ℓ < y < 2^(ℓ+σ) + 2^ℓ`` and raises if a value was out of bound.
+    ``0 < y < 2^(ℓ+σ) + 2^(ℓ+1)`` and raises if a value was out of bound.
+
+    ``pack=True`` packs ``(|n| - 4) // (ℓ + σ + 2)`` masked values per ciphertext (19 at
+    2048 bits) so the key owner decrypts that many times fewer ciphertexts; ``masked`` is then a
+    1-D array of packed ciphertexts and the key owner passes ``shape=`` to :func:`unmask_share`.
     """
     if not isinstance(enc, EncryptedArray):
         raise TypeError(f"enc must be an EncryptedArray, got {type(enc).__name__}")
     if frac_bits_out > enc.frac_bits:
         enc = enc._rescaled(_check_frac_bits(frac_bits_out, "frac_bits_out"))
-    shift, bound_bits = _mask_layout(enc, frac_bits_out, bound_bits)
+    shift, bound_bits, width = _mask_layout(enc, frac_bits_out, bound_bits)
     rng = rng if rng is not None else Csprng()
-    mask_bits = bound_bits + MASK_SIGMA
-    width = (mask_bits + 7) // 8
-    raw = rng.random_bytes(width * enc.size)
-    limit = (1 << mask_bits) - 1
-    masks = [int.from_bytes(raw[k : k + width], "little") & limit for k in range(0, width * enc.size, width)]
-    masked = enc + enc.public_key.encrypt_int(_object_array(masks, enc.shape), frac_bits=enc.frac_bits)
-    mine = np.array([(-(r >> shift)) % _TWO64 for r in masks], dtype=np.uint64).reshape(enc.shape)
-    return masked, mine
+    pk = enc.public_key
+    masks = [m + (1 << bound_bits) for m in random_masks(rng, enc.size, bound_bits + MASK_SIGMA)]
+    mine = np.array([(-(m >> shift)) % _TWO64 for m in masks], dtype=np.uint64).reshape(enc.shape)
+    if not pack:
+        return enc + pk.encrypt_int(_object_array(masks, enc.shape), frac_bits=enc.frac_bits), mine
+    per_ct = slots_per_ciphertext(pk, width)
+    packed = pack_ciphertexts(pk, list(enc.ciphertexts.flat), width)
+    count = len(packed)
+    masked = EncryptedArray(pk, _object_array(packed, (count,)), enc.frac_bits)
+    return masked + pk.encrypt_int(_object_array(pack_plain(masks, per_ct, width), (count,)), frac_bits=enc.frac_bits), mine
 
 
 def unmask_share(
@@ -757,19 +819,26 @@ def unmask_share(
     frac_bits_out: int = DEFAULT_FRAC_BITS,
     *,
     bound_bits: int | None = None,
+    shape: tuple[int, ...] | None = None,
 ) -> np.ndarray:
-    """Key owner's half of :func:`mask_to_share`: decrypt ``y = x + r`` and return ``floor(y / 2^s) mod 2^64``.
+    """Key owner's half of :func:`mask_to_share`: decrypt ``y = x + m``, return ``floor(y / 2^s) mod 2^64``.
 
-    Pass the same ``frac_bits_out`` and ``bound_bits`` as the holder. Raises ``ValueError``
-    if a decrypted ``y`` lies outside ``(-2^ℓ, 2^(ℓ+σ) + 2^ℓ)`` (the holder's value was out of bound).
+    Pass the same ``frac_bits_out`` and ``bound_bits`` as the holder, and the original
+    ``shape`` if the holder used ``pack=True``. Raises ``ValueError`` if a decrypted ``y`` lies
+    outside ``(0, 2^(ℓ+σ) + 2^(ℓ+1))`` (the holder's value was out of bound).
     """
     private_key._check_key(masked, "masked")
-    shift, bound_bits = _mask_layout(masked, frac_bits_out, bound_bits)
-    low, high = -(1 << bound_bits), (1 << (bound_bits + MASK_SIGMA)) + (1 << bound_bits)
-    ys = private_key.decrypt_int(masked)
-    if not all(low < y < high for y in ys.flat):
+    shift, bound_bits, width = _mask_layout(masked, frac_bits_out, bound_bits)
+    ys = list(private_key.decrypt_int(masked).flat)
+    if shape is not None:
+        shape = tuple(int(d) for d in shape)
+        if masked.ndim != 1:
+            raise ValueError(f"packed masked values must be 1-D, got shape {masked.shape}")
+        ys = unpack_words(ys, slots_per_ciphertext(masked.public_key, width), width, math.prod(shape))
+    high = (1 << (bound_bits + MASK_SIGMA)) + (1 << (bound_bits + 1))
+    if not all(0 < y < high for y in ys):
         raise ValueError(f"masked value out of range: the holder's plaintext exceeded |x| < 2^{bound_bits}")
-    return np.array([(y >> shift) % _TWO64 for y in ys.flat], dtype=np.uint64).reshape(masked.shape)
+    return np.array([(y >> shift) % _TWO64 for y in ys], dtype=np.uint64).reshape(masked.shape if shape is None else shape)
 
 
 # --- packing for addition-only protocols --------------------------------------------------------

@@ -42,9 +42,21 @@ import itertools
 from typing import Any, Sequence
 
 import numpy as np
-from gmpy2 import mpz, powmod
+from gmpy2 import mpz
 
-from .paillier import MASK_SIGMA, EncryptedArray, PrivateKey, PublicKey, _object_array, generate_keypair
+from .paillier import (
+    MASK_SIGMA,
+    EncryptedArray,
+    PrivateKey,
+    PublicKey,
+    _object_array,
+    generate_keypair,
+    pack_ciphertexts,
+    pack_plain,
+    random_masks,
+    slots_per_ciphertext,
+    unpack_words,
+)
 from .party import Party
 from .ring import ring_matmul
 from .triples import Shape, TripleSource, _shape, matmul_shape
@@ -52,7 +64,6 @@ from .triples import Shape, TripleSource, _shape, matmul_shape
 WORD_BITS = 64
 _TWO64 = 1 << 64
 _LOW63 = np.uint64((1 << 63) - 1)
-_SLOT_MARGIN_BITS = 4
 
 
 def _words_to_bits(words: np.ndarray) -> np.ndarray:
@@ -101,7 +112,6 @@ class PaillierTriples(TripleSource):
             raise ValueError("keypair must be a matching (PublicKey, PrivateKey) from mpcml.paillier")
         party.send(self._peer, self._pk.to_wire())
         self._peer_pk = PublicKey.from_wire(self._recv())
-        self._room = min(self._pk.bits, self._peer_pk.bits) - _SLOT_MARGIN_BITS
         self._rng = party.rng
         self._store: dict[int, np.ndarray] = {}
         self._handles = itertools.count()
@@ -126,42 +136,18 @@ class PaillierTriples(TripleSource):
         shares ``f + m mod 2^64`` of the ``incoming`` values the peer computed under this party's key.
         """
         width = value_bits + MASK_SIGMA + 1
-        per_ct = self._room // width
-        if per_ct < 1:
-            raise ValueError(f"{value_bits}-bit values do not fit a {self._room + _SLOT_MARGIN_BITS}-bit key")
-        n2 = self._peer_pk.nsquare
-        raise_to = mpz(1) << width
-        mask_bits = value_bits + MASK_SIGMA
-        nbytes = (mask_bits + 7) // 8
-        raw = self._rng.random_bytes(nbytes * len(terms))
-        limit = (1 << mask_bits) - 1
-        masks = [int.from_bytes(raw[k : k + nbytes], "little") & limit for k in range(0, len(raw), nbytes)]
-        packed, packed_masks = [], []
-        for start in range(0, len(terms), per_ct):
-            group = terms[start : start + per_ct]
-            acc = group[-1]
-            for c in reversed(group[:-1]):
-                acc = powmod(acc, raise_to, n2) * c % n2
-            packed.append(acc)
-            packed_masks.append(sum(m << (width * s) for s, m in enumerate(masks[start : start + per_ct])))
+        masks = random_masks(self._rng, len(terms), value_bits + MASK_SIGMA)
+        packed = pack_ciphertexts(self._peer_pk, terms, width)
+        plain = pack_plain(masks, slots_per_ciphertext(self._peer_pk, width), width)
         count = len(packed)
         masked = EncryptedArray(self._peer_pk, _object_array(packed, (count,)), 0)
-        masked = masked + self._peer_pk.encrypt_int(_object_array(packed_masks, (count,)))
+        masked = masked + self._peer_pk.encrypt_int(_object_array(plain, (count,)))
         self._party.send(self._peer, masked.to_wire())
         mine = np.array([(-m) % _TWO64 for m in masks], dtype=np.uint64)
-
-        expected = -(-incoming // per_ct)
         received = EncryptedArray.from_wire(self._pk, self._recv())
-        if received.shape != (expected,):
-            raise ValueError(f"peer {self._peer!r} sent {received.size} packed ciphertexts, expected {expected}")
-        slot = (1 << width) - 1
-        decrypted = []
-        for k, word in enumerate(self._sk.decrypt_int(received)):
-            if word < 0 or word >> (width * per_ct):
-                raise ValueError(f"peer {self._peer!r} sent a packed value outside its slots")
-            take = min(per_ct, incoming - k * per_ct)
-            decrypted += [((word >> (width * s)) & slot) % _TWO64 for s in range(take)]
-        return mine, np.array(decrypted, dtype=np.uint64)
+        words = list(self._sk.decrypt_int(received).flat)
+        values = unpack_words(words, slots_per_ciphertext(self._pk, width), width, incoming)
+        return mine, np.array([v % _TWO64 for v in values], dtype=np.uint64)
 
     def _cross_sum(self, terms: Sequence[mpz], value_bits: int) -> np.ndarray:
         """Shares of ``f(peer, me) + f(me, peer)`` slot by slot when both directions have the same layout."""

@@ -236,18 +236,23 @@ def test_key_mismatch_is_refused(keys, other_keys):
         sk2.decrypt(ex)
 
 
+@pytest.mark.parametrize("pack", [False, True])
 @pytest.mark.parametrize("frac_in, frac_out", [(16, 16), (32, 16), (8, 16)])
-def test_mask_to_share_reconstructs(keys, frac_in, frac_out):
+def test_mask_to_share_reconstructs(keys, frac_in, frac_out, pack):
     pk, sk = keys
-    x = np.concatenate([data((20,), 13, scale=1e3), [0.0, -1.0, 2.0 ** (61 - frac_out) - 1]])
+    x = np.concatenate([data((20,), 13, scale=1e3), [0.0, -1.0, 2.0 ** (61 - frac_out) - 1, -(2.0 ** (61 - frac_out))]])
+    x = x.reshape(2, 12)
     enc = pk.encrypt(x, frac_bits=frac_in)
-    masked, mine = mask_to_share(enc, frac_bits_out=frac_out, rng=Csprng())
+    masked, mine = mask_to_share(enc, frac_bits_out=frac_out, rng=Csprng(), pack=pack)
+    width = 62 + max(frac_in - frac_out, 0) + MASK_SIGMA + 2
+    assert masked.size == (-(-24 // ((pk.bits - 4) // width)) if pack else 24)
     wire = codec.decode(codec.encode(masked.to_wire()))
-    theirs = unmask_share(sk, EncryptedArray.from_wire(pk, wire), frac_bits_out=frac_out)
+    received = EncryptedArray.from_wire(pk, wire)
+    theirs = unmask_share(sk, received, frac_bits_out=frac_out, shape=x.shape if pack else None)
     got = fixedpoint.decode(mine + theirs, frac_out)
     slack = 2.0**-frac_out if frac_in > frac_out else 0.0
     assert np.all(np.abs(got - fixed(fixed(x, frac_in), frac_out)) <= slack + 1e-9 * np.abs(x))
-    assert not np.array_equal(mine, np.zeros_like(mine))
+    assert len(set(mine.ravel().tolist())) == mine.size
 
 
 def test_mask_to_share_bounds(keys):
@@ -256,6 +261,9 @@ def test_mask_to_share_bounds(keys):
     masked, _ = mask_to_share(enc, bound_bits=60)
     with pytest.raises(ValueError, match="out of range"):
         unmask_share(sk, masked, bound_bits=40)
+    packed, _ = mask_to_share(pk.encrypt(np.ones(30)), pack=True)
+    with pytest.raises(ValueError, match="packed values"):
+        unmask_share(sk, packed, shape=(40,))
     with pytest.raises(ValueError, match="do not fit"):
         mask_to_share(enc, bound_bits=pk.bits - MASK_SIGMA)
     with pytest.raises(TypeError, match="enc"):
