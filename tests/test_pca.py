@@ -25,8 +25,8 @@ def _aligned(components: np.ndarray, reference: np.ndarray) -> np.ndarray:
     return components * signs[:, None]
 
 
-@pytest.mark.parametrize("variant", ["he", "ss"])
-@pytest.mark.parametrize("holders", [2, 3, 5])
+@pytest.mark.parametrize("variant", ["he", "ckks", "ss"])
+@pytest.mark.parametrize("holders", [2, 3, 4, 5])
 def test_matches_sklearn(cancer: np.ndarray, variant: str, holders: int) -> None:
     est = SecurePCA(6, variant=variant, key_bits=KEY_BITS).fit(np.array_split(cancer, holders))
     ref = PCA(6).fit(cancer)
@@ -93,6 +93,8 @@ def test_bad_input(cancer: np.ndarray) -> None:
         SecurePCA(2, variant="ss", standardize=True).fit(constant)
     with pytest.raises(ValueError, match="fixed-point range"):
         SecurePCA(2, variant="ss").fit([h * 1e6 for h in halves])
+    with pytest.raises(ValueError, match="CKKS limit"):
+        SecurePCA(2, variant="ckks").fit([h * 1e3 for h in halves])
 
 
 def test_sklearn_conventions(cancer: np.ndarray) -> None:
