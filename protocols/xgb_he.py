@@ -380,7 +380,7 @@ def train_passive(party: Party, label_holder: str, x: np.ndarray, *, progress: P
                 v = int(key)
                 if v not in orders or not 0 <= int(k) < len(orders[v]):
                     raise ValueError(f"invalid winning candidate for node {key}")
-                f, thr = binner.threshold(int(orders[v][int(k)]))
+                f, thr = binner.threshold(_lowest_tied(binner, bins[sampled[pos[sampled] == v]], int(orders[v][int(k)])))
                 trees.set_split(t, v, f, thr)
                 reply[key] = (x[pos == v, f] < thr).astype(np.uint8)
             party.send(label_holder, reply)
@@ -390,6 +390,19 @@ def train_passive(party: Party, label_holder: str, x: np.ndarray, *, progress: P
     if party.recv(label_holder) != "done":
         raise ValueError(f"party {label_holder!r} did not end the training properly")
     return HEModel(trees)
+
+
+def _lowest_tied(binner: QuantileBinner, node_bins: np.ndarray, candidate: int) -> int:
+    """The lowest candidate of the same feature splitting the node's rows like ``candidate``.
+
+    Candidates between two occupied buckets tie exactly; xgboost keeps the lowest, and the label
+    holder cannot (it sees them shuffled), so the owner picks it: the largest occupied bucket
+    on the left side.
+    """
+    feats, ks = binner.candidates()
+    f, k = feats[candidate], ks[candidate]
+    left = node_bins[:, f][node_bins[:, f] <= k]
+    return int(candidate - k + left.max()) if left.size else candidate
 
 
 def _level_sums(hist: _PassiveHistograms, enc: EncryptedArray, pos: np.ndarray, nodes: range,

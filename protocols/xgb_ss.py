@@ -109,6 +109,25 @@ def _divide_range(n_rows: int, params: XGBParams) -> tuple[int, int]:
     return lo, hi
 
 
+def check_params(n_rows: int, params: XGBParams, sigmoid_method: str) -> tuple[int, int]:
+    """Raise ``ValueError`` on parameters SS-XGB cannot run with; returns the division range."""
+    if sigmoid_method != "spline" and sigmoid_method not in SIGMOID_METHODS:
+        raise ValueError(f"sigmoid must be 'spline' or one of {sorted(SIGMOID_METHODS)}, got {sigmoid_method!r}")
+    return _divide_range(n_rows, params)
+
+
+def reveal_leaves(models: Sequence[SSModel]) -> tuple[np.ndarray, float, float]:
+    """Leaf weights from every player's shares, and the label holder's output scale and offset.
+
+    For tests and audits only: it needs every player's model in one place.
+    """
+    total = np.zeros_like(models[0].leaf_shares)
+    for model in models:
+        total += model.leaf_shares
+    scale, offset = next(m.output for m in models if m.output is not None)
+    return fixedpoint.decode(total, FRAC_BITS), scale, offset
+
+
 def _bits_not(session: Session, bits: np.ndarray) -> np.ndarray:
     """Shares of ``1 - b`` for integer shares ``b``."""
     out = np.uint64(0) - bits
@@ -176,12 +195,10 @@ def train_player(
 ) -> SSModel:
     """A player's training role (``y`` at ``players[0]``, the label holder, only)."""
     players = tuple(players)
-    if sigmoid_method != "spline" and sigmoid_method not in SIGMOID_METHODS:
-        raise ValueError(f"sigmoid_method must be 'spline' or one of {sorted(SIGMOID_METHODS)}, got {sigmoid_method!r}")
+    lo, hi = check_params(x.shape[0], params, sigmoid_method)
     is_label = party.id == players[0]
     if is_label == (y is None):
         raise ValueError("y must be given at the label holder (players[0]) and only there")
-    lo, hi = _divide_range(x.shape[0], params)
     me = _Player(party, players, dealer, x, params)
     session, n = me.session, me.n
     c = gradient_scale(n, params.loss)
@@ -195,7 +212,7 @@ def train_player(
             base = 0.0
         else:
             base = base_margin(y, params.loss)
-            output = (1.0, 0.0)
+            output = (1.0, base)
     labels = session.input(y if is_label else None, players[0], name="y")
     margin = session.input(np.full(n, base) if is_label else None, players[0], name="base margin")
     trees = PartyTrees.empty(params.n_estimators, params.max_depth)
