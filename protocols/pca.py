@@ -130,15 +130,20 @@ def _check_roles(holders: Sequence[str], consumer: str, variant: str, frac_bits:
     return holders
 
 
-def _check_statistics(stats: np.ndarray, n_holders: int, frac_bits: int, variant: str) -> None:
+def statistics_magnitude(X: np.ndarray) -> float:
+    """``max |local_statistics(X)|`` without forming ``X^T X`` (``|G_ij| <= max_k G_kk``, Cauchy-Schwarz)."""
+    return float(max(X.shape[0], np.max(np.abs(X.sum(axis=0))), np.max(np.einsum("ij,ij->j", X, X))))
+
+
+def _check_statistics(magnitude: float, n_holders: int, frac_bits: int, variant: str) -> None:
     """Every statistic (and so every sum) must fit the value range with ``n_holders`` summands."""
     if variant == "ckks":
         limit, what = ckks.PRESETS[CKKS_PRESET].max_abs / n_holders, "the CKKS limit"
     else:
         limit, what = fixedpoint.max_abs(frac_bits) / n_holders, f"the fixed-point range at frac_bits={frac_bits}"
-    if np.max(np.abs(stats)) >= limit:
+    if magnitude >= limit:
         raise ValueError(
-            f"X has local statistics up to {np.max(np.abs(stats)):.4g}, beyond {what} "
+            f"X has local statistics up to {magnitude:.4g}, beyond {what} "
             f"({limit:.4g} for {n_holders} holders); scale X (or lower frac_bits, or use another variant)"
         )
 
@@ -155,7 +160,7 @@ def pca_holder(
     holders = _check_roles(holders, consumer, variant, frac_bits)
     X = check_matrix(X, f"X of holder {party.id!r}")
     stats = local_statistics(X)
-    _check_statistics(stats, len(holders), frac_bits, variant)
+    _check_statistics(float(np.max(np.abs(stats))), len(holders), frac_bits, variant)
     if variant == "ss":
         _ss_contribute(party, stats, holders, consumer, frac_bits)
     elif variant == "ckks":
@@ -293,7 +298,7 @@ class SecurePCA(TransformerMixin, BaseEstimator):
         common = {"holders": holders, "consumer": "consumer", "variant": self.variant, "frac_bits": self.frac_bits}
         _check_roles(holders, "consumer", self.variant, self.frac_bits)
         for block in blocks:
-            _check_statistics(local_statistics(block), len(blocks), self.frac_bits, self.variant)
+            _check_statistics(statistics_magnitude(block), len(blocks), self.frac_bits, self.variant)
         roles = {h: partial(pca_holder, **common) for h in holders}
         roles["consumer"] = partial(
             pca_consumer, n_components=self.n_components, standardize=self.standardize, key_bits=self.key_bits, **common
