@@ -74,6 +74,21 @@ def test_largest_values_and_one_past(keys):
         pk.encrypt_int(np.array([1.5]))
 
 
+def test_known_bound_decryption(keys):
+    pk, sk = keys
+    x = np.concatenate([data((30,), 18, scale=1e6), [0.0, -(2.0**40), 2.0**40]])
+    enc = pk.encrypt(x)
+    np.testing.assert_array_equal(sk.decrypt(enc, max_bits=57), fixed(x))
+    np.testing.assert_array_equal(sk.decrypt(enc, max_bits=57), sk.decrypt(enc))
+    with pytest.raises(OverflowError, match="bound"):
+        sk.decrypt(enc, max_bits=40)
+    with pytest.raises(ValueError, match="max_bits"):
+        sk.decrypt(enc, max_bits=sk.max_bound_bits + 1)
+    big = pk.encrypt_int(np.array([pk.max_int // 2], dtype=object))
+    with pytest.raises(OverflowError):
+        sk.decrypt_int(big, max_bits=100)
+
+
 def test_homomorphic_overflow_is_detected(keys):
     pk, sk = keys
     enc = pk.encrypt_int(np.array([pk.max_int], dtype=object))
