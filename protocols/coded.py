@@ -52,6 +52,8 @@ the server, and a server colluding with clients is out of scope. Setup needs all
 from __future__ import annotations
 
 import math
+import queue
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -73,7 +75,7 @@ DEGREE = 2
 SIGMOID_FIT_RANGE = 4.0
 _GRID = np.linspace(-SIGMOID_FIT_RANGE, SIGMOID_FIT_RANGE, 4001)
 SIGMOID_SLOPE = float(np.polyfit(_GRID, 1.0 / (1.0 + np.exp(-_GRID)), 1)[0])
-_POLL_SECONDS = 0.002
+_LISTEN_SECONDS = 0.1
 DEFAULT_PRIMES = (DEFAULT_PRIME, 2**31 - 19)
 
 
@@ -378,51 +380,98 @@ def server_setup(party: Party, config: CodedConfig) -> tuple[int, list[int], int
     return frac_bits, rows, n_features
 
 
-def _collect(party: Party, config: CodedConfig, round_index: int, candidates: Sequence[str]) -> dict[str, np.ndarray]:
-    """The first ``R`` results of this round, in arrival order; stale answers of earlier rounds are dropped."""
-    threshold = config.recovery_threshold
-    deadline = time.monotonic() + config.round_timeout
-    pending, got = list(candidates), {}
-    while len(got) < threshold and pending and time.monotonic() < deadline:
-        for client in list(pending):
+class _Mailroom:
+    """Per client one sender and one receiver thread, so a dead or slow client never holds up the others.
+
+    Messages to one client keep their order. A send the transport cannot deliver within the
+    party's timeout (``TimeoutError``) marks that client unreachable; later messages to it are
+    dropped. Received messages join one queue in arrival order.
+    """
+
+    def __init__(self, party: Party, clients: Sequence[str]) -> None:
+        self._party = party
+        self._outgoing: dict[str, queue.Queue] = {c: queue.Queue() for c in clients}
+        self._arrivals: queue.Queue = queue.Queue()
+        self._lock = threading.Lock()
+        self._unreachable: set[str] = set()
+        self._closed = threading.Event()
+        self._senders = [threading.Thread(target=self._send, args=(c,), daemon=True) for c in clients]
+        self._receivers = [threading.Thread(target=self._receive, args=(c,), daemon=True) for c in clients]
+        for thread in (*self._senders, *self._receivers):
+            thread.start()
+
+    def _send(self, client: str) -> None:
+        while (message := self._outgoing[client].get()) is not None:
+            if client in self.unreachable:
+                continue
             try:
-                msg = party.recv(client, timeout=_POLL_SECONDS)
+                self._party.send(client, message)
+            except TimeoutError:
+                with self._lock:
+                    self._unreachable.add(client)
+
+    def _receive(self, client: str) -> None:
+        while not self._closed.is_set():
+            try:
+                self._arrivals.put((client, self._party.recv(client, timeout=_LISTEN_SECONDS)))
             except PartyTimeout:
                 continue
-            if msg.get("round") == round_index:
-                got[client] = np.asarray(msg["gradient"], dtype=np.int64)
-                pending.remove(client)
-                if len(got) == threshold:
-                    break
-    if len(got) < threshold:
-        missing = [c for c in config.clients if c not in got]
-        raise RoundFailed(round_index, missing, len(got), threshold, config.round_timeout)
-    return got
+            except Exception as exc:  # noqa: BLE001 - handed to the server thread, which raises it
+                self._arrivals.put((client, exc))
+                return
 
+    @property
+    def unreachable(self) -> set[str]:
+        with self._lock:
+            return set(self._unreachable)
 
-def _send_round(party: Party, config: CodedConfig, message: dict, silent: set[str], dead: set[str]) -> None:
-    for client in config.clients:
-        if client in dead:
-            continue
-        try:
-            party.send(client, {**message, "silent": client in silent})
-        except TimeoutError:  # the transport could not reach it: a dropout for good
-            dead.add(client)
+    def post(self, client: str, message: dict) -> None:
+        self._outgoing[client].put(message)
+
+    def collect(self, config: CodedConfig, round_index: int) -> dict[str, np.ndarray]:
+        """The first ``R`` results of round ``round_index`` in arrival order; answers to earlier rounds are dropped."""
+        threshold = config.recovery_threshold
+        deadline = time.monotonic() + config.round_timeout
+        got: dict[str, np.ndarray] = {}
+        while len(got) < threshold and (remaining := deadline - time.monotonic()) > 0:
+            try:
+                client, message = self._arrivals.get(timeout=remaining)
+            except queue.Empty:
+                break
+            if isinstance(message, Exception):
+                raise message
+            if isinstance(message, dict) and message.get("round") == round_index:
+                got[client] = np.asarray(message["gradient"], dtype=np.int64)
+        if len(got) < threshold:
+            missing = [c for c in config.clients if c not in got]
+            raise RoundFailed(round_index, missing, len(got), threshold, config.round_timeout)
+        return got
+
+    def close(self) -> None:
+        """Deliver what is queued (at most one party timeout for an unreachable client), stop listening."""
+        for q in self._outgoing.values():
+            q.put(None)
+        for thread in self._senders:
+            thread.join(self._party.timeout + 1.0)
+        self._closed.set()
+        for thread in self._receivers:
+            thread.join(_LISTEN_SECONDS + 1.0)
 
 
 def coded_server(party: Party, config: CodedConfig, verbose: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Server role: plan the precision, then per round send the model, decode the first ``R`` results, update."""
     frac_bits, rows, n_features = server_setup(party, config)
     weights = np.zeros(n_features + 1)
-    dead: set[str] = set()
     responders, round_seconds, decode_seconds, round_bytes = [], [], [], []
+    mail = _Mailroom(party, config.clients)
     try:
         for r in range(config.n_rounds):
             start, before = time.perf_counter(), party.stats.snapshot()
             silent = set(config.silent[r]) if r < len(config.silent) else set()
             weights_q = quantized_weights(config, weights, frac_bits)
-            _send_round(party, config, {"round": r, "weights": weights_q, "stop": False}, silent, dead)
-            got = _collect(party, config, r, [c for c in config.clients if c not in dead])
+            for client in config.clients:
+                mail.post(client, {"round": r, "weights": weights_q, "stop": False, "silent": client in silent})
+            got = mail.collect(config, r)
             decode_start = time.perf_counter()
             gradient = decode_gradient(config, got)
             decode_seconds.append(time.perf_counter() - decode_start)
@@ -434,11 +483,15 @@ def coded_server(party: Party, config: CodedConfig, verbose: Callable[[str], Non
             if verbose is not None:
                 verbose(f"round {r}: decoded from {', '.join(got)} in {round_seconds[-1] * 1e3:.1f} ms")
     except RoundFailed as exc:
-        _send_round(party, config, {"stop": True, "error": str(exc)}, set(), dead)
+        for client in config.clients:
+            mail.post(client, {"stop": True, "error": str(exc)})
+        mail.close()
         raise
-    _send_round(party, config, {"stop": True}, set(), dead)
+    for client in config.clients:
+        mail.post(client, {"stop": True})
+    mail.close()
     return {
-        "weights": weights, "frac_bits": frac_bits, "responders": responders, "unreachable": sorted(dead),
+        "weights": weights, "frac_bits": frac_bits, "responders": responders, "unreachable": sorted(mail.unreachable),
         "round_seconds": np.array(round_seconds), "decode_seconds": np.array(decode_seconds),
         "round_bytes": np.array(round_bytes, dtype=np.int64),
     }
@@ -464,7 +517,8 @@ class _CodedRegression(BaseEstimator):
     the bound is an agreed public parameter), likewise ``target_bound``. After ``fit``: ``coef_``,
     ``intercept_``, ``n_iter_``, ``frac_bits_``, ``recovery_threshold_``, ``responders_`` (client ids
     decoded from, per round), ``decode_counts_``, ``round_bytes_`` (server bytes per round),
-    ``setup_bytes_`` (shares sent by all clients), ``round_seconds_`` and ``communication_``.
+    ``setup_bytes_`` (bytes sent by all clients in setup), ``round_seconds_``, ``decode_seconds_`` and
+    ``communication_``.
     """
 
     _model = "linear"
@@ -535,6 +589,7 @@ class _CodedRegression(BaseEstimator):
         self.responders_ = result["responders"]
         self.decode_counts_ = np.array([len(r) for r in self.responders_])
         self.round_seconds_ = result["round_seconds"]
+        self.decode_seconds_ = result["decode_seconds"]
         self.round_bytes_ = result["round_bytes"]
         self.setup_bytes_ = sum(out[c]["setup_bytes_sent"] for c in config.clients)
         self.communication_ = CommunicationReport.from_stats(out.stats)

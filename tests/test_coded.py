@@ -279,3 +279,44 @@ def test_estimator_conventions():
     assert copy.get_params() == est.get_params()
     fitted = copy.fit(synthetic_parts(3, 6, 3, seed=11))
     assert fitted is copy and fitted.predict_proba(np.zeros((2, 3))).shape == (2, 2)
+
+
+def test_processes_equal_in_process_and_a_killed_client_is_a_dropout(tmp_path):
+    """Server and five client processes over gRPC with mutual TLS; client-4 is killed after round 10.
+    Training goes on without it and ends with exactly the weights of the in-process run."""
+    import time
+
+    from parties.apps import load_app, run_app_local
+    from parties.launcher import last_line, party_command, spawn, write_loopback_federation
+    from parties.node import PartyResult
+
+    app = load_app("coded")
+    options = {"n_blocks": "1", "n_masks": "1", "rounds": "120", "dropouts": "1", "round_timeout": "5"}
+    roles = {"server": "server", **{f"client-{i}": "client" for i in range(5)}}
+    data = app.demo_data(tmp_path, 1, options)
+    local = run_app_local("coded", data, options, federation=roles, timeout=20)
+    federation = write_loopback_federation(roles, tmp_path, timeout=5.0)
+    procs = {}
+    for pid in roles:
+        command = party_command(federation, pid, "coded", data.get(pid), {**options, "progress": "1"}, tmp_path / f"{pid}.out")
+        procs[pid] = spawn(command, tmp_path / f"{pid}.log")
+    try:
+        limit = time.monotonic() + 60
+        while "round 10:" not in (tmp_path / "server.log").read_text():
+            assert time.monotonic() < limit and procs["server"].poll() is None, (tmp_path / "server.log").read_text()
+            time.sleep(0.02)
+        procs["client-4"].kill()
+        for pid in roles:
+            if pid != "client-4":
+                assert procs[pid].wait(timeout=60) == 0, last_line(tmp_path / f"{pid}.log")
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+    server = PartyResult.from_bytes((tmp_path / "server.out").read_bytes()).output
+    assert np.array_equal(server["weights"], local["server"]["weights"])
+    assert app.check({**local, "server": server}, data, options).ok
+    assert "client-4" not in set(server["responders"][-1]) and len(server["responders"]) == 120
+    late = [r for r in server["responders"][20:] if "client-4" in r]
+    assert not late, "a killed client cannot answer"
