@@ -66,7 +66,8 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
-from gmpy2 import mpz, powmod
+import gmpy2
+from gmpy2 import mpz
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
@@ -101,8 +102,8 @@ class CaesarParams:
     frac_bits: int = 16
 
     def check(self) -> "CaesarParams":
-        if not isinstance(self.learning_rate, (int, float)) or not 0 < self.learning_rate <= 16:
-            raise ValueError(f"learning_rate must be a number in (0, 16], got {self.learning_rate!r}")
+        if not isinstance(self.learning_rate, (int, float)) or not 0 < self.learning_rate <= 1024:
+            raise ValueError(f"learning_rate must be a number in (0, 1024], got {self.learning_rate!r}")
         if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
             raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
         if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 1:
@@ -126,7 +127,9 @@ class CaesarParams:
 
 
 def sigmoid_approx(z: np.ndarray, kind: str) -> np.ndarray:
-    """The polynomial the protocol evaluates in place of the logistic function."""
+    """The polynomial the protocol evaluates in place of the logistic function (``"logistic"``: exact, plaintext only)."""
+    if kind == "logistic":
+        return 1.0 / (1.0 + np.exp(-z))
     if kind == "linear":
         return 0.5 + z / 4.0
     q0, q1, q3 = CUBIC
@@ -210,28 +213,26 @@ def pack_masked(enc: EncryptedArray, bound_bits: int, rng: Csprng) -> tuple[dict
     For ``|v_j| < 2^B`` (``B = bound_bits``) the key owner will decrypt ``t_j = v_j + R_j`` with
     ``R_j = 2^B + U_j``, ``U_j`` uniform in ``[0, 2^(B + sigma))``; the holder's share is
     ``-R_j``, so ``t_j - R_j = v_j`` exactly over the integers. ``slots`` values share one
-    ciphertext (Horner: ``acc <- acc^(2^slot) * c_j``), the mask is added in the clear and the
-    result rerandomised, so the key owner sees fresh encryptions of masked values only.
+    ciphertext (Horner, ``acc <- acc^(2^slot) * c_j``, one GIL-free ``powmod_base_list`` per
+    level), the mask is added in the clear and the result rerandomised, so the key owner sees
+    fresh encryptions of masked values only. A short last group is padded with masked zeros.
     """
     pk = enc.public_key
     slot_bits, slots = _slot_layout(pk, bound_bits)
-    values = list(enc.ciphertexts.ravel())
-    masks = [(1 << bound_bits) + u for u in _random_ints(rng, bound_bits + MASK_SIGMA, len(values))]
+    count = enc.size
+    total = -(-count // slots) * slots
+    values = list(enc.ciphertexts.ravel()) + [mpz(1)] * (total - count)
+    masks = [(1 << bound_bits) + u for u in _random_ints(rng, bound_bits + MASK_SIGMA, total)]
     n, n2, shift = pk.n, pk.nsquare, mpz(1) << slot_bits
-    packed = []
-    for start in range(0, len(values), slots):
-        group = values[start : start + slots]
-        acc = group[-1]
-        word = masks[start + len(group) - 1]
-        for j in range(len(group) - 2, -1, -1):
-            acc = powmod(acc, shift, n2) * group[j] % n2
-            word = (word << slot_bits) + masks[start + j]
-        packed.append(acc * (mpz(word) * n + 1) % n2)
-    cts = np.empty(len(packed), dtype=object)
-    cts[:] = packed
+    accs = values[slots - 1 :: slots]
+    for j in range(slots - 2, -1, -1):
+        accs = [a * c % n2 for a, c in zip(gmpy2.powmod_base_list(accs, shift, n2), values[j::slots])]
+    words = [sum(m << (j * slot_bits) for j, m in enumerate(masks[g : g + slots])) for g in range(0, total, slots)]
+    cts = np.empty(len(accs), dtype=object)
+    cts[:] = [a * (mpz(w) * n + 1) % n2 for a, w in zip(accs, words)]
     fresh = EncryptedArray(pk, cts, 0).rerandomize()
-    message = {"kind": "masked", "count": len(values), "bound_bits": bound_bits, "enc": fresh.to_wire()}
-    return message, -np.array(masks, dtype=object)
+    message = {"kind": "masked", "count": count, "bound_bits": bound_bits, "enc": fresh.to_wire()}
+    return message, -np.array(masks[:count], dtype=object)
 
 
 def unpack_masked(private_key: PrivateKey, message: Any, count: int, bound_bits: int) -> np.ndarray:
@@ -289,7 +290,8 @@ class _Trainer:
         other = _send_public(self.party, self.peer, self.public_key, self.rows, self.cols, self.fx, self.params)
         self.peer_key, self.peer_cols, self.peer_fx = other["pk"], other["cols"], other["fx"]
         self.weight_bits = self.fs + self.fe + self.fx
-        self.weights = self.peer_key.encrypt_int(np.zeros(self.cols, dtype=np.int64))
+        # Enc(0) with randomness 1: P knows it is zero anyway, and whatever P sends is rerandomised.
+        self.weights = EncryptedArray(self.peer_key, np.full(self.cols, mpz(1), dtype=object), 0)
 
     def _weight_bound(self, fx: int) -> int:
         """Bits of ``|w|`` at the weight scale ``F`` of a party with feature scale ``fx``."""
@@ -379,7 +381,9 @@ class _Trainer:
     def train(self, y: np.ndarray | None, progress: Callable[[str], None] | None) -> np.ndarray:
         self.setup()
         start = time.perf_counter()
+        self.epoch_log: list[dict[str, float]] = []
         for epoch in range(self.params.epochs):
+            began, traffic = time.perf_counter(), self.party.stats.bytes_sent + self.party.stats.bytes_received
             order = self._epoch_order()
             batches = epoch_batches(self.rows, self.params.batch_size, order)
             for rows in batches:
@@ -394,6 +398,8 @@ class _Trainer:
             if self.params.l2:
                 self.decay((1.0 - self.params.learning_rate * self.params.l2) ** len(batches),
                            self.is_b and self.params.fit_intercept)
+            self.epoch_log.append({"seconds": time.perf_counter() - began,
+                                   "bytes": self.party.stats.bytes_sent + self.party.stats.bytes_received - traffic})
             if progress is not None:
                 progress(f"caesar epoch {epoch + 1}/{self.params.epochs}: {len(batches)} batches, "
                          f"{time.perf_counter() - start:.1f}s elapsed, {self.party.stats.bytes_sent} bytes sent")
@@ -430,13 +436,15 @@ def run_party_a(party: Party, peer: str, x: Any, params: CaesarParams, verbose: 
 
 
 def run_party_b(party: Party, peer: str, x: Any, y: Any, params: CaesarParams, verbose: bool = False) -> dict:
-    """Role of party B (features and labels): returns ``{"coef": w_B, "intercept": b}``."""
+    """Role of party B (features and labels): ``{"coef": w_B, "intercept": b, "epochs": [...]}``.
+
+    ``epochs`` lists, per epoch, its wall time and the bytes both parties exchanged in it.
+    """
     trainer = _Trainer(party, peer, _with_intercept(x, params.fit_intercept), params, True, verbose)
     labels = check_labels(y, trainer.rows, binary=True)
     weights = trainer.train(labels, _progress(verbose))
-    if params.fit_intercept:
-        return {"coef": weights[:-1], "intercept": float(weights[-1])}
-    return {"coef": weights, "intercept": 0.0}
+    intercept = float(weights[-1]) if params.fit_intercept else 0.0
+    return {"coef": weights[:-1] if params.fit_intercept else weights, "intercept": intercept, "epochs": trainer.epoch_log}
 
 
 def _with_intercept(x: Any, fit_intercept: bool) -> Any:
@@ -455,7 +463,9 @@ class CaesarLogisticRegression(ClassifierMixin, BaseEstimator):
 
     ``fit([X_A, X_B], y)`` runs party A (``X_A``) and party B (``X_B``, ``y``) in one process;
     inputs may be dense or scipy.sparse. After ``fit``: ``coef_`` (1 x (d_A + d_B)),
-    ``intercept_``, ``classes_``, ``communication_`` (bytes and rounds from ``party.stats``).
+    ``intercept_``, ``classes_``, ``communication_`` (bytes and rounds from ``party.stats``),
+    ``epoch_seconds_`` and ``epoch_bytes_`` (per epoch, key generation and output excluded).
+    ``verbose=True`` prints one progress line per epoch (epoch, elapsed time, bytes) to stderr.
     """
 
     def __init__(
@@ -490,6 +500,8 @@ class CaesarLogisticRegression(ClassifierMixin, BaseEstimator):
         self.classes_ = np.array([0, 1])
         self.n_features_in_ = self.coef_.shape[1]
         self.communication_ = CommunicationReport.from_stats(out.stats)
+        self.epoch_seconds_ = np.array([e["seconds"] for e in out["b"]["epochs"]])
+        self.epoch_bytes_ = np.array([e["bytes"] for e in out["b"]["epochs"]], dtype=np.int64)
         return self
 
     def decision_function(self, X: Sequence[Any]) -> np.ndarray:
