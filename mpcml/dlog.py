@@ -96,6 +96,16 @@ INSECURE_TEST_GROUP = GroupParams(
 )
 
 
+GROUPS = {group.name: group for group in (GROUP_3072, INSECURE_TEST_GROUP)}
+
+
+def group_by_name(name: str) -> GroupParams:
+    """One of the shipped groups by name (for configuration and the wire); ``ValueError`` if unknown."""
+    if name not in GROUPS:
+        raise ValueError(f"unknown group {name!r}; known: {sorted(GROUPS)}")
+    return GROUPS[name]
+
+
 def check_element(params: GroupParams, value: int, name: str) -> mpz:
     """A received group element as ``mpz``; ``ValueError`` naming ``name`` unless 1 <= value < p."""
     if not isinstance(value, int) or isinstance(value, bool) or not 0 < value < params.p:

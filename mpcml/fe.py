@@ -49,7 +49,9 @@ from gmpy2 import mpz
 
 from . import codec
 from .csprng import Csprng
-from .dlog import GROUP_3072, GroupParams, check_bound, check_element, dlog_table, generator_table, multi_exp
+from .dlog import (
+    GROUP_3072, GroupParams, check_bound, check_element, dlog_table, generator_table, group_by_name, multi_exp,
+)
 
 Label = str | int | tuple
 
@@ -230,6 +232,26 @@ class MIFESlotKey:
     slot: int
     public: IPFEPublicKey
     prf_key: bytes
+
+    def to_wire(self) -> dict:
+        """Codec form (secret: send only to the slot's owner over a confidential channel)."""
+        pub = self.public
+        return {
+            "slot": self.slot, "group": pub.params.name, "h": list(pub.h), "prf_key": self.prf_key,
+            "bound_x": pub.bound_x, "bound_y": pub.bound_y,
+        }
+
+    @classmethod
+    def from_wire(cls, obj: Any) -> "MIFESlotKey":
+        keys = {"slot", "group", "h", "prf_key", "bound_x", "bound_y"}
+        if not isinstance(obj, dict) or set(obj) != keys or not isinstance(obj["h"], list) or not obj["h"]:
+            raise ValueError(f"malformed MIFE slot key: expected a dict with keys {sorted(keys)}")
+        params = group_by_name(obj["group"])
+        if not isinstance(obj["prf_key"], bytes) or len(obj["prf_key"]) != 32 or not isinstance(obj["slot"], int):
+            raise ValueError("malformed MIFE slot key: bad slot or PRF key")
+        h = tuple(int(check_element(params, v, "public key entry")) for v in obj["h"])
+        _check_bounds(params, len(h), obj["bound_x"], obj["bound_y"])
+        return cls(obj["slot"], IPFEPublicKey(params, h, obj["bound_x"], obj["bound_y"]), obj["prf_key"])
 
     def encrypt(self, x: Any, label: Label, rng: Csprng | None = None) -> MIFECiphertext:
         """Encrypt ``x`` (``rows x dim`` integers, ``|x| <= bound_x``; a 1-D vector is one row) under ``label``."""
