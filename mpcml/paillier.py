@@ -25,6 +25,12 @@ residuosity plus the short-exponent indistinguishability assumption (``hs^a`` wi
 exponents is Pollard's lambda at 2^128 work). ``short_exponent_bits=None`` selects the
 textbook uniformly random ``r`` (plain DCR, about 30x slower).
 
+Also here: known-bound decryption (mod p only, :class:`PrivateKey`), conversion of ciphertexts
+to additive shares mod 2^64 (:func:`mask_to_share`/:func:`unmask_share`, 40 statistical masking
+bits), and packing of many fixed-point values per plaintext for protocols that only add
+(:func:`encrypt_packed`/:class:`PackedEncryptedArray`). The dealer-free Beaver triple source
+built on all this is :mod:`mpcml.paillier_triples`.
+
 Homomorphic results are *not* re-randomised: ``c^0 = 1`` or a product of known ciphertexts can
 reveal a multiplier to the key owner. Call :meth:`EncryptedArray.rerandomize` (or mask, as
 :func:`mask_to_share` does) before sending a computed ciphertext to the key owner.
@@ -957,6 +963,7 @@ class PackedEncryptedArray:
 
     @classmethod
     def from_wire(cls, public_key: PublicKey, obj: Any) -> "PackedEncryptedArray":
+        """Rebuild from :meth:`to_wire` output received from a peer; malformed input raises ``ValueError``."""
         keys = {"c", "length", "frac_bits", "slot_bits", "max_summands", "summands"}
         if not isinstance(obj, dict) or set(obj) != keys:
             raise ValueError(f"packed array on the wire must be a dict with keys {sorted(keys)}")
@@ -965,6 +972,8 @@ class PackedEncryptedArray:
         if cts.ndim != 2 or not isinstance(summands, np.ndarray) or summands.shape != (cts.shape[0],):
             raise ValueError("packed ciphertexts must be 2-D with one summand count per row")
         _check_packing(public_key, obj["slot_bits"], obj["max_summands"])
+        if not isinstance(obj["length"], int) or obj["length"] < 1 or summands.dtype.kind not in "iu":
+            raise ValueError("length must be a positive int and summands an integer array")
         proto = cls(
             public_key, cts, length=int(obj["length"]), frac_bits=_check_frac_bits(obj["frac_bits"]),
             slot_bits=int(obj["slot_bits"]), max_summands=int(obj["max_summands"]), summands=summands.astype(np.int64),
