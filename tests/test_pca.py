@@ -105,3 +105,23 @@ def test_sklearn_conventions(cancer: np.ndarray) -> None:
     assert copy.get_params() == est.get_params()
     with pytest.raises(ValueError, match="features"):
         copy.fit(np.array_split(cancer, 2)).transform(cancer[:, :4])
+
+
+@pytest.mark.parametrize("variant", ["ss", "he"])
+@pytest.mark.slow  # spawns one process per party: 30-40 s of start-up on the shared 2-core machine
+def test_party_processes_match_in_process(tmp_path, variant: str) -> None:
+    from parties.apps import load_app, run_app_local
+    from parties.launcher import run_processes
+
+    options = {"variant": variant, "n_components": "4", "key_bits": "1024"}
+    app = load_app("pca")
+    data = app.demo_data(tmp_path, 0, options)
+    local = run_app_local("pca", data, options, timeout=60)
+    remote = run_processes("pca", data, options, work_dir=tmp_path / "run", secure=True, timeout=60)
+    for outputs in (local, remote.outputs):
+        result = app.check(outputs, data, options)
+        assert result.ok, result.summary
+    for pid, model in local.items():
+        for key, value in model.items():
+            # exact secure sums: the same model whichever transport carried them (eigh up to sign)
+            np.testing.assert_allclose(np.abs(remote.outputs[pid][key]), np.abs(value), rtol=0, atol=1e-12)

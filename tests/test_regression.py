@@ -209,3 +209,23 @@ def test_sklearn_conventions(cancer) -> None:
 def test_random_state_reproduces_batch_order() -> None:
     assert seed_from_random_state(4) == seed_from_random_state(4) != seed_from_random_state(5)
     assert seed_from_random_state(None) is None
+
+
+@pytest.mark.slow  # spawns one process per party: 30-40 s of start-up on the shared 2-core machine
+def test_party_processes_match_in_process(tmp_path) -> None:
+    from parties.apps import load_app, run_app_local
+    from parties.launcher import run_processes
+
+    options = {"epochs": "2", "batch_size": "64"}
+    app = load_app("regression")
+    data = app.demo_data(tmp_path, 0, options)
+    local = run_app_local("regression", data, options, timeout=60)
+    remote = run_processes("regression", data, options, work_dir=tmp_path / "run", secure=True, timeout=60)
+    for outputs in (local, remote.outputs):
+        result = app.check(outputs, data, options)
+        assert result.ok, result.summary
+    # same batches, same messages: identical byte counts; weights equal up to the truncation rounding
+    assert {p: s.as_dict() for p, s in remote.outputs.stats.items()} == {p: s.as_dict() for p, s in local.stats.items()}
+    for pid in ("alice", "bob"):
+        np.testing.assert_allclose(remote.outputs[pid]["coef"], local[pid]["coef"], rtol=0, atol=1e-3)
+        assert abs(remote.outputs[pid]["intercept"] - local[pid]["intercept"]) < 1e-3
