@@ -1,0 +1,101 @@
+"""Secure XGBoost (SS-XGB and HE SecureBoost) against plaintext xgboost, in one run.
+
+Prints, for both variants: training time as a ratio to ``xgboost.XGBClassifier(tree_method="hist",
+n_jobs=1)`` with the same parameters on the same data (median of ``--repeats`` runs after a warm-up
+for xgboost, which is fast; the secure runs once each; all parties run as threads of this process,
+so their compute adds up on the shared cores), test AUC of both, bytes sent per tree (all parties, from
+``party.stats``), and how the secure training time grows with depth (2..5).
+
+    python -m benchmarks.bench_xgb            # breast_cancer, synthetic 50,000 x 20 (10/10), depth sweep
+    python -m benchmarks.bench_xgb --quick    # small smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import numpy as np
+import xgboost
+from sklearn.datasets import load_breast_cancer, make_classification
+from sklearn.metrics import roc_auc_score
+from sklearn.model_selection import train_test_split
+
+from protocols.xgb import SecureXGBClassifier
+
+
+def _xgb_time(xtr, ytr, xte, trees, depth, max_bin, repeats):
+    times = []
+    for _ in range(repeats + 1):  # the first run warms up and is dropped
+        model = xgboost.XGBClassifier(n_estimators=trees, max_depth=depth, learning_rate=0.3, tree_method="hist",
+                                      max_bin=max_bin, n_jobs=1)
+        start = time.perf_counter()
+        model.fit(xtr, ytr)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times[1:]), model.predict_proba(xte)[:, 1]
+
+
+def _secure(method, parts_tr, ytr, parts_te, trees, depth, max_bin, key_bits):
+    clf = SecureXGBClassifier(method=method, n_estimators=trees, max_depth=depth, max_bin=max_bin, key_bits=key_bits)
+    start = time.perf_counter()
+    clf.fit(parts_tr, ytr)
+    elapsed = time.perf_counter() - start
+    return elapsed, clf.predict_proba(parts_te)[:, 1], clf.communication_.total_bytes / trees
+
+
+def compare(name, x, y, bounds, trees, depth, max_bin, key_bits, repeats, methods):
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.3, random_state=0, stratify=y)
+    parts_tr = [xtr[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    parts_te = [xte[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    plain, p_plain = _xgb_time(xtr, ytr, xte, trees, depth, max_bin, repeats)
+    auc_plain = roc_auc_score(yte, p_plain)
+    print(f"\n{name}: {xtr.shape[0]} training rows, blocks {[b - a for a, b in zip(bounds[:-1], bounds[1:])]}, "
+          f"{trees} trees, depth {depth}, max_bin {max_bin}; xgboost {plain * 1e3:.1f} ms, AUC {auc_plain:.4f}")
+    print(f"  {'method':<6} {'time s':>9} {'x xgboost':>10} {'AUC':>8} {'dAUC':>8} {'MB/tree':>9}")
+    for method in methods:
+        elapsed, proba, per_tree = _secure(method, parts_tr, ytr, parts_te, trees, depth, max_bin, key_bits)
+        auc = roc_auc_score(yte, proba)
+        print(f"  {method:<6} {elapsed:>9.2f} {elapsed / plain:>10.0f} {auc:>8.4f} {auc - auc_plain:>+8.4f} {per_tree / 1e6:>9.2f}")
+
+
+def depth_sweep(x, y, bounds, trees, depths, max_bin, key_bits, repeats, methods):
+    xtr, xte, ytr, _ = train_test_split(x, y, test_size=0.3, random_state=0, stratify=y)
+    parts_tr = [xtr[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    parts_te = [xte[:, a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+    print(f"\ndepth sweep on breast_cancer ({trees} trees): secure time per tree, ratio to xgboost, MB per tree")
+    print(f"  {'depth':>5} " + " ".join(f"{m + ' s/tree':>12} {m + ' x':>8} {m + ' MB':>8}" for m in methods))
+    for depth in depths:
+        plain, _ = _xgb_time(xtr, ytr, xte, trees, depth, max_bin, repeats)
+        cells = []
+        for method in methods:
+            elapsed, _, per_tree = _secure(method, parts_tr, ytr, parts_te, trees, depth, max_bin, key_bits)
+            cells.append(f"{elapsed / trees:>12.2f} {elapsed / plain:>8.0f} {per_tree / 1e6:>8.2f}")
+        print(f"  {depth:>5} " + " ".join(cells))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small smoke run")
+    parser.add_argument("--key-bits", type=int, default=2048)
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--large-trees", type=int, default=10, help="trees for the 50,000-row case")
+    parser.add_argument("--large-methods", default="he,ss", help="methods for the 50,000-row case")
+    args = parser.parse_args()
+    methods = ["he", "ss"]
+    x, y = load_breast_cancer(return_X_y=True)
+    if args.quick:
+        compare("breast_cancer", x, y, [0, 15, 30], 2, 2, 16, 1024, 3, methods)
+        xs, ys = make_classification(n_samples=3000, n_features=20, n_informative=10, random_state=0)
+        compare("synthetic", xs, ys, [0, 10, 20], 2, 2, 16, 1024, 3, methods)
+        depth_sweep(x, y, [0, 15, 30], 1, [2, 3], 16, 1024, 3, methods)
+        return
+    compare("breast_cancer", x, y, [0, 15, 30], 10, 3, 32, args.key_bits, args.repeats, methods)
+    xs, ys = make_classification(n_samples=int(50_000 / 0.7) + 1, n_features=20, n_informative=10, random_state=0)
+    compare("synthetic 50,000 x 20", xs, ys, [0, 10, 20], args.large_trees, 3, 32, args.key_bits, args.repeats,
+            args.large_methods.split(","))
+    depth_sweep(x, y, [0, 15, 30], 2, [2, 3, 4, 5], 32, args.key_bits, args.repeats, methods)
+
+
+if __name__ == "__main__":
+    main()
