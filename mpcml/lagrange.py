@@ -44,6 +44,7 @@ from .csprng import Csprng
 
 DEFAULT_PRIME = 2**31 - 1
 MAX_PRIME = 2**31
+_THIN_INNER = 64
 _MAX_INNER = 1 << 11  # with 11-bit limbs of a 31-bit element, 2^11 products sum below 2^53
 
 
@@ -81,8 +82,9 @@ def field_matmul(a: ArrayLike, b: ArrayLike, prime: int) -> np.ndarray:
         raise ValueError(f"field_matmul needs a 2-D left and a 1-D or 2-D right operand, got {a.shape} @ {b.shape}")
     if a.shape[1] != b.shape[0]:
         raise ValueError(f"matmul shape mismatch: {a.shape} @ {b.shape}")
-    if b.ndim == 2 and b.size < a.size:  # split the smaller operand into limbs
-        return field_matmul(b.T, a.T, prime).T
+    if b.size < a.size:  # split the smaller operand into limbs
+        flipped = field_matmul(b.T if b.ndim == 2 else b[None, :], a.T, prime)
+        return flipped.T if b.ndim == 2 else flipped[0]
     bits = int(prime - 1).bit_length()
     chunk = min(max(a.shape[1], 1), _MAX_INNER)
     # limb * element * chunk < 2^(limb_bits + bits + log2 chunk) <= 2^53: exact in float64
@@ -96,13 +98,20 @@ def field_matmul(a: ArrayLike, b: ArrayLike, prime: int) -> np.ndarray:
         combined = None
         for limb in range(n_limbs):
             digits = ((block_a >> (limb_bits * limb)) & mask).astype(np.float64)
-            partial = (digits @ block_b).astype(np.int64)
+            partial = _float_product(digits, block_b).astype(np.int64)
             if combined is None:
                 combined = partial
             else:  # (partial mod p) 2^(limb offset) < 2^61 (offset <= 30 when three limbs are needed)
                 combined += (partial % prime) << (limb_bits * limb)
         result = (result + combined) % prime
     return result
+
+
+def _float_product(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """``a @ b`` in float64; thin inner dimensions bypass BLAS, whose thread start-up dominates there."""
+    if a.shape[1] <= _THIN_INNER:
+        return np.einsum("ij,j...->i...", a, b)
+    return a @ b
 
 
 def _check_frac_bits(frac_bits: int) -> int:
