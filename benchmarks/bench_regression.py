@@ -13,7 +13,6 @@ ratio, and the bytes all parties send per epoch (exact: the difference between a
 from __future__ import annotations
 
 import argparse
-import statistics
 import time
 from functools import partial
 
@@ -22,6 +21,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
+from benchmarks.bench_foundation import median_time
 from mpcml import run_local
 from protocols.regression import RegressionConfig, logistic, plaintext_sgd, regression_dealer, regression_party
 
@@ -46,12 +46,7 @@ def plain_epoch_time(X: np.ndarray, y: np.ndarray, config: RegressionConfig, rep
     """Median time of one plaintext epoch (the intercept column appended beforehand, as secure setup does)."""
     augmented = np.hstack([X, np.ones((X.shape[0], 1))])
     cfg = RegressionConfig(**{**config.__dict__, "epochs": 1, "fit_intercept": False})
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        plaintext_sgd(augmented, y, cfg, config.seed)
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+    return median_time(lambda: plaintext_sgd(augmented, y, cfg, config.seed), repeats)
 
 
 def figures(name: str, X: np.ndarray, y: np.ndarray, batch_size: int, epochs: int, repeats: int) -> None:
