@@ -167,7 +167,7 @@ class _ColumnPowers:
     """
 
     _WIDTH = 4
-    _TABLE_MIN_USES = 4
+    _TABLE_MIN_USES = 16
     _LONG_ROW = 16
 
     def __init__(self, columns: Sequence[mpz], indices: np.ndarray, data: Sequence[int], modulus: mpz) -> None:
