@@ -18,22 +18,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from benchmarks.bench_foundation import median_time
 from protocols.caesar import CaesarLogisticRegression, CaesarParams, make_sparse_logistic, reference_fit
 from protocols.regression import SecureLogisticRegression
-
-
-def _median_time(fn, repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _split(x, cols: int):
@@ -55,7 +46,7 @@ def run_config(rows: int, cols: int, density: float, args: argparse.Namespace) -
     model = epochs[-1]
     auc = roc_auc_score(yte, model.decision_function(_split(xte, cols)))
     plain = CaesarParams(learning_rate=args.lr, epochs=args.epochs, batch_size=args.batch_size, sigmoid="logistic")
-    plain_time = _median_time(lambda: reference_fit(_split(xtr, cols), ytr, plain), 3) / args.epochs
+    plain_time = median_time(lambda: reference_fit(_split(xtr, cols), ytr, plain), 3) / args.epochs
     ref_w, ref_b = reference_fit(_split(xtr, cols), ytr, plain)
     ref_auc = roc_auc_score(yte, xte @ np.concatenate(ref_w) + ref_b)
     return {"rows": rows, "cols": cols, "density": density, "nnz": int(xtr.nnz), "seconds": statistics.median(seconds),
@@ -68,9 +59,9 @@ def dense_baseline(config: dict, args: argparse.Namespace) -> dict:
     x, y = config["x"][:rows], config["y"][:rows]
     dense = x.toarray()
     ss = SecureLogisticRegression(learning_rate=args.lr, epochs=1, batch_size=args.batch_size, timeout=3600)
-    ss_time = _median_time(lambda: ss.fit(_split(dense, config["cols"]), y), args.repeats)
+    ss_time = median_time(lambda: ss.fit(_split(dense, config["cols"]), y), args.repeats)
     caesar = CaesarLogisticRegression(learning_rate=args.lr, epochs=1, batch_size=args.batch_size, key_bits=args.key_bits)
-    caesar_time = _median_time(lambda: caesar.fit(_split(x, config["cols"]), y), args.repeats)
+    caesar_time = median_time(lambda: caesar.fit(_split(x, config["cols"]), y), args.repeats)
     return {"rows": rows, "ss": ss_time, "ss_bytes": ss.communication_.total_bytes, "caesar": caesar_time,
             "caesar_bytes": caesar.communication_.total_bytes}
 

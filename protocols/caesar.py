@@ -173,6 +173,22 @@ def reference_fit(
     return weights, intercept
 
 
+def weight_error_bound(blocks: Sequence[Any], weights: Sequence[np.ndarray], params: CaesarParams, n_rows: int) -> float:
+    """Bound on ``|protocol weights - reference_fit weights|`` from the fixed-point encoding.
+
+    Per step the residual is off by at most 4 units of ``2^-f`` (two floored shares, the /4 and
+    the label) plus the rounding of non-integer features, ``d 2^-(f+1) max|w|``; a step moves each weight by at
+    most ``lr max|X|`` times that, and one more unit covers the weights' own rounding.
+    """
+    unit = 2.0**-params.frac_bits
+    dense = [b.toarray() if sp.issparse(b) else np.asarray(b) for b in blocks]
+    max_x = max(max(float(np.abs(b).max()) for b in dense), 1.0)
+    rounded = sum(b.shape[1] for b in dense if not np.all(b == np.rint(b)))  # integer features are exact
+    w_max = max(float(np.abs(w).max()) for w in weights) + 1.0
+    steps = params.epochs * -(-n_rows // params.batch_size)
+    return steps * params.learning_rate * max_x * (8 * unit + rounded * unit / 2 * w_max) + unit
+
+
 # --- integer encodings and masked packing -------------------------------------------------------
 
 

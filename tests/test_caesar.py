@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import scipy.sparse as sp
 from scipy import stats
 from sklearn.base import clone
 from sklearn.datasets import load_breast_cancer
@@ -24,25 +23,10 @@ from protocols.caesar import (
     reference_fit,
     run_party_a,
     run_party_b,
+    weight_error_bound,
 )
 
 KEY = 1024
-
-
-def weight_tolerance(blocks, weights, params: CaesarParams, n_rows: int) -> float:
-    """Fixed-point error bound on the weights after training (see the module docstring).
-
-    Per step the residual is off by at most 4 units of ``2^-f`` (two floored shares, the /4 and
-    the label) plus the feature rounding ``d 2^-(f+1) max|w|``; a step moves each weight by at
-    most ``lr max|X|`` times that, and a final unit of ``2^-f`` covers the weights' own rounding.
-    """
-    unit = 2.0**-params.frac_bits
-    dense = [b.toarray() if sp.issparse(b) else np.asarray(b) for b in blocks]
-    max_x = max(float(np.abs(b).max()) for b in dense)
-    d = sum(b.shape[1] for b in dense)
-    w_max = max(float(np.abs(w).max()) for w in weights) + 1.0
-    steps = params.epochs * -(-n_rows // params.batch_size)
-    return steps * params.learning_rate * max_x * (8 * unit + d * unit / 2 * w_max) + unit
 
 
 @pytest.fixture(scope="module")
@@ -63,7 +47,7 @@ def test_breast_cancer_auc_and_weights_match_plaintext(cancer) -> None:
 
     params = model._params()
     ref_w, ref_b = reference_fit([Xtr[:, :12], Xtr[:, 12:]], ytr, params)
-    tol = weight_tolerance([Xtr], ref_w, params, len(ytr))
+    tol = weight_error_bound([Xtr], ref_w, params, len(ytr))
     np.testing.assert_allclose(model.coef_[0], np.concatenate(ref_w), atol=tol, rtol=0)
     assert abs(model.intercept_[0] - ref_b) <= tol
     assert model.communication_.total_bytes > 0 and model.communication_.rounds > 0
@@ -77,7 +61,7 @@ def test_sparse_one_hot_matches_plaintext_and_learns() -> None:
     model = CaesarLogisticRegression(learning_rate=1.0, epochs=2, batch_size=100, shuffle=False, key_bits=KEY).fit(blocks, ytr)
     params = model._params()
     ref_w, ref_b = reference_fit(blocks, ytr, params)
-    np.testing.assert_allclose(model.coef_[0], np.concatenate(ref_w), atol=weight_tolerance(blocks, ref_w, params, 400))
+    np.testing.assert_allclose(model.coef_[0], np.concatenate(ref_w), atol=weight_error_bound(blocks, ref_w, params, 400))
     auc = roc_auc_score(yte, model.decision_function([Xte[:, :150], Xte[:, 150:]]))
     ref_auc = roc_auc_score(yte, Xte @ np.concatenate(ref_w) + ref_b)
     assert abs(auc - ref_auc) <= 0.01 and auc > 0.6, (auc, ref_auc)
@@ -91,7 +75,7 @@ def test_cubic_sigmoid_matches_plaintext() -> None:
     out = run_local({"a": run_party_a, "b": run_party_b},
                     {"a": ("b", X[:, :2], params), "b": ("a", X[:, 2:], y, params)})
     ref_w, ref_b = reference_fit([X[:, :2], X[:, 2:]], y, params)
-    tol = weight_tolerance([X], ref_w, params, 60)
+    tol = weight_error_bound([X], ref_w, params, 60)
     np.testing.assert_allclose(np.concatenate([out["a"], out["b"]["coef"]]), np.concatenate(ref_w), atol=tol)
     assert abs(out["b"]["intercept"] - ref_b) <= tol
     assert np.abs(ref_w[0]).max() > 10 * tol  # the model moved: the comparison is not between two zero vectors
@@ -178,3 +162,25 @@ def test_parties_with_different_parameters_refuse() -> None:
     pa, pb = CaesarParams(key_bits=KEY), CaesarParams(key_bits=KEY, epochs=3)
     with pytest.raises(PartyFailed, match="different training parameters"):
         run_local({"a": run_party_a, "b": run_party_b}, {"a": ("b", X[:, :2], pa), "b": ("a", X[:, 2:], y, pb)}, timeout=20)
+
+
+def test_processes_match_in_process_run(tmp_path) -> None:
+    from parties.apps import load_app, run_app_local
+    from parties.launcher import run_processes
+
+    options = {"key_bits": str(KEY), "rows": "120", "cols": "40", "density": "0.1", "epochs": "2", "batch_size": "40"}
+    app = load_app("caesar")
+    data = app.demo_data(tmp_path, 4, options)
+    local = run_app_local("caesar", data, options, timeout=60)
+    remote = run_processes("caesar", data, options, work_dir=tmp_path / "run", secure=True, timeout=60)
+    for outputs in (local, remote.outputs):
+        result = app.check(outputs, data, options)
+        assert result.ok, result.summary
+    # same messages and rounds; the runs differ only in fresh keys and masks (ciphertext widths, last-bit rounding)
+    for pid in ("alice", "bob"):
+        a, b = local.stats[pid].as_dict(), remote.outputs.stats[pid].as_dict()
+        assert {k: a[k] for k in ("messages_sent", "messages_received", "rounds")} == \
+            {k: b[k] for k in ("messages_sent", "messages_received", "rounds")}
+        assert abs(a["bytes_sent"] - b["bytes_sent"]) <= 0.02 * a["bytes_sent"]
+    np.testing.assert_allclose(remote.outputs["alice"], local["alice"], atol=2.0**-12, rtol=0)
+    np.testing.assert_allclose(remote.outputs["bob"]["coef"], local["bob"]["coef"], atol=2.0**-12, rtol=0)
