@@ -4,7 +4,9 @@ Run: ``python -m benchmarks.bench_foundation`` (``--quick`` for a small smoke ru
 is a median over ``--repeats`` runs, reported as a ratio to the plaintext float64 computation
 timed in the same run. Shared matmuls run in-process (``run_local``, a thread per party) with
 the dealer's triple generation inside the timed region; bytes and rounds are those of the
-matmul alone (input sharing and reveal excluded), from ``party.stats``.
+matmul alone (input sharing and reveal excluded), from ``party.stats``. Plaintext and shared
+runs use the same BLAS threading; on a loaded machine the ratios move, so compare them only
+within one run.
 """
 
 from __future__ import annotations
@@ -53,6 +55,7 @@ def shared_matmul(shape_a: tuple[int, int], shape_b: tuple[int, int], repeats: i
         ys = session.input(value if party.id == "bob" else None, owner="bob")
         times, deltas = [], []
         for _ in range(repeats):
+            xs[:1, :1].reveal()  # sync: every party's next send starts a new round
             before = party.stats.snapshot()
             start = time.perf_counter()
             product = xs @ ys
@@ -66,11 +69,13 @@ def shared_matmul(shape_a: tuple[int, int], shape_b: tuple[int, int], repeats: i
     roles["dealer"] = lambda party: run_dealer(party, PLAYERS)
     out = run_local(roles, {"alice": (x,), "bob": (y,)}, timeout=600)
     secs = max(out[pid][0] for pid in PLAYERS)
+    deltas = [out[pid][1] for pid in PLAYERS]
     return {
         "plain_s": plain,
         "shared_s": secs,
-        "bytes": sum(out[pid][1].bytes_sent for pid in PLAYERS),
-        "rounds": max(out[pid][1].rounds for pid in PLAYERS),
+        "player_bytes": sum(d.sent_to.get(p, 0) for d in deltas for p in PLAYERS),
+        "dealer_bytes": sum(d.received_from.get("dealer", 0) + d.sent_to.get("dealer", 0) for d in deltas),
+        "rounds": max(d.rounds for d in deltas),
         "error": max(out[pid][2] for pid in PLAYERS),
     }
 
@@ -98,7 +103,8 @@ def main(argv: list[str] | None = None) -> None:
         target = "  (target <= 60x)" if shape_a == (n, n) else ""
         print(
             f"  {label:<22} plaintext {fig['plain_s'] * 1e3:8.2f} ms  shared {fig['shared_s'] * 1e3:9.1f} ms  "
-            f"{ratio:7.1f}x{target}  compute-party bytes {fig['bytes']}  rounds {fig['rounds']}  max|err| {fig['error']:.1e}"
+            f"{ratio:7.1f}x{target}\n      bytes between players {fig['player_bytes']}, to/from dealer {fig['dealer_bytes']}, "
+            f"rounds {fig['rounds']} (2 between players + 1 dealer round trip), max|err| {fig['error']:.1e}"
         )
 
 

@@ -83,12 +83,19 @@ class CommStats:
             )
 
     def __sub__(self, other: "CommStats") -> "CommStats":
+        """The traffic between two snapshots (per-peer byte counts included)."""
+
+        def diff(mine: dict[str, int], theirs: dict[str, int]) -> dict[str, int]:
+            return {peer: n - theirs.get(peer, 0) for peer, n in mine.items() if n != theirs.get(peer, 0)}
+
         return CommStats(
             self.bytes_sent - other.bytes_sent,
             self.bytes_received - other.bytes_received,
             self.messages_sent - other.messages_sent,
             self.messages_received - other.messages_received,
             self.rounds - other.rounds,
+            diff(self.sent_to, other.sent_to),
+            diff(self.received_from, other.received_from),
         )
 
 

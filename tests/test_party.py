@@ -31,6 +31,8 @@ def test_run_local_outputs_inputs_and_exact_stats():
     assert a.sent_to == {"bob": array_bytes} and b.received_from == {"alice": array_bytes}
     assert a.rounds == 1 and b.rounds == 1
     assert a.as_dict()["bytes_sent"] == array_bytes
+    delta = a.snapshot() - type(a)()
+    assert (delta.bytes_sent, delta.sent_to, delta.received_from) == (array_bytes, {"bob": array_bytes}, {"bob": float_bytes})
 
 
 def test_rounds_count_send_after_receive():
