@@ -687,7 +687,7 @@ class SecureLinearRegression(RegressorMixin, _SecureRegression):
 
     _loss = "squared"
 
-    def __init__(self, *, learning_rate: float = 0.05, epochs: int = 30, batch_size: int = 32, alpha: float = 0.0,
+    def __init__(self, *, learning_rate: float = 0.1, epochs: int = 20, batch_size: int = 64, alpha: float = 0.0,
                  fit_intercept: bool = True, decay: float = 0.0, tol: float | None = None,
                  partition: str = "vertical", label_party: int = 0, output: str = "reveal", n_servers: int = 0,
                  frac_bits: int = fixedpoint.DEFAULT_FRAC_BITS, random_state: int | None = None,
