@@ -38,14 +38,12 @@ def xgb_margin(xtr, ytr, xte, trees, depth, max_bin=32, regression=False):
 def test_he_reproduces_xgboost(cancer):
     """Same cut points and exact plaintext split finding: margins equal xgboost's up to 2^-24 rounding."""
     xtr, xte, ytr, yte = cancer
-    clf = SecureXGBClassifier(method="he", n_estimators=3, max_depth=3, key_bits=1024)
+    clf = SecureXGBClassifier(method="he", n_estimators=2, max_depth=3, key_bits=1024)
     clf.fit(split(xtr, [0, 10, 20, 30]), ytr)
     margin = clf.decision_function(split(xte, [0, 10, 20, 30]))
-    expected = xgb_margin(xtr, ytr, xte, 3, 3)
+    expected = xgb_margin(xtr, ytr, xte, 2, 3)
     np.testing.assert_allclose(margin, expected, atol=1e-4)
     assert abs(roc_auc_score(yte, margin) - roc_auc_score(yte, expected)) < 0.01
-    # the label holder saw ciphertexts only from the passive parties: its received bytes are ciphertexts and bits
-    assert clf.communication_.total_bytes > 0
 
 
 def test_ss_matches_xgboost_and_revealed_model(cancer):
@@ -108,10 +106,10 @@ def test_saved_ss_model_is_distributed(cancer, tmp_path):
 
 def test_column_subsampling_limits_features(cancer):
     xtr, _, ytr, _ = cancer
-    clf = SecureXGBClassifier(method="he", n_estimators=3, max_depth=3, colsample_bytree=0.2, subsample=0.8, key_bits=1024)
+    clf = SecureXGBClassifier(method="he", n_estimators=2, max_depth=2, colsample_bytree=0.2, subsample=0.8, key_bits=1024)
     clf.fit(split(xtr, [0, 15, 30]), ytr)
     for model in clf.models_.values():
-        for t in range(3):
+        for t in range(2):
             used = set(model.trees.features[t][model.trees.features[t] >= 0].tolist())
             assert len(used) <= 3  # round(0.2 * 15) features per party and tree
 
@@ -149,3 +147,36 @@ def test_full_size_auc(method, bounds, cancer):
     clf.fit(split(xtr, bounds), ytr)
     auc = roc_auc_score(yte, clf.predict_proba(split(xte, bounds))[:, 1])
     assert abs(auc - roc_auc_score(yte, xgb_margin(xtr, ytr, xte, 10, 3))) < 0.01
+
+
+def test_ss_three_parties_prediction_to_named_party(cancer):
+    """Three players; the margins are revealed to the player named ``to`` and to nobody else."""
+    from mpcml import run_dealer, run_local
+    from protocols import xgb_ss
+    from protocols.xgb_trees import XGBParams
+
+    xtr, xte, ytr, _ = cancer
+    ids = ("a", "b", "c")
+    parts_tr, parts_te = split(xtr[:150], [0, 10, 20, 30]), split(xte[:40], [0, 10, 20, 30])
+    params = XGBParams(n_estimators=1, max_depth=2, max_bin=8)
+    roles = {pid: (lambda party, x, y=None: xgb_ss.train_player(party, ids, "d", x, params, y)) for pid in ids}
+    roles["d"] = lambda party: run_dealer(party, ids)
+    inputs = {pid: (parts_tr[i],) for i, pid in enumerate(ids)}
+    inputs["a"] = (parts_tr[0], ytr[:150].astype(float))
+    models = run_local(roles, inputs)
+    proles = {pid: (lambda party, x, m: xgb_ss.predict_player(party, "d", x, m, to="c")) for pid in ids}
+    proles["d"] = lambda party: run_dealer(party, ids)
+    out = run_local(proles, {pid: (parts_te[i], models[pid]) for i, pid in enumerate(ids)})
+    assert out["a"] is None and out["b"] is None
+    expected = xgb_margin(xtr[:150], ytr[:150], xte[:40], 1, 2, max_bin=8)
+    assert np.mean(np.abs(out["c"] - expected) < 2e-3) > 0.95
+
+
+def test_he_passive_file_holds_no_leaves(cancer, tmp_path):
+    xtr, _, ytr, _ = cancer
+    clf = SecureXGBClassifier(method="he", n_estimators=1, max_depth=2, key_bits=1024)
+    paths = clf.fit(split(xtr, [0, 15, 30]), ytr).save(tmp_path)
+    with np.load(paths[1], allow_pickle=False) as data:
+        assert set(data.files) == {"meta", "features", "thresholds"}
+    with np.load(paths[0], allow_pickle=False) as data:
+        assert set(data.files) == {"meta", "features", "thresholds", "leaves"}
