@@ -1,7 +1,9 @@
 """gRPC transport: a server per party holding per-sender mailboxes, and :class:`GrpcParty`.
 
 Every message is one RPC on a channel kept open per peer: ``Deliver`` when the payload fits in
-one chunk, ``Stream`` (client streaming, chunks in order) otherwise. The RPC returns once the
+one chunk, ``Stream`` (client streaming, chunks in order) otherwise. Chunks are ``wire_pb2.Chunk``
+messages on the wire; they are framed by :mod:`parties.framing` so the payload is copied once
+per side (standard protobuf clients built from proto/ interoperate). The RPC returns once the
 receiver's server has checked the message and put it in the mailbox of its sender, so a
 returned ``send`` means delivered. The server refuses, with a gRPC status and one line of
 explanation, and keeps serving:
@@ -38,12 +40,13 @@ import grpc
 from mpcml import codec
 from mpcml.party import DEFAULT_TIMEOUT, Party, PartyTimeout
 
-from . import wire_pb2, wire_pb2_grpc
+from . import framing, wire_pb2
 from .certs import TlsMaterial
 from .config import DEFAULT_CHUNK_MIB, MIB
 
 HEADROOM = 64 * 1024
 MAX_PAYLOAD = 1 << 32
+SERVICE = wire_pb2.DESCRIPTOR.services_by_name["PartyService"].full_name
 # peers start in any order: retry dialling quickly at first (gRPC's default first back-off is 1 s)
 RECONNECT_OPTIONS = [("grpc.initial_reconnect_backoff_ms", 100), ("grpc.min_reconnect_backoff_ms", 100),
                      ("grpc.max_reconnect_backoff_ms", 2000)]
@@ -99,6 +102,13 @@ class _Refused(Exception):
         super().__init__(message)
 
 
+def _split(raw: bytes) -> tuple[wire_pb2.Chunk, memoryview]:
+    try:
+        return framing.split_chunk(raw)
+    except ValueError as exc:
+        raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"malformed chunk: {exc}") from None
+
+
 class Mailboxes:
     """One FIFO per sender; accepts message ``seq`` from a sender only right after ``seq - 1``."""
 
@@ -120,7 +130,9 @@ class Mailboxes:
         return self._queues[sender].get(timeout=timeout)
 
 
-class _Servicer(wire_pb2_grpc.PartyServiceServicer):
+class _Servicer:
+    """The two RPC handlers. Requests arrive as raw bytes and are split by :func:`framing.split_chunk`."""
+
     def __init__(
         self, owner: str, session: str, mailboxes: Mailboxes, peers: Iterable[str], secure: bool,
         on_refusal: Callable[[str], None] | None,
@@ -128,34 +140,43 @@ class _Servicer(wire_pb2_grpc.PartyServiceServicer):
         self._owner, self._session, self._mailboxes = owner, session, mailboxes
         self._peers, self._secure, self._on_refusal = frozenset(peers), secure, on_refusal
 
-    def Deliver(self, request: wire_pb2.Chunk, context: grpc.ServicerContext) -> wire_pb2.Ack:
+    def handler(self) -> grpc.GenericRpcHandler:
+        ack = wire_pb2.Ack.SerializeToString
+        return grpc.method_handlers_generic_handler(SERVICE, {
+            "Deliver": grpc.unary_unary_rpc_method_handler(self.deliver, response_serializer=ack),
+            "Stream": grpc.stream_unary_rpc_method_handler(self.stream, response_serializer=ack),
+        })
+
+    def deliver(self, raw: bytes, context: grpc.ServicerContext) -> wire_pb2.Ack:
         try:
-            self._check_header(request, context)
-            if request.count != 1 or request.index != 0 or request.total_size != len(request.data):
+            header, data = _split(raw)
+            self._check_header(header, context)
+            if header.count != 1 or header.index != 0 or header.total_size != len(data):
                 raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, "a single-chunk message must have index 0, count 1 and total_size = len(data)")
-            self._deliver(request.sender, request.seq, request.data)
+            self._deliver(header.sender, header.seq, bytes(data))
         except _Refused as refused:
             self._refuse(context, refused)
-        return wire_pb2.Ack(seq=request.seq)
+        return wire_pb2.Ack(seq=header.seq)
 
-    def Stream(self, request_iterator: Iterator[wire_pb2.Chunk], context: grpc.ServicerContext) -> wire_pb2.Ack:
+    def stream(self, raw_chunks: Iterator[bytes], context: grpc.ServicerContext) -> wire_pb2.Ack:
         try:
-            first = next(request_iterator, None)
-            if first is None:
+            raw = next(raw_chunks, None)
+            if raw is None:
                 raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, "empty message stream")
+            first, data = _split(raw)
             self._check_header(first, context)
             if first.total_size > MAX_PAYLOAD or first.count < 1:
                 raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"message of {first.total_size} bytes in {first.count} chunks is not allowed")
             parts, size = [], 0
-            for index, chunk in enumerate(chain([first], request_iterator)):
+            for index, (chunk, data) in enumerate(chain([(first, data)], map(_split, raw_chunks))):
                 if (chunk.index, chunk.count, chunk.seq, chunk.total_size, chunk.sender, chunk.session) != (
                     index, first.count, first.seq, first.total_size, first.sender, first.session
                 ):
                     raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"chunk {index} of message {first.seq} from {first.sender!r} has inconsistent headers")
-                size += len(chunk.data)
+                size += len(data)
                 if size > first.total_size:
                     raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"message {first.seq} from {first.sender!r} exceeds its declared {first.total_size} bytes")
-                parts.append(chunk.data)
+                parts.append(data)
             if len(parts) != first.count or size != first.total_size:
                 raise _Refused(grpc.StatusCode.INVALID_ARGUMENT,
                                f"message {first.seq} from {first.sender!r} ended after {len(parts)}/{first.count} chunks, {size}/{first.total_size} bytes")
@@ -210,8 +231,8 @@ class PartyServer:
             ThreadPoolExecutor(max_workers=max(4, 2 * len(peers)), thread_name_prefix=f"mpcml-{party_id}-server"),
             options=[*channel_options(check_chunk_bytes(chunk_bytes)), ("grpc.so_reuseport", 0)],
         )
-        wire_pb2_grpc.add_PartyServiceServicer_to_server(
-            _Servicer(party_id, session, self.mailboxes, peers, tls is not None, on_refusal), self._server
+        self._server.add_generic_rpc_handlers(
+            [_Servicer(party_id, session, self.mailboxes, peers, tls is not None, on_refusal).handler()]
         )
         try:
             if tls is None:
@@ -259,7 +280,10 @@ class GrpcParty(Party):
         self._server, self._session, self._chunk = server, session, check_chunk_bytes(chunk_bytes)
         self._seq = dict.fromkeys(peers, 0)
         self._channels = {peer: open_channel(address, peer, tls, self._chunk) for peer, address in peers.items()}
-        self._stubs = {peer: wire_pb2_grpc.PartyServiceStub(channel) for peer, channel in self._channels.items()}
+        self._deliver = {peer: channel.unary_unary(f"/{SERVICE}/Deliver", response_deserializer=wire_pb2.Ack.FromString)
+                         for peer, channel in self._channels.items()}
+        self._stream = {peer: channel.stream_unary(f"/{SERVICE}/Stream", response_deserializer=wire_pb2.Ack.FromString)
+                        for peer, channel in self._channels.items()}
         self.transport = TransportStats()
 
     def connect(self) -> None:
@@ -278,24 +302,25 @@ class GrpcParty(Party):
                     pending.cancel()
                 raise PeerUnreachable(self.id, peer, self.timeout, "no connection (not started, dead, or TLS refused)") from None
 
-    def _chunks(self, to: str, payload: bytes) -> Iterator[wire_pb2.Chunk]:
+    def _chunks(self, to: str, payload: bytes) -> Iterator[bytes]:
+        """The serialised chunks of one message (each payload byte copied once)."""
         view, size = memoryview(payload), len(payload)
         count = max(1, -(-size // self._chunk))
         for index in range(count):
-            data = bytes(view[index * self._chunk : (index + 1) * self._chunk])
-            chunk = wire_pb2.Chunk(sender=self.id, session=self._session, seq=self._seq[to], index=index,
-                                   count=count, total_size=size, data=data)
+            data = view[index * self._chunk : (index + 1) * self._chunk]
+            header = wire_pb2.Chunk(sender=self.id, session=self._session, seq=self._seq[to], index=index,
+                                    count=count, total_size=size)
+            raw = framing.join_chunk(header, data)
             self.transport.chunks_sent += 1
-            self.transport.envelope_bytes_sent += chunk.ByteSize() - len(data)
-            yield chunk
+            self.transport.envelope_bytes_sent += len(raw) - len(data)
+            yield raw
 
     def _send_bytes(self, to: str, payload: bytes) -> None:
-        stub = self._stubs[to]
         try:
             if len(payload) <= self._chunk:
-                stub.Deliver(next(self._chunks(to, payload)), timeout=self.timeout, wait_for_ready=True)
+                self._deliver[to](next(self._chunks(to, payload)), timeout=self.timeout, wait_for_ready=True)
             else:
-                stub.Stream(self._chunks(to, payload), timeout=self.timeout, wait_for_ready=True)
+                self._stream[to](self._chunks(to, payload), timeout=self.timeout, wait_for_ready=True)
         except grpc.RpcError as err:
             raise self._send_error(to, err) from None
         self.transport.rpcs += 1

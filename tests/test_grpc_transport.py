@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import threading
 import time
 from pathlib import Path
@@ -48,13 +49,23 @@ def start(federation, pid, *, timeout=3.0, chunk_bytes=2 * MIB, refusals=None):
     return GrpcParty(pid, peers, server, SESSION, tls=tls, timeout=timeout, chunk_bytes=chunk_bytes), server
 
 
+@contextlib.contextmanager
+def running(federation, *pids, **kwargs):
+    """Started parties ``pids`` (servers and channels), shut down on exit."""
+    started = [start(federation, pid, **kwargs) for pid in pids]
+    try:
+        yield [party for party, _ in started]
+    finally:
+        for party, server in started:
+            party.close()
+            server.stop(0)
+
+
 @pytest.fixture
 def receiver(federation):
     refusals: list[str] = []
-    party, server = start(federation, "alice", refusals=refusals)
-    yield party, refusals
-    party.close()
-    server.stop(0)
+    with running(federation, "alice", refusals=refusals) as (party,):
+        yield party, refusals
 
 
 def raw_stub(federation, tls: TlsMaterial | None, target: str = "alice"):
@@ -75,19 +86,13 @@ def chunk(sender: str, seq: int, payload: bytes, session: str = SESSION) -> wire
 def assert_still_serving(federation, party, sender="bob", value=None):
     """A legitimate message from ``sender`` still gets through after a refusal."""
     value = np.arange(5.0) if value is None else value
-    peer, server = start(federation, sender)
-    try:
+    with running(federation, sender) as (peer,):
         peer.send("alice", value)
         np.testing.assert_array_equal(party.recv(sender), value)
-    finally:
-        peer.close()
-        server.stop(0)
 
 
 def test_roundtrip_and_payload_stats(federation):
-    a, sa = start(federation, "alice")
-    b, sb = start(federation, "bob")
-    try:
+    with running(federation, "alice", "bob") as (a, b):
         message = {"x": np.arange(12, dtype=np.uint64).reshape(3, 4), "ct": [2**100 + 1, 7], "s": "hi"}
         a.send("bob", message)
         got = b.recv("alice")
@@ -95,25 +100,15 @@ def test_roundtrip_and_payload_stats(federation):
         assert got["ct"] == message["ct"] and got["s"] == "hi"
         assert a.stats.bytes_sent == b.stats.bytes_received == len(codec.encode(message))
         assert a.transport.rpcs == 1 and a.transport.envelope_bytes_sent > 0
-    finally:
-        for p, s in ((a, sa), (b, sb)):
-            p.close()
-            s.stop(0)
 
 
 def test_large_message_is_chunked(federation):
-    a, sa = start(federation, "alice", chunk_bytes=MIB)
-    b, sb = start(federation, "bob", chunk_bytes=MIB)
-    try:
+    with running(federation, "alice", "bob", chunk_bytes=MIB) as (a, b):
         big = np.random.default_rng(0).integers(0, 2**63, size=(9 * MIB) // 8 + 3, dtype=np.uint64)
         a.send("bob", big)
         np.testing.assert_array_equal(b.recv("alice"), big)
         assert a.transport.chunks_sent == 10 and a.transport.rpcs == 1
         assert a.stats.bytes_sent == len(codec.encode(big))
-    finally:
-        for p, s in ((a, sa), (b, sb)):
-            p.close()
-            s.stop(0)
 
 
 def test_message_size_limits_are_explicit():
@@ -133,31 +128,22 @@ def test_recv_deadline_names_the_silent_peer(receiver):
 
 def test_parties_start_in_any_order(federation):
     """bob sends before alice's server exists; wait-for-ready delivers once alice starts."""
-    b, sb = start(federation, "bob", timeout=5.0)
-    sender = threading.Thread(target=b.send, args=("alice", "early"))
-    sender.start()
-    time.sleep(0.5)
-    a, sa = start(federation, "alice")
-    try:
-        assert a.recv("bob") == "early"
-        sender.join(5)
-        assert not sender.is_alive()
-    finally:
-        for p, s in ((a, sa), (b, sb)):
-            p.close()
-            s.stop(0)
+    with running(federation, "bob", timeout=5.0) as (b,):
+        sender = threading.Thread(target=b.send, args=("alice", "early"))
+        sender.start()
+        time.sleep(0.5)
+        with running(federation, "alice") as (a,):
+            assert a.recv("bob") == "early"
+            sender.join(5)
+            assert not sender.is_alive()
 
 
 def test_send_to_dead_peer_names_it(federation):
-    b, sb = start(federation, "bob", timeout=0.5)
-    try:
+    with running(federation, "bob", timeout=0.5) as (b,):
         with pytest.raises(PeerUnreachable, match="'bob' could not reach 'dealer' within 0.5s"):
             b.send("dealer", 1)
         with pytest.raises(PeerUnreachable, match="'bob' could not reach 'alice'.*no connection"):
             b.connect()
-    finally:
-        b.close()
-        sb.stop(0)
 
 
 def test_client_without_certificate_is_refused(federation, receiver):
@@ -254,23 +240,15 @@ def test_bad_chunk_headers_session_and_sequence_are_refused(federation, receiver
 
 def test_refusal_reaches_the_sending_party(federation):
     """GrpcParty turns a refusal into PeerRefused naming the refusing peer."""
-    a, sa = start(federation, "alice")
-    b, sb = start(federation, "bob")
-    try:
-        b._seq["alice"] = 4
+    with running(federation, "alice", "bob") as (a, b):
+        channel, stub = raw_stub(federation, load_tls(federation, "bob"))
+        stub.Deliver(chunk("bob", 0, codec.encode("from another client with bob's key")), timeout=2)
+        channel.close()
         with pytest.raises(PeerRefused, match="party 'alice' refused a message from 'bob'.*out of sequence"):
             b.send("alice", 1)
-    finally:
-        for p, s in ((a, sa), (b, sb)):
-            p.close()
-            s.stop(0)
 
 
 def test_port_in_use_is_one_clear_error(federation):
-    a, sa = start(federation, "alice")
-    try:
+    with running(federation, "alice"):
         with pytest.raises(TransportError, match="cannot listen on 127.0.0.1:.*port is in use"):
             PartyServer("alice", federation.parties["alice"].address, ["bob"], SESSION, tls=load_tls(federation, "alice"))
-    finally:
-        a.close()
-        sa.stop(0)

@@ -17,9 +17,10 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from mpcml import DEFAULT_FRAC_BITS, DealerTriples, Session, run_dealer
+from mpcml import DEFAULT_FRAC_BITS, DealerTriples, Session
 
 from . import AppContext, CheckResult, get_option, read_csv, write_csv
+from .matmul import deal
 
 DESCRIPTION = "k rounds of x <- M @ x on a secret-shared matrix and vector (multi-round)"
 DEMO_PARTIES = {"alice": "matrix", "bob": "vector", "dealer": "dealer"}
@@ -37,11 +38,6 @@ def iterate(
     result = x.reveal()
     session.close()
     return result
-
-
-def deal(party: Any, players: Sequence[str]) -> dict[str, int]:
-    """Dealer role: serve triples until the compute parties close the session."""
-    return run_dealer(party, players)
 
 
 def build(ctx: AppContext) -> tuple[Callable[..., Any], tuple]:
