@@ -441,12 +441,20 @@ class LogisticTrainer:
         return w - model
 
 
-def plaintext_fedavg(parts: Sequence[tuple[np.ndarray, np.ndarray]], rounds: int, learning_rate: float, local_epochs: int) -> np.ndarray:
-    """The same federated averaging in float64 (equal weights), the reference for HybridAlpha."""
+def plaintext_fedavg(
+    parts: Sequence[tuple[np.ndarray, np.ndarray]], rounds: int, learning_rate: float, local_epochs: int,
+    responders: Sequence[Sequence[int]] | None = None,
+) -> np.ndarray:
+    """The same federated averaging in float64 (equal weights), the reference for HybridAlpha.
+
+    ``responders[r]`` lists the indices of the parties averaged in round ``r`` (default: all).
+    """
     model = np.zeros(parts[0][0].shape[1] + 1)
     trainers = [LogisticTrainer(X, y, learning_rate, local_epochs) for X, y in parts]
     for rnd in range(rounds):
-        model = model + sum(t(model, rnd) for t in trainers) / len(trainers)
+        chosen = range(len(trainers)) if responders is None else responders[rnd]
+        if len(chosen):
+            model = model + sum(trainers[i](model, rnd) for i in chosen) / len(chosen)
     return model
 
 

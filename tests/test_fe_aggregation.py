@@ -236,3 +236,64 @@ def test_fedv_policy_and_input_errors():
     parts = [np.full((4, 2), 100.0), np.zeros((4, 2))]
     with pytest.raises(Exception, match="X has an entry of magnitude 100"):
         FedVEstimator(model="linear", group=G, timeout=5).fit(parts, np.zeros(4))
+
+
+# ---------------------------------------------------------------- as processes (gRPC, mutual TLS); slow: 7 processes
+
+APP_OPTIONS = {"group": G, "rounds": "3", "deadline": "3"}
+
+
+@pytest.mark.slow
+def test_hybridalpha_processes_match_run_local(tmp_path):
+    from parties.apps import load_app, run_app_local
+    from parties.launcher import run_processes
+
+    app = load_app("hybridalpha")
+    data = app.demo_data(tmp_path, 1, APP_OPTIONS)
+    local = run_app_local("hybridalpha", data, APP_OPTIONS, timeout=30)
+    remote = run_processes("hybridalpha", data, APP_OPTIONS, work_dir=tmp_path / "run", secure=True, timeout=30)
+    for outputs in (local, remote.outputs):
+        result = app.check(outputs, data, APP_OPTIONS)
+        assert result.ok, result.summary
+    assert np.array_equal(remote.outputs["aggregator"]["model"], local["aggregator"]["model"])
+    assert remote.outputs.stats["alice"].bytes_sent == local.stats["alice"].bytes_sent
+
+
+@pytest.mark.slow
+def test_killed_party_process_is_a_dropout(tmp_path):
+    import time
+
+    from parties.apps import load_app
+    from parties.launcher import last_line, party_command, spawn, write_loopback_federation
+    from parties.node import PartyResult
+
+    options = {**APP_OPTIONS, "rounds": "40", "deadline": "2"}
+    app = load_app("hybridalpha")
+    data = app.demo_data(tmp_path, 2, options)
+    federation = write_loopback_federation(app.DEMO_PARTIES, tmp_path, timeout=6.0)
+    procs = {}
+    for pid in app.DEMO_PARTIES:
+        command = party_command(federation, pid, "hybridalpha", data.get(pid), options, tmp_path / f"{pid}.out")
+        procs[pid] = spawn(command + ["--verbose"], tmp_path / f"{pid}.log")
+    try:
+        limit = time.monotonic() + 300
+        while "running hybridalpha" not in (tmp_path / "erin.log").read_text():
+            assert time.monotonic() < limit and procs["erin"].poll() is None, (tmp_path / "erin.log").read_text()
+            time.sleep(0.05)
+        time.sleep(1.0)
+        procs["erin"].kill()
+        for pid, proc in procs.items():
+            if pid != "erin":
+                assert proc.wait(timeout=300) == 0, last_line(tmp_path / f"{pid}.log")
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    outputs = {pid: PartyResult.from_bytes((tmp_path / f"{pid}.out").read_bytes()).output
+               for pid in app.DEMO_PARTIES if pid != "erin"}
+    history = outputs["aggregator"]["history"]
+    assert len(history) == 40 and all("refused" not in h for h in history)
+    assert "erin" not in history[-1]["responders"] and len(history[-1]["responders"]) == 4
+    result = app.check(outputs, data, options)
+    assert result.ok, result.summary
