@@ -33,7 +33,9 @@ built on all this is :mod:`mpcml.paillier_triples`.
 
 Homomorphic results are *not* re-randomised: ``c^0 = 1`` or a product of known ciphertexts can
 reveal a multiplier to the key owner. Call :meth:`EncryptedArray.rerandomize` (or mask, as
-:func:`mask_to_share` does) before sending a computed ciphertext to the key owner.
+:func:`mask_to_share` does) before sending a computed ciphertext to the key owner; both use
+uniformly random ``r`` by default, because the key owner knows the factorisation and the DJN
+randomness is only computationally hiding against it (see :meth:`PublicKey.obfuscators`).
 """
 
 from __future__ import annotations
@@ -65,6 +67,15 @@ _PARALLEL_MIN = 8
 _ONE = mpz(1)
 _TWO64 = 1 << 64
 _decrypt_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="paillier-decrypt")
+
+
+def parallel_powmod(bases: list[mpz], exponent: mpz, modulus: mpz, parallel: bool = True) -> list[mpz]:
+    """``[b^exponent mod modulus]``, the list split over two GIL-free ``powmod_base_list`` calls."""
+    if not (parallel and len(bases) >= _PARALLEL_MIN):
+        return [powmod(b, exponent, modulus) for b in bases]
+    half = len(bases) // 2
+    fut = _decrypt_pool.submit(gmpy2.powmod_base_list, bases[half:], exponent, modulus)
+    return gmpy2.powmod_base_list(bases[:half], exponent, modulus) + fut.result()
 
 
 def generate_keypair(n_length: int = 2048) -> tuple["PublicKey", "PrivateKey"]:
@@ -274,16 +285,25 @@ class PublicKey:
                 self._table = table
             return self._table
 
-    def obfuscators(self, count: int) -> list[mpz]:
-        """``count`` fresh random n-th residues ``r^n mod n^2`` (the encryption randomness)."""
+    def obfuscators(self, count: int, *, statistical: bool = False) -> list[mpz]:
+        """``count`` fresh random n-th residues ``r^n mod n^2`` (the encryption randomness).
+
+        ``statistical=True`` (or a key built with ``short_exponent_bits=None``) draws ``r``
+        uniformly from Z_n^*: a full exponentiation each (split over two threads), but the
+        result is uniform among n-th residues even to the key owner, who knows the
+        factorisation. The default DJN randomness ``(h^n)^a`` is only computationally hiding
+        against the key owner (a short-exponent discrete logarithm mod p, about 80-bit work by
+        the number field sieve at 2048-bit keys), so use ``statistical`` to re-randomise
+        results computed on the key owner's ciphertexts (circuit privacy).
+        """
         n, n2 = self.n, self.nsquare
-        if self.short_exponent_bits is None:
+        if statistical or self.short_exponent_bits is None:
             rs = []
             while len(rs) < count:
                 r = mpz(secrets.randbelow(int(n) - 1) + 1)
                 if gmpy2.gcd(r, n) == 1:
                     rs.append(r)
-            return gmpy2.powmod_base_list(rs, n, n2) if rs else []
+            return parallel_powmod(rs, n, n2)
         table = self._fixed_base_table()
         width = len(table)
         raw = os.urandom(width * count)
@@ -310,8 +330,13 @@ class PublicKey:
         n = self.n
         return [(mpz(v) % n) * n + 1 for v in ints]
 
-    def encrypt_int(self, ints: ArrayLike, *, frac_bits: int = 0, name: str = "ints") -> "EncryptedArray":
-        """Encrypt an array of signed integers (any size up to ``max_int``), tagged with scale ``frac_bits``."""
+    def encrypt_int(
+        self, ints: ArrayLike, *, frac_bits: int = 0, name: str = "ints", statistical: bool = False
+    ) -> "EncryptedArray":
+        """Encrypt an array of signed integers (any size up to ``max_int``), tagged with scale ``frac_bits``.
+
+        ``statistical`` selects uniformly random ``r`` (see :meth:`obfuscators`).
+        """
         frac_bits = _check_frac_bits(frac_bits)
         arr = _numeric(ints, name)
         if not _is_exact(arr):
@@ -320,7 +345,8 @@ class PublicKey:
         self._check_range(ints_obj, name)
         flat = list(ints_obj.flat)
         n2 = self.nsquare
-        cts = [m * r % n2 for m, r in zip(self._nude(flat), self.obfuscators(len(flat)))]
+        rs = self.obfuscators(len(flat), statistical=statistical)
+        cts = [m * r % n2 for m, r in zip(self._nude(flat), rs)]
         return EncryptedArray(self, _object_array(cts, arr.shape), frac_bits)
 
     def encrypt(self, values: ArrayLike, frac_bits: int = DEFAULT_FRAC_BITS) -> "EncryptedArray":
@@ -384,14 +410,6 @@ class PrivateKey:
         """Largest ``max_bits`` accepted by known-bound decryption (``|p| - 2``)."""
         return int(self._p.bit_length()) - 2
 
-    def _powers(self, cts: list[mpz], prime: mpz, square: mpz) -> list[mpz]:
-        """``c^(prime - 1) mod prime^2`` for every ``c``, the list split over two threads."""
-        if not (self.parallel and len(cts) >= _PARALLEL_MIN):
-            return [powmod(c, prime - 1, square) for c in cts]
-        half = len(cts) // 2
-        fut = _decrypt_pool.submit(gmpy2.powmod_base_list, cts[half:], prime - 1, square)
-        return gmpy2.powmod_base_list(cts[:half], prime - 1, square) + fut.result()
-
     def raw_decrypt(self, ciphertexts: Sequence[Any]) -> list[mpz]:
         """Plaintexts in ``[0, n)`` of raw ciphertexts (CRT; p- and q-halves on two threads)."""
         cts = [mpz(c) for c in ciphertexts]
@@ -434,7 +452,7 @@ class PrivateKey:
             raise ValueError(f"max_bits must be an integer in [1, {self.max_bound_bits}] (|p| - 2), got {max_bits!r}")
         p, hp, half, limit = self._p, self._hp, self._p >> 1, 1 << int(max_bits)
         out = []
-        for a in self._powers(cts, p, self._p2):
+        for a in parallel_powmod(cts, p - 1, self._p2, self.parallel):
             m = (a - 1) // p * hp % p
             v = int(m - p) if m > half else int(m)
             if not -limit < v < limit:
@@ -683,9 +701,14 @@ class EncryptedArray:
 
     # --- randomness, wire, phe --------------------------------------------------------------
 
-    def rerandomize(self) -> "EncryptedArray":
-        """Same plaintexts, fresh randomness: multiply each ciphertext by a new ``r^n``."""
-        rs = _object_array(self.public_key.obfuscators(self.size), self.shape)
+    def rerandomize(self, statistical: bool = True) -> "EncryptedArray":
+        """Same plaintexts, fresh randomness: multiply each ciphertext by a new ``r^n``.
+
+        By default ``r`` is uniform in Z_n^*, so the result reveals nothing about how it was
+        computed even to the key owner (a full exponentiation per ciphertext: pack first when
+        possible); ``statistical=False`` uses the fast DJN randomness (see :meth:`PublicKey.obfuscators`).
+        """
+        rs = _object_array(self.public_key.obfuscators(self.size, statistical=statistical), self.shape)
         return self._like(self._mulmod(self.ciphertexts, rs))
 
     def to_wire(self) -> dict:
@@ -808,6 +831,7 @@ def mask_to_share(
     *,
     bound_bits: int | None = None,
     pack: bool = False,
+    statistical: bool = True,
 ) -> tuple[EncryptedArray, np.ndarray]:
     """Holder's half of HE -> additive shares mod 2^64: returns ``(masked, my_share)``.
 
@@ -837,6 +861,11 @@ def mask_to_share(
     ``pack=True`` packs ``(|n| - 4) // (ℓ + σ + 2)`` masked values per ciphertext (19 at
     2048 bits) so the key owner decrypts that many times fewer ciphertexts; ``masked`` is then a
     1-D array of packed ciphertexts and the key owner passes ``shape=`` to :func:`unmask_share`.
+
+    ``statistical`` (default) encrypts the masks with uniformly random ``r`` so that ``masked``
+    is a fresh encryption even in the eyes of the key owner (circuit privacy); it costs a full
+    exponentiation per sent ciphertext, 19x fewer with ``pack=True``. ``statistical=False``
+    uses the fast DJN randomness (computationally hiding, see :meth:`PublicKey.obfuscators`).
     """
     if not isinstance(enc, EncryptedArray):
         raise TypeError(f"enc must be an EncryptedArray, got {type(enc).__name__}")
@@ -848,12 +877,14 @@ def mask_to_share(
     masks = [m + (1 << bound_bits) for m in random_masks(rng, enc.size, bound_bits + MASK_SIGMA)]
     mine = np.array([(-(m >> shift)) % _TWO64 for m in masks], dtype=np.uint64).reshape(enc.shape)
     if not pack:
-        return enc + pk.encrypt_int(_object_array(masks, enc.shape), frac_bits=enc.frac_bits), mine
+        fresh = pk.encrypt_int(_object_array(masks, enc.shape), frac_bits=enc.frac_bits, statistical=statistical)
+        return enc + fresh, mine
     per_ct = slots_per_ciphertext(pk, width)
     packed = pack_ciphertexts(pk, list(enc.ciphertexts.flat), width)
     count = len(packed)
     masked = EncryptedArray(pk, _object_array(packed, (count,)), enc.frac_bits)
-    return masked + pk.encrypt_int(_object_array(pack_plain(masks, per_ct, width), (count,)), frac_bits=enc.frac_bits), mine
+    plain = _object_array(pack_plain(masks, per_ct, width), (count,))
+    return masked + pk.encrypt_int(plain, frac_bits=enc.frac_bits, statistical=statistical), mine
 
 
 def unmask_share(
@@ -950,8 +981,9 @@ class PackedEncryptedArray:
         rows = EncryptedArray(self.public_key, self.ciphertexts, 0).sum(0)
         return self._like(rows.ciphertexts.reshape(1, -1), np.array([int(self.summands.sum())], dtype=np.int64))
 
-    def rerandomize(self) -> "PackedEncryptedArray":
-        fresh = EncryptedArray(self.public_key, self.ciphertexts, 0).rerandomize()
+    def rerandomize(self, statistical: bool = True) -> "PackedEncryptedArray":
+        """Fresh randomness, as :meth:`EncryptedArray.rerandomize`."""
+        fresh = EncryptedArray(self.public_key, self.ciphertexts, 0).rerandomize(statistical)
         return self._like(fresh.ciphertexts, self.summands)
 
     def to_wire(self) -> dict:

@@ -27,8 +27,9 @@ party ``i`` decrypts ``f + m`` exactly over the integers (no wrap mod n, see
 
 Threat model: semi-honest, two parties; each sees only the other's ciphertexts (semantically
 secure under DCR and the DJN short-exponent assumption, see :mod:`mpcml.paillier`) and
-plaintexts masked with 40 statistical bits (leakage at most 2^-40 per value). A malicious
-party could bias the randomness (no zero-knowledge proofs here).
+plaintexts masked with 40 statistical bits (leakage at most 2^-40 per value); the masked
+results it decrypts carry uniformly random ``r^n`` (statistically hiding how they were computed
+from its own ciphertexts). A malicious party could bias the randomness (no zero-knowledge proofs).
 
 Cost per element at 2048-bit keys: ``mul`` about one encryption, one 64-bit exponentiation, one
 fifth of a decryption per party; a ``trunc`` pair 32 encryptions, 64 squarings and one third
@@ -141,7 +142,7 @@ class PaillierTriples(TripleSource):
         plain = pack_plain(masks, slots_per_ciphertext(self._peer_pk, width), width)
         count = len(packed)
         masked = EncryptedArray(self._peer_pk, _object_array(packed, (count,)), 0)
-        masked = masked + self._peer_pk.encrypt_int(_object_array(plain, (count,)))
+        masked = masked + self._peer_pk.encrypt_int(_object_array(plain, (count,)), statistical=True)
         self._party.send(self._peer, masked.to_wire())
         mine = np.array([(-m) % _TWO64 for m in masks], dtype=np.uint64)
         received = EncryptedArray.from_wire(self._pk, self._recv())

@@ -194,9 +194,10 @@ def test_rerandomize_and_full_randomness(keys):
     pk, sk = keys
     x = data((5,), 10)
     ex = pk.encrypt(x)
-    fresh = ex.rerandomize()
-    assert all(a != b for a, b in zip(ex.ciphertexts, fresh.ciphertexts))
-    np.testing.assert_array_equal(sk.decrypt(fresh), sk.decrypt(ex))
+    for statistical in (True, False):
+        fresh = ex.rerandomize(statistical=statistical)
+        assert all(a != b for a, b in zip(ex.ciphertexts, fresh.ciphertexts))
+        np.testing.assert_array_equal(sk.decrypt(fresh), sk.decrypt(ex))
     textbook = PublicKey(pk.phe, short_exponent_bits=None)
     np.testing.assert_array_equal(sk.decrypt(textbook.encrypt(x)), fixed(x))
     again = pk.encrypt(x)
