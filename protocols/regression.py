@@ -173,13 +173,11 @@ def _check_count(name: str, value: Any) -> None:
         raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
-def check_holder_input(
-    config: RegressionConfig, holder: str, X: Any, y: Any, *, labels_needed: bool = True
-) -> tuple[np.ndarray, np.ndarray | None]:
+def check_holder_input(config: RegressionConfig, holder: str, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """Local checks of one holder's block (and labels when it should have them)."""
     X = check_matrix(X, f"X of holder {holder!r}")
-    if not labels_needed or not config.has_labels(holder):
-        if y is not None and labels_needed:
+    if not config.has_labels(holder):
+        if y is not None:
             raise ValueError(f"holder {holder!r} is not the label holder but was given labels y")
         return X, None
     if y is None:
@@ -187,7 +185,7 @@ def check_holder_input(
     return X, check_labels(y, X.shape[0], binary=config.loss == "logistic", name=f"y of holder {holder!r}")
 
 
-def _exchange_shapes(party: Party, config: RegressionConfig, shape: tuple[int, int]) -> dict[str, tuple[int, int]]:
+def _exchange_shapes(party: Party, config: RegressionConfig, shape: tuple[int, int]) -> None:
     """Holders tell each other their block shapes and check they fit the partition."""
     others = [h for h in config.holders if h != party.id]
     party.send_all(others, [int(shape[0]), int(shape[1])])
@@ -197,17 +195,16 @@ def _exchange_shapes(party: Party, config: RegressionConfig, shape: tuple[int, i
         if not (isinstance(msg, list) and len(msg) == 2 and all(isinstance(v, int) and v > 0 for v in msg)):
             raise ValueError(f"holder {h!r} sent a malformed shape")
         shapes[h] = (msg[0], msg[1])
-    return check_block_shapes(config, shapes)
+    check_block_shapes(config, shapes)
 
 
-def check_block_shapes(config: RegressionConfig, shapes: dict[str, tuple[int, int]]) -> dict[str, tuple[int, int]]:
+def check_block_shapes(config: RegressionConfig, shapes: dict[str, tuple[int, ...]]) -> None:
     """Row counts must agree across vertical blocks, column counts across horizontal ones."""
     ordered = [shapes[h] for h in config.holders]
     if config.partition == "vertical" and len({r for r, _ in ordered}) != 1:
         raise ValueError(f"vertical blocks X must have the same number of rows at every holder, got {[r for r, _ in ordered]}")
     if config.partition == "horizontal" and len({c for _, c in ordered}) != 1:
         raise ValueError(f"horizontal blocks X must have the same number of columns at every holder, got {[c for _, c in ordered]}")
-    return shapes
 
 
 # --- moving inputs and outputs between holders and compute parties --------------------------
@@ -232,7 +229,8 @@ def _input(session: Session, value: np.ndarray | None, owner: str, name: str) ->
         if not (isinstance(msg, np.ndarray) and msg.dtype == np.uint64 and msg.ndim in (1, 2)):
             raise ValueError(f"holder {owner!r} sent a malformed share of {name}")
         return SharedTensor(session, msg)
-    if not (isinstance(msg, list) and len(msg) == 2 and isinstance(msg[0], bytes) and isinstance(msg[1], list)):
+    if not (isinstance(msg, list) and len(msg) == 2 and isinstance(msg[0], bytes) and isinstance(msg[1], list)
+            and len(msg[1]) in (1, 2) and all(isinstance(d, int) and d >= 0 for d in msg[1])):
         raise ValueError(f"holder {owner!r} sent a malformed share seed for {name}")
     return SharedTensor(session, Csprng(msg[0]).random_uint64(tuple(int(d) for d in msg[1])))
 
@@ -565,15 +563,14 @@ class _SecureRegression(BaseEstimator):
 
     def _config(self, n_holders: int) -> RegressionConfig:
         holders = tuple(f"holder-{i}" for i in range(n_holders))
-        if not isinstance(self.label_party, (int, np.integer)) or not 0 <= self.label_party < n_holders:
-            raise ValueError(f"label_party must be an index in [0, {n_holders}), got {self.label_party!r}")
+        label = self._label_index(n_holders)
         if not isinstance(self.n_servers, (int, np.integer)) or self.n_servers == 1 or self.n_servers < 0:
             raise ValueError(f"n_servers must be 0 (the holders compute) or at least 2, got {self.n_servers!r}")
         return RegressionConfig(
             loss=self._loss,
             holders=holders,
             partition=self.partition,
-            label_holder=holders[self.label_party] if self.partition == "vertical" else None,
+            label_holder=holders[label] if self.partition == "vertical" else None,
             compute_parties=tuple(f"server-{i}" for i in range(self.n_servers)) or None,
             learning_rate=self.learning_rate,
             epochs=self.epochs,
@@ -588,15 +585,18 @@ class _SecureRegression(BaseEstimator):
             seed=seed_from_random_state(self.random_state),
         )
 
+    def _label_index(self, n_holders: int) -> int:
+        if not isinstance(self.label_party, (int, np.integer)) or not 0 <= self.label_party < n_holders:
+            raise ValueError(f"label_party must be an index in [0, {n_holders}), got {self.label_party!r}")
+        return int(self.label_party)
+
     def _blocks(self, X: Any, y: Any) -> tuple[list[np.ndarray], list[np.ndarray | None]]:
         if self.partition not in PARTITIONS:
             raise ValueError(f"partition must be one of {PARTITIONS}, got {self.partition!r}")
         if self.partition == "vertical":
             blocks = check_vertical_parts(X, "X")
             labels: list[np.ndarray | None] = [None] * len(blocks)
-            if not isinstance(self.label_party, (int, np.integer)) or not 0 <= self.label_party < len(blocks):
-                raise ValueError(f"label_party must be an index in [0, {len(blocks)}), got {self.label_party!r}")
-            labels[self.label_party] = check_labels(y, blocks[0].shape[0], binary=self._loss == "logistic")
+            labels[self._label_index(len(blocks))] = check_labels(y, blocks[0].shape[0], binary=self._loss == "logistic")
             return blocks, labels
         if y is not None:
             raise ValueError('with partition="horizontal" pass X as a list of (X_i, y_i) pairs and y=None')
