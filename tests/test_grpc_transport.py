@@ -16,7 +16,7 @@ from parties import wire_pb2, wire_pb2_grpc
 from parties.certs import TlsMaterial, load_tls, write_federation_certs
 from parties.config import MIB, federation_from_dict
 from parties.launcher import free_ports
-from parties.transport import HEADROOM, GrpcParty, PartyServer, PeerRefused, PeerUnreachable, TransportError, channel_options
+from parties.transport import HEADROOM, SERVICE, GrpcParty, PartyServer, PeerRefused, PeerUnreachable, TransportError, channel_options
 
 IDS = ("alice", "bob", "dealer")
 SESSION = "test-session"
@@ -213,6 +213,18 @@ def test_malformed_payload_is_refused_and_server_keeps_serving(federation, recei
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert "malformed payload in message 0 from 'bob'" in err.value.details() and reason in err.value.details()
     assert refusals and "malformed payload" in refusals[0]
+    assert_still_serving(federation, party)
+
+
+def test_malformed_protobuf_is_refused_and_server_keeps_serving(federation, receiver):
+    party, _ = receiver
+    channel, _ = raw_stub(federation, load_tls(federation, "bob"))
+    deliver = channel.unary_unary(f"/{SERVICE}/Deliver")
+    with pytest.raises(grpc.RpcError) as err:
+        deliver(b"\x3a\x09not nine", timeout=2)
+    channel.close()
+    assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    assert "malformed chunk: chunk field 7 is truncated" in err.value.details()
     assert_still_serving(federation, party)
 
 
