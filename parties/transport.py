@@ -31,7 +31,7 @@ import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from itertools import chain
 from typing import Callable, Iterable, Iterator, Mapping
 
@@ -79,9 +79,20 @@ class TransportStats:
     rpcs: int = 0
     chunks_sent: int = 0
     envelope_bytes_sent: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def record_chunk(self, envelope_bytes: int) -> None:
+        with self._lock:
+            self.chunks_sent += 1
+            self.envelope_bytes_sent += envelope_bytes
+
+    def record_rpc(self) -> None:
+        with self._lock:
+            self.rpcs += 1
 
     def as_dict(self) -> dict[str, int]:
-        return asdict(self)
+        with self._lock:
+            return {"rpcs": self.rpcs, "chunks_sent": self.chunks_sent, "envelope_bytes_sent": self.envelope_bytes_sent}
 
 
 def channel_options(chunk_bytes: int) -> list[tuple[str, int]]:
@@ -279,6 +290,7 @@ class GrpcParty(Party):
         super().__init__(party_id, peers, timeout=timeout)
         self._server, self._session, self._chunk = server, session, check_chunk_bytes(chunk_bytes)
         self._seq = dict.fromkeys(peers, 0)
+        self._send_locks = {peer: threading.Lock() for peer in peers}
         self._channels = {peer: open_channel(address, peer, tls, self._chunk) for peer, address in peers.items()}
         self._deliver = {peer: channel.unary_unary(f"/{SERVICE}/Deliver", response_deserializer=wire_pb2.Ack.FromString)
                          for peer, channel in self._channels.items()}
@@ -311,20 +323,20 @@ class GrpcParty(Party):
             header = wire_pb2.Chunk(sender=self.id, session=self._session, seq=self._seq[to], index=index,
                                     count=count, total_size=size)
             raw = framing.join_chunk(header, data)
-            self.transport.chunks_sent += 1
-            self.transport.envelope_bytes_sent += len(raw) - len(data)
+            self.transport.record_chunk(len(raw) - len(data))
             yield raw
 
     def _send_bytes(self, to: str, payload: bytes) -> None:
-        try:
-            if len(payload) <= self._chunk:
-                self._deliver[to](next(self._chunks(to, payload)), timeout=self.timeout, wait_for_ready=True)
-            else:
-                self._stream[to](self._chunks(to, payload), timeout=self.timeout, wait_for_ready=True)
-        except grpc.RpcError as err:
-            raise self._send_error(to, err) from None
-        self.transport.rpcs += 1
-        self._seq[to] += 1
+        with self._send_locks[to]:  # threads may send concurrently; messages to one peer keep their order
+            try:
+                if len(payload) <= self._chunk:
+                    self._deliver[to](next(self._chunks(to, payload)), timeout=self.timeout, wait_for_ready=True)
+                else:
+                    self._stream[to](self._chunks(to, payload), timeout=self.timeout, wait_for_ready=True)
+            except grpc.RpcError as err:
+                raise self._send_error(to, err) from None
+            self.transport.record_rpc()
+            self._seq[to] += 1
 
     def _send_error(self, to: str, err: grpc.RpcError) -> Exception:
         code, detail = err.code(), err.details() or "no detail"

@@ -111,6 +111,19 @@ def test_large_message_is_chunked(federation):
         assert a.stats.bytes_sent == len(codec.encode(big))
 
 
+def test_concurrent_senders_keep_per_thread_order(federation):
+    with running(federation, "alice", "bob") as (a, b):
+        threads = [threading.Thread(target=lambda t=t: [a.send("bob", (t, i)) for i in range(15)]) for t in range(4)]
+        for thread in threads:
+            thread.start()
+        got = [b.recv("alice") for _ in range(60)]
+        for thread in threads:
+            thread.join()
+        for t in range(4):
+            assert [i for s, i in got if s == t] == list(range(15))
+        assert a.transport.as_dict()["rpcs"] == a.stats.messages_sent == 60
+
+
 def test_message_size_limits_are_explicit():
     assert channel_options(3 * MIB) == [("grpc.max_send_message_length", 3 * MIB + HEADROOM),
                                         ("grpc.max_receive_message_length", 3 * MIB + HEADROOM)]
