@@ -42,10 +42,10 @@ from sklearn.utils.validation import check_is_fitted
 from mpcml import fixedpoint
 from mpcml import ckks
 from mpcml.csprng import Csprng, new_seed
-from mpcml.local import PartyFailed, run_local
 from mpcml.paillier import PackedEncryptedArray, PrivateKey, PublicKey, decrypt_packed, encrypt_packed, generate_keypair
 from mpcml.party import DEFAULT_TIMEOUT, Party
 from protocols.common import CommunicationReport, check_matrix, check_party_ids
+from protocols.regression import run_parties
 
 VARIANTS = ("he", "ckks", "ss")
 DEFAULT_VARIANT = "he"
@@ -303,12 +303,7 @@ class SecurePCA(TransformerMixin, BaseEstimator):
         roles["consumer"] = partial(
             pca_consumer, n_components=self.n_components, standardize=self.standardize, key_bits=self.key_bits, **common
         )
-        try:
-            out = run_local(roles, {h: (b,) for h, b in zip(holders, blocks)}, timeout=self.timeout)
-        except PartyFailed as exc:
-            if isinstance(exc.__cause__, (ValueError, TypeError)):
-                raise exc.__cause__ from None
-            raise
+        out = run_parties(roles, {h: (b,) for h, b in zip(holders, blocks)}, self.timeout)
         model = out["consumer"]
         self.mean_, self.scale_, self.components_ = model["mean"], model["scale"], model["components"]
         self.explained_variance_ = model["explained_variance"]

@@ -48,7 +48,7 @@ from sklearn.utils.validation import check_is_fitted
 from mpcml import fixedpoint
 from mpcml.csprng import SEED_BYTES, Csprng, new_seed
 from mpcml.masked import MaskedMatrix
-from mpcml.local import run_local
+from mpcml.local import PartyFailed, RunOutputs, run_local
 from mpcml.party import DEFAULT_TIMEOUT, Party
 from mpcml.tensor import Session, SharedTensor
 from mpcml.triples import DealerTriples, run_dealer
@@ -547,6 +547,16 @@ def plaintext_sgd(
 # --- scikit-learn style estimators ----------------------------------------------------------------
 
 
+def run_parties(roles: dict[str, Callable[..., Any]], inputs: dict[str, Any], timeout: float) -> RunOutputs:
+    """:func:`mpcml.run_local`, re-raising a party's ``ValueError``/``TypeError`` (bad input) as is."""
+    try:
+        return run_local(roles, inputs, timeout=timeout)
+    except PartyFailed as exc:
+        if isinstance(exc.__cause__, (ValueError, TypeError)):
+            raise exc.__cause__ from None
+        raise
+
+
 class _SecureRegression(BaseEstimator):
     """Shared machinery of :class:`SecureLinearRegression` and :class:`SecureLogisticRegression`.
 
@@ -623,7 +633,7 @@ class _SecureRegression(BaseEstimator):
         for s in config.compute_parties or ():
             roles[s] = partial(regression_party, config=config)
         roles[config.dealer] = partial(regression_dealer, config=config)
-        out = run_local(roles, inputs, timeout=self.timeout)
+        out = run_parties(roles, inputs, self.timeout)
         self.config_ = config
         self.n_features_in_ = sum(b.shape[1] for b in blocks) if config.partition == "vertical" else blocks[0].shape[1]
         self.n_iter_ = out[config.players[0]]["n_epochs"]
@@ -669,8 +679,7 @@ class _SecureRegression(BaseEstimator):
             inputs.setdefault(p, {})["weights_share"] = self.weight_shares_[p]
         roles = {p: partial(prediction_party, config=config, querier=querier) for p in (*config.holders, *config.players)}
         roles[config.dealer] = partial(regression_dealer, config=config)
-        out = run_local(roles, inputs, timeout=self.timeout)
-        return out[querier]
+        return run_parties(roles, inputs, self.timeout)[querier]
 
 
 def _init_params(self: Any, learning_rate: float, epochs: int, batch_size: int, alpha: float, fit_intercept: bool,

@@ -229,3 +229,10 @@ def test_party_processes_match_in_process(tmp_path) -> None:
     for pid in ("alice", "bob"):
         np.testing.assert_allclose(remote.outputs[pid]["coef"], local[pid]["coef"], rtol=0, atol=1e-3)
         assert abs(remote.outputs[pid]["intercept"] - local[pid]["intercept"]) < 1e-3
+
+
+def test_values_outside_the_fixed_point_range_are_rejected(cancer) -> None:
+    X_train, _, y_train, _ = cancer
+    a, b = np.array_split(X_train, 2, axis=1)
+    with pytest.raises(ValueError, match="fixed-point range"):
+        SecureLogisticRegression(epochs=1).fit([a, b * 1e15], y_train)
