@@ -147,9 +147,11 @@ def train_label_holder(
     counts = {}
     for pid in passive:
         info = _recv_checked(party, pid, dict, "setup message")
-        if info.get("rows") != n:
-            raise ValueError(f"party {pid!r} holds {info.get('rows')} rows but the label holder holds {n}")
-        counts[pid] = int(info["candidates"])
+        if set(info) != {"rows", "candidates"} or not all(isinstance(v, int) for v in info.values()):
+            raise ValueError(f"party {pid!r} sent a malformed setup message")
+        if info["rows"] != n:
+            raise ValueError(f"party {pid!r} holds {info['rows']} rows but the label holder holds {n}")
+        counts[pid] = info["candidates"]
     public_key, private_key = generate_keypair(key_bits)
     party.send_all(passive, public_key.to_wire())
 

@@ -148,7 +148,7 @@ class _Player:
         self.party = party
         self.session = Session(party, players, DealerTriples(party, players, dealer=dealer), FRAC_BITS)
         self.params = params
-        self.x = x = feature_values(x)
+        x = feature_values(x)
         self.binner = QuantileBinner(params.max_bin, params.binning).fit(x)
         self.left = self.binner.left_indicator(x)
         party.send_all(self.session.others, [x.shape[0], self.binner.n_candidates])

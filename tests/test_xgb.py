@@ -104,14 +104,19 @@ def test_saved_ss_model_is_distributed(cancer, tmp_path):
     np.testing.assert_allclose(loaded.decision_function(parts_te), clf.revealed_margin(parts_te), atol=1e-4)
 
 
-def test_column_subsampling_limits_features(cancer):
-    xtr, _, ytr, _ = cancer
-    clf = SecureXGBClassifier(method="he", n_estimators=2, max_depth=2, colsample_bytree=0.2, subsample=0.8, key_bits=1024)
+@pytest.mark.parametrize("method", ["he", "ss"])
+def test_row_and_column_subsampling(method, cancer):
+    xtr, xte, ytr, yte = cancer
+    clf = SecureXGBClassifier(method=method, n_estimators=2, max_depth=2, colsample_bytree=0.2, subsample=0.7,
+                              max_bin=16, key_bits=1024)
     clf.fit(split(xtr, [0, 15, 30]), ytr)
     for model in clf.models_.values():
         for t in range(2):
             used = set(model.trees.features[t][model.trees.features[t] >= 0].tolist())
             assert len(used) <= 3  # round(0.2 * 15) features per party and tree
+    parts = split(xte, [0, 15, 30])
+    np.testing.assert_allclose(clf.decision_function(parts), clf.revealed_margin(parts), atol=1e-4)
+    assert roc_auc_score(yte, clf.decision_function(parts)) > 0.85  # a sampled model is still a model
 
 
 @pytest.mark.parametrize("method", ["ss", "he"])
