@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import socket
+import tomllib
 
 import pytest
 from cryptography import x509
@@ -68,6 +70,13 @@ def test_config_errors_are_one_line(tmp_path, capsys, text, message):
     line = one_error_line(capsys)
     assert message in line, line
     assert str(path) in line
+
+
+def test_json_federation_equals_toml(fed_file):
+    json_file = fed_file.with_suffix(".json")
+    json_file.write_text(json.dumps(tomllib.loads(fed_file.read_text())))
+    assert load_federation(json_file) == load_federation(fed_file)
+    assert load_federation(json_file).roles() == {"alice": "left", "bob": "right", "dealer": "dealer"}
 
 
 def test_missing_federation_file(tmp_path, capsys):
