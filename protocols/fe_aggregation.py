@@ -261,7 +261,12 @@ def hybridalpha_tpa(party: Party, *, config: HybridAlphaConfig) -> dict:
             party.send(config.aggregator, {"sum": paillier.decrypt_packed(private, packed)[0]})
         else:
             pub = private.phe.public_key
-            total = [private.phe.decrypt(phe.EncryptedNumber(pub, int(c), 0)) for c in msg["sum"]]
+            cts = msg.get("sum")
+            if not isinstance(cts, list) or len(cts) != config.n_params or not all(
+                isinstance(c, int) and 0 < c < pub.nsquare for c in cts
+            ):
+                raise ValueError("malformed phe aggregate from the aggregator")
+            total = [private.phe.decrypt(phe.EncryptedNumber(pub, c, 0)) for c in cts]
             party.send(config.aggregator, {"sum": np.asarray(total, dtype=np.float64) / 2**config.frac_bits})
 
 
@@ -306,7 +311,9 @@ def hybridalpha_party(
             msg = party.recv(config.aggregator, timeout=party.timeout + config.deadline)
         except TimeoutError:
             return {"rounds": done, "status": "timed out"}
-        if msg.get("type") == "stop":
+        if not isinstance(msg, dict) or msg.get("type") not in ("model", "stop"):
+            raise ValueError("malformed message from the aggregator")
+        if msg["type"] == "stop":
             return {"rounds": done, "status": "finished"}
         rnd = int(msg["round"])
         if drop_after is not None and rnd >= drop_after:
