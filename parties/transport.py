@@ -33,7 +33,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Callable, Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping, NoReturn
 
 import grpc
 
@@ -165,9 +165,9 @@ class _Servicer:
             if header.count != 1 or header.index != 0 or header.total_size != len(data):
                 raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, "a single-chunk message must have index 0, count 1 and total_size = len(data)")
             self._deliver(header.sender, header.seq, bytes(data))
+            return wire_pb2.Ack(seq=header.seq)
         except _Refused as refused:
             self._refuse(context, refused)
-        return wire_pb2.Ack(seq=header.seq)
 
     def stream(self, raw_chunks: Iterator[bytes], context: grpc.ServicerContext) -> wire_pb2.Ack:
         try:
@@ -192,9 +192,9 @@ class _Servicer:
                 raise _Refused(grpc.StatusCode.INVALID_ARGUMENT,
                                f"message {first.seq} from {first.sender!r} ended after {len(parts)}/{first.count} chunks, {size}/{first.total_size} bytes")
             self._deliver(first.sender, first.seq, b"".join(parts))
+            return wire_pb2.Ack(seq=first.seq)
         except _Refused as refused:
             self._refuse(context, refused)
-        return wire_pb2.Ack(seq=first.seq)
 
     def _check_header(self, chunk: wire_pb2.Chunk, context: grpc.ServicerContext) -> None:
         if self._secure:
@@ -215,7 +215,8 @@ class _Servicer:
             raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"malformed payload in message {seq} from {sender!r}: {exc}") from None
         self._mailboxes.put(sender, seq, payload)
 
-    def _refuse(self, context: grpc.ServicerContext, refused: _Refused) -> None:
+    def _refuse(self, context: grpc.ServicerContext, refused: _Refused) -> NoReturn:
+        """Report the refusal and end the RPC with its status (``context.abort`` raises)."""
         message = f"{self._owner!r} refused: {refused.message}"
         if self._on_refusal is not None:
             self._on_refusal(message)
