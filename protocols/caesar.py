@@ -53,7 +53,9 @@ learn both parties' numbers of rows and columns, whether the other's features ar
 integer-valued (the encoding scale), the hyperparameters and the batch row indices; neither
 learns anything about the other's feature values or sparsity pattern, the labels, the shared
 products, the residuals or the other's weights. At the end A learns ``w_A`` and B learns
-``w_B`` and the intercept (the estimator, running both roles, assembles both).
+``w_B`` and the intercept (the estimator, running both roles, assembles both). Only with
+``report_loss=True`` (off by default) B also learns each epoch's mean squared residual
+``mean_S mean_{i in S} e_i^2`` (progress monitoring): one number per epoch.
 """
 
 from __future__ import annotations
@@ -100,6 +102,7 @@ class CaesarParams:
     shuffle: bool = True
     key_bits: int = 2048
     frac_bits: int = 16
+    report_loss: bool = False
 
     def check(self) -> "CaesarParams":
         if not isinstance(self.learning_rate, (int, float)) or not 0 < self.learning_rate <= 1024:
@@ -116,6 +119,8 @@ class CaesarParams:
             raise ValueError(f"key_bits must be an integer >= 1024, got {self.key_bits!r}")
         if not isinstance(self.frac_bits, int) or not 8 <= self.frac_bits <= 32:
             raise ValueError(f"frac_bits must be an integer in [8, 32], got {self.frac_bits!r}")
+        if not isinstance(self.report_loss, bool):
+            raise TypeError(f"report_loss must be a bool, got {type(self.report_loss).__name__}")
         return self
 
     def step_bits(self, batch_size: int) -> int:
@@ -143,13 +148,15 @@ def epoch_batches(n_rows: int, batch_size: int, order: np.ndarray | None = None)
 
 
 def reference_fit(
-    blocks: Sequence[Any], y: np.ndarray, params: CaesarParams, orders: Sequence[np.ndarray] | None = None
+    blocks: Sequence[Any], y: np.ndarray, params: CaesarParams, orders: Sequence[np.ndarray] | None = None,
+    losses: list[float] | None = None,
 ) -> tuple[list[np.ndarray], float]:
     """The exact algorithm of the protocol in floating point: ``(per-block weights, intercept)``.
 
     Per batch ``S``: ``e = sigmoid_approx(X[S] w + b) - y[S]``, ``w -= lr/|S| X[S]^T e`` (and
     ``b`` likewise); after each epoch ``w *= (1 - lr l2)^(batches)`` (the intercept is not
-    penalised). ``orders[k]`` is the row order of epoch ``k`` (default: ``0..n-1``).
+    penalised). ``orders[k]`` is the row order of epoch ``k`` (default: ``0..n-1``). If ``losses``
+    is a list, each epoch's mean over batches of ``mean(e^2)`` is appended (what ``report_loss`` shows).
     """
     mats = [sp.csr_matrix(b, dtype=np.float64) if sp.issparse(b) else np.asarray(b, dtype=np.float64) for b in blocks]
     y = np.asarray(y, dtype=np.float64)
@@ -158,9 +165,11 @@ def reference_fit(
     n = y.shape[0]
     for epoch in range(params.epochs):
         batches = epoch_batches(n, params.batch_size, None if orders is None else orders[epoch])
+        squares = []
         for rows in batches:
             z = sum(m[rows] @ w for m, w in zip(mats, weights)) + intercept
             e = sigmoid_approx(z, params.sigmoid) - y[rows]
+            squares.append(float(np.mean(e * e)))
             eta = params.learning_rate / len(rows)
             for m, w in zip(mats, weights):
                 w -= eta * (m[rows].T @ e)
@@ -170,6 +179,8 @@ def reference_fit(
             decay = (1.0 - params.learning_rate * params.l2) ** len(batches)
             for w in weights:
                 w *= decay
+        if losses is not None:
+            losses.append(float(np.mean(squares)))
     return weights, intercept
 
 
@@ -363,6 +374,36 @@ class _Trainer:
         if theirs.shape != (len(rows),):
             raise ValueError(f"peer {self.peer!r} sent {theirs.shape} residual values, expected {len(rows)}")
         self.weights = self.weights + (theirs + scaled).matmul(self.x[rows])
+        if self.params.report_loss:
+            self.loss_terms = self.loss_terms + int(eta * (e_share * e_share).sum())
+            if self.is_b:
+                cross = theirs.mul(e_share).sum()
+                self.loss_cross = cross if self.loss_cross is None else self.loss_cross + cross
+
+    def reveal_loss(self, batches: int) -> float | None:
+        """B learns the epoch's mean squared residual ``mean_S mean_{i in S} e_i^2`` (A learns nothing).
+
+        ``sum eta e^2 = sum eta a^2 + 2 sum eta a b + sum eta b^2``: B turns A's encrypted
+        ``-eta a`` into ``[-eta sum a b]_A``, masks it; A adds its ``sum eta a^2``.
+        """
+        share_bits = 3 * VALUE_BITS + self.fe + MASK_SIGMA + 2
+        bound = 2 * share_bits + self.fs + self.rows.bit_length() + 2
+        if self.is_b:
+            mask = _random_ints(self.party.rng, bound + MASK_SIGMA, 1)[0]
+            masked = (self.loss_cross.mul(-2) + mask).rerandomize()
+            self.party.send(self.peer, {"kind": "masked_sum", "bound_bits": bound, "enc": masked.to_wire()})
+            reply = self.party.recv(self.peer)
+            if not isinstance(reply, dict) or reply.get("kind") != "loss" or not isinstance(reply.get("value"), int):
+                raise ValueError(f"peer {self.peer!r} did not return the masked loss")
+            total = reply["value"] - mask + self.loss_terms
+            scale = self.params.learning_rate * 2.0 ** (self.fs + 2 * self.fe) * batches
+            return total / scale
+        message = self.party.recv(self.peer)
+        if not isinstance(message, dict) or message.get("kind") != "masked_sum" or message.get("bound_bits") != bound:
+            raise ValueError(f"peer {self.peer!r} did not send the masked loss term")
+        value = int(self.private_key.decrypt_int(EncryptedArray.from_wire(self.public_key, message["enc"]))[()])
+        self.party.send(self.peer, {"kind": "loss", "value": value + self.loss_terms})
+        return None
 
     def decay(self, factor: float, keep_last: bool) -> None:
         """``[w_P] *= factor`` through one mask-and-decrypt round (the key owner re-encrypts its share)."""
@@ -402,6 +443,7 @@ class _Trainer:
             began, traffic = time.perf_counter(), self.party.stats.bytes_sent + self.party.stats.bytes_received
             order = self._epoch_order()
             batches = epoch_batches(self.rows, self.params.batch_size, order)
+            self.loss_terms, self.loss_cross = 0, None
             for rows in batches:
                 z = self.product_shares(rows)
                 if self.params.sigmoid == "cubic":
@@ -414,10 +456,14 @@ class _Trainer:
             if self.params.l2:
                 self.decay((1.0 - self.params.learning_rate * self.params.l2) ** len(batches),
                            self.is_b and self.params.fit_intercept)
+            loss = self.reveal_loss(len(batches)) if self.params.report_loss else None
             self.epoch_log.append({"seconds": time.perf_counter() - began,
                                    "bytes": self.party.stats.bytes_sent + self.party.stats.bytes_received - traffic})
+            if loss is not None:
+                self.epoch_log[-1]["loss"] = loss
             if progress is not None:
-                progress(f"caesar epoch {epoch + 1}/{self.params.epochs}: {len(batches)} batches, "
+                shown = "" if loss is None else f"mean squared residual {loss:.5f}, "
+                progress(f"caesar epoch {epoch + 1}/{self.params.epochs}: {len(batches)} batches, {shown}"
                          f"{time.perf_counter() - start:.1f}s elapsed, {self.party.stats.bytes_sent} bytes sent")
         return self.reveal()
 
@@ -481,22 +527,24 @@ class CaesarLogisticRegression(ClassifierMixin, BaseEstimator):
     inputs may be dense or scipy.sparse. After ``fit``: ``coef_`` (1 x (d_A + d_B)),
     ``intercept_``, ``classes_``, ``communication_`` (bytes and rounds from ``party.stats``),
     ``epoch_seconds_`` and ``epoch_bytes_`` (per epoch, key generation and output excluded).
-    ``verbose=True`` prints one progress line per epoch (epoch, elapsed time, bytes) to stderr.
+    ``verbose=True`` prints one progress line per epoch (epoch, elapsed time, bytes) to stderr;
+    with ``report_loss=True`` B also learns, and shows, each epoch's mean squared residual
+    (``epoch_loss_``): one number per epoch beyond the leakage of the module docstring.
     """
 
     def __init__(
         self, learning_rate: float = 0.1, epochs: int = 10, batch_size: int = 64, l2: float = 0.0,
         sigmoid: str = "linear", fit_intercept: bool = True, shuffle: bool = True, key_bits: int = 2048,
-        frac_bits: int = 16, verbose: bool = False, timeout: float = 600.0,
+        frac_bits: int = 16, report_loss: bool = False, verbose: bool = False, timeout: float = 600.0,
     ) -> None:
         self.learning_rate, self.epochs, self.batch_size, self.l2 = learning_rate, epochs, batch_size, l2
         self.sigmoid, self.fit_intercept, self.shuffle, self.key_bits = sigmoid, fit_intercept, shuffle, key_bits
-        self.frac_bits, self.verbose, self.timeout = frac_bits, verbose, timeout
+        self.frac_bits, self.report_loss, self.verbose, self.timeout = frac_bits, report_loss, verbose, timeout
 
     def _params(self) -> CaesarParams:
         return CaesarParams(
             float(self.learning_rate), self.epochs, self.batch_size, float(self.l2), self.sigmoid,
-            bool(self.fit_intercept), bool(self.shuffle), self.key_bits, self.frac_bits,
+            bool(self.fit_intercept), bool(self.shuffle), self.key_bits, self.frac_bits, bool(self.report_loss),
         ).check()
 
     def fit(self, X: Sequence[Any], y: Any) -> "CaesarLogisticRegression":
@@ -518,6 +566,8 @@ class CaesarLogisticRegression(ClassifierMixin, BaseEstimator):
         self.communication_ = CommunicationReport.from_stats(out.stats)
         self.epoch_seconds_ = np.array([e["seconds"] for e in out["b"]["epochs"]])
         self.epoch_bytes_ = np.array([e["bytes"] for e in out["b"]["epochs"]], dtype=np.int64)
+        if self.report_loss:
+            self.epoch_loss_ = np.array([e["loss"] for e in out["b"]["epochs"]])
         return self
 
     def decision_function(self, X: Sequence[Any]) -> np.ndarray:

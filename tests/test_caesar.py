@@ -58,9 +58,12 @@ def test_sparse_one_hot_matches_plaintext_and_learns() -> None:
     X, y, _ = make_sparse_logistic(500, 300, 0.02, seed=3)
     Xtr, Xte, ytr, yte = X[:400], X[400:], y[:400], y[400:]
     blocks = [Xtr[:, :150], Xtr[:, 150:]]
-    model = CaesarLogisticRegression(learning_rate=1.0, epochs=2, batch_size=100, shuffle=False, key_bits=KEY).fit(blocks, ytr)
+    model = CaesarLogisticRegression(learning_rate=1.0, epochs=2, batch_size=100, shuffle=False, key_bits=KEY,
+                                     report_loss=True).fit(blocks, ytr)
     params = model._params()
-    ref_w, ref_b = reference_fit(blocks, ytr, params)
+    losses: list[float] = []
+    ref_w, ref_b = reference_fit(blocks, ytr, params, losses=losses)
+    np.testing.assert_allclose(model.epoch_loss_, losses, atol=1e-3, rtol=0)  # residual error ~2^-14 per row
     np.testing.assert_allclose(model.coef_[0], np.concatenate(ref_w), atol=weight_error_bound(blocks, ref_w, params, 400))
     auc = roc_auc_score(yte, model.decision_function([Xte[:, :150], Xte[:, 150:]]))
     ref_auc = roc_auc_score(yte, Xte @ np.concatenate(ref_w) + ref_b)
@@ -102,7 +105,7 @@ def test_party_a_receives_only_ciphertexts_or_uniformly_masked_values(monkeypatc
     gen = np.random.default_rng(9)
     X = gen.normal(size=(96, 6))
     y = (X[:, 0] - X[:, 4] > 0).astype(int)
-    params = CaesarParams(learning_rate=0.3, epochs=2, batch_size=32, l2=0.05, key_bits=KEY)
+    params = CaesarParams(learning_rate=0.3, epochs=2, batch_size=32, l2=0.05, key_bits=KEY, report_loss=True)
     out = run_local({"a": spied_a, "b": run_party_b}, {"a": ("b", X[:, :3], params), "b": ("a", X[:, 3:], y, params)})
 
     a_key = PublicKey.from_wire(sent[0]["pk"])
@@ -123,6 +126,10 @@ def test_party_a_receives_only_ciphertexts_or_uniformly_masked_values(monkeypatc
             slots = caesar.unpack_masked(keys[int(a_key.n)], message, message["count"], bound)
             assert all(0 <= int(t) < 1 << (bound + MASK_SIGMA + 1) for t in slots)
             uniform += [float(int(t) - (1 << bound)) / 2.0 ** (bound + MASK_SIGMA) for t in slots]
+        elif kind == "masked_sum":  # report_loss: one ciphertext under A's key of a sigma-bit masked sum
+            bound = message["bound_bits"]
+            value = int(keys[int(a_key.n)].decrypt_int(EncryptedArray.from_wire(a_key, message["enc"]))[()])
+            assert 0 <= value < 1 << (bound + MASK_SIGMA + 1)
         elif kind == "opened":  # A's own weights masked with A's own mask: A's output
             assert len(message["values"]) == 3
         else:

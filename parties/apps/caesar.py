@@ -6,7 +6,8 @@ feature columns with the 0/1 label as the last column); rows are aligned. A lear
 
 Options: ``epochs`` (5), ``batch_size`` (100), ``learning_rate`` (2.0), ``l2`` (0), ``sigmoid``
 (``linear`` | ``cubic``), ``key_bits`` (Paillier modulus, 2048), ``frac_bits`` (16), ``shuffle``
-(0 or 1, default 0 so that ``check`` can replay the batches; B draws the order otherwise), and
+(0 or 1, default 0 so that ``check`` can replay the batches; B draws the order otherwise),
+``report_loss`` (0 or 1: B also learns each epoch's mean squared residual), and
 for the demo data ``rows`` (400), ``cols`` (200, split evenly) and ``density`` (0.05).
 
 Demo data: synthetic one-hot sparse features with a known logistic model
@@ -29,18 +30,20 @@ DEMO_PARTIES = {"alice": "features", "bob": "labels"}
 
 
 def params_from_options(options: Mapping[str, str]) -> CaesarParams:
-    shuffle = get_option(options, "shuffle", int, 0)
-    if shuffle not in (0, 1):
-        raise ValueError(f"option 'shuffle' must be 0 or 1, got {shuffle}")
+    flags = {name: get_option(options, name, int, 0) for name in ("shuffle", "report_loss")}
+    for name, value in flags.items():
+        if value not in (0, 1):
+            raise ValueError(f"option {name!r} must be 0 or 1, got {value}")
     return CaesarParams(
         learning_rate=get_option(options, "learning_rate", float, 2.0),
         epochs=get_option(options, "epochs", int, 5),
         batch_size=get_option(options, "batch_size", int, 100),
         l2=get_option(options, "l2", float, 0.0),
         sigmoid=get_option(options, "sigmoid", str, "linear"),
-        shuffle=bool(shuffle),
+        shuffle=bool(flags["shuffle"]),
         key_bits=get_option(options, "key_bits", int, 2048),
         frac_bits=get_option(options, "frac_bits", int, 16),
+        report_loss=bool(flags["report_loss"]),
     ).check()
 
 
