@@ -8,6 +8,7 @@ results handed back through files.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import socket
@@ -17,7 +18,7 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping, Sequence
 
 from mpcml.local import RunOutputs
 
@@ -101,6 +102,46 @@ def last_line(log: Path) -> str:
     return lines[-1].removeprefix("mpcml: error: ") if lines else "(no output)"
 
 
+def start_parties(
+    protocol: str,
+    data: Mapping[str, Path],
+    options: Mapping[str, str],
+    *,
+    work_dir: Path,
+    federation: Path,
+    secure: bool = True,
+    extra_args: Sequence[str] = (),
+) -> dict[str, subprocess.Popen]:
+    """Spawn one ``mpcml party`` process per party of ``federation``; output to ``work_dir/<id>.out``, log to ``<id>.log``."""
+    return {
+        pid: spawn([*party_command(federation, pid, protocol, data.get(pid), options, work_dir / f"{pid}.out", secure=secure),
+                    *extra_args], work_dir / f"{pid}.log")
+        for pid in load_federation(federation).parties
+    }
+
+
+def wait_for_log(log: Path, text: str, proc: subprocess.Popen, timeout: float) -> None:
+    """Block until ``text`` appears in ``log``; ``RuntimeError`` with the log if the process exits or time runs out."""
+    limit = time.monotonic() + timeout
+    while text not in log.read_text(encoding="utf-8", errors="replace"):
+        if proc.poll() is not None or time.monotonic() > limit:
+            raise RuntimeError(f"{text!r} did not appear in {log}: {log.read_text(encoding='utf-8', errors='replace')}")
+        time.sleep(0.02)
+
+
+@contextlib.contextmanager
+def parties_running(*args: Any, **kwargs: Any) -> Iterator[dict[str, subprocess.Popen]]:
+    """:func:`start_parties` as a context manager that kills whatever still runs on exit (for fault tests)."""
+    procs = start_parties(*args, **kwargs)
+    try:
+        yield procs
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+
+
 def run_processes(
     protocol: str,
     data: Mapping[str, Path],
@@ -120,21 +161,13 @@ def run_processes(
     work_dir = Path(work_dir)
     if federation is None:
         federation = write_loopback_federation(load_app(protocol).DEMO_PARTIES, work_dir, timeout=timeout, with_certs=secure)
-    party_ids = list(load_federation(federation).parties)
     start = time.perf_counter()
-    procs = {
-        pid: spawn(party_command(federation, pid, protocol, data.get(pid), options, work_dir / f"{pid}.out", secure=secure),
-                   work_dir / f"{pid}.log")
-        for pid in party_ids
-    }
-    errors = {}
-    for pid, proc in procs.items():
-        if proc.wait() != 0:
-            errors[pid] = last_line(work_dir / f"{pid}.log")
+    with parties_running(protocol, data, options, work_dir=work_dir, federation=federation, secure=secure) as procs:
+        errors = {pid: last_line(work_dir / f"{pid}.log") for pid, proc in procs.items() if proc.wait() != 0}
     wall = time.perf_counter() - start
     if errors:
         raise ProcessesFailed(errors)
-    results = {pid: PartyResult.from_bytes((work_dir / f"{pid}.out").read_bytes()) for pid in party_ids}
+    results = {pid: PartyResult.from_bytes((work_dir / f"{pid}.out").read_bytes()) for pid in procs}
     outputs = RunOutputs({pid: r.output for pid, r in results.items()})
     outputs.stats = {pid: r.stats for pid, r in results.items()}
     return ProcessRun(outputs, {pid: r.transport for pid, r in results.items()},

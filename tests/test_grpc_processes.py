@@ -8,7 +8,9 @@ import numpy as np
 import pytest
 
 from parties.apps import load_app, run_app_local
-from parties.launcher import ProcessesFailed, last_line, party_command, run_processes, spawn, write_loopback_federation
+from parties.launcher import (
+    ProcessesFailed, last_line, parties_running, run_processes, wait_for_log, write_loopback_federation,
+)
 
 CASES = [("matmul", {"n": "30", "k": "20", "m": "10"}), ("matpower", {"n": "16", "rounds": "6"})]
 
@@ -45,29 +47,16 @@ def test_killed_party_makes_the_others_fail_naming_it(tmp_path):
     options = {"n": "8", "rounds": "100000"}
     data = app.demo_data(tmp_path, 0, options)
     federation = write_loopback_federation(app.DEMO_PARTIES, tmp_path, timeout=deadline)
-    procs = {}
-    for pid in app.DEMO_PARTIES:
-        command = party_command(federation, pid, "matpower", data.get(pid), options, tmp_path / f"{pid}.out") + ["--verbose"]
-        procs[pid] = spawn(command, tmp_path / f"{pid}.log")
-    try:
-        limit = time.monotonic() + 30
-        while "running matpower" not in (tmp_path / "bob.log").read_text():
-            assert time.monotonic() < limit and procs["bob"].poll() is None, (tmp_path / "bob.log").read_text()
-            time.sleep(0.05)
+    with parties_running("matpower", data, options, work_dir=tmp_path, federation=federation, extra_args=["--verbose"]) as procs:
+        wait_for_log(tmp_path / "bob.log", "running matpower", procs["bob"], timeout=60)
         time.sleep(0.3)  # well inside the 100000 steps (about 200000 rounds)
         killed_at = time.monotonic()
         procs["bob"].kill()
         for pid in ("alice", "dealer"):
-            code = procs[pid].wait(timeout=deadline + 10)
-            assert code != 0
+            assert procs[pid].wait(timeout=deadline + 10) != 0
             assert time.monotonic() - killed_at < deadline + 5
             line = last_line(tmp_path / f"{pid}.log")
             assert "'bob'" in line and ("timed out" in line or "could not reach" in line), line
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
 
 
 def test_failed_process_is_reported_with_its_error(tmp_path):
