@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from benchmarks.bench_foundation import median_time
 from mpcml.csprng import Csprng
@@ -67,8 +68,13 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="smaller data, N = 10 and 20 only, few rounds")
     args = parser.parse_args(argv)
-    rows, rounds, repeats = (2000, 3, 3) if args.quick else (20000, 10, 5)
-    sizes = (10, 20) if args.quick else (10, 20, 40)
+    with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread for every figure: stable on a shared machine
+        run(args.quick)
+
+
+def run(quick: bool) -> None:
+    rows, rounds, repeats = (2000, 3, 3) if quick else (20000, 10, 5)
+    sizes = (10, 20) if quick else (10, 20, 40)
     X, y = dataset(rows)
     plain = plaintext_step(X, y, 20)
     print(f"coded logistic regression, {rows} rows x {FEATURES} features split over N clients, T = 2, 30% dropouts "

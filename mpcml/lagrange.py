@@ -175,27 +175,22 @@ def lagrange_matrix(nodes: Sequence[int], points: Sequence[int], prime: int) -> 
     """``M[i, j] = l_j(points[i]) mod prime``, with ``l_j`` the Lagrange basis on the distinct ``nodes``.
 
     ``M @ values`` evaluates at ``points`` the polynomial of degree ``< len(nodes)`` through
-    ``(nodes[j], values[j])``.
+    ``(nodes[j], values[j])``. Vectorised over ``(i, j)``: one pass per node.
     """
-    nodes = [int(n) % prime for n in nodes]
-    if len(set(nodes)) != len(nodes):
-        raise ValueError(f"interpolation nodes must be distinct mod {prime}, got {nodes}")
-    denominators = []
-    for j, nj in enumerate(nodes):
-        den = 1
-        for m, nm in enumerate(nodes):
-            if m != j:
-                den = den * (nj - nm) % prime
-        denominators.append(pow(den, -1, prime))
-    out = np.empty((len(points), len(nodes)), dtype=np.int64)
-    for i, z in enumerate(points):
-        for j in range(len(nodes)):
-            num = denominators[j]
-            for m, nm in enumerate(nodes):
-                if m != j:
-                    num = num * (int(z) - nm) % prime
-            out[i, j] = num
-    return out
+    node_list = [int(n) % prime for n in nodes]
+    if len(set(node_list)) != len(node_list):
+        raise ValueError(f"interpolation nodes must be distinct mod {prime}, got {node_list}")
+    node_arr = np.array(node_list, dtype=np.int64)
+    point_arr = np.array([int(z) % prime for z in points], dtype=np.int64)
+    count = len(node_list)
+    numerators = np.ones((len(point_arr), count), dtype=np.int64)
+    denominators = np.ones(count, dtype=np.int64)
+    for m in range(count):
+        others = np.arange(count) != m
+        numerators[:, others] = numerators[:, others] * ((point_arr[:, None] - node_arr[m]) % prime) % prime
+        denominators[others] = denominators[others] * ((node_arr[others] - node_arr[m]) % prime) % prime
+    inverses = np.array([pow(int(d), -1, prime) for d in denominators], dtype=np.int64)
+    return numerators * inverses % prime
 
 
 class LagrangeCode:

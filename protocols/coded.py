@@ -454,12 +454,14 @@ class _Mailroom:
             raise RoundFailed(round_index, missing, len(got), threshold, config.round_timeout)
         return got
 
-    def close(self) -> None:
-        """Deliver what is queued (at most one party timeout for an unreachable client), stop listening."""
+    def close(self, flush_seconds: float) -> None:
+        """Deliver what is queued, waiting at most ``flush_seconds`` in all (a sender still blocked then is
+        talking to a dead client and is abandoned; the transport's timeout ends it), and stop listening."""
         for q in self._outgoing.values():
             q.put(None)
+        deadline = time.monotonic() + flush_seconds
         for thread in self._senders:
-            thread.join(self._party.timeout + 1.0)
+            thread.join(max(0.0, deadline - time.monotonic()))
         self._closed.set()
         for thread in self._receivers:
             thread.join(_LISTEN_SECONDS + 1.0)
@@ -492,11 +494,11 @@ def coded_server(party: Party, config: CodedConfig, verbose: Callable[[str], Non
     except RoundFailed as exc:
         for client in config.clients:
             mail.post(client, {"stop": True, "error": str(exc)})
-        mail.close()
+        mail.close(config.round_timeout)
         raise
     for client in config.clients:
         mail.post(client, {"stop": True})
-    mail.close()
+    mail.close(config.round_timeout)
     return {
         "weights": weights, "frac_bits": frac_bits, "responders": responders, "unreachable": sorted(mail.unreachable),
         "round_seconds": np.array(round_seconds), "decode_seconds": np.array(decode_seconds),

@@ -281,6 +281,7 @@ def test_estimator_conventions():
     assert fitted is copy and fitted.predict_proba(np.zeros((2, 3))).shape == (2, 2)
 
 
+@pytest.mark.slow  # six interpreters start up: 50-100 s on a loaded 2-core machine
 def test_processes_equal_in_process_and_a_killed_client_is_a_dropout(tmp_path):
     """Server and five client processes over gRPC with mutual TLS; client-4 is killed after round 10.
     Training goes on without it and ends with exactly the weights of the in-process run."""
@@ -295,20 +296,20 @@ def test_processes_equal_in_process_and_a_killed_client_is_a_dropout(tmp_path):
     roles = {"server": "server", **{f"client-{i}": "client" for i in range(5)}}
     data = app.demo_data(tmp_path, 1, options)
     local = run_app_local("coded", data, options, federation=roles, timeout=20)
-    federation = write_loopback_federation(roles, tmp_path, timeout=5.0)
+    federation = write_loopback_federation(roles, tmp_path, timeout=30.0)
     procs = {}
     for pid in roles:
         command = party_command(federation, pid, "coded", data.get(pid), {**options, "progress": "1"}, tmp_path / f"{pid}.out")
         procs[pid] = spawn(command, tmp_path / f"{pid}.log")
     try:
-        limit = time.monotonic() + 60
+        limit = time.monotonic() + 120  # process start-up on a loaded 2-core machine
         while "round 10:" not in (tmp_path / "server.log").read_text():
             assert time.monotonic() < limit and procs["server"].poll() is None, (tmp_path / "server.log").read_text()
             time.sleep(0.02)
         procs["client-4"].kill()
         for pid in roles:
             if pid != "client-4":
-                assert procs[pid].wait(timeout=60) == 0, last_line(tmp_path / f"{pid}.log")
+                assert procs[pid].wait(timeout=90) == 0, last_line(tmp_path / f"{pid}.log")
     finally:
         for proc in procs.values():
             if proc.poll() is None:
