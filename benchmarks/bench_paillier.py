@@ -18,9 +18,10 @@ import numpy as np
 import scipy.sparse as sp
 
 from benchmarks.bench_foundation import PLAYERS, median_time
-from mpcml import fixedpoint, run_local
+from mpcml import Party, fixedpoint, run_local
 from mpcml.paillier import (
     PrivateKey,
+    PublicKey,
     decrypt_packed,
     encrypt_packed,
     generate_keypair,
@@ -77,7 +78,7 @@ def throughput(bits: int, count: int, phe_count: int, repeats: int) -> None:
     dealer_free_triples(bits, count)
 
 
-def packing(pk, sk, data, count: int, repeats: int) -> None:
+def packing(pk: PublicKey, sk: PrivateKey, data: np.random.Generator, count: int, repeats: int) -> None:
     rows = data.normal(size=(max(count // 20, 4), 20))
     plain_time = median_time(lambda: pk.encrypt(rows).sum(0), repeats)
     packed_time = median_time(lambda: encrypt_packed(pk, rows, max_summands=rows.shape[0]).sum(), repeats)
@@ -89,7 +90,7 @@ def packing(pk, sk, data, count: int, repeats: int) -> None:
     )
 
 
-def he_to_ss(pk, sk, data, count: int, repeats: int) -> None:
+def he_to_ss(pk: PublicKey, sk: PrivateKey, data: np.random.Generator, count: int, repeats: int) -> None:
     x = data.normal(scale=100, size=count)
     enc = pk.encrypt(x)
 
@@ -108,7 +109,7 @@ def he_to_ss(pk, sk, data, count: int, repeats: int) -> None:
 def dealer_free_triples(bits: int, count: int) -> None:
     keys = {pid: generate_keypair(bits) for pid in PLAYERS}
 
-    def role(party, keypair):
+    def role(party: Party, keypair: tuple[PublicKey, PrivateKey]) -> tuple[float, float]:
         source = PaillierTriples(party, PLAYERS, keypair=keypair)
         start = time.perf_counter()
         source.mul((count,))
@@ -126,7 +127,7 @@ def dealer_free_triples(bits: int, count: int) -> None:
     )
 
 
-def sparse_products(pk, data, count: int, repeats: int) -> None:
+def sparse_products(pk: PublicKey, data: np.random.Generator, count: int, repeats: int) -> None:
     cols = count
     rows = max(count // 4, 10)
     enc = pk.encrypt(data.normal(size=cols))

@@ -66,7 +66,7 @@ _WINDOW_BITS = 8
 _PARALLEL_MIN = 8
 _ONE = mpz(1)
 _TWO64 = 1 << 64
-_decrypt_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="paillier-decrypt")
+_pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="paillier")
 
 
 def parallel_powmod(bases: list[mpz], exponent: mpz, modulus: mpz, parallel: bool = True) -> list[mpz]:
@@ -74,7 +74,7 @@ def parallel_powmod(bases: list[mpz], exponent: mpz, modulus: mpz, parallel: boo
     if not (parallel and len(bases) >= _PARALLEL_MIN):
         return [powmod(b, exponent, modulus) for b in bases]
     half = len(bases) // 2
-    fut = _decrypt_pool.submit(gmpy2.powmod_base_list, bases[half:], exponent, modulus)
+    fut = _pool.submit(gmpy2.powmod_base_list, bases[half:], exponent, modulus)
     return gmpy2.powmod_base_list(bases[:half], exponent, modulus) + fut.result()
 
 
@@ -415,7 +415,7 @@ class PrivateKey:
         cts = [mpz(c) for c in ciphertexts]
         p, q = self._p, self._q
         if self.parallel and len(cts) >= _PARALLEL_MIN:
-            fut = _decrypt_pool.submit(gmpy2.powmod_base_list, cts, q - 1, self._q2)
+            fut = _pool.submit(gmpy2.powmod_base_list, cts, q - 1, self._q2)
             xp = gmpy2.powmod_base_list(cts, p - 1, self._p2)
             xq = fut.result()
         else:
