@@ -255,7 +255,8 @@ class PartyServer:
         except RuntimeError:
             self.port = 0
         if self.port == 0:
-            raise TransportError(f"party {party_id!r} cannot listen on {address}: the port is in use or the address is not local")
+            raise TransportError(f"party {party_id!r} cannot listen on {address}: the port is in use or the address is not local"
+                                 " (mpcml party --listen HOST:PORT binds elsewhere)")
 
     def start(self) -> "PartyServer":
         self._server.start()
