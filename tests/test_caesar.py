@@ -175,7 +175,7 @@ def test_processes_match_in_process_run(tmp_path) -> None:
     from parties.apps import load_app, run_app_local
     from parties.launcher import run_processes
 
-    options = {"key_bits": str(KEY), "rows": "120", "cols": "40", "density": "0.1", "epochs": "2", "batch_size": "40"}
+    options = {"key_bits": str(KEY), "rows": "60", "cols": "20", "density": "0.1", "epochs": "1", "batch_size": "30"}
     app = load_app("caesar")
     data = app.demo_data(tmp_path, 4, options)
     local = run_app_local("caesar", data, options, timeout=60)
