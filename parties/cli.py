@@ -24,7 +24,7 @@ import numpy as np
 from .apps import available_apps, load_app
 from .certs import write_federation_certs
 from .config import load_federation
-from .launcher import demo
+from .launcher import ERROR_PREFIX, demo
 from .node import run_party
 
 INSECURE_WARNING = ("mpcml: WARNING: --insecure: plaintext channels without authentication; anyone on the network "
@@ -129,7 +129,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as exc:  # noqa: BLE001 - the CLI's contract is one clear line per error
         if args.debug:
             raise
-        print(f"mpcml: error: {exc}", file=sys.stderr)
+        print(f"{ERROR_PREFIX}{exc}", file=sys.stderr)
         return 1
 
 

@@ -28,6 +28,7 @@ from .config import federation_toml, load_federation
 from .node import PartyResult
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
+ERROR_PREFIX = "mpcml: error: "
 
 
 class ProcessesFailed(RuntimeError):
@@ -79,10 +80,10 @@ def party_command(
     *, secure: bool = True,
 ) -> list[str]:
     """The ``mpcml party`` command line for one party."""
-    command = [sys.executable, "-m", "parties.cli", "party", "--federation", str(federation), "--id", party_id,
-               "--protocol", protocol, "--output", str(output)]
+    command = [sys.executable, "-m", "parties.cli", "party", "--federation", str(Path(federation).resolve()),
+               "--id", party_id, "--protocol", protocol, "--output", str(Path(output).resolve())]
     if data is not None:
-        command += ["--data", str(data)]
+        command += ["--data", str(Path(data).resolve())]
     for key, value in options.items():
         command += ["--option", f"{key}={value}"]
     if not secure:
@@ -94,12 +95,14 @@ def spawn(command: list[str], log: Path) -> subprocess.Popen:
     """Start one party process with stdout and stderr going to ``log``."""
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [str(_REPO_ROOT), os.environ.get("PYTHONPATH")])))
     with log.open("wb") as handle:
-        return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env, cwd=_REPO_ROOT)
+        return subprocess.Popen(command, stdout=handle, stderr=subprocess.STDOUT, env=env)
 
 
 def last_line(log: Path) -> str:
+    """A party's error line from its log (else its last line; gRPC's own log lines may follow the error)."""
     lines = [line for line in log.read_text(encoding="utf-8", errors="replace").splitlines() if line.strip()]
-    return lines[-1].removeprefix("mpcml: error: ") if lines else "(no output)"
+    errors = [line.removeprefix(ERROR_PREFIX) for line in lines if line.startswith(ERROR_PREFIX)]
+    return (errors or lines or ["(no output)"])[-1]
 
 
 def start_parties(
