@@ -65,7 +65,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from mpcml import paillier
-from mpcml.dlog import GROUP_3072, group_by_name
+from mpcml.dlog import GROUP_3072, dlog_table, group_by_name
 from mpcml.dp import NoiseSource, analytic_gaussian_sigma, clip_l2, share_sigma
 from mpcml.fe import (
     MIFECiphertext,
@@ -391,6 +391,8 @@ def hybridalpha_aggregator(party: Party, *, config: HybridAlphaConfig, initial_m
     if model.shape != (config.n_params,):
         raise ValueError(f"initial_model has shape {model.shape}, expected ({config.n_params},)")
     public = paillier.PublicKey.from_wire(party.recv(config.tpa)) if config.scheme in ("paillier-packed", "phe") else None
+    if config.scheme == "fe":  # setup, not per round: the baby-step table is reused by every decryption
+        dlog_table(group_by_name(config.group), len(config.parties) * config.max_weight * config.bound_x)
     active = list(config.parties)
     history = []
     for rnd in range(config.rounds):
@@ -763,6 +765,8 @@ def fedv_aggregator(party: Party, *, config: FedVConfig) -> dict:
     f = config.frac_bits
     bx, bw, be = config.bound(config.max_abs_x), config.bound(config.max_abs_w), config.bound(config.max_abs_e)
     y = None if config.model == "linear" else np.asarray(party.recv(config.active)["y"], dtype=np.float64)
+    for bound in ((len(config.parties) + int(config.label_slot)) * config.dim * bx * bw, config.batch * bx * be):
+        dlog_table(params, bound)  # setup: the baby-step tables are reused by every decryption
     noise = NoiseSource()
     weights = {pid: (noise.uniform(config.width(pid)) - 0.5) * (2 * config.init_scale) for pid in config.parties}
     initial = {pid: w.copy() for pid, w in weights.items()}

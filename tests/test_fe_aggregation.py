@@ -260,6 +260,25 @@ def test_hybridalpha_processes_match_run_local(tmp_path):
 
 
 @pytest.mark.slow
+def test_fedv_processes_match_run_local(tmp_path):
+    from parties.apps import load_app, run_app_local
+    from parties.launcher import run_processes
+
+    options = {"group": G, "epochs": "2", "samples": "120"}
+    app = load_app("fedv")
+    data = app.demo_data(tmp_path, 0, options)
+    for path in data.values():  # keep the first 120 rows
+        lines = path.read_text().splitlines()
+        path.write_text("\n".join(lines[:120]) + "\n")
+    local = run_app_local("fedv", data, options, timeout=60)
+    remote = run_processes("fedv", data, options, work_dir=tmp_path / "run", secure=True, timeout=60)
+    for outputs in (local, remote.outputs):
+        result = app.check(outputs, data, options)
+        assert result.ok, result.summary
+    assert remote.outputs.stats["bob"].bytes_sent == local.stats["bob"].bytes_sent
+
+
+@pytest.mark.slow
 def test_killed_party_process_is_a_dropout(tmp_path):
     import time
 
