@@ -21,8 +21,9 @@ party ``i`` decrypts ``f + m`` exactly over the integers (no wrap mod n, see
   parties' words, and ``x xor y = x + y - 2xy`` turns the bit products (one core step, 2 rounds)
   into arithmetic shares of ``r``, of ``msb(r)`` and of ``(r mod 2^63) >> f`` -- exactly, with no
   failure probability.
-- ``binary_and``: XOR cross terms ``a_{0,t} b_{1,t} xor a_{1,t} b_{0,t}`` per bit, via arithmetic
-  shares mod 2^64 whose parities are XOR shares.
+- ``binary_and``: XOR cross terms ``a_{0,t} b_{1,t} xor a_{1,t} b_{0,t}`` per bit; each product
+  is one-time padded inside the encryption (``Enc(v)^(1-2m) Enc(m) = Enc(v xor m)``), so results
+  pack one bit per slot.
 - ``mask``: each party's own random share (free).
 
 Threat model: semi-honest, two parties; each sees only the other's ciphertexts (semantically
@@ -33,7 +34,7 @@ from its own ciphertexts). A malicious party could bias the randomness (no zero-
 
 Cost per element at 2048-bit keys: ``mul`` about one encryption, one 64-bit exponentiation, one
 fifth of a decryption per party; a ``trunc`` pair 32 encryptions, 64 squarings and one third
-of a decryption; ``binary_and`` 64 encryptions. The dealer (:class:`mpcml.triples.DealerTriples`)
+of a decryption; ``binary_and`` 64 encryptions and 1/32 of a decryption. The dealer (:class:`mpcml.triples.DealerTriples`)
 is orders of magnitude faster when a non-colluding helper is acceptable.
 """
 
@@ -42,6 +43,7 @@ from __future__ import annotations
 import itertools
 from typing import Any, Sequence
 
+import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
@@ -65,6 +67,7 @@ from .triples import Shape, TripleSource, _shape, matmul_shape
 WORD_BITS = 64
 _TWO64 = 1 << 64
 _LOW63 = np.uint64((1 << 63) - 1)
+_ONE = mpz(1)
 
 
 def _words_to_bits(words: np.ndarray) -> np.ndarray:
@@ -130,25 +133,43 @@ class PaillierTriples(TripleSource):
             raise ValueError(f"peer {self._peer!r} sent {theirs.size} ciphertexts, expected {peer_count}")
         return theirs
 
-    def _to_shares(self, terms: Sequence[mpz], value_bits: int, incoming: int) -> tuple[np.ndarray, np.ndarray]:
-        """Turn ``terms`` (under the peer's key, plaintexts in ``[0, 2^value_bits)``) into shares.
+    def _swap_masked(self, terms: Sequence[mpz], masks: Sequence[int], width: int, incoming: int) -> list[int]:
+        """Send ``Enc(term + mask)`` packed ``width`` bits a slot; return the peer's ``incoming`` slots decrypted.
 
-        Returns ``(mine, decrypted)``: this party's shares ``-m mod 2^64`` of its ``terms`` and its
-        shares ``f + m mod 2^64`` of the ``incoming`` values the peer computed under this party's key.
+        The packed ciphertexts carry a fresh uniformly random ``r^n`` (statistical re-randomisation).
         """
-        width = value_bits + MASK_SIGMA + 1
-        masks = random_masks(self._rng, len(terms), value_bits + MASK_SIGMA)
         packed = pack_ciphertexts(self._peer_pk, terms, width)
         plain = pack_plain(masks, slots_per_ciphertext(self._peer_pk, width), width)
         count = len(packed)
         masked = EncryptedArray(self._peer_pk, _object_array(packed, (count,)), 0)
         masked = masked + self._peer_pk.encrypt_int(_object_array(plain, (count,)), statistical=True)
         self._party.send(self._peer, masked.to_wire())
-        mine = np.array([(-m) % _TWO64 for m in masks], dtype=np.uint64)
         received = EncryptedArray.from_wire(self._pk, self._recv())
         words = list(self._sk.decrypt_int(received).flat)
-        values = unpack_words(words, slots_per_ciphertext(self._pk, width), width, incoming)
+        return unpack_words(words, slots_per_ciphertext(self._pk, width), width, incoming)
+
+    def _to_shares(self, terms: Sequence[mpz], value_bits: int, incoming: int) -> tuple[np.ndarray, np.ndarray]:
+        """Turn ``terms`` (under the peer's key, plaintexts in ``[0, 2^value_bits)``) into shares.
+
+        Returns ``(mine, decrypted)``: this party's shares ``-m mod 2^64`` of its ``terms`` and its
+        shares ``f + m mod 2^64`` of the ``incoming`` values the peer computed under this party's key.
+        """
+        masks = random_masks(self._rng, len(terms), value_bits + MASK_SIGMA)
+        values = self._swap_masked(terms, masks, value_bits + MASK_SIGMA + 1, incoming)
+        mine = np.array([(-m) % _TWO64 for m in masks], dtype=np.uint64)
         return mine, np.array([v % _TWO64 for v in values], dtype=np.uint64)
+
+    def _xor_shares(self, terms: Sequence[mpz], incoming: int) -> np.ndarray:
+        """XOR shares of bits: ``terms`` encrypt bits ``v`` under the peer's key; both directions combined.
+
+        Each bit is one-time padded inside the encryption, ``Enc(v)^(1 - 2m) * Enc(m) = Enc(v xor m)``,
+        so a slot is a single bit (2044 per 2048-bit ciphertext) and the pad hides ``v`` perfectly.
+        """
+        flips = self._rng.random_bits(len(terms))
+        n2 = self._peer_pk.nsquare
+        padded = [gmpy2.invert(c, n2) if m else c for c, m in zip(terms, flips)]
+        theirs = self._swap_masked(padded, [int(m) for m in flips], 1, incoming)
+        return flips ^ np.array(theirs, dtype=np.uint64)
 
     def _cross_sum(self, terms: Sequence[mpz], value_bits: int) -> np.ndarray:
         """Shares of ``f(peer, me) + f(me, peer)`` slot by slot when both directions have the same layout."""
@@ -180,7 +201,7 @@ class PaillierTriples(TripleSource):
         terms: list[mpz] = []
         for row_ct, row_bits in zip(peer_enc.ciphertexts, bits[:, peer_pos]):
             factor = dict((int(t), c) for t, c, bit in zip(peer_pos, row_ct, row_bits) if bit)
-            acc, snapshot = mpz(1), None
+            acc, snapshot = _ONE, None
             for t in range(WORD_BITS - 1, -1, -1):
                 acc = acc * acc % n2
                 if t in factor:
@@ -189,7 +210,7 @@ class PaillierTriples(TripleSource):
                     snapshot = acc
             terms.append(acc)
             if trunc_bits is not None:
-                terms += [snapshot, factor.get(WORD_BITS - 1, mpz(1))]
+                terms += [snapshot, factor.get(WORD_BITS - 1, _ONE)]
         shares = self._cross_sum(terms, WORD_BITS).reshape(size, slots_per)
         return [shares[:, k] for k in range(slots_per)]
 
@@ -233,8 +254,8 @@ class PaillierTriples(TripleSource):
         shape = _shape(shape)
         a, b = self._rng.random_uint64(shape), self._rng.random_uint64(shape)
         peer_a = self._exchange(_words_to_bits(a), a.size * WORD_BITS)
-        terms = peer_a.mul(_words_to_bits(b).ravel())
-        cross = self._cross_sum(list(terms.ciphertexts.flat), 1).reshape(-1, WORD_BITS) & np.uint64(1)
+        terms = [c if bit else _ONE for c, bit in zip(peer_a.ciphertexts, _words_to_bits(b).ravel())]
+        cross = self._xor_shares(terms, len(terms)).reshape(-1, WORD_BITS)
         return a, b, ((a & b).ravel() ^ _bits_to_words(cross)).reshape(shape)
 
     def random_bit(self, shape: Shape) -> tuple[np.ndarray, np.ndarray]:
