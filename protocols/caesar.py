@@ -469,7 +469,8 @@ class _Trainer:
 
     def _epoch_order(self) -> np.ndarray:
         if self.is_b:
-            order = _secure_permutation(self.rows, self.party.rng) if self.params.shuffle else np.arange(self.rows)
+            # sorting uniform 64-bit CSPRNG keys: a uniform permutation up to key collisions (prob. < n^2 / 2^65)
+            order = np.argsort(self.party.rng.random_uint64(self.rows), kind="stable") if self.params.shuffle else np.arange(self.rows)
             self.party.send(self.peer, {"kind": "order", "rows": order.astype(np.int64)})
             return order
         message = self.party.recv(self.peer)
@@ -477,15 +478,6 @@ class _Trainer:
         if not isinstance(order, np.ndarray) or order.shape != (self.rows,) or not np.array_equal(np.sort(order), np.arange(self.rows)):
             raise ValueError(f"peer {self.peer!r} sent an invalid batch order")
         return order
-
-
-def _secure_permutation(n: int, rng: Csprng) -> np.ndarray:
-    """A uniformly random permutation of ``0..n-1`` from the CSPRNG (Fisher-Yates)."""
-    order = np.arange(n)
-    for i in range(n - 1, 0, -1):
-        j = rng.randbelow(i + 1)
-        order[i], order[j] = order[j], order[i]
-    return order
 
 
 def _progress(verbose: bool) -> Callable[[str], None] | None:
