@@ -39,10 +39,9 @@ import numpy as np
 from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
-from mpcml import fixedpoint
-from mpcml import ckks
-from mpcml.csprng import Csprng, new_seed
-from mpcml.paillier import PackedEncryptedArray, PrivateKey, PublicKey, decrypt_packed, encrypt_packed, generate_keypair
+from mpcml import ckks, fixedpoint
+from mpcml.csprng import SEED_BYTES, Csprng, new_seed
+from mpcml.paillier import PackedEncryptedArray, PublicKey, decrypt_packed, encrypt_packed, generate_keypair
 from mpcml.party import DEFAULT_TIMEOUT, Party
 from protocols.common import CommunicationReport, check_matrix, check_party_ids
 from protocols.regression import run_parties
@@ -187,7 +186,7 @@ def _ss_contribute(party: Party, stats: np.ndarray, holders: tuple[str, ...], co
         mine -= Csprng(seed).random_uint64(encoded.shape)
     for h in others:
         seed = party.recv(h)
-        if not (isinstance(seed, bytes) and len(seed) == len(new_seed())):
+        if not (isinstance(seed, bytes) and len(seed) == SEED_BYTES):
             raise ValueError(f"holder {h!r} sent a malformed share seed")
         mine += Csprng(seed).random_uint64(encoded.shape)
     party.send(consumer, mine)
