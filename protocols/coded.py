@@ -546,9 +546,11 @@ class _CodedRegression(BaseEstimator):
         feature_bound = self.feature_bound
         if feature_bound is None:
             feature_bound = max(float(np.max(np.abs(X))) for X, _ in parts) or 1.0
-        target_bound = self.target_bound
-        if target_bound is None:
-            target_bound = max(float(np.max(np.abs(y))) for _, y in parts) or 1.0
+        target_bound = 1.0  # unused by the logistic model, whose target term is bounded by 1/(2c)
+        if self._model == "linear":
+            target_bound = self.target_bound
+            if target_bound is None:
+                target_bound = max(float(np.max(np.abs(y))) for _, y in parts) or 1.0
         config = CodedConfig(
             server="server", clients=clients, model=self._model, n_blocks=self.n_blocks, n_masks=self.n_masks,
             n_rounds=self.n_rounds, learning_rate=self.learning_rate, alpha=self.alpha, feature_bound=feature_bound,
@@ -657,8 +659,6 @@ class CodedLogisticRegression(ClassifierMixin, _CodedRegression):
               n_dropouts=n_dropouts, dropout_rate=dropout_rate, feature_bound=feature_bound, weight_bound=weight_bound,
               frac_bits=frac_bits, primes=primes, round_timeout=round_timeout, timeout=timeout,
               random_state=random_state)
-
-    target_bound = 1.0
 
     def fit(self, parts: Any, y: Any = None) -> "CodedLogisticRegression":
         super().fit(parts, y)
