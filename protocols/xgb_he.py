@@ -41,6 +41,7 @@ import time
 from dataclasses import dataclass
 from typing import Callable, Sequence
 
+import gmpy2
 import numpy as np
 import scipy.sparse as sp
 
@@ -99,12 +100,11 @@ def _unpack(word: int, count: int, w: int, s: int) -> list[tuple[int, int]]:
 
 
 def _pack(cts: Sequence[int], s: int, nsquare: int) -> int:
-    """``Enc(Σ_j v_j 2^(jS))`` from ``Enc(v_j)`` by Horner's rule (``S`` squarings per slot)."""
-    acc = cts[-1]
+    """``Enc(Σ_j v_j 2^(jS))`` from ``Enc(v_j)`` by Horner's rule (one ``2^S``-th power per slot)."""
+    acc = gmpy2.mpz(cts[-1])
+    shift = gmpy2.mpz(1) << s
     for c in reversed(cts[:-1]):
-        for _ in range(s):
-            acc = acc * acc % nsquare
-        acc = acc * c % nsquare
+        acc = gmpy2.powmod(acc, shift, nsquare) * c % nsquare
     return acc
 
 
