@@ -155,6 +155,12 @@ def generator_table(params: GroupParams) -> FixedBase:
     return FixedBase(params.g, params.p, params.q.bit_length(), window=10)
 
 
+@lru_cache(maxsize=8)
+def inverse_generator_table(params: GroupParams) -> FixedBase:
+    """Fixed-base table for ``g^{-1}`` (negative small exponents without an inversion)."""
+    return FixedBase(int(gmpy2.invert(mpz(params.g), mpz(params.p))), params.p, params.q.bit_length(), window=10)
+
+
 def multi_exp(bases: Sequence[int], exps: Sequence[int], p: int) -> mpz:
     """``prod(b_i ** e_i) mod p`` for integer exponents: negatives through one inverse, both halves
     by the bucket method of :func:`mpcml.paillier.multi_exp`."""

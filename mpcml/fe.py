@@ -50,7 +50,7 @@ from gmpy2 import mpz
 from . import codec
 from .csprng import Csprng
 from .dlog import (
-    GROUP_3072, GroupParams, check_bound, check_element, dlog_table, generator_table, group_by_name, multi_exp,
+    GROUP_3072, GroupParams, check_bound, check_element, dlog_table, generator_table, group_by_name, inverse_generator_table, multi_exp,
 )
 
 Label = str | int | tuple
@@ -77,9 +77,10 @@ def check_int_array(x: Any, bound: int, name: str, ndim: int) -> np.ndarray:
     return arr
 
 
-def _signed_gpow(params: GroupParams, e: int) -> mpz:
-    """``g**e`` for a (possibly negative) integer exponent via the shared fixed-base table."""
-    return generator_table(params).pow(int(e) % params.q)
+def small_gpow(params: GroupParams, e: int) -> mpz:
+    """``g**e`` for a small signed exponent: the table of ``g`` or of ``g^{-1}``, a few windows each."""
+    e = int(e)
+    return generator_table(params).pow(e) if e >= 0 else inverse_generator_table(params).pow(-e)
 
 
 def _check_bounds(params: GroupParams, terms: int, bound_x: int, bound_y: int) -> int:
@@ -120,7 +121,7 @@ class IPFEPublicKey:
             raise ValueError(f"x has {x.shape[0]} entries but the key is for vectors of {self.dim}")
         p = mpz(self.params.p)
         r = (rng or Csprng()).randbelow(self.params.q)
-        c = [gmpy2.powmod(h, r, p) * _signed_gpow(self.params, xj) % p for h, xj in zip(self.h, x.tolist())]
+        c = [gmpy2.powmod(h, r, p) * small_gpow(self.params, xj) % p for h, xj in zip(self.h, x.tolist())]
         return IPFECiphertext(int(generator_table(self.params).pow(r)), tuple(int(v) for v in c))
 
 
@@ -253,45 +254,98 @@ class MIFESlotKey:
         _check_bounds(params, len(h), obj["bound_x"], obj["bound_y"])
         return cls(obj["slot"], IPFEPublicKey(params, h, obj["bound_x"], obj["bound_y"]), obj["prf_key"])
 
-    def encrypt(self, x: Any, label: Label, rng: Csprng | None = None) -> MIFECiphertext:
+    def prepare(self, label: Label, rows: int, rng: Csprng | None = None) -> "PreparedEncryption":
+        """The message-independent part of an encryption under ``label`` (offline, before the data is known).
+
+        ``c0 = g^r`` and ``M[t][j] = h_j^r g^{u_tj}``; :meth:`encrypt` then costs one small
+        exponentiation and one multiplication per entry. Single use: a second encryption with the
+        same preparation would reuse the pads and is refused.
+        """
+        if not isinstance(rows, int) or rows < 1:
+            raise ValueError(f"rows must be a positive int, got {rows!r}")
+        params = self.public.params
+        p, q = mpz(params.p), params.q
+        table = generator_table(params)
+        r = (rng or Csprng()).randbelow(q)
+        hr = [gmpy2.powmod(h, r, p) for h in self.public.h]
+        masks = [[hr[j] * table.pow(u) % p for j, u in enumerate(pad)] for pad in _pads(self.prf_key, label, rows, self.public.dim, q)]
+        return PreparedEncryption(self.slot, label, int(table.pow(r)), masks)
+
+    def encrypt(
+        self, x: Any, label: Label, rng: Csprng | None = None, prepared: "PreparedEncryption | None" = None
+    ) -> MIFECiphertext:
         """Encrypt ``x`` (``rows x dim`` integers, ``|x| <= bound_x``; a 1-D vector is one row) under ``label``."""
         x = np.asarray(x)
         x = check_int_array(x[None, :] if x.ndim == 1 else x, self.public.bound_x, "x", 2)
         rows, dim = x.shape
         if dim != self.public.dim:
             raise ValueError(f"x has rows of {dim} entries but slot {self.slot} encrypts vectors of {self.public.dim}")
+        if prepared is None:
+            prepared = self.prepare(label, rows, rng)
+        masks = prepared.take(self.slot, label, rows)
         params = self.public.params
-        p, q = mpz(params.p), params.q
-        table = generator_table(params)
-        r = (rng or Csprng()).randbelow(q)
-        hr = [gmpy2.powmod(h, r, p) for h in self.public.h]
-        pads = _pads(self.prf_key, label, rows, dim, q)
+        p = mpz(params.p)
         c = tuple(
-            tuple(int(hr[j] * table.pow((xv + pad[j]) % q) % p) for j, xv in enumerate(row))
-            for row, pad in zip(x.tolist(), pads)
+            tuple(int(m * small_gpow(params, xv) % p) for m, xv in zip(mrow, row)) for mrow, row in zip(masks, x.tolist())
         )
-        return MIFECiphertext(self.slot, label, int(table.pow(r)), c)
+        return MIFECiphertext(self.slot, label, prepared.c0, c)
+
+
+class PreparedEncryption:
+    """Offline part of one slot's encryption under one label (see :meth:`MIFESlotKey.prepare`); single use."""
+
+    def __init__(self, slot: int, label: Label, c0: int, masks: list[list[mpz]]) -> None:
+        self.slot, self.label, self.c0 = slot, label, c0
+        self._masks: list[list[mpz]] | None = masks
+
+    def take(self, slot: int, label: Label, rows: int) -> list[list[mpz]]:
+        if self._masks is None:
+            raise ValueError("this preparation was already used: reusing it would reuse the one-time pads")
+        if slot != self.slot or label_bytes(label) != label_bytes(self.label) or rows != len(self._masks):
+            raise ValueError(f"preparation is for slot {self.slot}, label {self.label!r}, {len(self._masks)} rows")
+        masks, self._masks = self._masks, None
+        return masks
 
 
 @dataclass(frozen=True)
 class MIFEFunctionKey:
-    """Key for ``sum_i <x_i, y_i>`` on ``rows`` rows of one label: ``d_i = <s_i, y_i>``, ``z_t`` per row."""
+    """Key for ``sum_i <x_i, y_i>`` on the rows of one label: ``d_i = <s_i, y_i>`` and, per row, the
+    pad sum ``z_t`` (scalars) or, from prepared pads, the group elements ``zg_t = g^{-z_t}``."""
 
     label: Label
     y: tuple[tuple[int, ...], ...]
     d: tuple[int, ...]
-    z: tuple[int, ...]
+    z: tuple[int, ...] = ()
+    zg: tuple[int, ...] = ()
+
+    @property
+    def rows(self) -> int:
+        return len(self.z) or len(self.zg)
 
     def to_wire(self) -> dict:
-        return {"label": self.label, "y": [list(v) for v in self.y], "d": list(self.d), "z": list(self.z)}
+        return {"label": self.label, "y": [list(v) for v in self.y], "d": list(self.d), "z": list(self.z), "zg": list(self.zg)}
 
     @classmethod
-    def from_wire(cls, obj: Any) -> "MIFEFunctionKey":
-        if not isinstance(obj, dict) or set(obj) != {"label", "y", "d", "z"}:
+    def from_wire(cls, obj: Any, params: GroupParams) -> "MIFEFunctionKey":
+        if not isinstance(obj, dict) or set(obj) != {"label", "y", "d", "z", "zg"}:
             raise ValueError("malformed MIFE function key")
         label_bytes(obj["label"])
+        if bool(obj["z"]) == bool(obj["zg"]):
+            raise ValueError("malformed MIFE function key: needs exactly one of z and zg")
         y = tuple(tuple(int(v) for v in row) for row in obj["y"])
-        return cls(obj["label"], y, tuple(int(v) for v in obj["d"]), tuple(int(v) for v in obj["z"]))
+        zg = tuple(int(check_element(params, v, "key element")) for v in obj["zg"])
+        return cls(obj["label"], y, tuple(int(v) for v in obj["d"]), tuple(int(v) for v in obj["z"]), zg)
+
+
+class PreparedPads:
+    """The authority's offline part of key derivation for one label: ``g^{-u_i(l, t, j)}`` for every slot."""
+
+    def __init__(self, label: Label, elements: list[list[list[mpz]]]) -> None:
+        self.label, self.elements = label, elements
+
+    @property
+    def rows(self) -> int:
+        return len(self.elements[0])
 
 
 @dataclass(frozen=True)
@@ -328,7 +382,18 @@ class MIFEMasterKey:
             raise ValueError(f"slot must be in [0, {len(self.slots)}), got {slot!r}")
         return MIFESlotKey(slot, self.slots[slot].public, self.prf_keys[slot])
 
-    def keygen(self, y: Any, label: Label, rows: int = 1) -> MIFEFunctionKey:
+    def prepare_pads(self, label: Label, rows: int) -> PreparedPads:
+        """Offline: ``g^{-u_i(l, t, j)}`` for all slots, so a later key for ``label`` costs only multiplications."""
+        if not isinstance(rows, int) or rows < 1:
+            raise ValueError(f"rows must be a positive int, got {rows!r}")
+        params = self.params
+        table, q = generator_table(params), params.q
+        dim = self.slots[0].public.dim
+        return PreparedPads(label, [
+            [[table.pow((-u) % q) for u in pad] for pad in _pads(key, label, rows, dim, q)] for key in self.prf_keys
+        ])
+
+    def keygen(self, y: Any, label: Label, rows: int = 1, prepared: PreparedPads | None = None) -> MIFEFunctionKey:
         """Key for weights ``y`` (``n_slots x dim`` integers, ``|y| <= bound_y``) on ``rows`` rows of ``label``."""
         pub = self.slots[0].public
         y = check_int_array(y, pub.bound_y, "y", 2)
@@ -340,12 +405,21 @@ class MIFEMasterKey:
         q = self.params.q
         ys = tuple(tuple(int(v) for v in row) for row in y)
         d = tuple(sum(s * v for s, v in zip(m.s, yi)) % q for m, yi in zip(self.slots, ys))
+        if prepared is not None:
+            if label_bytes(prepared.label) != label_bytes(label) or prepared.rows != rows:
+                raise ValueError(f"prepared pads are for label {prepared.label!r} and {prepared.rows} rows")
+            zg = []
+            for t in range(rows):
+                bases = [e for elems, yi in zip(prepared.elements, ys) if any(yi) for e in elems[t]]
+                exps = [v for yi in ys if any(yi) for v in yi]
+                zg.append(int(multi_exp(bases, exps, self.params.p)))
+            return MIFEFunctionKey(label, ys, d, zg=tuple(zg))
         z = [0] * rows
         for key, yi in zip(self.prf_keys, ys):
             if any(yi):
                 for t, pad in enumerate(_pads(key, label, rows, pub.dim, q)):
                     z[t] += sum(u * v for u, v in zip(pad, yi))
-        return MIFEFunctionKey(label, ys, d, tuple(v % q for v in z))
+        return MIFEFunctionKey(label, ys, d, z=tuple(v % q for v in z))
 
 
 def mife_decrypt(
@@ -361,7 +435,7 @@ def mife_decrypt(
     missing = [i for i in needed if i not in cts]
     if missing:
         raise ValueError(f"no ciphertext for slots {missing}, which have non-zero weights in the key")
-    rows = len(key.z)
+    rows = key.rows
     want = label_bytes(key.label)
     for i in needed:
         ct = cts[i]
@@ -383,7 +457,8 @@ def mife_decrypt(
         for i in needed:
             bases.extend(cts[i].c[t])
             exps.extend(key.y[i])
-        value = multi_exp(bases, exps, p) * unmask % p * table.pow((-key.z[t]) % params.q) % p
+        pad = key.zg[t] if key.zg else table.pow((-key.z[t]) % params.q)
+        value = multi_exp(bases, exps, p) * unmask % p * pad % p
         out.append(solver.solve(value, bound))
     return out
 

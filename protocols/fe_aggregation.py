@@ -180,6 +180,7 @@ class HybridAlphaConfig:
     group: str = GROUP_3072.name
     paillier_bits: int = 2048
     dp: DPConfig | None = None
+    precompute: bool = False
 
     def __post_init__(self) -> None:
         ids = check_party_ids(self.parties, "parties")
@@ -205,6 +206,8 @@ class HybridAlphaConfig:
         group_by_name(self.group)
         if self.dp is not None and not isinstance(self.dp, DPConfig):
             raise TypeError(f"dp must be a DPConfig or None, got {type(self.dp).__name__}")
+        if self.precompute and self.scheme != "fe":
+            raise ValueError("precompute applies to scheme='fe' only")
 
     @property
     def bound_x(self) -> int:
@@ -231,10 +234,14 @@ def hybridalpha_tpa(party: Party, *, config: HybridAlphaConfig) -> dict:
     params = group_by_name(config.group)
     policy = KeyPolicy(config.min_parties, config.allow_unequal)
     master = private = None
+    prepared: dict[int, Any] = {}
     if config.scheme == "fe":
         master = MIFEMasterKey.setup(len(config.parties), 1, config.bound_x, config.max_weight, params)
         for slot, pid in enumerate(config.parties):
             party.send(pid, master.slot_key(slot).to_wire())
+        if config.precompute:
+            prepared = {rnd: master.prepare_pads((rnd, "update"), config.n_params) for rnd in range(config.rounds)}
+            party.send(config.aggregator, {"ready": True})
     elif config.scheme in ("paillier-packed", "phe"):
         public, private = paillier.generate_keypair(config.paillier_bits)
         party.send_all([*config.parties, config.aggregator], public.to_wire())
@@ -254,7 +261,8 @@ def hybridalpha_tpa(party: Party, *, config: HybridAlphaConfig) -> dict:
             continue
         log["granted"].append(label)
         if config.scheme == "fe":
-            key = master.keygen(np.asarray(weights, dtype=np.int64).reshape(-1, 1), label, config.n_params)
+            pads = prepared.pop(label[0], None) if isinstance(label, tuple) and label[1:] == ("update",) else None
+            key = master.keygen(np.asarray(weights, dtype=np.int64).reshape(-1, 1), label, config.n_params, pads)
             party.send(config.aggregator, key.to_wire())
         elif config.scheme == "paillier-packed":
             packed = paillier.PackedEncryptedArray.from_wire(private.public_key, msg["sum"])
@@ -270,12 +278,12 @@ def hybridalpha_tpa(party: Party, *, config: HybridAlphaConfig) -> dict:
             party.send(config.aggregator, {"sum": np.asarray(total, dtype=np.float64) / 2**config.frac_bits})
 
 
-def _party_payload(config: HybridAlphaConfig, key: Any, update: np.ndarray, label: tuple) -> Any:
+def _party_payload(config: HybridAlphaConfig, key: Any, update: np.ndarray, label: tuple, prepared: Any = None) -> Any:
     if config.scheme == "plain":
         return update
     ints = quantise(update, config.frac_bits, config.bound_x, "update", clip=config.dp is not None)
     if config.scheme == "fe":
-        return key.encrypt(ints.reshape(-1, 1), label).to_wire()
+        return key.encrypt(ints.reshape(-1, 1), label, prepared=prepared).to_wire()
     if config.scheme == "paillier-packed":
         packed = paillier.encrypt_packed(
             key, ints.astype(np.float64) / 2**config.frac_bits, frac_bits=config.frac_bits,
@@ -305,6 +313,10 @@ def hybridalpha_party(
     elif config.scheme in ("paillier-packed", "phe"):
         key = paillier.PublicKey.from_wire(party.recv(config.tpa))
     noise = NoiseSource() if config.dp is not None else None
+    prepared: dict[int, Any] = {}
+    if config.precompute:
+        prepared = {rnd: key.prepare((rnd, "update"), config.n_params) for rnd in range(config.rounds)}
+        party.send(config.aggregator, {"ready": True})
     done = 0
     while True:
         try:
@@ -323,12 +335,14 @@ def hybridalpha_party(
             raise ValueError(f"local_update returned shape {update.shape}, expected ({config.n_params},)")
         if noise is not None:
             update = clip_l2(update, config.dp.clip) + noise.gaussian(update.shape, config.dp.party_sigma(config.min_parties))
-        party.send(config.aggregator, {"round": rnd, "payload": _party_payload(config, key, update, (rnd, "update"))})
+        payload = _party_payload(config, key, update, (rnd, "update"), prepared.pop(rnd, None))
+        party.send(config.aggregator, {"round": rnd, "payload": payload})
         done += 1
 
 
-def _collect(party: Party, senders: Sequence[str], rnd: int, deadline: float) -> dict[str, Any]:
-    """Messages of round ``rnd`` that arrive before ``deadline`` (``time.monotonic``); the rest dropped out."""
+def _collect(party: Party, senders: Sequence[str], rnd: int | None, deadline: float, field_name: str = "payload") -> dict[str, Any]:
+    """``msg[field_name]`` of the messages of round ``rnd`` that arrive before ``deadline``
+    (``time.monotonic``); senders without one dropped out."""
     got: dict[str, Any] = {}
     for pid in senders:
         while True:
@@ -336,8 +350,8 @@ def _collect(party: Party, senders: Sequence[str], rnd: int, deadline: float) ->
                 msg = party.recv(pid, timeout=max(deadline - time.monotonic(), 0.001))
             except TimeoutError:
                 break
-            if isinstance(msg, dict) and msg.get("round") == rnd:
-                got[pid] = msg["payload"]
+            if isinstance(msg, dict) and msg.get("round") == rnd and field_name in msg:
+                got[pid] = msg[field_name]
                 break
     return got
 
@@ -372,7 +386,7 @@ def _aggregate(party: Party, config: HybridAlphaConfig, public: Any, received: M
         raise KeyRequestRefused(reply["refused"])
     if config.scheme != "fe":
         return np.asarray(reply["sum"], dtype=np.float64)
-    key = MIFEFunctionKey.from_wire(reply)
+    key = MIFEFunctionKey.from_wire(reply, params)
     if [row[0] for row in key.y] != weights or label_bytes(key.label) != label_bytes(label):
         raise ValueError("the TPA's key does not match the request")
     bound = sum(weights) * config.bound_x
@@ -391,9 +405,15 @@ def hybridalpha_aggregator(party: Party, *, config: HybridAlphaConfig, initial_m
     if model.shape != (config.n_params,):
         raise ValueError(f"initial_model has shape {model.shape}, expected ({config.n_params},)")
     public = paillier.PublicKey.from_wire(party.recv(config.tpa)) if config.scheme in ("paillier-packed", "phe") else None
+    start = time.perf_counter()
     if config.scheme == "fe":  # setup, not per round: the baby-step table is reused by every decryption
         dlog_table(group_by_name(config.group), len(config.parties) * config.max_weight * config.bound_x)
     active = list(config.parties)
+    if config.precompute:  # offline phase: wait until the TPA and the parties have prepared every round
+        party.recv(config.tpa, timeout=party.timeout + config.deadline)
+        ready = _collect(party, active, None, time.monotonic() + party.timeout + config.deadline, "ready")
+        active = [pid for pid in active if pid in ready]
+    setup_seconds = time.perf_counter() - start
     history = []
     for rnd in range(config.rounds):
         start, before = time.perf_counter(), party.stats.snapshot()
@@ -420,7 +440,7 @@ def hybridalpha_aggregator(party: Party, *, config: HybridAlphaConfig, initial_m
     for pid in active:
         party.send(pid, {"type": "stop"})
     party.send(config.tpa, {"type": "stop"})
-    return {"model": model, "history": history}
+    return {"model": model, "history": history, "setup_seconds": setup_seconds}
 
 
 # ---------------------------------------------------------------- federated averaging driver
@@ -745,7 +765,7 @@ def _request_key(party: Party, config: FedVConfig, request: dict) -> MIFEFunctio
     reply = party.recv(config.tpa)
     if "refused" in reply:
         raise KeyRequestRefused(reply["refused"])
-    return MIFEFunctionKey.from_wire(reply)
+    return MIFEFunctionKey.from_wire(reply, group_by_name(config.group))
 
 
 def fedv_errors(config: FedVConfig, z: np.ndarray, y: np.ndarray | None) -> np.ndarray:

@@ -163,7 +163,7 @@ def test_mife_missing_slot_and_wire(data):
     ct1 = master.slot_key(1).encrypt(xs[1], ("r", 1))
     wire = codec.decode(codec.encode({"c0": ct0.to_wire(), "c1": ct1.to_wire(), "k": key.to_wire()}))
     cts = {0: MIFECiphertext.from_wire(wire["c0"], G), 1: MIFECiphertext.from_wire(wire["c1"], G)}
-    got = mife_decrypt(G, MIFEFunctionKey.from_wire(wire["k"]), cts, master.result_bound)
+    got = mife_decrypt(G, MIFEFunctionKey.from_wire(wire["k"], G), cts, master.result_bound)
     assert got == (xs[0].sum(axis=1) + xs[1].sum(axis=1)).tolist()
 
 
@@ -173,3 +173,25 @@ def test_mife_3072_bit_group(data):
     cts = {i: master.slot_key(i).encrypt(xs[i], (0, "w")) for i in range(3)}
     key = mife_key_for_weights(master, [1, 1, 1], (0, "w"), rows=6)
     assert mife_decrypt(GROUP_3072, key, cts, master.result_bound) == sum(xs).ravel().tolist()
+
+
+def test_mife_offline_preparation_gives_the_same_results(data):
+    master, xs = _mife_case(data, n_slots=3, dim=2, rows=4)
+    label = (9, "w")
+    y = data.integers(-BY, BY + 1, (3, 2))
+    prepared = [master.slot_key(i).prepare(label, 4) for i in range(3)]
+    cts = {i: master.slot_key(i).encrypt(xs[i], label, prepared=prepared[i]) for i in range(3)}
+    expected = sum(xs[i] @ y[i] for i in range(3)).tolist()
+    pads = master.prepare_pads(label, 4)
+    group_key = master.keygen(y, label, rows=4, prepared=pads)
+    assert group_key.z == () and len(group_key.zg) == 4
+    assert mife_decrypt(G, group_key, cts, master.result_bound) == expected
+    assert mife_decrypt(G, master.keygen(y, label, rows=4), cts, master.result_bound) == expected
+    wire = codec.decode(codec.encode(group_key.to_wire()))
+    assert mife_decrypt(G, MIFEFunctionKey.from_wire(wire, G), cts, master.result_bound) == expected
+    with pytest.raises(ValueError, match="already used"):
+        master.slot_key(0).encrypt(xs[0], label, prepared=prepared[0])
+    with pytest.raises(ValueError, match="preparation is for"):
+        master.slot_key(1).encrypt(xs[1], (10, "w"), prepared=master.slot_key(1).prepare(label, 4))
+    with pytest.raises(ValueError, match="prepared pads are for"):
+        master.keygen(y, (10, "w"), rows=4, prepared=pads)

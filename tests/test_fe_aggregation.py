@@ -77,6 +77,17 @@ def test_dropouts_give_exact_mean_of_survivors(updates):
     assert out["tpa"]["refused"] == []
 
 
+def test_precomputed_rounds_give_the_same_exact_results(updates):
+    config = HybridAlphaConfig(IDS, 30, 2, "fe", min_parties=3, deadline=1.0, group=G, precompute=True)
+    roles, inputs = hybridalpha_roles(config, fixed_updates(updates), np.zeros(30), {"p2": 1})
+    out = run_local(roles, inputs, timeout=20)
+    first = sum(quantised(u) for u in updates.values()) / 5
+    second = sum(quantised(updates[p]) for p in ("p0", "p1", "p3", "p4")) / 4
+    assert np.array_equal(out["aggregator"]["model"], first + second)
+    with pytest.raises(ValueError, match="precompute"):
+        HybridAlphaConfig(IDS, 30, scheme="phe", precompute=True, group=G)
+
+
 def test_tpa_refuses_isolating_round(updates):
     out = run_rounds("fe", updates, rounds=2, drop_after={"p1": 1, "p2": 1, "p3": 1}, min_parties=3)
     history = out["aggregator"]["history"]
