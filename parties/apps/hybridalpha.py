@@ -10,7 +10,8 @@ Roles: ``tpa`` (one), ``aggregator`` (one), ``party`` (several; data: CSV of fea
 ``learning_rate`` (0.5), ``min_parties`` (t, default 3), ``deadline`` (seconds per round,
 default 30), ``scheme`` (``fe``, ``paillier-packed``, ``phe``, ``plain``; default ``fe``),
 ``group`` (FE group name; default the 3072-bit group), ``dp_epsilon`` (enables DP with
-``dp_delta`` = 1e-5, ``dp_clip`` = 1.0).
+``dp_delta`` = 1e-5, ``dp_clip`` = 1.0), ``precompute`` (1: prepare every round's FE masks
+and pads at setup; default 0).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def config_from(options: Mapping[str, str], parties: tuple[str, ...], tpa: str, 
         parties, n_params, get_option(options, "rounds", int, 5), get_option(options, "scheme", str, "fe"),
         tpa=tpa, aggregator=aggregator, min_parties=get_option(options, "min_parties", int, 3),
         deadline=get_option(options, "deadline", float, 30.0), group=get_option(options, "group", str, GROUP_3072.name),
-        dp=dp,
+        dp=dp, precompute=bool(get_option(options, "precompute", int, 0)),
     )
 
 
