@@ -62,7 +62,7 @@ import math
 import queue
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any, Callable, Mapping, Sequence
 
@@ -559,7 +559,7 @@ class _CodedRegression(BaseEstimator):
         )
         config.check_tolerates(n_dropouts)
         silent = dropout_schedule(clients, self.n_rounds, n_dropouts, self.random_state) if n_dropouts else ()
-        config = CodedConfig(**{**_fields(config), "silent": silent})
+        config = replace(config, silent=silent)
         plan_frac_bits(config, [X.shape[0] for X, _ in parts], parts[0][0].shape[1] + 1)
         return config
 
@@ -612,10 +612,6 @@ class _CodedRegression(BaseEstimator):
         if X.shape[1] != self.n_features_in_:
             raise ValueError(f"X has {X.shape[1]} features, the model was fitted on {self.n_features_in_}")
         return X @ self.coef_ + self.intercept_
-
-
-def _fields(config: CodedConfig) -> dict[str, Any]:
-    return {name: getattr(config, name) for name in config.__dataclass_fields__ if name != "codes"}
 
 
 def _init(self: Any, **params: Any) -> None:

@@ -15,6 +15,7 @@ Each client's CSV holds its features with the target (0/1 label, or a real targe
 
 from __future__ import annotations
 
+import dataclasses
 from functools import partial
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -49,7 +50,7 @@ def app_config(server: str, clients: Sequence[str], options: Mapping[str, str]) 
     if not dropouts:
         return config
     silent = dropout_schedule(config.clients, n_rounds, dropouts, get_option(options, "schedule_seed", int, 0))
-    return CodedConfig(**{**{k: getattr(config, k) for k in config.__dataclass_fields__ if k != "codes"}, "silent": silent})
+    return dataclasses.replace(config, silent=silent)
 
 
 def split_xy(table: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
