@@ -201,7 +201,8 @@ def _he_contribute(party: Party, stats: np.ndarray, holders: tuple[str, ...], co
         if received.length != mine.length:
             raise ValueError(f"holder {previous!r} sent statistics of length {received.length}, expected {mine.length}")
         mine = received + mine
-    party.send(nxt, mine.rerandomize().to_wire())
+    # the running sum includes this holder's fresh encryption, so its randomness is already fresh
+    party.send(nxt, mine.to_wire())
 
 
 def _chain_next(holders: tuple[str, ...], me: str, consumer: str) -> tuple[str | None, str]:
