@@ -33,7 +33,10 @@ _LOW63 = np.uint64((1 << 63) - 1)
 
 
 def _shape(shape: Any) -> Shape:
-    return tuple(int(d) for d in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+    dims = tuple(int(d) for d in (shape if isinstance(shape, (tuple, list)) else (shape,)))
+    if any(d < 0 for d in dims):
+        raise ValueError(f"negative dimension in shape {dims}")
+    return dims
 
 
 def matmul_shape(shape_a: Shape, shape_b: Shape) -> Shape:
@@ -362,7 +365,11 @@ def run_dealer(party: Party, players: Sequence[str], *, idle_timeout: float | No
         kind, args = request
         if kind == "close":
             return served
+        try:
+            normalised = _request_args(kind, tuple(args))
+        except (TypeError, IndexError, ValueError) as exc:
+            raise ValueError(f"malformed {kind!r} request from {last!r}: {exc}") from None
         builder = _DealerBuilder(prgs, party.rng)
-        _RECIPES[kind](builder, store, *_request_args(kind, tuple(args)))
+        _RECIPES[kind](builder, store, *normalised)
         party.send(last, builder.for_last)
         served[kind] = served.get(kind, 0) + 1

@@ -274,3 +274,19 @@ def test_session_rejects_bad_players():
     with pytest.raises(ValueError, match="serves"):
         Session(parties["p0"], ["p0", "p1"], Stub(["p1", "p0"]))
     assert parties["p0"].stats.messages_sent == 0
+
+
+@pytest.mark.parametrize("request_", [["matmul", [[2, 2]]], ["teleport", []], ["mul", 5], "not a list", ["mul", [[-1], 0]]])
+def test_dealer_rejects_malformed_requests(request_):
+    from mpcml import PartyFailed, run_dealer, run_local
+
+    def bad_player(party):
+        party.recv("dealer")
+        party.send("dealer", request_)
+
+    def other(party):
+        party.recv("dealer")
+
+    with pytest.raises(PartyFailed, match="'dealer'") as info:
+        run_local({"p0": other, "p1": bad_player, "dealer": lambda p: run_dealer(p, ["p0", "p1"])}, timeout=5)
+    assert isinstance(info.value.__cause__, ValueError) and "request" in str(info.value.__cause__)
