@@ -78,6 +78,7 @@ from mpcml.fe import (
 from mpcml.local import run_local
 from mpcml.party import DEFAULT_TIMEOUT, Party
 from protocols.common import CommunicationReport, check_labels, check_matrix, check_party_ids, check_vertical_parts
+from protocols.regression import logistic
 
 SCHEMES = ("fe", "paillier-packed", "phe", "plain")
 MODELS = ("linear", "logistic", "svm")
@@ -444,10 +445,6 @@ def hybridalpha_aggregator(party: Party, *, config: HybridAlphaConfig, initial_m
 
 
 # ---------------------------------------------------------------- federated averaging driver
-
-
-def logistic(z: np.ndarray) -> np.ndarray:
-    return np.exp(-np.logaddexp(0.0, -z))
 
 
 @dataclass
