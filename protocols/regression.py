@@ -485,7 +485,8 @@ def prediction_party(
     elif X is not None:
         raise ValueError(f"party {party.id!r} supplies no query rows; X must be None")
     if party.id not in config.players:
-        _share_to_players(party, fixedpoint.encode(X, config.frac_bits, name="X"), config.players)
+        if party.id in suppliers:
+            _share_to_players(party, fixedpoint.encode(X, config.frac_bits, name="X"), config.players)
         return _receive_opened(party, config.players, config.frac_bits) if party.id == querier else None
     weights_share = np.asarray(weights_share, dtype=np.uint64) if weights_share is not None else None
     if weights_share is None or weights_share.ndim != 1:

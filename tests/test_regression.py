@@ -149,6 +149,17 @@ def test_two_servers_compute_for_many_holders(diabetes) -> None:
     assert stats["holder-1"]["bytes_sent"] < 2 * 8 * (X.shape[0] // 4 + 1) * (X.shape[1] + 1) + 1000
 
 
+def test_servers_keep_shared_weights_and_predict_securely(diabetes) -> None:
+    X, y = diabetes
+    parts = list(zip(np.array_split(X, 3), np.array_split(y, 3)))
+    shared = SecureLinearRegression(partition="horizontal", n_servers=2, output="shared", epochs=5,
+                                    random_state=2).fit(parts)
+    assert set(shared.weight_shares_) == {"server-0", "server-1"}
+    coef, intercept = plaintext_sgd(X, y, shared.config_, shared.config_.seed)
+    # holder-0 (not a compute party) queries; the servers only hold shares of the weights
+    assert np.max(np.abs(shared.predict(X[:50]) - (X[:50] @ coef + intercept))) < 1e-2
+
+
 def test_l2_decay_and_early_stop(diabetes) -> None:
     X, y = diabetes
     est = SecureLinearRegression(alpha=0.1, decay=0.2, tol=1e-3, epochs=50, random_state=0)
