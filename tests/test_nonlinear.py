@@ -107,7 +107,8 @@ def test_comparison_costs_eight_rounds(spmd):
         assert messages == 8 * 2 + (1 if pid == "p2" else 0)
 
 
-def test_where_shared_and_public_branches(spmd):
+@pytest.mark.parametrize("n", [2, 3])
+def test_where_shared_and_public_branches(spmd, n):
     data = np.random.default_rng(3)
     x, a, b = q(data.normal(size=30)), q(data.normal(size=30)), q(data.normal(size=30))
 
@@ -119,7 +120,7 @@ def test_where_shared_and_public_branches(spmd):
             nl.where(cond, A, 2.0).reveal(), nl.where(cond, -1.0, B).reveal(),
         )
 
-    shared, public, mixed_a, mixed_b = spmd(2, body)["p0"]
+    shared, public, mixed_a, mixed_b = spmd(n, body)["p1"]
     tol = 2 * ULP  # one truncated product
     np.testing.assert_allclose(shared, np.where(x > 0, a, b), atol=tol, rtol=0)
     np.testing.assert_allclose(public, np.where(x > 0, a, b), atol=tol, rtol=0)

@@ -290,3 +290,23 @@ def test_dealer_rejects_malformed_requests(request_):
     with pytest.raises(PartyFailed, match="'dealer'") as info:
         run_local({"p0": other, "p1": bad_player, "dealer": lambda p: run_dealer(p, ["p0", "p1"])}, timeout=5)
     assert isinstance(info.value.__cause__, ValueError) and "request" in str(info.value.__cause__)
+
+
+@pytest.mark.parametrize("n", [2, 3, 5])
+@pytest.mark.parametrize("binary", [False, True])
+def test_share_and_reconstruct(n, binary):
+    from mpcml import Csprng, reconstruct, share
+
+    rng = Csprng()
+    secret = np.array([0, 1, 2**63, 2**64 - 1, 12345], dtype=np.uint64)
+    shares = share(secret, n, rng, binary=binary)
+    assert len(shares) == n and all(s.dtype == np.uint64 for s in shares)
+    np.testing.assert_array_equal(reconstruct(shares, binary=binary), secret)
+    # any n - 1 shares of a constant secret look uniform
+    many = share(np.zeros(1 << 14, np.uint64), n, rng, binary=binary)
+    for s in many[1:]:
+        _bit_balance_ok(s)
+    with pytest.raises(ValueError, match="n must be"):
+        share(secret, 1, rng)
+    with pytest.raises(ValueError, match="at least one share"):
+        reconstruct([])
