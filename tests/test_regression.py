@@ -160,6 +160,17 @@ def test_servers_keep_shared_weights_and_predict_securely(diabetes) -> None:
     assert np.max(np.abs(shared.predict(X[:50]) - (X[:50] @ coef + intercept))) < 1e-2
 
 
+def test_servers_deliver_own_weights_and_stop_early(diabetes) -> None:
+    X, y = diabetes
+    blocks = np.array_split(X, 3, axis=1)
+    own = SecureLinearRegression(n_servers=2, output="own", label_party=2, decay=0.2, tol=1e-2, epochs=40,
+                                 random_state=4).fit(blocks, y)
+    assert own.n_iter_ < 40
+    reveal = SecureLinearRegression(decay=0.2, epochs=own.n_iter_, random_state=4).fit(blocks, y)
+    assert np.max(np.abs(own.coef_ - reveal.coef_)) < 1e-2
+    assert abs(own.intercept_ - reveal.intercept_) < 1e-2
+
+
 def test_l2_decay_and_early_stop(diabetes) -> None:
     X, y = diabetes
     est = SecureLinearRegression(alpha=0.1, decay=0.2, tol=1e-3, epochs=50, random_state=0)
