@@ -45,15 +45,16 @@ than ``R`` answer within ``round_timeout`` seconds the round fails with :class:`
 naming the missing clients. Simulated dropouts (``silent``) are clients the server tells to stay
 silent in a round. A client the transport cannot reach is skipped for the rest of the run.
 
-Threat model: semi-honest clients and server. Any ``T`` colluding clients learn nothing about
-another client's data: each client's shares at any ``T`` points are uniform in the field
-(information-theoretic). Public: every client's row count, the number of features, all
-parameters. The server receives the ``R`` coded results of each round and decodes the ``K``
-per-block aggregate gradients ``sum_i X_ik^T (X_ik w + v_ik)`` (hence their sum, the global
-gradient) and learns which clients answered; the model is public to server and clients. The
-coded results determine the whole polynomial ``g(z)``, whose other coefficients mix data with
-the clients' masks; no formal privacy claim is made here for those against the server, and a
-server colluding with clients is out of scope. Setup needs all ``N`` clients.
+Threat model: semi-honest clients and server, no collusion between the server and clients. Any
+``T`` colluding clients learn nothing about another client's data: each client's shares at any
+``T`` points are uniform in the field (information-theoretic). Public: every client's row count,
+the number of features, all parameters. The server learns the model, which clients answered, and
+per round the ``K`` per-block aggregate gradients ``sum_i X_ik^T (X_ik w + v_ik)`` (hence the global
+gradient) and nothing else: in setup every client also sends every other client its evaluations
+of fresh random polynomials, one per round, that vanish at ``beta_1..beta_K`` (degree ``R - 1``,
+:func:`zero_masks`); each client adds the sum to its coded result, so the polynomial the server
+interpolates equals ``g`` at ``beta_1..beta_K`` and is uniformly random in its other ``R - K``
+degrees of freedom. Setup needs all ``N`` clients.
 """
 
 from __future__ import annotations
@@ -71,7 +72,17 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from mpcml.csprng import Csprng
-from mpcml.lagrange import DEFAULT_PRIME, LagrangeCode, check_prime, crt_combine, field_matmul, quantize, to_signed
+from mpcml.lagrange import (
+    DEFAULT_PRIME,
+    LagrangeCode,
+    check_prime,
+    crt_combine,
+    field_matmul,
+    lagrange_matrix,
+    quantize,
+    random_field,
+    to_signed,
+)
 from mpcml.local import run_local
 from mpcml.party import DEFAULT_TIMEOUT, Party, PartyTimeout
 
@@ -268,6 +279,25 @@ def encode_data(config: CodedConfig, data: np.ndarray, rng: Csprng) -> np.ndarra
     return np.stack([code.encode(blocks % p, rng) for code, p in zip(config.codes, config.primes)], axis=1)
 
 
+def zero_masks(config: CodedConfig, n_cols: int, rng: Csprng) -> np.ndarray:
+    """Every client's evaluations of fresh random polynomials that vanish at ``beta_1..beta_K``, one per round.
+
+    Shape ``(N, n_primes, n_rounds, n_cols)``. Each polynomial has degree ``R - 1``: zero at the ``K``
+    data points and uniform values at ``R - K`` further points beyond every ``alpha``. The clients
+    add the sum of everyone's masks to their coded results, which leaves the decoded values at
+    ``beta_1..beta_K`` unchanged and makes the rest of the polynomial the server interpolates uniform.
+    """
+    k, r = config.n_blocks, config.recovery_threshold
+    code = config.codes[0]
+    free_nodes = [code.alphas[-1] + 1 + i for i in range(r - k)]
+    out = []
+    for p in config.primes:
+        basis = lagrange_matrix(list(code.betas[:k]) + free_nodes, code.alphas, p)[:, k:]
+        values = random_field(rng, (r - k, config.n_rounds * n_cols), p)
+        out.append(field_matmul(basis, values, p).reshape(len(config.clients), config.n_rounds, n_cols))
+    return np.stack(out, axis=1)
+
+
 def coded_gradient(stack: np.ndarray, weights_q: np.ndarray, primes: Sequence[int]) -> np.ndarray:
     """``S_X^T (S_X w + S_v)`` modulo each prime for a stack ``[S_X | S_v]`` of shape ``(n_primes, rows, cols)``."""
     out = []
@@ -318,9 +348,11 @@ def plaintext_training(config: CodedConfig, parts: Sequence[tuple[np.ndarray, np
 
 @dataclass
 class ClientState:
-    """What a client keeps after coded data sharing: its stack of everyone's shares and the plan."""
+    """What a client keeps after coded data sharing: its stack of everyone's shares, the summed zero masks
+    for every round (``(n_primes, n_rounds, d)``) and the plan."""
 
     stack: np.ndarray
+    zero_mask: np.ndarray
     frac_bits: int
     setup_bytes_sent: int
 
@@ -335,19 +367,22 @@ def client_setup(party: Party, config: CodedConfig, X: Any, y: Any) -> ClientSta
         raise ValueError(f"the server refused the configuration: {plan['error']}")
     frac_bits = int(plan["frac_bits"])
     shares = encode_data(config, quantized_data(config, X, y, frac_bits), party.rng)
+    masks = zero_masks(config, X.shape[1] + 1, party.rng)
     index = config.clients.index(party.id)
     for j, client in enumerate(config.clients):
         if client != party.id:
-            party.send(client, shares[j].astype(np.uint32))
+            party.send(client, {"data": shares[j].astype(np.uint32), "zero": masks[j].astype(np.uint32)})
     received = {client: party.recv(client) for client in config.clients if client != party.id}
-    received[party.id] = shares[index]
+    received[party.id] = {"data": shares[index], "zero": masks[index]}
     n_primes, cols = len(config.primes), X.shape[1] + 2
-    expected = {c: (n_primes, -(-int(m) // config.n_blocks), cols) for c, m in zip(config.clients, plan["rows"])}
-    for client, share in received.items():
-        if np.shape(share) != expected[client]:
-            raise ValueError(f"share from {client!r} has shape {np.shape(share)}, expected {expected[client]}")
-    stack = np.concatenate([np.asarray(received[c], dtype=np.int64) for c in config.clients], axis=1)
-    return ClientState(stack, frac_bits, party.stats.bytes_sent)
+    for client, m in zip(config.clients, plan["rows"]):
+        expected = {"data": (n_primes, -(-int(m) // config.n_blocks), cols), "zero": (n_primes, config.n_rounds, cols - 1)}
+        for key, shape in expected.items():
+            if np.shape(received[client].get(key)) != shape:
+                raise ValueError(f"{key} share from {client!r} has shape {np.shape(received[client].get(key))}, expected {shape}")
+    stack = np.concatenate([np.asarray(received[c]["data"], dtype=np.int64) for c in config.clients], axis=1)
+    mask = sum(np.asarray(received[c]["zero"], dtype=np.int64) for c in config.clients) % np.array(config.primes)[:, None, None]
+    return ClientState(stack, mask, frac_bits, party.stats.bytes_sent)
 
 
 def client_rounds(party: Party, config: CodedConfig, state: ClientState) -> dict[str, Any]:
@@ -361,6 +396,7 @@ def client_rounds(party: Party, config: CodedConfig, state: ClientState) -> dict
         if msg["silent"]:
             continue
         gradient = coded_gradient(state.stack, np.asarray(msg["weights"], dtype=np.int64), config.primes)
+        gradient = (gradient + state.zero_mask[:, int(msg["round"])]) % np.array(config.primes)[:, None]
         party.send(config.server, {"round": msg["round"], "gradient": gradient.astype(np.uint32)})
         answered += 1
 

@@ -36,6 +36,7 @@ from protocols.coded import (
     quantized_data,
     quantized_gradient,
     quantized_weights,
+    zero_masks,
     server_setup,
 )
 
@@ -194,6 +195,32 @@ def test_t_colluding_clients_shares_are_uniform_and_independent_of_the_target_da
         recovered = sum(int(c) * held[p].astype(object) for c, p in zip(coeffs, four)) % DEFAULT_PRIME
         expected = quantized_data(config, *target, out["server"][0])[:target_rows] % DEFAULT_PRIME
         assert np.array_equal(recovered.astype(np.int64), expected)
+
+
+def test_server_view_is_uniform_beyond_the_decoded_aggregates():
+    """With the zero masks the polynomial the server interpolates from R results equals the aggregate
+    gradient at beta_1 (K = 1) and is uniform elsewhere (jointly at two other points, 4 x 4 bins). Without
+    them the binned values look uniform too (chi-square has no power against this structural leak): the
+    point checked here is that the masks leave decoding exact and the rest of the view uniform."""
+    parts = synthetic_parts(5, 6, 3, seed=12)
+    config = CodedConfig("server", clients(5), n_blocks=1, n_masks=1, n_rounds=1, feature_bound=2.5,
+                         primes=(DEFAULT_PRIME,))
+    frac_bits = plan_frac_bits(config, [X.shape[0] for X, _ in parts], 4)
+    weights_q = quantized_weights(config, np.array([0.5, -1.0, 0.25, 0.1]), frac_bits)
+    expected = quantized_gradient(config, parts, weights_q, frac_bits) % DEFAULT_PRIME
+    responders = [config.codes[0].alphas[j] for j in (4, 1, 2)]
+    at = lagrange_matrix(responders, [1, 2, 1000], DEFAULT_PRIME)
+    rng, others = Csprng(), []
+    for _ in range(200):
+        stacks = encoded_stacks(config, parts, frac_bits)
+        masks = sum(zero_masks(config, 4, rng) for _ in parts)  # every client's masks, summed per worker
+        results = [(coded_gradient(stacks[j], weights_q, config.primes)[0] + masks[j, 0, 0]) % DEFAULT_PRIME
+                   for j in (4, 1, 2)]
+        values = np.array([sum(int(c) * r.astype(object) for c, r in zip(row, results)) % DEFAULT_PRIME for row in at])
+        assert np.array_equal(values[0].astype(np.int64), expected)
+        others.append(values[1:].astype(np.int64) * 4 // DEFAULT_PRIME)
+    cells = np.concatenate([o[0] * 4 + o[1] for o in others])
+    assert chisquare(np.bincount(cells, minlength=16)).pvalue > 1e-6
 
 
 def test_round_fails_naming_missing_clients_when_fewer_than_r_answer():

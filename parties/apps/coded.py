@@ -1,9 +1,9 @@
 """Dropout-resilient coded training (DReS-FL style): clients share Lagrange-coded data, a server trains.
 
-Threat model (see :mod:`protocols.coded`): semi-honest; any ``T`` colluding clients learn nothing
-about another client's data (their coded shares are uniform); the server decodes only the
-per-block aggregate gradients from the first ``R = 2 (K + T - 1) + 1`` coded results of each
-round and learns who answered. Row counts and the number of features are public.
+Threat model (see :mod:`protocols.coded`): semi-honest, no server-client collusion; any ``T``
+colluding clients learn nothing about another client's data (their coded shares are uniform); the
+server learns only the per-block aggregate gradients, decoded from the first ``R = 2 (K + T - 1) + 1``
+coded results of each round (zero-masked), and who answered. Row counts and the number of features are public.
 
 Each client's CSV holds its features with the target (0/1 label, or a real target for
 ``model=linear``) as the last column. Options: ``model`` (logistic | linear, default logistic),
