@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gmpy2
 import numpy as np
 import phe
 import pytest
@@ -202,6 +203,18 @@ def test_rerandomize_and_full_randomness(keys):
     np.testing.assert_array_equal(sk.decrypt(textbook.encrypt(x)), fixed(x))
     again = pk.encrypt(x)
     assert len(set(map(int, again.ciphertexts)) | set(map(int, ex.ciphertexts))) == 10
+
+
+def test_rerandomize_hides_the_computation_from_the_key_owner(keys):
+    pk, sk = keys
+    p, q = int(sk.phe.p), int(sk.phe.q)
+    trivial_zero = EncryptedArray(pk, np.array([1] * 64, dtype=object), 0)
+
+    def cosets(enc):
+        return {(gmpy2.legendre(int(c) % p, p), gmpy2.legendre(int(c) % q, q)) for c in enc.ciphertexts}
+
+    assert cosets(trivial_zero.rerandomize()) == {(1, 1), (1, -1), (-1, 1), (-1, -1)}
+    assert len(cosets(trivial_zero.rerandomize(statistical=False))) <= 2  # why DJN randomness is not used here
 
 
 def test_wire_round_trip_and_malformed(keys):
