@@ -7,38 +7,60 @@ import time
 import numpy as np
 import pytest
 
-from parties.apps import load_app, run_app_local
+from parties.apps import load_app, run_app_local, write_csv
 from parties.launcher import (
     ProcessesFailed, last_line, parties_running, run_processes, wait_for_log, write_loopback_federation,
 )
 
-CASES = [("matmul", {"n": "30", "k": "20", "m": "10"}), ("matpower", {"n": "16", "rounds": "6"})]
+CASES = [
+    ("matmul", {"frac_bits": "0"}, True),
+    ("matpower", {"frac_bits": "0", "rounds": "4"}, True),
+    ("matpower", {"n": "16", "rounds": "6"}, False),
+]
 
 
 def stats_view(stats):
     return {pid: (s.as_dict(), s.sent_to, s.received_from) for pid, s in stats.items()}
 
 
-@pytest.mark.parametrize("protocol, options", CASES, ids=[c[0] for c in CASES])
-def test_processes_match_run_local(tmp_path, protocol, options):
+def integer_data(tmp_path, protocol):
+    """Small integer inputs: with ``frac_bits=0`` the ring arithmetic is exact, so every run must give the same output."""
+    rng = np.random.default_rng(5)
+    if protocol == "matmul":
+        left, right = rng.integers(-50, 50, size=(7, 5)), rng.integers(-50, 50, size=(5, 3))
+        expected = left @ right
+    else:
+        left, right = rng.integers(0, 3, size=(6, 6)), rng.integers(-9, 9, size=(6, 1))
+        expected = np.linalg.matrix_power(left, 4) @ right
+    return {"alice": write_csv(tmp_path / "alice.csv", left), "bob": write_csv(tmp_path / "bob.csv", right)}, expected
+
+
+@pytest.mark.parametrize("protocol, options, exact", CASES, ids=["matmul-ring", "matpower-ring", "matpower-fixed"])
+def test_processes_match_run_local(tmp_path, protocol, options, exact):
+    """Same roles, same inputs: run_local and mTLS processes give identical stats and identical (exact) or agreeing (fixed-point) outputs."""
     app = load_app(protocol)
-    data = app.demo_data(tmp_path, 3, options)
+    if exact:
+        data, expected = integer_data(tmp_path, protocol)
+    else:
+        data = app.demo_data(tmp_path, 3, options)
     local = run_app_local(protocol, data, options, timeout=20)
     remote = run_processes(protocol, data, options, work_dir=tmp_path / "run", secure=True, timeout=20)
 
+    # payload bytes, messages, rounds and per-peer bytes are identical
+    assert stats_view(remote.outputs.stats) == stats_view(local.stats)
+    assert remote.outputs["dealer"] == local["dealer"]
+    assert all(t["rpcs"] == remote.outputs.stats[pid].messages_sent for pid, t in remote.transport.items())
+    for pid in ("alice", "bob"):
+        assert remote.outputs[pid].shape == local[pid].shape
+        if exact:
+            np.testing.assert_array_equal(local[pid], expected)
+            np.testing.assert_array_equal(remote.outputs[pid], local[pid])
+        else:
+            # fixed-point truncation rounds by one unit depending on each run's fresh CSPRNG masks
+            np.testing.assert_allclose(remote.outputs[pid], local[pid], rtol=0, atol=2.0 ** -12)
     for outputs in (local, remote.outputs):
         result = app.check(outputs, data, options)
         assert result.ok, result.summary
-    # payload bytes, messages, rounds and per-peer bytes are identical
-    assert stats_view(remote.outputs.stats) == stats_view(local.stats)
-    # outputs agree up to the fixed-point rounding, which depends on the (fresh, CSPRNG) masks of each run
-    for pid, value in local.items():
-        if isinstance(value, np.ndarray):
-            np.testing.assert_allclose(remote.outputs[pid], value, rtol=0, atol=2.0 ** -12)
-            assert remote.outputs[pid].shape == value.shape
-        else:
-            assert remote.outputs[pid] == value
-    assert all(t["rpcs"] == remote.outputs.stats[pid].messages_sent for pid, t in remote.transport.items())
 
 
 def test_killed_party_makes_the_others_fail_naming_it(tmp_path):
