@@ -7,6 +7,8 @@ import numpy as np
 import phe
 import pytest
 import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mpcml import codec, fixedpoint
 from mpcml.csprng import Csprng
@@ -88,6 +90,19 @@ def test_known_bound_decryption(keys):
     big = pk.encrypt_int(np.array([pk.max_int // 2], dtype=object))
     with pytest.raises(OverflowError):
         sk.decrypt_int(big, max_bits=100)
+
+
+BIG = st.integers(min_value=-(2**300), max_value=2**300)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.lists(st.tuples(BIG, BIG, st.integers(-(2**40), 2**40)), min_size=1, max_size=6))
+def test_integer_arithmetic_is_exact(keys, rows):
+    pk, sk = keys
+    a, b, k = (np.array(col, dtype=object) for col in zip(*rows))
+    ea, eb = pk.encrypt_int(a), pk.encrypt_int(b)
+    assert list(sk.decrypt_int(ea + eb * k - a)) == list(b * k)
+    assert sk.decrypt_int((ea - eb).sum(0))[()] == sum(a) - sum(b)
 
 
 def test_homomorphic_overflow_is_detected(keys):
