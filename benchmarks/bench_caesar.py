@@ -100,6 +100,13 @@ def main() -> None:
           f"{base['caesar_bytes'] / 1e6:.1f} MB (incl. key generation and output): CAESAR {base['ss'] / base['caesar']:.1f}x faster")
     print(f"  full size, per epoch: secret sharing ~{full:.0f} s (scaled by rows) vs CAESAR {configs[0]['seconds']:.1f} s "
           f"measured: CAESAR ~{full / configs[0]['seconds']:.1f}x faster")
+    ss_bytes = base["ss_bytes"] * configs[0]["rows"] / base["rows"]
+    print(f"  full size, bytes: secret sharing ~{ss_bytes / 1e6:.0f} MB (scaled by rows; mostly the masked matrix) vs "
+          f"CAESAR {configs[0]['bytes'] / 1e6:.1f} MB per epoch: {ss_bytes / configs[0]['bytes']:.0f}x less traffic")
+    for mbps in (1000, 100):
+        ss_net, caesar_net = full + ss_bytes * 8 / (mbps * 1e6), configs[0]["seconds"] + configs[0]["bytes"] * 8 / (mbps * 1e6)
+        print(f"  model at {mbps} Mbit/s (compute + bytes / bandwidth, one epoch): secret sharing ~{ss_net:.0f} s, "
+              f"CAESAR ~{caesar_net:.0f} s: CAESAR ~{ss_net / caesar_net:.1f}x faster")
     grow = configs[1]["seconds"] / configs[0]["seconds"]
     print(f"  cost vs non-zeros: {densities[1] / densities[0]:.1f}x the non-zeros -> {grow:.2f}x the epoch time; "
           f"2x the columns at the same non-zeros -> {configs[-1]['seconds'] / configs[0]['seconds']:.2f}x")
