@@ -70,6 +70,17 @@ _LOW63 = np.uint64((1 << 63) - 1)
 _ONE = mpz(1)
 
 
+def _checked_shape(shape: Any, name: str = "shape") -> Shape:
+    """The shape as a tuple of non-negative ints; ``ValueError`` naming ``name`` otherwise."""
+    try:
+        dims = _shape(shape)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be an int or a sequence of ints, got {shape!r}") from None
+    if any(d < 0 for d in dims):
+        raise ValueError(f"{name} must not have negative dimensions, got {dims}")
+    return dims
+
+
 def _words_to_bits(words: np.ndarray) -> np.ndarray:
     """``(size, 64)`` 0/1 array, column ``t`` holding bit ``t`` of each uint64 word."""
     flat = np.asarray(words, dtype=np.uint64).ravel()
@@ -224,7 +235,7 @@ class PaillierTriples(TripleSource):
     # --- TripleSource ---------------------------------------------------------------------------
 
     def mul(self, shape: Shape, trunc_bits: int = 0) -> tuple[np.ndarray, ...]:
-        shape = _shape(shape)
+        shape = _checked_shape(shape)
         a, b = self._rng.random_uint64(shape), self._rng.random_uint64(shape)
         peer_a = self._exchange(a, a.size)
         terms = peer_a.mul(b.ravel())
@@ -232,7 +243,7 @@ class PaillierTriples(TripleSource):
         return (a, b, a * b + cross, *(self.trunc(shape, trunc_bits) if trunc_bits else ()))
 
     def matmul(self, shape_a: Shape, shape_b: Shape, trunc_bits: int = 0) -> tuple[np.ndarray, ...]:
-        shape_a, shape_b = _shape(shape_a), _shape(shape_b)
+        shape_a, shape_b = _checked_shape(shape_a, "shape_a"), _checked_shape(shape_b, "shape_b")
         out = matmul_shape(shape_a, shape_b)
         a, b = self._rng.random_uint64(shape_a), self._rng.random_uint64(shape_b)
         c = self._cross_matmul(a, b)
@@ -240,7 +251,7 @@ class PaillierTriples(TripleSource):
 
     def trunc(self, shape: Shape, trunc_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """``(r, msb(r), (r mod 2^63) >> f)`` shares, exact, via the bit products of two random words."""
-        shape = _shape(shape)
+        shape = _checked_shape(shape)
         if not isinstance(trunc_bits, (int, np.integer)) or not 1 <= trunc_bits <= 62:
             raise ValueError(f"trunc_bits must be an integer in [1, 62], got {trunc_bits!r}")
         f = int(trunc_bits)
@@ -251,7 +262,7 @@ class PaillierTriples(TripleSource):
         return r, msb, low
 
     def binary_and(self, shape: Shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        shape = _shape(shape)
+        shape = _checked_shape(shape)
         a, b = self._rng.random_uint64(shape), self._rng.random_uint64(shape)
         peer_a = self._exchange(_words_to_bits(a), a.size * WORD_BITS)
         terms = [c if bit else _ONE for c, bit in zip(peer_a.ciphertexts, _words_to_bits(b).ravel())]
@@ -259,7 +270,7 @@ class PaillierTriples(TripleSource):
         return a, b, ((a & b).ravel() ^ _bits_to_words(cross)).reshape(shape)
 
     def random_bit(self, shape: Shape) -> tuple[np.ndarray, np.ndarray]:
-        shape = _shape(shape)
+        shape = _checked_shape(shape)
         bits = self._rng.random_bits(shape)
         size = bits.size
         encrypting = self._index == 0
@@ -270,12 +281,12 @@ class PaillierTriples(TripleSource):
         return bits - np.uint64(2) * product, bits
 
     def edabit(self, shape: Shape) -> tuple[np.ndarray, np.ndarray]:
-        words, r, _ = self._random_word(_shape(shape), None)
+        words, r, _ = self._random_word(_checked_shape(shape), None)
         return r, words
 
     def mask(self, shape: Shape) -> tuple[int, np.ndarray]:
         handle = next(self._handles)
-        self._store[handle] = self._rng.random_uint64(_shape(shape))
+        self._store[handle] = self._rng.random_uint64(_checked_shape(shape))
         return handle, self._store[handle]
 
     def matmul_fixed(
@@ -286,7 +297,7 @@ class PaillierTriples(TripleSource):
         a = self._store[handle] if rows is None else self._store[handle][np.asarray(rows, dtype=np.int64)]
         if transpose:
             a = a.T
-        b = self._rng.random_uint64(_shape(shape_b))
+        b = self._rng.random_uint64(_checked_shape(shape_b, "shape_b"))
         return a, b, self._cross_matmul(np.ascontiguousarray(a), b)
 
     def release(self, handle: int) -> None:

@@ -110,3 +110,23 @@ def test_bad_arguments():
         PaillierTriples(parties["carol"], PLAYERS)
     with pytest.raises(ValueError, match="timeout"):
         PaillierTriples(parties["alice"], PLAYERS, timeout=0)
+
+
+def check_requests(party, keypair):
+    source = PaillierTriples(party, PLAYERS, keypair=keypair)
+    for bad, match in [
+        (lambda: source.mul((2, -1)), "shape"),
+        (lambda: source.matmul((2, 3), (4, 2)), "mismatch"),
+        (lambda: source.matmul((2, 3), "x"), "shape_b"),
+        (lambda: source.trunc((2,), 0), "trunc_bits"),
+        (lambda: source.matmul_fixed(99, (2,)), "handle"),
+    ]:
+        with pytest.raises(ValueError, match=match):
+            bad()
+    return source.mul((2,), 0)
+
+
+def test_bad_requests_fail_before_sending(keypairs):
+    out = run_local({p: check_requests for p in PLAYERS}, {p: (keypairs[p],) for p in PLAYERS})
+    a, b, c = (reconstruct([out[p][i] for p in PLAYERS]) for i in range(3))
+    np.testing.assert_array_equal(c, a * b)
