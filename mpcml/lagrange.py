@@ -15,8 +15,8 @@ Privacy (information-theoretic, semi-honest): any ``T`` workers' shares are
 colluding workers can learn about the data.
 
 Arithmetic. Elements are ``int64`` in ``[0, p)`` with ``p`` a prime below ``2^31``, so a product
-of two elements is below ``2^62`` and fits ``int64``. :func:`field_matmul` splits one operand into
-limbs and multiplies in float64 BLAS: over an inner block of ``n <= 2^11`` terms the limbs have
+of two elements is below ``2^62`` and fits ``int64``. :func:`field_matmul` splits the smaller operand
+into limbs and multiplies in float64 (``einsum`` for inner dimensions up to 64, BLAS beyond): over an inner block of ``n <= 2^11`` terms the limbs have
 ``53 - 31 - log2(n)`` bits (two limbs up to ``n = 64``, three beyond), so every limb product
 sum stays below ``2^53`` and is exact; each partial is reduced mod ``p`` and shifted into place
 (below ``2^61``), and their sum (below ``2^62``) is reduced once.
