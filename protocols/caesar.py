@@ -304,9 +304,9 @@ def _send_public(party: Party, peer: str, public_key: PublicKey, rows: int, cols
 class _Trainer:
     """One party's state: its data, its encrypted weights under the peer's key, the peer's view."""
 
-    def __init__(self, party: Party, peer: str, x: Any, params: CaesarParams, is_b: bool, verbose: bool) -> None:
+    def __init__(self, party: Party, peer: str, x: Any, params: CaesarParams, is_b: bool) -> None:
         party.check_peer(peer)
-        self.party, self.peer, self.params, self.is_b, self.verbose = party, peer, params.check(), is_b, verbose
+        self.party, self.peer, self.params, self.is_b = party, peer, params.check(), is_b
         self.x, self.fx = encode_features(x, params.frac_bits, "X_B" if is_b else "X_A")
         self.rows, self.cols = self.x.shape
         self.fs = params.step_bits(params.batch_size)
@@ -484,9 +484,9 @@ def _progress(verbose: bool) -> Callable[[str], None] | None:
     return (lambda line: print(line, file=sys.stderr, flush=True)) if verbose else None
 
 
-def run_party_a(party: Party, peer: str, x: Any, params: CaesarParams, verbose: bool = False) -> np.ndarray:
+def run_party_a(party: Party, peer: str, x: Any, params: CaesarParams) -> np.ndarray:
     """Role of party A (features only): returns ``w_A``."""
-    return _Trainer(party, peer, x, params, False, verbose).train(None, None)
+    return _Trainer(party, peer, x, params, False).train(None, None)
 
 
 def run_party_b(party: Party, peer: str, x: Any, y: Any, params: CaesarParams, verbose: bool = False) -> dict:
@@ -494,7 +494,7 @@ def run_party_b(party: Party, peer: str, x: Any, y: Any, params: CaesarParams, v
 
     ``epochs`` lists, per epoch, its wall time and the bytes both parties exchanged in it.
     """
-    trainer = _Trainer(party, peer, _with_intercept(x, params.fit_intercept), params, True, verbose)
+    trainer = _Trainer(party, peer, _with_intercept(x, params.fit_intercept), params, True)
     labels = check_labels(y, trainer.rows, binary=True)
     weights = trainer.train(labels, _progress(verbose))
     intercept = float(weights[-1]) if params.fit_intercept else 0.0
