@@ -229,12 +229,8 @@ def train_player(
             if progress is not None:
                 progress(f"tree {t + 1}/{params.n_estimators} depth {d + 1}/{params.max_depth} "
                          f"{time.perf_counter() - start:.1f}s")
-        trees_sel, all_sel = (select[:, : params.n_leaves], select[:, params.n_leaves :]) if sampled else (select, select)
-        v = session.mul_shares(np.concatenate([trees_sel, trees_sel], axis=1),
-                               np.concatenate([np.repeat(g.share[:, None], params.n_leaves, 1),
-                                               np.repeat(h.share[:, None], params.n_leaves, 1)], axis=1), 0)
-        sums = v.sum(axis=0, dtype=np.uint64)
-        leaf_g, leaf_h = SharedTensor(session, sums[: params.n_leaves]), SharedTensor(session, sums[params.n_leaves :])
+        sampled_sel, all_sel = (select[:, : params.n_leaves], select[:, params.n_leaves :]) if sampled else (select, select)
+        _, leaf_g, leaf_h = _node_sums(session, sampled_sel, g, h)
         w = divide(leaf_g, leaf_h + lam, lo, hi) * (-params.learning_rate)
         leaves[t] = w.share
         margin = margin + SharedTensor(session, session.mul_shares(all_sel, w.share[None, :], 0).sum(axis=1, dtype=np.uint64))
@@ -318,17 +314,22 @@ def _column_mask(party: Party, binner: QuantileBinner, rate: float) -> np.ndarra
     return keep[binner.candidates()[0]].astype(np.uint64)
 
 
+def _node_sums(session: Session, select: np.ndarray, g: SharedTensor, h: SharedTensor
+               ) -> tuple[SharedTensor, SharedTensor, SharedTensor]:
+    """``[s∘g | s∘h]`` for the k selection columns ``s`` (one exact Beaver round), and the k sums of each."""
+    k = select.shape[1]
+    v = session.mul_shares(np.concatenate([select, select], axis=1),
+                           np.concatenate([np.repeat(g.share[:, None], k, 1), np.repeat(h.share[:, None], k, 1)], axis=1), 0)
+    totals = v.sum(axis=0, dtype=np.uint64)
+    return SharedTensor(session, v), SharedTensor(session, totals[:k]), SharedTensor(session, totals[k:])
+
+
 def _grow_level(me: _Player, trees: PartyTrees, t: int, d: int, select: np.ndarray, g: SharedTensor, h: SharedTensor,
                 lam: float, mcw: float, div_range: tuple[int, int], keep: np.ndarray | None) -> np.ndarray:
     """Choose the splits of all ``2^d`` nodes of level ``d``; returns the children's selections."""
     session, n = me.session, me.n
     k = 2**d
-    node_sel = select[:, :k]
-    v = session.mul_shares(np.concatenate([node_sel, node_sel], axis=1),
-                           np.concatenate([np.repeat(g.share[:, None], k, 1), np.repeat(h.share[:, None], k, 1)], axis=1), 0)
-    vt = SharedTensor(session, v)
-    totals = v.sum(axis=0, dtype=np.uint64)
-    big_g, big_h = SharedTensor(session, totals[:k]), SharedTensor(session, totals[k:])
+    vt, big_g, big_h = _node_sums(session, select[:, :k], g, h)
     left = SharedTensor.concatenate([mm.t_matmul(vt, truncate=False) for mm in me.masked], axis=0).T  # (2k, M)
     gl, hl = left[:k], left[k:]
     gr, hr = big_g.reshape(k, 1) - gl, big_h.reshape(k, 1) - hl
