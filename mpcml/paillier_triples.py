@@ -5,21 +5,24 @@ parties, each holding its own Paillier key pair (Gilboa-style oblivious products
 "HE-based Beaver triple generation" of e.g. SPDZ's precursor in Damgård–Pastro–Smart–Zakarias,
 CRYPTO 2012, and of SecureML, Mohassel–Zhang S&P 2017, section 4.2 "LHE-based generation").
 
-Core step (``_cross``): party ``i`` sends ``Enc_i(u_i)`` of its private vector; party ``j``
-computes ``Enc_i(f(u_i, v_j))`` for a function linear in ``u_i`` (a product with its own
-``v_j``, a matrix product, a bit-weighted sum), packs several results per ciphertext (Horner:
-``acc^(2^w) * c``), adds a fresh encryption of a mask ``m`` drawn uniformly from
-``[0, 2^(ℓ + σ))`` over the integers (``ℓ`` bounds the result, ``σ = 40``), and keeps ``-m mod 2^64``;
-party ``i`` decrypts ``f + m`` exactly over the integers (no wrap mod n, see
-:func:`mpcml.paillier.mask_to_share`) and keeps it mod 2^64. Both directions run at once.
+Core step (:meth:`PaillierTriples._to_shares`): party ``i`` sends ``Enc_i(u_i)`` of its private
+vector; party ``j`` computes ``Enc_i(f(u_i, v_j))`` for a function linear in ``u_i`` (a product
+with its own ``v_j``, a matrix product, a bit-weighted sum) with several results packed per
+ciphertext (party ``i`` encrypts each ``u`` already shifted to its slot where the layout allows,
+otherwise party ``j`` packs by Horner's rule ``acc^(2^w) * c``), adds a fresh encryption, with
+uniformly random ``r``, of a mask ``m`` drawn uniformly from ``[0, 2^(ℓ + σ))`` over the
+integers (``ℓ`` bounds the result, ``σ = 40``) and keeps ``-m mod 2^64``; party ``i`` decrypts
+``f + m`` exactly over the integers (no wrap mod n, see :func:`mpcml.paillier.mask_to_share`)
+and keeps it mod 2^64. Both directions run at once.
 
 - ``mul``/``matmul``/``matmul_fixed``: random ``a = a_0 + a_1``, ``b = b_0 + b_1`` mod 2^64 (each
   party draws its own shares); ``c_i = a_i b_i + (cross-term shares)`` with cross terms
   ``a_0 b_1`` and ``a_1 b_0`` from the core step (2 rounds).
 - ``edabit``/``trunc``/``random_bit``: each party draws 64 random bits ``b_{i,t}``; the ring element
   ``r = sum_t 2^t (b_{0,t} xor b_{1,t})`` is uniform and unknown to both, its XOR sharing is the
-  parties' words, and ``x xor y = x + y - 2xy`` turns the bit products (one core step, 2 rounds)
-  into arithmetic shares of ``r``, of ``msb(r)`` and of ``(r mod 2^63) >> f`` -- exactly, with no
+  parties' words, and ``x xor y = x + y - 2xy`` turns the bit products (one core step, 2 rounds;
+  each encrypted bit already carries its weights, so the peer only multiplies ciphertexts) into
+  arithmetic shares of ``r``, of ``msb(r)`` and of ``(r mod 2^63) >> f`` -- exactly, with no
   failure probability.
 - ``binary_and``: XOR cross terms ``a_{0,t} b_{1,t} xor a_{1,t} b_{0,t}`` per bit; each product
   is one-time padded inside the encryption (``Enc(v)^(1-2m) Enc(m) = Enc(v xor m)``), so results
@@ -32,10 +35,12 @@ plaintexts masked with 40 statistical bits (leakage at most 2^-40 per value); th
 results it decrypts carry uniformly random ``r^n`` (statistically hiding how they were computed
 from its own ciphertexts). A malicious party could bias the randomness (no zero-knowledge proofs).
 
-Cost per element at 2048-bit keys: ``mul`` about one encryption, one 64-bit exponentiation, one
-fifth of a decryption per party; a ``trunc`` pair 32 encryptions, 64 squarings and one third
-of a decryption; ``binary_and`` 64 encryptions and 1/32 of a decryption. The dealer (:class:`mpcml.triples.DealerTriples`)
-is orders of magnitude faster when a non-colluding helper is acceptable.
+Cost per element and party at 2048-bit keys: ``mul`` one encryption, one 64-bit
+exponentiation, 1/12 of a decryption and 1/12 of a full-size exponentiation (the uniform
+re-randomiser); a ``trunc`` pair 32 encryptions, at most 32 multiplications and 1/6 of a
+decryption and re-randomiser; ``binary_and`` 64 encryptions and 1/32 of a decryption. The dealer
+(:class:`mpcml.triples.DealerTriples`) is orders of magnitude faster when a non-colluding helper
+is acceptable.
 """
 
 from __future__ import annotations
@@ -79,6 +84,13 @@ def _checked_shape(shape: Any, name: str = "shape") -> Shape:
     if any(d < 0 for d in dims):
         raise ValueError(f"{name} must not have negative dimensions, got {dims}")
     return dims
+
+
+def _product(cts: Sequence[mpz], modulus: mpz) -> mpz:
+    acc = _ONE
+    for c in cts:
+        acc = acc * c % modulus
+    return acc
 
 
 def _words_to_bits(words: np.ndarray) -> np.ndarray:
@@ -144,31 +156,46 @@ class PaillierTriples(TripleSource):
             raise ValueError(f"peer {self._peer!r} sent {theirs.size} ciphertexts, expected {peer_count}")
         return theirs
 
-    def _swap_masked(self, terms: Sequence[mpz], masks: Sequence[int], width: int, incoming: int) -> list[int]:
+    def _layout(self, key: PublicKey, width: int, group: int) -> int:
+        """Slots per ciphertext under ``key``, a multiple of ``group`` so that no group straddles two."""
+        per_ct = slots_per_ciphertext(key, width) // group * group
+        if per_ct < 1:
+            raise ValueError(f"{group} slots of {width} bits do not fit a {key.bits}-bit key")
+        return per_ct
+
+    def _swap_masked(
+        self, terms: Sequence[mpz], masks: Sequence[int], width: int, incoming: int, *, group: int = 0
+    ) -> list[int]:
         """Send ``Enc(term + mask)`` packed ``width`` bits a slot; return the peer's ``incoming`` slots decrypted.
 
-        The packed ciphertexts carry a fresh uniformly random ``r^n`` (statistical re-randomisation).
+        ``group=0``: ``terms`` hold one value each and are packed here (Horner). ``group=g``:
+        ``terms`` are already packed, ``g``-slot groups laid out by :meth:`_layout`. The packed
+        ciphertexts carry a fresh uniformly random ``r^n`` (statistical re-randomisation).
         """
-        packed = pack_ciphertexts(self._peer_pk, terms, width)
-        plain = pack_plain(masks, slots_per_ciphertext(self._peer_pk, width), width)
+        per_out = self._layout(self._peer_pk, width, max(group, 1))
+        packed = list(terms) if group else pack_ciphertexts(self._peer_pk, terms, width)
+        plain = pack_plain(masks, per_out, width)
         count = len(packed)
         masked = EncryptedArray(self._peer_pk, _object_array(packed, (count,)), 0)
         masked = masked + self._peer_pk.encrypt_int(_object_array(plain, (count,)), statistical=True)
         self._party.send(self._peer, masked.to_wire())
         received = EncryptedArray.from_wire(self._pk, self._recv())
         words = list(self._sk.decrypt_int(received).flat)
-        return unpack_words(words, slots_per_ciphertext(self._pk, width), width, incoming)
+        return unpack_words(words, self._layout(self._pk, width, max(group, 1)), width, incoming)
 
-    def _to_shares(self, terms: Sequence[mpz], value_bits: int, incoming: int) -> tuple[np.ndarray, np.ndarray]:
+    def _to_shares(
+        self, terms: Sequence[mpz], value_bits: int, incoming: int, *, values: int | None = None, group: int = 0
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Turn ``terms`` (under the peer's key, plaintexts in ``[0, 2^value_bits)``) into shares.
 
         Returns ``(mine, decrypted)``: this party's shares ``-m mod 2^64`` of its ``terms`` and its
         shares ``f + m mod 2^64`` of the ``incoming`` values the peer computed under this party's key.
+        Pre-packed ``terms`` (``group > 0``) hold ``values`` slots in all.
         """
-        masks = random_masks(self._rng, len(terms), value_bits + MASK_SIGMA)
-        values = self._swap_masked(terms, masks, value_bits + MASK_SIGMA + 1, incoming)
+        masks = random_masks(self._rng, len(terms) if values is None else values, value_bits + MASK_SIGMA)
+        slots = self._swap_masked(terms, masks, value_bits + MASK_SIGMA + 1, incoming, group=group)
         mine = np.array([(-m) % _TWO64 for m in masks], dtype=np.uint64)
-        return mine, np.array([v % _TWO64 for v in values], dtype=np.uint64)
+        return mine, np.array([v % _TWO64 for v in slots], dtype=np.uint64)
 
     def _xor_shares(self, terms: Sequence[mpz], incoming: int) -> np.ndarray:
         """XOR shares of bits: ``terms`` encrypt bits ``v`` under the peer's key; both directions combined.
@@ -200,30 +227,43 @@ class PaillierTriples(TripleSource):
     def _bit_products(self, bits: np.ndarray, trunc_bits: int | None) -> list[np.ndarray]:
         """Shares of ``S = sum_t 2^t p_t`` (and, with ``trunc_bits = f``, of ``sum_{t>=f} 2^(t-f) p_t`` and ``p_63``).
 
-        ``p_t = b_{0,t} b_{1,t}``; party ``i`` encrypts its bits at positions ``t ≡ i (mod 2)`` and
-        the peer raises them to its own bits, so both parties do half the work.
+        ``p_t = b_{0,t} b_{1,t}``; party ``i`` encrypts its bits at positions ``t ≡ i (mod 2)``, each
+        already multiplied by its weights in every slot of its element (``2^t``, ``2^(t-f)``, ``[t = 63]``
+        at slot offsets of ``w`` bits), so the peer only multiplies together the ciphertexts where
+        its own bit is 1: no exponentiation at all. Both parties do half the work.
         """
         size = bits.shape[0]
+        slots = 1 if trunc_bits is None else 3
+        width = WORD_BITS + MASK_SIGMA + 1
         mine_pos = np.arange(self._index, WORD_BITS, 2)
         peer_pos = np.arange(1 - self._index, WORD_BITS, 2)
-        peer_enc = self._exchange(bits[:, mine_pos], size * len(peer_pos)).reshape(size, len(peer_pos))
+
+        def weights(t: int) -> list[int]:
+            if trunc_bits is None:
+                return [1 << t]
+            return [1 << t, (1 << (t - trunc_bits)) if t >= trunc_bits else 0, int(t == WORD_BITS - 1)]
+
+        per_mine = self._layout(self._pk, width, slots)
+        placed = {int(t): [w << (width * k) for k, w in enumerate(weights(int(t)))] for t in mine_pos}
+        plain = []
+        for e, row in enumerate(bits[:, mine_pos]):
+            offset = width * (e * slots % per_mine)
+            plain += [sum(placed[int(t)]) << offset if bit else 0 for t, bit in zip(mine_pos, row)]
+        peer_enc = self._exchange(_object_array(plain, (len(plain),)), size * len(peer_pos))
+        peer_enc = peer_enc.reshape(size, len(peer_pos))
         n2 = self._peer_pk.nsquare
-        slots_per = 1 if trunc_bits is None else 3
-        terms: list[mpz] = []
-        for row_ct, row_bits in zip(peer_enc.ciphertexts, bits[:, peer_pos]):
-            factor = dict((int(t), c) for t, c, bit in zip(peer_pos, row_ct, row_bits) if bit)
-            acc, snapshot = _ONE, None
-            for t in range(WORD_BITS - 1, -1, -1):
-                acc = acc * acc % n2
-                if t in factor:
-                    acc = acc * factor[t] % n2
-                if t == trunc_bits:
-                    snapshot = acc
-            terms.append(acc)
-            if trunc_bits is not None:
-                terms += [snapshot, factor.get(WORD_BITS - 1, _ONE)]
-        shares = self._cross_sum(terms, WORD_BITS).reshape(size, slots_per)
-        return [shares[:, k] for k in range(slots_per)]
+        per_group = self._layout(self._peer_pk, width, slots) // slots
+        packed = []
+        for start in range(0, size, per_group):
+            acc = _ONE
+            for row_ct, row_bits in zip(peer_enc.ciphertexts[start : start + per_group], bits[start : start + per_group, peer_pos]):
+                for c, bit in zip(row_ct, row_bits):
+                    if bit:
+                        acc = acc * c % n2
+            packed.append(acc)
+        mine, decrypted = self._to_shares(packed, WORD_BITS, size * slots, values=size * slots, group=slots)
+        shares = (mine + decrypted).reshape(size, slots)
+        return [shares[:, k] for k in range(slots)]
 
     def _random_word(self, shape: Shape, trunc_bits: int | None) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         words = self._rng.random_uint64(shape)
@@ -237,9 +277,15 @@ class PaillierTriples(TripleSource):
     def mul(self, shape: Shape, trunc_bits: int = 0) -> tuple[np.ndarray, ...]:
         shape = _checked_shape(shape)
         a, b = self._rng.random_uint64(shape), self._rng.random_uint64(shape)
-        peer_a = self._exchange(a, a.size)
-        terms = peer_a.mul(b.ravel())
-        cross = self._cross_sum(list(terms.ciphertexts.flat), 2 * WORD_BITS).reshape(shape)
+        width = 2 * WORD_BITS + MASK_SIGMA + 1
+        per_mine = self._layout(self._pk, width, 1)
+        placed = [int(v) << (width * (k % per_mine)) for k, v in enumerate(a.ravel())]
+        peer_a = self._exchange(_object_array(placed, (a.size,)), a.size)
+        terms = list(peer_a.mul(b.ravel()).ciphertexts)
+        per_peer, n2 = self._layout(self._peer_pk, width, 1), self._peer_pk.nsquare
+        packed = [_product(terms[k : k + per_peer], n2) for k in range(0, len(terms), per_peer)]
+        mine, decrypted = self._to_shares(packed, 2 * WORD_BITS, a.size, values=a.size, group=1)
+        cross = (mine + decrypted).reshape(shape)
         return (a, b, a * b + cross, *(self.trunc(shape, trunc_bits) if trunc_bits else ()))
 
     def matmul(self, shape_a: Shape, shape_b: Shape, trunc_bits: int = 0) -> tuple[np.ndarray, ...]:
