@@ -16,6 +16,7 @@ from mpcml.paillier import (
     MASK_SIGMA,
     EncryptedArray,
     PackedEncryptedArray,
+    PrivateKey,
     PublicKey,
     decrypt_packed,
     encrypt_packed,
@@ -266,6 +267,10 @@ def test_phe_interop_both_ways(keys):
     x = data((4,), 12)
     ours = pk.encrypt(x, frac_bits=18)
     assert [sk.phe.decrypt(e) for e in ours.to_phe()] == list(fixed(x, 18))
+    raw_pub, raw_priv = phe.generate_paillier_keypair(n_length=1024)
+    wrapped = PublicKey(raw_pub).encrypt(x)
+    assert [raw_priv.decrypt(e) for e in wrapped.to_phe()] == list(fixed(x))
+    np.testing.assert_array_equal(PrivateKey(raw_priv).decrypt(EncryptedArray.from_phe([raw_pub.encrypt(1.5)])), [1.5])
     mixed = ours.to_phe()[0] + pk.phe.encrypt(2.5)
     assert sk.phe.decrypt(mixed) == fixed(x, 18)[0] + 2.5
     assert sk.decrypt(EncryptedArray.from_phe([mixed], pk))[0] == fixed(x, 18)[0] + 2.5
