@@ -15,6 +15,9 @@ Costs, for compute parties (dealer traffic aside):
 - truncation by ``f`` bits: the dealer's pair ``(r, msb(r), (r mod 2^63) >> f)``; the parties
   open ``c = x + 2^62 + r`` (uniform) and compute ``x >> f`` locally up to one unit in the last
   place, for any number of parties and with no failure probability while ``|x| < 2^62``.
+
+Comparisons (``<``, ``>``, ``<=``, ``>=``), ``relu``, ``sign``, ``argmax``/``max``, ``reciprocal``,
+``sqrt``, ``sigmoid`` and ``x / y`` for shared ``y`` are in :mod:`mpcml.nonlinear`.
 """
 
 from __future__ import annotations

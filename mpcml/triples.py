@@ -13,6 +13,11 @@ never receives anything derived from the data: it learns only the shapes and the
 operations. Security needs the dealer not to collude with any compute party: a dealer plus a
 party together learn every other party's inputs.
 
+Dealer traffic per request: the request (kind and shapes, tens of bytes) and one codec list of
+the last party's shares of the derived arrays (for a matmul: ``c``, ``msb(r)`` and the shifted
+``r``; for a comparison: the XOR shares of ``r``, the AND-triple products and the random bit
+both ways): 8 bytes per element plus 3 + 8·ndim bytes of header per array and 9 per list.
+
 A dealer-free source (e.g. Paillier-based, for two parties) implements the same methods.
 """
 
