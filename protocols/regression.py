@@ -31,7 +31,9 @@ the compute parties do not all collude. What each role learns:
 - the dealer: the shapes, the (public) mini-batch order and the number of iterations.
 
 Precision: ``frac_bits`` (default 16) fractional bits in Z_2^64; every product is truncated
-(error at most one unit, 2^-16, per step).
+(error at most one unit, 2^-16, per step). The update multiplies by the public factors
+``1 - eta alpha`` and ``eta / B`` carried with 30 fractional bits, so weights and steps must stay
+below 2^(62 - 30 - frac_bits) = 2^16 in magnitude; standardised inputs keep them far below.
 """
 
 from __future__ import annotations
