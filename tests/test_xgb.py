@@ -185,3 +185,15 @@ def test_he_passive_file_holds_no_leaves(cancer, tmp_path):
         assert set(data.files) == {"meta", "features", "thresholds"}
     with np.load(paths[0], allow_pickle=False) as data:
         assert set(data.files) == {"meta", "features", "thresholds", "leaves"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["ss", "he"])
+def test_full_size_regression(method):
+    """diabetes split 5/5, 10 trees of depth 3: test RMSE within 5% of xgboost's."""
+    x, y = load_diabetes(return_X_y=True)
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.3, random_state=0)
+    rmse_xgb = np.sqrt(np.mean((xgb_margin(xtr, ytr, xte, 10, 3, regression=True) - yte) ** 2))
+    reg = SecureXGBRegressor(method=method, n_estimators=10, max_depth=3, key_bits=2048)
+    pred = reg.fit(split(xtr, [0, 5, 10]), ytr).predict(split(xte, [0, 5, 10]))
+    assert abs(np.sqrt(np.mean((pred - yte) ** 2)) - rmse_xgb) < 0.05 * rmse_xgb
