@@ -10,10 +10,12 @@ parties. Per tree level every passive party
 
 1. sums the ciphertexts of each node's rows per quantile bucket (``Enc(Σ v)`` = product of
    ciphertexts; :meth:`mpcml.paillier.EncryptedArray.rmatmul` with the sparse one-hot bucket
-   matrix), for the smaller child only (the sibling is parent − child);
-2. turns bucket sums into left sums (prefix products), shuffles them within each feature with a
-   CSPRNG permutation, packs ``⌊(|n|-3)/S⌋`` of them per ciphertext (Horner:
-   ``c ← c^(2^S) · c_j``), re-randomises and returns them.
+   matrix), for the smaller of two siblings only (the other is parent − sibling);
+2. turns bucket sums into left sums (prefix products), orders them by a CSPRNG permutation within
+   each feature (one permutation per tree), packs ``⌊(|n|-3)/S⌋`` of them per ciphertext (Horner:
+   ``c ← c^(2^S) · c_j``), re-randomises (uniform ``r^n``) and returns them — for the smaller
+   sibling only: the label holder subtracts it from the parent's decrypted sums, which are in the
+   same order.
 
 The label holder decrypts, finds the best split of each node among its own candidates and the
 returned ones with xgboost's gain ``½[G_L²/(H_L+λ) + G_R²/(H_R+λ) − G²/(H+λ)]`` (plaintext,
@@ -24,8 +26,8 @@ returns which of the node's rows go left.
 Threat model: semi-honest, no collusion. What each party learns:
 
 - label holder: for every node and every passive party's candidate split, the left sums
-  ``(G_L, H_L)`` (in an order shuffled within each feature, though ``H_L`` grows with the
-  threshold), which rows go left at every split (hence every node's rows), and the number of
+  ``(G_L, H_L)`` (in an order shuffled within each feature, the same for all nodes of a tree;
+  ``H_L`` grows with the threshold, so the order can be recovered), which rows go left at every split (hence every node's rows), and the number of
   candidate thresholds of each passive feature. It never sees a passive party's feature values
   or thresholds. At prediction it learns, for every row, which leaves each passive party's
   splits allow (hence the row's path).
@@ -108,6 +110,17 @@ def _pack(cts: Sequence[int], s: int, nsquare: int) -> int:
     return acc
 
 
+def derived_nodes(counts: dict[int, int]) -> set[int]:
+    """Nodes of a level whose sums are parent − sibling rather than computed: the larger non-empty
+    sibling of each pair with both children non-empty (ties: the right one). Both sides apply it."""
+    derived = set()
+    for left in range(min(counts), max(counts) + 1, 2):
+        right = left + 1
+        if left and counts.get(left, 0) and counts.get(right, 0):
+            derived.add(right if counts[left] <= counts[right] else left)
+    return derived
+
+
 def _permutation(rng: Csprng, k: int) -> np.ndarray:
     """Uniform permutation of ``range(k)`` (Fisher–Yates on the CSPRNG)."""
     perm = np.arange(k)
@@ -176,15 +189,23 @@ def train_label_holder(
         in_sample = np.zeros(n, dtype=bool)
         in_sample[sampled] = True
         pos = np.zeros(n, dtype=np.int64)  # node of every row (heap index)
+        parent_sums: dict[str, tuple[dict, dict]] = {}
         for d in range(depth):
             nodes = np.arange(2**d - 1, 2 ** (d + 1) - 1)
             party.send_all(passive, pos)
             node_g = np.array([gh[pos[sampled] == v, 0].sum() for v in nodes])
             node_h = np.array([gh[pos[sampled] == v, 1].sum() for v in nodes])
             best = _own_best(gh, bins[sampled], pos[sampled], nodes, binner, own, node_g, node_h, params)
+            derived = derived_nodes({int(v): int(np.sum(pos[sampled] == v)) for v in nodes})
             for pid in passive:
                 words = _recv_checked(party, pid, list, "histogram")
-                gl, hl = _decode_histograms(private_key, words, len(nodes), counts[pid], w, s)
+                gl, hl = _decode_histograms(private_key, words, nodes, derived, counts[pid], w, s)
+                for j, v in enumerate(nodes):
+                    if int(v) in derived:  # same shuffled order within a tree: subtract in place
+                        sibling = v + 1 if v % 2 else v - 1
+                        gl[j] = parent_sums[pid][0][(v - 1) // 2] - gl[np.flatnonzero(nodes == sibling)[0]]
+                        hl[j] = parent_sums[pid][1][(v - 1) // 2] - hl[np.flatnonzero(nodes == sibling)[0]]
+                parent_sums[pid] = ({int(v): gl[j] for j, v in enumerate(nodes)}, {int(v): hl[j] for j, v in enumerate(nodes)})
                 gains = split_gains(gl, hl, node_g, node_h, params)
                 for j in range(len(nodes)):
                     k = int(np.argmax(gains[j])) if gains.shape[1] else -1
@@ -235,16 +256,19 @@ def _own_best(gh, bins, pos, nodes, binner, own_mask, node_g, node_h, params) ->
 
 
 def _decode_histograms(
-    private_key: PrivateKey, words: list, n_nodes: int, count: int, w: int, s: int
+    private_key: PrivateKey, words: list, nodes: np.ndarray, derived: set[int], count: int, w: int, s: int
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(G_L, H_L)`` arrays ``(nodes, candidates)`` from a passive party's packed answers (NaN: empty node)."""
-    if len(words) != n_nodes:
-        raise ValueError(f"expected histograms for {n_nodes} nodes, got {len(words)}")
+    """``(G_L, H_L)`` arrays ``(nodes, candidates)`` from a passive party's packed answers.
+
+    Empty nodes and ``derived`` nodes (filled in by the caller) come back as NaN.
+    """
+    if len(words) != len(nodes):
+        raise ValueError(f"expected histograms for {len(nodes)} nodes, got {len(words)}")
     per_word = (private_key.public_key.bits - 3) // s
-    gl = np.full((n_nodes, count), np.nan)
-    hl = np.full((n_nodes, count), np.nan)
+    gl = np.full((len(nodes), count), np.nan)
+    hl = np.full((len(nodes), count), np.nan)
     for j, node_words in enumerate(words):
-        if not node_words:
+        if not node_words or int(nodes[j]) in derived:
             continue
         if not isinstance(node_words, list) or len(node_words) != -(-count // per_word):
             raise ValueError("malformed packed histogram")
@@ -315,15 +339,15 @@ class _PassiveHistograms:
                 out.append(acc)
         return EncryptedArray(self.public_key, np.array(out, dtype=object), 0)
 
-    def shuffled_packed(self, sums: EncryptedArray, slot_bits: int, keep: np.ndarray) -> tuple[list[int], np.ndarray]:
-        """Shuffle within each feature, pack and re-randomise; returns ``(words, order)``.
-
-        ``order[i]`` is the candidate sent at position ``i``. Candidates of features dropped by
-        column subsampling are sent as encryptions of zero (never a valid split).
-        """
+    def shuffle(self) -> np.ndarray:
+        """A fresh order of the candidates, shuffled within each feature: ``order[i]`` is sent at position ``i``."""
         feats, _ = self.binner.candidates()
-        order = np.concatenate([np.flatnonzero(feats == f)[_permutation(self.rng, int(np.sum(feats == f)))]
-                                for f in range(len(self.binner.cuts_))] or [np.zeros(0, np.int64)])
+        return np.concatenate([np.flatnonzero(feats == f)[_permutation(self.rng, int(np.sum(feats == f)))]
+                               for f in range(len(self.binner.cuts_))] or [np.zeros(0, np.int64)])
+
+    def shuffled_packed(self, sums: EncryptedArray, slot_bits: int, keep: np.ndarray, order: np.ndarray) -> list[int]:
+        """Candidates in ``order``, packed and re-randomised. Candidates of features dropped by
+        column subsampling are sent as encryptions of zero (never a valid split)."""
         cts = sums.ciphertexts.copy()
         cts[~keep] = 1
         cts = list(cts[order])
@@ -331,7 +355,7 @@ class _PassiveHistograms:
         nsquare = self.public_key.nsquare
         words = [_pack(cts[i : i + per_word], slot_bits, nsquare) for i in range(0, len(cts), per_word)]
         fresh = EncryptedArray(self.public_key, np.array(words, dtype=object), 0).rerandomize()
-        return [int(c) for c in fresh.ciphertexts], order
+        return [int(c) for c in fresh.ciphertexts]
 
 
 def train_passive(party: Party, label_holder: str, x: np.ndarray, *, progress: Progress = None) -> HEModel:
@@ -359,20 +383,16 @@ def train_passive(party: Party, label_holder: str, x: np.ndarray, *, progress: P
         if not 8 <= slot_bits <= public_key.bits - 3 or enc.shape != sampled.shape:
             raise ValueError("malformed encrypted gradients")
         keep = _feature_mask(party.rng, binner, params.colsample_bytree)
+        order = hist.shuffle()  # one order per tree, so the label holder can subtract siblings
         parent_sums: dict[int, EncryptedArray] = {}
         for d in range(params.max_depth):
             pos = party.recv(label_holder)
             if not isinstance(pos, np.ndarray) or pos.shape != (n,):
                 raise ValueError("malformed node assignment")
             nodes = range(2**d - 1, 2 ** (d + 1) - 1)
-            sums = _level_sums(hist, enc, pos[sampled], nodes, parent_sums)
-            answers, orders = [], {}
-            for v in nodes:
-                if v in sums:
-                    words, orders[v] = hist.shuffled_packed(sums[v], slot_bits, keep)
-                    answers.append(words)
-                else:
-                    answers.append([])
+            sums, derived = _level_sums(hist, enc, pos[sampled], nodes, parent_sums)
+            answers = [hist.shuffled_packed(sums[v], slot_bits, keep, order) if v in sums and v not in derived else []
+                       for v in nodes]
             party.send(label_holder, answers)
             won = party.recv(label_holder)
             if not isinstance(won, dict):
@@ -380,9 +400,9 @@ def train_passive(party: Party, label_holder: str, x: np.ndarray, *, progress: P
             reply = {}
             for key, k in won.items():
                 v = int(key)
-                if v not in orders or not 0 <= int(k) < len(orders[v]):
+                if v not in sums or not 0 <= int(k) < len(order):
                     raise ValueError(f"invalid winning candidate for node {key}")
-                f, thr = binner.threshold(_lowest_tied(binner, bins[sampled[pos[sampled] == v]], int(orders[v][int(k)])))
+                f, thr = binner.threshold(_lowest_tied(binner, bins[sampled[pos[sampled] == v]], int(order[int(k)])))
                 trees.set_split(t, v, f, thr)
                 reply[key] = (x[pos == v, f] < thr).astype(np.uint8)
             party.send(label_holder, reply)
@@ -408,22 +428,14 @@ def _lowest_tied(binner: QuantileBinner, node_bins: np.ndarray, candidate: int) 
 
 
 def _level_sums(hist: _PassiveHistograms, enc: EncryptedArray, pos: np.ndarray, nodes: range,
-                parent_sums: dict[int, EncryptedArray]) -> dict[int, EncryptedArray]:
-    """Left sums of each non-empty node: the smaller sibling directly, the other as parent − smaller."""
-    sums: dict[int, EncryptedArray] = {}
+                parent_sums: dict[int, EncryptedArray]) -> tuple[dict[int, EncryptedArray], set[int]]:
+    """Encrypted left sums of each non-empty node (:func:`derived_nodes` as parent − sibling) and the derived set."""
     members = {v: np.flatnonzero(pos == v) for v in nodes}
-    for v in nodes:
-        if v in sums or len(members[v]) == 0:
-            continue
-        parent = (v - 1) // 2
-        sibling = v + 1 if v % 2 == 1 else v - 1
-        if v == 0 or parent not in parent_sums or len(members.get(sibling, ())) == 0:
-            sums[v] = hist.left_sums(enc, members[v])
-            continue
-        small, big = (v, sibling) if len(members[v]) <= len(members[sibling]) else (sibling, v)
-        sums[small] = hist.left_sums(enc, members[small])
-        sums[big] = parent_sums[parent] - sums[small]
-    return sums
+    derived = derived_nodes({v: len(m) for v, m in members.items()})
+    sums = {v: hist.left_sums(enc, m) for v, m in members.items() if len(m) and v not in derived}
+    for v in derived:
+        sums[v] = parent_sums[(v - 1) // 2] - sums[v + 1 if v % 2 else v - 1]
+    return sums, derived
 
 
 # --- prediction -----------------------------------------------------------------------------------
