@@ -775,18 +775,19 @@ def slots_per_ciphertext(public_key: PublicKey, width: int) -> int:
 def pack_ciphertexts(public_key: PublicKey, cts: Sequence[mpz], width: int) -> list[mpz]:
     """Pack ciphertexts of values in ``[0, 2^width)`` into ``Enc(sum_s v_s 2^(width s))`` (Horner).
 
-    Costs ``width`` squarings per packed value, far less than the decryption it saves.
+    Costs ``width`` squarings per packed value, far less than the decryption it saves; all groups
+    advance one level at a time through :func:`parallel_powmod` (two GIL-free threads).
     """
     per_ct = slots_per_ciphertext(public_key, width)
     n2, raise_to = public_key.nsquare, mpz(1) << width
-    packed = []
-    for start in range(0, len(cts), per_ct):
-        group = cts[start : start + per_ct]
-        acc = group[-1]
-        for c in reversed(group[:-1]):
-            acc = powmod(acc, raise_to, n2) * c % n2
-        packed.append(acc)
-    return packed
+    groups = [list(cts[start : start + per_ct]) for start in range(0, len(cts), per_ct)]
+    accs = [group[-1] for group in groups]
+    for level in range(per_ct - 2, -1, -1):
+        active = [k for k, group in enumerate(groups) if level < len(group) - 1]
+        raised = parallel_powmod([accs[k] for k in active], raise_to, n2)
+        for k, power in zip(active, raised):
+            accs[k] = power * groups[k][level] % n2
+    return accs
 
 
 def pack_plain(values: Sequence[int], per_ct: int, width: int) -> list[int]:
