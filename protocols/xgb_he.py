@@ -189,7 +189,7 @@ def train_label_holder(
         in_sample = np.zeros(n, dtype=bool)
         in_sample[sampled] = True
         pos = np.zeros(n, dtype=np.int64)  # node of every row (heap index)
-        parent_sums: dict[str, tuple[dict, dict]] = {}
+        parent_sums: dict[str, dict[int, tuple[np.ndarray, np.ndarray]]] = {}
         for d in range(depth):
             nodes = np.arange(2**d - 1, 2 ** (d + 1) - 1)
             party.send_all(passive, pos)
@@ -200,12 +200,8 @@ def train_label_holder(
             for pid in passive:
                 words = _recv_checked(party, pid, list, "histogram")
                 gl, hl = _decode_histograms(private_key, words, nodes, derived, counts[pid], w, s)
-                for j, v in enumerate(nodes):
-                    if int(v) in derived:  # same shuffled order within a tree: subtract in place
-                        sibling = v + 1 if v % 2 else v - 1
-                        gl[j] = parent_sums[pid][0][(v - 1) // 2] - gl[np.flatnonzero(nodes == sibling)[0]]
-                        hl[j] = parent_sums[pid][1][(v - 1) // 2] - hl[np.flatnonzero(nodes == sibling)[0]]
-                parent_sums[pid] = ({int(v): gl[j] for j, v in enumerate(nodes)}, {int(v): hl[j] for j, v in enumerate(nodes)})
+                _derive_siblings(gl, hl, nodes, derived, parent_sums.get(pid, {}))
+                parent_sums[pid] = {int(v): (gl[j], hl[j]) for j, v in enumerate(nodes)}
                 gains = split_gains(gl, hl, node_g, node_h, params)
                 for j in range(len(nodes)):
                     k = int(np.argmax(gains[j])) if gains.shape[1] else -1
@@ -255,6 +251,16 @@ def _own_best(gh, bins, pos, nodes, binner, own_mask, node_g, node_h, params) ->
     return best
 
 
+def _derive_siblings(gl: np.ndarray, hl: np.ndarray, nodes: np.ndarray, derived: set[int],
+                     parents: dict[int, tuple[np.ndarray, np.ndarray]]) -> None:
+    """Fill the ``derived`` nodes' rows in place: parent − sibling (same candidate order within a tree)."""
+    row = {int(v): j for j, v in enumerate(nodes)}
+    for v in derived:
+        sibling = row[v + 1 if v % 2 else v - 1]
+        parent_g, parent_h = parents[(v - 1) // 2]
+        gl[row[v]], hl[row[v]] = parent_g - gl[sibling], parent_h - hl[sibling]
+
+
 def _decode_histograms(
     private_key: PrivateKey, words: list, nodes: np.ndarray, derived: set[int], count: int, w: int, s: int
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -270,7 +276,9 @@ def _decode_histograms(
     for j, node_words in enumerate(words):
         if not node_words or int(nodes[j]) in derived:
             continue
-        if not isinstance(node_words, list) or len(node_words) != -(-count // per_word):
+        nsquare = private_key.public_key.nsquare
+        if (not isinstance(node_words, list) or len(node_words) != -(-count // per_word)
+                or not all(isinstance(c, int) and 0 < c < nsquare for c in node_words)):
             raise ValueError("malformed packed histogram")
         plain = private_key.decrypt_int(EncryptedArray(private_key.public_key, np.array(node_words, dtype=object), 0))
         pairs = []
