@@ -327,9 +327,17 @@ def _node_sums(session: Session, select: np.ndarray, g: SharedTensor, h: SharedT
 def _grow_level(me: _Player, trees: PartyTrees, t: int, d: int, select: np.ndarray, g: SharedTensor, h: SharedTensor,
                 lam: float, mcw: float, div_range: tuple[int, int], keep: np.ndarray | None) -> np.ndarray:
     """Choose the splits of all ``2^d`` nodes of level ``d``; returns the children's selections."""
-    session, n = me.session, me.n
     k = 2**d
-    vt, big_g, big_h = _node_sums(session, select[:, :k], g, h)
+    scores = _level_scores(me, select[:, :k], g, h, lam, mcw, div_range, keep)
+    won = _open_segments(me, _argmax_onehot(me.session, scores)[:, 1:])
+    return _split_children(me, trees, t, d, select, won)
+
+
+def _level_scores(me: _Player, select: np.ndarray, g: SharedTensor, h: SharedTensor, lam: float, mcw: float,
+                  div_range: tuple[int, int], keep: np.ndarray | None) -> np.ndarray:
+    """Shares of ``[G²/(H+λ) | valid ∘ (G_L²/(H_L+λ) + G_R²/(H_R+λ))]`` for the ``k`` nodes: ``k x (1 + M)``."""
+    session, k = me.session, select.shape[1]
+    vt, big_g, big_h = _node_sums(session, select, g, h)
     left = SharedTensor.concatenate([mm.t_matmul(vt, truncate=False) for mm in me.masked], axis=0).T  # (2k, M)
     gl, hl = left[:k], left[k:]
     gr, hr = big_g.reshape(k, 1) - gl, big_h.reshape(k, 1) - hl
@@ -347,9 +355,12 @@ def _grow_level(me: _Player, trees: PartyTrees, t: int, d: int, select: np.ndarr
     else:
         both, kept = session.mul_shares(below[0], below[1], 0), score.share
     valid = _bits_not(session, below[0] + below[1] - both)  # both children heavy enough
-    scores = SharedTensor(session, np.concatenate([parent.share, session.mul_shares(valid, kept, 0)], axis=1))
-    onehot = _argmax_onehot(session, scores.share)  # (k, 1 + M), integer 0/1
-    won = _open_segments(me, onehot[:, 1:])
+    return np.concatenate([parent.share, session.mul_shares(valid, kept, 0)], axis=1)
+
+
+def _split_children(me: _Player, trees: PartyTrees, t: int, d: int, select: np.ndarray, won: np.ndarray) -> np.ndarray:
+    """Record this player's winning splits; every player inputs its "goes right" rows; the children's selections."""
+    session, n, k = me.session, me.n, 2**d
     right = np.zeros((n, k), dtype=np.uint8)
     first = 2**d - 1
     for j in range(k):
@@ -363,9 +374,8 @@ def _grow_level(me: _Player, trees: PartyTrees, t: int, d: int, select: np.ndarr
     goes_right = me.input_bits(right)
     cols = select.shape[1] // k
     sel_right = session.mul_shares(select, np.tile(goes_right, (1, cols)), 0)
-    sel_left = select - sel_right
     children = np.empty((n, 2 * select.shape[1]), dtype=np.uint64)
-    children[:, 0::2], children[:, 1::2] = sel_left, sel_right
+    children[:, 0::2], children[:, 1::2] = select - sel_right, sel_right
     return children
 
 
