@@ -80,7 +80,5 @@ class MaskedMatrix:
         return self.product(e, rows, transpose=True, truncate=truncate)
 
     def release(self) -> None:
-        """Let the triple source forget the stored mask (when it supports releasing)."""
-        release = getattr(self.session.triples, "release", None)
-        if release is not None:
-            release(self.handle)
+        """Let the triple source forget the stored mask."""
+        self.session.triples.release(self.handle)

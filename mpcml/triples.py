@@ -96,6 +96,10 @@ class TripleSource(abc.ABC):
         This is the SecureML trick: ``X - A`` is opened once and reused for every product with X.
         """
 
+    @abc.abstractmethod
+    def release(self, handle: int) -> None:
+        """Forget the stored mask ``handle`` (its products are no longer needed)."""
+
     def comparison(self, shape: Shape, and_words: int) -> tuple[np.ndarray, ...]:
         """Everything one secure comparison needs, in one request.
 

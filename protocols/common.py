@@ -8,11 +8,12 @@ attributes end in ``_``. After ``fit`` each exposes ``communication_`` (a
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 
+from mpcml.local import PartyFailed, RunOutputs, run_local
 from mpcml.party import CommStats
 
 
@@ -101,3 +102,13 @@ def check_party_ids(ids: Sequence[str], name: str = "party ids") -> tuple[str, .
     if len(set(ids)) != len(ids) or not all(isinstance(i, str) and i for i in ids):
         raise ValueError(f"{name} must be distinct non-empty strings, got {list(ids)}")
     return ids
+
+
+def run_parties(roles: Mapping[str, Callable[..., Any]], inputs: Mapping[str, Any], timeout: float) -> RunOutputs:
+    """:func:`mpcml.run_local` for estimators: a party's ``ValueError``/``TypeError`` (bad input) is re-raised as is."""
+    try:
+        return run_local(roles, inputs, timeout=timeout)
+    except PartyFailed as exc:
+        if isinstance(exc.__cause__, (ValueError, TypeError)):
+            raise exc.__cause__ from None
+        raise

@@ -43,8 +43,7 @@ from mpcml import ckks, fixedpoint
 from mpcml.csprng import SEED_BYTES, Csprng, new_seed
 from mpcml.paillier import PackedEncryptedArray, PublicKey, decrypt_packed, encrypt_packed, generate_keypair
 from mpcml.party import DEFAULT_TIMEOUT, Party
-from protocols.common import CommunicationReport, check_matrix, check_party_ids
-from protocols.regression import run_parties
+from protocols.common import CommunicationReport, check_matrix, check_party_ids, run_parties
 
 VARIANTS = ("he", "ckks", "ss")
 DEFAULT_VARIANT = "he"

@@ -50,11 +50,17 @@ from sklearn.utils.validation import check_is_fitted
 from mpcml import fixedpoint
 from mpcml.csprng import SEED_BYTES, Csprng, new_seed
 from mpcml.masked import MaskedMatrix
-from mpcml.local import PartyFailed, RunOutputs, run_local
 from mpcml.party import DEFAULT_TIMEOUT, Party
 from mpcml.tensor import Session, SharedTensor
 from mpcml.triples import DealerTriples, run_dealer
-from protocols.common import CommunicationReport, check_labels, check_matrix, check_party_ids, check_vertical_parts
+from protocols.common import (
+    CommunicationReport,
+    check_labels,
+    check_matrix,
+    check_party_ids,
+    check_vertical_parts,
+    run_parties,
+)
 
 LOSSES = ("squared", "logistic")
 PARTITIONS = ("vertical", "horizontal")
@@ -548,16 +554,6 @@ def plaintext_sgd(
 
 
 # --- scikit-learn style estimators ----------------------------------------------------------------
-
-
-def run_parties(roles: dict[str, Callable[..., Any]], inputs: dict[str, Any], timeout: float) -> RunOutputs:
-    """:func:`mpcml.run_local`, re-raising a party's ``ValueError``/``TypeError`` (bad input) as is."""
-    try:
-        return run_local(roles, inputs, timeout=timeout)
-    except PartyFailed as exc:
-        if isinstance(exc.__cause__, (ValueError, TypeError)):
-            raise exc.__cause__ from None
-        raise
 
 
 class _SecureRegression(BaseEstimator):
