@@ -373,7 +373,10 @@ class _Trainer:
         theirs = EncryptedArray.from_wire(self.peer_key, message["enc"])
         if theirs.shape != (len(rows),):
             raise ValueError(f"peer {self.peer!r} sent {theirs.shape} residual values, expected {len(rows)}")
-        self.weights = self.weights + (theirs + scaled).matmul(self.x[rows])
+        batch = self.x[rows]
+        touched = np.unique(batch.indices)  # only columns with a non-zero in the batch change: cost ~ nnz, not d
+        updated = self.weights[touched] + (theirs + scaled).matmul(batch[:, touched])
+        self.weights.ciphertexts[touched] = updated.ciphertexts
         if self.params.report_loss:
             self.loss_terms = self.loss_terms + int(eta * (e_share * e_share).sum())
             if self.is_b:
