@@ -21,7 +21,7 @@ test-all: $(STAMP)
 	$(BIN)/python -m pytest -q
 
 demo: $(STAMP)
-	$(BIN)/mpcml demo matmul
+	$(BIN)/mpcml demo regression
 
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run_all
