@@ -31,6 +31,11 @@ Bounds. Encryption checks ``|x| <= bound_x``, key derivation ``|y| <= bound_y``;
 that the largest result ``slots * n * bound_x * bound_y`` is below ``q / 2`` so the discrete log is
 unique, and decryption searches exactly that range with a reusable baby-step giant-step table.
 
+Groups. Any prime-order :class:`mpcml.dlog.Group` (DDH assumed hard): the default
+:data:`DEFAULT_GROUP` is the secp256k1 curve (:mod:`mpcml.ec`, 33-byte elements); the 3072-bit
+subgroup of Z_p^* (``dsa-3072-256``, 384-byte elements) stays available; :func:`group_by_name`
+maps configuration names to groups. The schemes need no hashing into the group.
+
 Randomness: ``r``, master keys and PRF keys come from :class:`mpcml.csprng.Csprng`; pads are
 HMAC-SHA256(k_i, label) seeding an AES-CTR stream, each pad reduced from ``|q| + 64`` bits
 (statistical distance from uniform below ``2^-64``).
@@ -43,17 +48,24 @@ import hmac
 from dataclasses import dataclass
 from typing import Any, Mapping, Sequence
 
-import gmpy2
 import numpy as np
-from gmpy2 import mpz
 
 from . import codec
 from .csprng import Csprng
-from .dlog import (
-    GROUP_3072, GroupParams, check_bound, check_element, dlog_table, generator_table, group_by_name, inverse_generator_table, multi_exp,
-)
+from .dlog import GROUP_3072, INSECURE_TEST_GROUP, Group, check_bound, dlog_table
+from .ec import SECP256K1
 
 Label = str | int | tuple
+
+GROUPS: dict[str, Group] = {group.name: group for group in (SECP256K1, GROUP_3072, INSECURE_TEST_GROUP)}
+DEFAULT_GROUP: Group = SECP256K1
+
+
+def group_by_name(name: str) -> Group:
+    """One of the shipped groups by name (for configuration and the wire); ``ValueError`` if unknown."""
+    if name not in GROUPS:
+        raise ValueError(f"unknown group {name!r}; known: {sorted(GROUPS)}")
+    return GROUPS[name]
 
 
 def label_bytes(label: Label) -> bytes:
@@ -77,13 +89,7 @@ def check_int_array(x: Any, bound: int, name: str, ndim: int) -> np.ndarray:
     return arr
 
 
-def small_gpow(params: GroupParams, e: int) -> mpz:
-    """``g**e`` for a small signed exponent: the table of ``g`` or of ``g^{-1}``, a few windows each."""
-    e = int(e)
-    return generator_table(params).pow(e) if e >= 0 else inverse_generator_table(params).pow(-e)
-
-
-def _check_bounds(params: GroupParams, terms: int, bound_x: int, bound_y: int) -> int:
+def _check_bounds(params: Group, terms: int, bound_x: int, bound_y: int) -> int:
     for value, name in ((bound_x, "bound_x"), (bound_y, "bound_y")):
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{name} must be a positive int, got {value!r}")
@@ -101,8 +107,8 @@ def _random_scalars(rng: Csprng, q: int, count: int) -> list[int]:
 class IPFEPublicKey:
     """ABDP public key ``h_j = g^{s_j}`` with the message and weight bounds it was set up for."""
 
-    params: GroupParams
-    h: tuple[int, ...]
+    params: Group
+    h: tuple[Any, ...]
     bound_x: int
     bound_y: int
 
@@ -119,26 +125,27 @@ class IPFEPublicKey:
         x = check_int_array(x, self.bound_x, "x", 1)
         if x.shape[0] != self.dim:
             raise ValueError(f"x has {x.shape[0]} entries but the key is for vectors of {self.dim}")
-        p = mpz(self.params.p)
-        r = (rng or Csprng()).randbelow(self.params.q)
-        c = [gmpy2.powmod(h, r, p) * small_gpow(self.params, xj) % p for h, xj in zip(self.h, x.tolist())]
-        return IPFECiphertext(int(generator_table(self.params).pow(r)), tuple(int(v) for v in c))
+        group = self.params
+        r = (rng or Csprng()).randbelow(group.q)
+        c = [group.op(group.pow(h, r), group.gpow(xj)) for h, xj in zip(self.h, x.tolist())]
+        return IPFECiphertext(group, group.gpow(r), tuple(c))
 
 
 @dataclass(frozen=True)
 class IPFECiphertext:
-    c0: int
-    c: tuple[int, ...]
+    group: Group
+    c0: Any
+    c: tuple[Any, ...]
 
     def to_wire(self) -> dict:
-        return {"c0": self.c0, "c": list(self.c)}
+        return {"c0": self.group.element_to_wire(self.c0), "c": self.group.elements_to_wire(self.c)}
 
     @classmethod
-    def from_wire(cls, obj: Any, params: GroupParams) -> "IPFECiphertext":
-        if not isinstance(obj, dict) or set(obj) != {"c0", "c"} or not isinstance(obj["c"], list):
-            raise ValueError("malformed IPFE ciphertext: expected {'c0': int, 'c': [int, ...]}")
-        c = tuple(int(check_element(params, v, "ciphertext entry")) for v in obj["c"])
-        return cls(int(check_element(params, obj["c0"], "ciphertext c0")), c)
+    def from_wire(cls, obj: Any, params: Group) -> "IPFECiphertext":
+        if not isinstance(obj, dict) or set(obj) != {"c0", "c"}:
+            raise ValueError("malformed IPFE ciphertext: expected a dict with keys 'c0' and 'c'")
+        c = tuple(params.elements_from_wire(obj["c"], "ciphertext entry"))
+        return cls(params, params.element_from_wire(obj["c0"], "ciphertext c0"), c)
 
 
 @dataclass(frozen=True)
@@ -155,13 +162,12 @@ class IPFEMasterKey:
     s: tuple[int, ...]
 
     @classmethod
-    def setup(cls, dim: int, bound_x: int, bound_y: int, params: GroupParams = GROUP_3072) -> "IPFEMasterKey":
+    def setup(cls, dim: int, bound_x: int, bound_y: int, params: Group = DEFAULT_GROUP) -> "IPFEMasterKey":
         if not isinstance(dim, int) or dim < 1:
             raise ValueError(f"dim must be a positive int, got {dim!r}")
         _check_bounds(params, dim, bound_x, bound_y)
         s = _random_scalars(Csprng(), params.q, dim)
-        table = generator_table(params)
-        return cls(IPFEPublicKey(params, tuple(int(table.pow(v)) for v in s), bound_x, bound_y), tuple(s))
+        return cls(IPFEPublicKey(params, tuple(params.gpow(v) for v in s), bound_x, bound_y), tuple(s))
 
     def keygen(self, y: Any) -> IPFEFunctionKey:
         """``sk_y = <s, y> mod q`` for a weight vector with ``|y_j| <= bound_y``."""
@@ -176,11 +182,10 @@ def ipfe_decrypt(public: IPFEPublicKey, key: IPFEFunctionKey, ct: IPFECiphertext
     """``<x, y>``: ``prod c_j^{y_j} / c0^{sk_y}`` then a bounded discrete log (``ValueError`` if out of range)."""
     if len(ct.c) != public.dim or len(key.y) != public.dim:
         raise ValueError(f"ciphertext / key length does not match the public key's dimension {public.dim}")
-    p = mpz(public.params.p)
-    num = multi_exp(ct.c, key.y, p)
-    den = gmpy2.powmod(mpz(ct.c0), key.sk, p)
+    group = public.params
+    value = group.op(group.multi_exp(ct.c, key.y), group.pow(ct.c0, -key.sk))
     bound = public.result_bound
-    return dlog_table(public.params, bound).solve(num * gmpy2.invert(den, p) % p, bound)
+    return dlog_table(group, bound).solve(value, bound)
 
 
 # ---------------------------------------------------------------- multi-input with labels (ACFGU 2018)
@@ -199,31 +204,31 @@ def _pads(prf_key: bytes, label: Label, rows: int, dim: int, q: int) -> list[lis
 class MIFECiphertext:
     """One slot's labelled ciphertext of ``rows`` vectors: ``c0 = g^r``, ``c[t][j] = h_j^r g^{x_tj + u_tj}``."""
 
+    group: Group
     slot: int
     label: Label
-    c0: int
-    c: tuple[tuple[int, ...], ...]
+    c0: Any
+    c: tuple[tuple[Any, ...], ...]
 
     def to_wire(self) -> dict:
-        rows = len(self.c)
         return {
-            "slot": self.slot, "label": self.label, "c0": self.c0, "rows": rows,
-            "c": [v for row in self.c for v in row],
+            "slot": self.slot, "label": self.label, "c0": self.group.element_to_wire(self.c0), "rows": len(self.c),
+            "c": self.group.elements_to_wire([v for row in self.c for v in row]),
         }
 
     @classmethod
-    def from_wire(cls, obj: Any, params: GroupParams) -> "MIFECiphertext":
+    def from_wire(cls, obj: Any, params: Group) -> "MIFECiphertext":
         keys = {"slot", "label", "c0", "rows", "c"}
-        if not isinstance(obj, dict) or set(obj) != keys or not isinstance(obj["c"], list):
+        if not isinstance(obj, dict) or set(obj) != keys:
             raise ValueError(f"malformed MIFE ciphertext: expected a dict with keys {sorted(keys)}")
-        rows, slot = obj["rows"], obj["slot"]
-        if not isinstance(rows, int) or rows < 1 or len(obj["c"]) % rows or not isinstance(slot, int):
-            raise ValueError("malformed MIFE ciphertext: bad slot, row count or entry count")
         label_bytes(obj["label"])
-        flat = [int(check_element(params, v, "ciphertext entry")) for v in obj["c"]]
+        flat = params.elements_from_wire(obj["c"], "ciphertext entry")
+        rows, slot = obj["rows"], obj["slot"]
+        if not isinstance(rows, int) or rows < 1 or len(flat) % rows or not isinstance(slot, int):
+            raise ValueError("malformed MIFE ciphertext: bad slot, row count or entry count")
         dim = len(flat) // rows
         c = tuple(tuple(flat[t * dim : (t + 1) * dim]) for t in range(rows))
-        return cls(slot, obj["label"], int(check_element(params, obj["c0"], "ciphertext c0")), c)
+        return cls(params, slot, obj["label"], params.element_from_wire(obj["c0"], "ciphertext c0"), c)
 
 
 @dataclass(frozen=True)
@@ -238,21 +243,29 @@ class MIFESlotKey:
         """Codec form (secret: send only to the slot's owner over a confidential channel)."""
         pub = self.public
         return {
-            "slot": self.slot, "group": pub.params.name, "h": list(pub.h), "prf_key": self.prf_key,
-            "bound_x": pub.bound_x, "bound_y": pub.bound_y,
+            "slot": self.slot, "group": pub.params.name, "h": pub.params.elements_to_wire(pub.h),
+            "prf_key": self.prf_key, "bound_x": pub.bound_x, "bound_y": pub.bound_y,
         }
 
     @classmethod
     def from_wire(cls, obj: Any) -> "MIFESlotKey":
         keys = {"slot", "group", "h", "prf_key", "bound_x", "bound_y"}
-        if not isinstance(obj, dict) or set(obj) != keys or not isinstance(obj["h"], list) or not obj["h"]:
+        if not isinstance(obj, dict) or set(obj) != keys:
             raise ValueError(f"malformed MIFE slot key: expected a dict with keys {sorted(keys)}")
         params = group_by_name(obj["group"])
         if not isinstance(obj["prf_key"], bytes) or len(obj["prf_key"]) != 32 or not isinstance(obj["slot"], int):
             raise ValueError("malformed MIFE slot key: bad slot or PRF key")
-        h = tuple(int(check_element(params, v, "public key entry")) for v in obj["h"])
+        h = tuple(params.elements_from_wire(obj["h"], "public key entry"))
+        if not h:
+            raise ValueError("malformed MIFE slot key: empty public key")
         _check_bounds(params, len(h), obj["bound_x"], obj["bound_y"])
         return cls(obj["slot"], IPFEPublicKey(params, h, obj["bound_x"], obj["bound_y"]), obj["prf_key"])
+
+    def _randomness(self, rng: Csprng | None) -> tuple[Any, list[Any]]:
+        """``(g^r, [h_j^r])`` for a fresh ``r``."""
+        group = self.public.params
+        r = (rng or Csprng()).randbelow(group.q)
+        return group.gpow(r), [group.pow(h, r) for h in self.public.h]
 
     def prepare(self, label: Label, rows: int, rng: Csprng | None = None) -> "PreparedEncryption":
         """The message-independent part of an encryption under ``label`` (offline, before the data is known).
@@ -263,42 +276,46 @@ class MIFESlotKey:
         """
         if not isinstance(rows, int) or rows < 1:
             raise ValueError(f"rows must be a positive int, got {rows!r}")
-        params = self.public.params
-        p, q = mpz(params.p), params.q
-        table = generator_table(params)
-        r = (rng or Csprng()).randbelow(q)
-        hr = [gmpy2.powmod(h, r, p) for h in self.public.h]
-        masks = [[hr[j] * table.pow(u) % p for j, u in enumerate(pad)] for pad in _pads(self.prf_key, label, rows, self.public.dim, q)]
-        return PreparedEncryption(self.slot, label, int(table.pow(r)), masks)
+        group = self.public.params
+        c0, hr = self._randomness(rng)
+        pads = _pads(self.prf_key, label, rows, self.public.dim, group.q)
+        masks = [[group.op(hr[j], group.gpow(u)) for j, u in enumerate(pad)] for pad in pads]
+        return PreparedEncryption(self.slot, label, c0, masks)
 
     def encrypt(
         self, x: Any, label: Label, rng: Csprng | None = None, prepared: "PreparedEncryption | None" = None
     ) -> MIFECiphertext:
-        """Encrypt ``x`` (``rows x dim`` integers, ``|x| <= bound_x``; a 1-D vector is one row) under ``label``."""
+        """Encrypt ``x`` (``rows x dim`` integers, ``|x| <= bound_x``; a 1-D vector is one row) under ``label``.
+
+        Without a preparation each entry costs one fixed-base exponentiation ``g^{x + u}`` and one
+        multiplication by ``h_j^r``.
+        """
         x = np.asarray(x)
         x = check_int_array(x[None, :] if x.ndim == 1 else x, self.public.bound_x, "x", 2)
         rows, dim = x.shape
         if dim != self.public.dim:
             raise ValueError(f"x has rows of {dim} entries but slot {self.slot} encrypts vectors of {self.public.dim}")
-        if prepared is None:
-            prepared = self.prepare(label, rows, rng)
-        masks = prepared.take(self.slot, label, rows)
-        params = self.public.params
-        p = mpz(params.p)
+        group = self.public.params
+        if prepared is not None:
+            masks = prepared.take(self.slot, label, rows)
+            c = tuple(tuple(group.op(m, group.gpow(xv)) for m, xv in zip(mrow, row)) for mrow, row in zip(masks, x.tolist()))
+            return MIFECiphertext(group, self.slot, label, prepared.c0, c)
+        c0, hr = self._randomness(rng)
+        pads = _pads(self.prf_key, label, rows, dim, group.q)
         c = tuple(
-            tuple(int(m * small_gpow(params, xv) % p) for m, xv in zip(mrow, row)) for mrow, row in zip(masks, x.tolist())
+            tuple(group.op(hj, group.gpow(u + xv)) for hj, u, xv in zip(hr, pad, row)) for pad, row in zip(pads, x.tolist())
         )
-        return MIFECiphertext(self.slot, label, prepared.c0, c)
+        return MIFECiphertext(group, self.slot, label, c0, c)
 
 
 class PreparedEncryption:
     """Offline part of one slot's encryption under one label (see :meth:`MIFESlotKey.prepare`); single use."""
 
-    def __init__(self, slot: int, label: Label, c0: int, masks: list[list[mpz]]) -> None:
+    def __init__(self, slot: int, label: Label, c0: Any, masks: list[list[Any]]) -> None:
         self.slot, self.label, self.c0 = slot, label, c0
-        self._masks: list[list[mpz]] | None = masks
+        self._masks: list[list[Any]] | None = masks
 
-    def take(self, slot: int, label: Label, rows: int) -> list[list[mpz]]:
+    def take(self, slot: int, label: Label, rows: int) -> list[list[Any]]:
         if self._masks is None:
             raise ValueError("this preparation was already used: reusing it would reuse the one-time pads")
         if slot != self.slot or label_bytes(label) != label_bytes(self.label) or rows != len(self._masks):
@@ -312,35 +329,39 @@ class MIFEFunctionKey:
     """Key for ``sum_i <x_i, y_i>`` on the rows of one label: ``d_i = <s_i, y_i>`` and, per row, the
     pad sum ``z_t`` (scalars) or, from prepared pads, the group elements ``zg_t = g^{-z_t}``."""
 
+    group: Group
     label: Label
     y: tuple[tuple[int, ...], ...]
     d: tuple[int, ...]
     z: tuple[int, ...] = ()
-    zg: tuple[int, ...] = ()
+    zg: tuple[Any, ...] = ()
 
     @property
     def rows(self) -> int:
         return len(self.z) or len(self.zg)
 
     def to_wire(self) -> dict:
-        return {"label": self.label, "y": [list(v) for v in self.y], "d": list(self.d), "z": list(self.z), "zg": list(self.zg)}
+        return {
+            "label": self.label, "y": [list(v) for v in self.y], "d": list(self.d), "z": list(self.z),
+            "zg": self.group.elements_to_wire(self.zg),
+        }
 
     @classmethod
-    def from_wire(cls, obj: Any, params: GroupParams) -> "MIFEFunctionKey":
+    def from_wire(cls, obj: Any, params: Group) -> "MIFEFunctionKey":
         if not isinstance(obj, dict) or set(obj) != {"label", "y", "d", "z", "zg"}:
             raise ValueError("malformed MIFE function key")
         label_bytes(obj["label"])
         if bool(obj["z"]) == bool(obj["zg"]):
             raise ValueError("malformed MIFE function key: needs exactly one of z and zg")
         y = tuple(tuple(int(v) for v in row) for row in obj["y"])
-        zg = tuple(int(check_element(params, v, "key element")) for v in obj["zg"])
-        return cls(obj["label"], y, tuple(int(v) for v in obj["d"]), tuple(int(v) for v in obj["z"]), zg)
+        zg = tuple(params.elements_from_wire(obj["zg"], "key element"))
+        return cls(params, obj["label"], y, tuple(int(v) for v in obj["d"]), tuple(int(v) for v in obj["z"]), zg)
 
 
 class PreparedPads:
     """The authority's offline part of key derivation for one label: ``g^{-u_i(l, t, j)}`` for every slot."""
 
-    def __init__(self, label: Label, elements: list[list[list[mpz]]]) -> None:
+    def __init__(self, label: Label, elements: list[list[list[Any]]]) -> None:
         self.label, self.elements = label, elements
 
     @property
@@ -357,7 +378,7 @@ class MIFEMasterKey:
 
     @classmethod
     def setup(
-        cls, n_slots: int, dim: int, bound_x: int, bound_y: int, params: GroupParams = GROUP_3072
+        cls, n_slots: int, dim: int, bound_x: int, bound_y: int, params: Group = DEFAULT_GROUP
     ) -> "MIFEMasterKey":
         if not isinstance(n_slots, int) or n_slots < 1:
             raise ValueError(f"n_slots must be a positive int, got {n_slots!r}")
@@ -369,7 +390,7 @@ class MIFEMasterKey:
         return cls(slots, tuple(rng.random_bytes(32) for _ in range(n_slots)))
 
     @property
-    def params(self) -> GroupParams:
+    def params(self) -> Group:
         return self.slots[0].public.params
 
     @property
@@ -386,11 +407,10 @@ class MIFEMasterKey:
         """Offline: ``g^{-u_i(l, t, j)}`` for all slots, so a later key for ``label`` costs only multiplications."""
         if not isinstance(rows, int) or rows < 1:
             raise ValueError(f"rows must be a positive int, got {rows!r}")
-        params = self.params
-        table, q = generator_table(params), params.q
+        group = self.params
         dim = self.slots[0].public.dim
         return PreparedPads(label, [
-            [[table.pow((-u) % q) for u in pad] for pad in _pads(key, label, rows, dim, q)] for key in self.prf_keys
+            [[group.gpow(-u) for u in pad] for pad in _pads(key, label, rows, dim, group.q)] for key in self.prf_keys
         ])
 
     def keygen(self, y: Any, label: Label, rows: int = 1, prepared: PreparedPads | None = None) -> MIFEFunctionKey:
@@ -402,34 +422,34 @@ class MIFEMasterKey:
         if not isinstance(rows, int) or rows < 1:
             raise ValueError(f"rows must be a positive int, got {rows!r}")
         label_bytes(label)
-        q = self.params.q
+        group = self.params
+        q = group.q
         ys = tuple(tuple(int(v) for v in row) for row in y)
         d = tuple(sum(s * v for s, v in zip(m.s, yi)) % q for m, yi in zip(self.slots, ys))
         if prepared is not None:
             if label_bytes(prepared.label) != label_bytes(label) or prepared.rows != rows:
                 raise ValueError(f"prepared pads are for label {prepared.label!r} and {prepared.rows} rows")
-            zg = []
-            for t in range(rows):
-                bases = [e for elems, yi in zip(prepared.elements, ys) if any(yi) for e in elems[t]]
-                exps = [v for yi in ys if any(yi) for v in yi]
-                zg.append(int(multi_exp(bases, exps, self.params.p)))
-            return MIFEFunctionKey(label, ys, d, zg=tuple(zg))
+            exps = [v for yi in ys if any(yi) for v in yi]
+            zg = tuple(
+                group.multi_exp([e for elems, yi in zip(prepared.elements, ys) if any(yi) for e in elems[t]], exps)
+                for t in range(rows)
+            )
+            return MIFEFunctionKey(group, label, ys, d, zg=zg)
         z = [0] * rows
         for key, yi in zip(self.prf_keys, ys):
             if any(yi):
                 for t, pad in enumerate(_pads(key, label, rows, pub.dim, q)):
                     z[t] += sum(u * v for u, v in zip(pad, yi))
-        return MIFEFunctionKey(label, ys, d, z=tuple(v % q for v in z))
+        return MIFEFunctionKey(group, label, ys, d, z=tuple(v % q for v in z))
 
 
-def mife_decrypt(
-    params: GroupParams, key: MIFEFunctionKey, cts: Mapping[int, MIFECiphertext], bound: int
-) -> list[int]:
+def mife_decrypt(params: Group, key: MIFEFunctionKey, cts: Mapping[int, MIFECiphertext], bound: int) -> list[int]:
     """``[sum_i <x_i[t], y_i> for each row t]`` from the ciphertexts of every slot with non-zero weights.
 
     ``bound`` is the largest result magnitude to search (at most the master key's ``result_bound``);
     ``ValueError`` if a needed slot is missing, a label differs from the key's, or a result is not
-    in ``[-bound, bound]`` (wrong key, label or data).
+    in ``[-bound, bound]`` (wrong key, label or data). Per row: one product of the slots' entries
+    (a single multi-point addition for unit weights), the unmasking and a table lookup.
     """
     needed = [i for i, yi in enumerate(key.y) if any(yi)]
     missing = [i for i in needed if i not in cts]
@@ -443,23 +463,15 @@ def mife_decrypt(
             raise ValueError(f"ciphertext for slot {i} has slot {ct.slot} / label {ct.label!r}, key is for {key.label!r}")
         if len(ct.c) != rows or any(len(row) != len(key.y[i]) for row in ct.c):
             raise ValueError(f"ciphertext for slot {i} has the wrong shape for the key ({rows} rows expected)")
-    p = mpz(params.p)
-    table = generator_table(params)
-    mask = mpz(1)
-    for i in needed:
-        mask = mask * gmpy2.powmod(mpz(cts[i].c0), key.d[i], p) % p
-    unmask = gmpy2.invert(mask, p)
-    solver = dlog_table(params, bound)
+    group = params
+    unmask = group.prod([group.pow(cts[i].c0, -key.d[i]) for i in needed])
+    solver = dlog_table(group, bound)
+    exps = [v for i in needed for v in key.y[i]] + [1, 1]
     out = []
     for t in range(rows):
-        bases: list[int] = []
-        exps: list[int] = []
-        for i in needed:
-            bases.extend(cts[i].c[t])
-            exps.extend(key.y[i])
-        pad = key.zg[t] if key.zg else table.pow((-key.z[t]) % params.q)
-        value = multi_exp(bases, exps, p) * unmask % p * pad % p
-        out.append(solver.solve(value, bound))
+        pad = key.zg[t] if key.zg else group.gpow(-key.z[t])
+        bases = [v for i in needed for v in cts[i].c[t]] + [unmask, pad]
+        out.append(solver.solve(group.multi_exp(bases, exps), bound))
     return out
 
 

@@ -65,13 +65,15 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from mpcml import paillier
-from mpcml.dlog import GROUP_3072, dlog_table, group_by_name
+from mpcml.dlog import dlog_table
 from mpcml.dp import NoiseSource, analytic_gaussian_sigma, clip_l2, share_sigma
 from mpcml.fe import (
+    DEFAULT_GROUP,
     MIFECiphertext,
     MIFEFunctionKey,
     MIFEMasterKey,
     MIFESlotKey,
+    group_by_name,
     label_bytes,
     mife_decrypt,
 )
@@ -178,7 +180,7 @@ class HybridAlphaConfig:
     deadline: float = 30.0
     frac_bits: int = 16
     max_abs: float = 256.0
-    group: str = GROUP_3072.name
+    group: str = DEFAULT_GROUP.name
     paillier_bits: int = 2048
     dp: DPConfig | None = None
     precompute: bool = False
@@ -509,7 +511,7 @@ class HybridAlphaLogisticRegression(ClassifierMixin, BaseEstimator):
 
     def __init__(self, *, rounds: int = 20, local_epochs: int = 5, learning_rate: float = 0.5, min_parties: int = 2,
                  scheme: str = "fe", dp_epsilon: float | None = None, dp_delta: float = 1e-5, dp_clip: float = 1.0,
-                 deadline: float = 60.0, frac_bits: int = 16, max_abs: float = 256.0, group: str = GROUP_3072.name,
+                 deadline: float = 60.0, frac_bits: int = 16, max_abs: float = 256.0, group: str = DEFAULT_GROUP.name,
                  timeout: float = DEFAULT_TIMEOUT) -> None:
         self.rounds, self.local_epochs, self.learning_rate, self.min_parties = rounds, local_epochs, learning_rate, min_parties
         self.scheme, self.dp_epsilon, self.dp_delta, self.dp_clip = scheme, dp_epsilon, dp_delta, dp_clip
@@ -592,7 +594,7 @@ class FedVConfig:
     max_abs_e: float = 64.0
     min_nonzero: int = 2
     init_scale: float = 0.01
-    group: str = GROUP_3072.name
+    group: str = DEFAULT_GROUP.name
     record_gradients: bool = False
 
     def __post_init__(self) -> None:
@@ -874,7 +876,7 @@ class FedVEstimator(BaseEstimator):
     def __init__(self, *, model: str = "logistic", epochs: int = 10, batch_size: int = 0, learning_rate: float = 0.5,
                  alpha: float = 0.0, fit_intercept: bool = True, label_party: int = 0, frac_bits: int = 10,
                  max_abs_x: float = 16.0, max_abs_w: float = 64.0, max_abs_e: float = 64.0,
-                 group: str = GROUP_3072.name, timeout: float = DEFAULT_TIMEOUT) -> None:
+                 group: str = DEFAULT_GROUP.name, timeout: float = DEFAULT_TIMEOUT) -> None:
         self.model, self.epochs, self.batch_size, self.learning_rate = model, epochs, batch_size, learning_rate
         self.alpha, self.fit_intercept, self.label_party, self.frac_bits = alpha, fit_intercept, label_party, frac_bits
         self.max_abs_x, self.max_abs_w, self.max_abs_e = max_abs_x, max_abs_w, max_abs_e

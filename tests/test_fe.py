@@ -1,6 +1,8 @@
 """Inner-product FE (mpcml.fe, mpcml.dlog) against plaintext inner products.
 
-Unit tests use the INSECURE 1024-bit test group for speed; one test runs the 3072-bit group.
+Unit tests use the INSECURE 1024-bit test group for speed; one test runs the 3072-bit group;
+the secp256k1 tests (the default group) check the group itself, identity handling, the wire
+form, the discrete log and the schemes on the curve.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import pytest
 
 from mpcml import codec
 from mpcml.dlog import GROUP_3072, INSECURE_TEST_GROUP, DlogTable, FixedBase, GroupParams, dlog_table, multi_exp
+from mpcml.ec import SECP256K1
 from mpcml.fe import (
+    DEFAULT_GROUP,
     IPFECiphertext,
     IPFEMasterKey,
     MIFECiphertext,
@@ -195,3 +199,104 @@ def test_mife_offline_preparation_gives_the_same_results(data):
         master.slot_key(1).encrypt(xs[1], (10, "w"), prepared=master.slot_key(1).prepare(label, 4))
     with pytest.raises(ValueError, match="prepared pads are for"):
         master.keygen(y, (10, "w"), rows=4, prepared=pads)
+
+
+# ---------------------------------------------------------------- secp256k1
+
+E = SECP256K1
+
+
+def wire(a):
+    return E.element_to_wire(a)
+
+
+def test_ec_group_laws_and_identity(data):
+    a, b = (int(v) for v in data.integers(1, 2**62, 2))
+    assert DEFAULT_GROUP is E and E.q.bit_length() == 256 and E.element_bytes == 33
+    assert E.gpow(0) is None and E.gpow(E.q) is None and E.identity is None
+    assert wire(E.gpow(1)) == bytes.fromhex("0279be667ef9dcbbac55a06295ce870b07029bfcdb2dce28d959f2815b16f81798")
+    assert wire(E.gpow(a + b)) == wire(E.op(E.gpow(a), E.gpow(b)))
+    assert wire(E.pow(E.gpow(a), b)) == wire(E.gpow(a * b))
+    assert wire(E.gpow(-a)) == wire(E.inv(E.gpow(a))) == wire(E.gpow(E.q - a))
+    point = E.gpow(a)
+    assert E.op(point, E.inv(point)) is None  # a point plus its negation: the point at infinity
+    assert E.prod([point, None, E.gpow(-a)]) is None and E.prod([]) is None
+    assert wire(E.op(None, point)) == wire(E.op(point, None)) == wire(E.prod([None, point])) == wire(point)
+    assert E.pow(point, 0) is None and E.pow(point, E.q) is None and E.pow(None, 5) is None and E.inv(None) is None
+    bases = [E.gpow(k + 2) for k in range(6)] + [None]
+    exps = [3, -1, 0, 3, -7, 1, 4]
+    expected = sum((k + 2) * e for k, e in enumerate(exps[:6]))
+    assert wire(E.multi_exp(bases, exps)) == wire(E.gpow(expected))
+    assert E.multi_exp([point, point], [1, -1]) is None
+
+
+def test_ec_wire_round_trip_and_refusals(data):
+    elems = [E.gpow(int(v)) for v in data.integers(1, 2**62, 4)] + [None, E.gpow(-1)]
+    blob = codec.decode(codec.encode(E.elements_to_wire(elems)))
+    assert len(blob) == 33 * len(elems)
+    back = E.elements_from_wire(blob, "entry")
+    assert back[4] is None and [wire(v) for v in back] == [wire(v) for v in elems]
+    assert wire(None) == bytes(33) and E.element_from_wire(bytes(33), "c0") is None
+    for bad in (b"\x04" + blob[1:33], b"\x02" + bytes(31) + b"\x07", blob[:32], 12345):
+        with pytest.raises(ValueError, match="c0 is not an element of group 'secp256k1'"):
+            E.element_from_wire(bad, "c0")
+    with pytest.raises(ValueError, match="entry"):
+        E.elements_from_wire(blob[:-1], "entry")
+
+
+def test_ec_dlog_zero_negatives_and_giant_steps():
+    solver = DlogTable(E, 64)
+    bound = 5000
+    for v in [0, 1, -1, 64, -64, 65, -65, 129, -130, 4999, -5000, 5000, 1234, -4321]:
+        assert solver.solve(E.gpow(v), bound) == v
+    for v in (5001, -5001, E.q // 3):
+        with pytest.raises(ValueError, match="not in"):
+            solver.solve(E.gpow(v), bound)
+    assert len(dlog_table(E, 1000).table) == 1024 + 1  # a point and its negation share an entry
+    capped = dataclasses.replace(E, dlog_max_table=256)
+    big = dlog_table(capped, 10**6)
+    assert big.m == 256
+    for v in [0, -256, 257, -(10**6), 10**6, 123_456, -654_321]:
+        assert big.solve(capped.gpow(v), 10**6) == v
+    with pytest.raises(ValueError, match="not below q / 2"):
+        dlog_table(E, E.q // 2)
+
+
+def test_ec_ipfe_zero_and_negative_inner_products(data):
+    dim = 6
+    master = IPFEMasterKey.setup(dim, BX, BY, E)
+    y = data.integers(-BY, BY + 1, dim)
+    for x in [np.zeros(dim, dtype=np.int64), np.full(dim, -BX), data.integers(-BX, BX + 1, dim)]:
+        ct = IPFECiphertext.from_wire(codec.decode(codec.encode(master.public.encrypt(x).to_wire())), E)
+        assert ipfe_decrypt(master.public, master.keygen(y), ct) == int(x @ y)
+    x = np.array([3, 2, 0, 0, 0, 0])  # <x, y> = 0 with x != 0: decryption meets the identity
+    assert ipfe_decrypt(master.public, master.keygen([2, -3, 5, 0, 0, 0]), master.public.encrypt(x)) == 0
+
+
+def test_ec_mife_sums_wire_and_labels(data):
+    master = MIFEMasterKey.setup(3, 2, BX, BY, E)
+    xs = [data.integers(-BX // 2, BX // 2 + 1, (5, 2)) for _ in range(3)]
+    xs[2] = -(xs[0] + xs[1])  # every row but the first sums to zero
+    xs[2][0] = [BX, -BX]
+    label = (3, "update")
+    y = np.ones((3, 2), dtype=np.int64)
+    cts = {i: master.slot_key(i).encrypt(xs[i], label) for i in range(3)}
+    received = {i: MIFECiphertext.from_wire(codec.decode(codec.encode(ct.to_wire())), E) for i, ct in cts.items()}
+    assert len(cts[0].to_wire()["c"]) == 33 * 10
+    expected = sum(xs[i] @ y[i] for i in range(3)).tolist()
+    assert expected[1:] == [0, 0, 0, 0]
+    key = MIFEFunctionKey.from_wire(codec.decode(codec.encode(master.keygen(y, label, rows=5).to_wire())), E)
+    bound = 6 * BX  # the largest |sum| here: smaller than result_bound, a smaller table
+    assert mife_decrypt(E, key, received, bound) == expected
+    pads = master.prepare_pads(label, 5)
+    prepared = {i: master.slot_key(i).encrypt(xs[i], label, prepared=master.slot_key(i).prepare(label, 5)) for i in range(3)}
+    assert mife_decrypt(E, master.keygen(y, label, rows=5, prepared=pads), prepared, bound) == expected
+    # a key for one label does not decrypt another label's ciphertexts, relabelled or not
+    one_dim = MIFEMasterKey.setup(3, 1, BX, BY, E)
+    cts4 = {i: one_dim.slot_key(i).encrypt(xs[i][:, :1], (4, "update")) for i in range(3)}
+    key3 = mife_key_for_weights(one_dim, [1, 1, 1], (3, "update"), rows=5)
+    with pytest.raises(ValueError, match="label"):
+        mife_decrypt(E, key3, cts4, bound)
+    forged = {i: dataclasses.replace(ct, label=(3, "update")) for i, ct in cts4.items()}
+    with pytest.raises(ValueError, match="discrete log not in"):
+        mife_decrypt(E, key3, forged, bound)

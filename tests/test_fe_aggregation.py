@@ -1,6 +1,6 @@
 """HybridAlpha and FedV (protocols.fe_aggregation) against plaintext, in-process.
 
-FE runs on the INSECURE 1024-bit test group and Paillier on 1024-bit keys, for speed.
+FE runs on secp256k1 (the default group) and Paillier on 1024-bit keys, for speed.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.preprocessing import StandardScaler
 
 from mpcml import run_local
-from mpcml.dlog import INSECURE_TEST_GROUP
+from mpcml.ec import SECP256K1
 from mpcml.dp import analytic_gaussian_sigma
 from protocols.fe_aggregation import (
     DPConfig,
@@ -29,7 +29,7 @@ from protocols.fe_aggregation import (
     quantise,
 )
 
-G = INSECURE_TEST_GROUP.name
+G = SECP256K1.name
 IDS = tuple(f"p{i}" for i in range(5))
 
 
