@@ -55,6 +55,13 @@ class Csprng:
         """Uniform 0/1 values as a uint64 array."""
         return self.random_uint64(shape) & np.uint64(1)
 
+    def permutation(self, n: int) -> np.ndarray:
+        """A uniform permutation of ``range(n)``: the order of ``n`` uniform 64-bit keys.
+
+        Ties among the keys (probability below n^2 / 2^65) are broken by position.
+        """
+        return np.argsort(self.random_uint64(int(n)), kind="stable")
+
     def randbelow(self, bound: int) -> int:
         """Uniform integer in [0, bound) for arbitrarily large ``bound`` (rejection sampling)."""
         if bound <= 0:

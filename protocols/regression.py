@@ -88,7 +88,7 @@ def batch_schedule(seed: bytes, n_rows: int, epochs: int, batch_size: int) -> It
     """``(epoch, rows)`` for every mini-batch: a fresh public permutation per epoch from ``seed``."""
     stream = Csprng(seed)
     for epoch in range(epochs):
-        order = np.argsort(stream.random_uint64(n_rows), kind="stable")
+        order = stream.permutation(n_rows)
         for start in range(0, n_rows, batch_size):
             yield epoch, order[start : start + batch_size]
 

@@ -121,15 +121,6 @@ def derived_nodes(counts: dict[int, int]) -> set[int]:
     return derived
 
 
-def _permutation(rng: Csprng, k: int) -> np.ndarray:
-    """Uniform permutation of ``range(k)`` (Fisher–Yates on the CSPRNG)."""
-    perm = np.arange(k)
-    for i in range(k - 1, 0, -1):
-        j = rng.randbelow(i + 1)
-        perm[i], perm[j] = perm[j], perm[i]
-    return perm
-
-
 # --- the label holder -----------------------------------------------------------------------------
 
 
@@ -233,7 +224,7 @@ def _feature_mask(rng: Csprng, binner: QuantileBinner, rate: float) -> np.ndarra
     """Per-candidate 0/1 mask of the features kept for this tree (``colsample_bytree``)."""
     n_feat = len(binner.cuts_)
     keep = np.zeros(n_feat, dtype=bool)
-    keep[_permutation(rng, n_feat)[: max(1, int(round(rate * n_feat)))]] = True
+    keep[rng.permutation(n_feat)[: max(1, int(round(rate * n_feat)))]] = True
     feats, _ = binner.candidates()
     return keep[feats]
 
@@ -350,7 +341,7 @@ class _PassiveHistograms:
     def shuffle(self) -> np.ndarray:
         """A fresh order of the candidates, shuffled within each feature: ``order[i]`` is sent at position ``i``."""
         feats, _ = self.binner.candidates()
-        return np.concatenate([np.flatnonzero(feats == f)[_permutation(self.rng, int(np.sum(feats == f)))]
+        return np.concatenate([np.flatnonzero(feats == f)[self.rng.permutation(int(np.sum(feats == f)))]
                                for f in range(len(self.binner.cuts_))] or [np.zeros(0, np.int64)])
 
     def shuffled_packed(self, sums: EncryptedArray, slot_bits: int, keep: np.ndarray, order: np.ndarray) -> list[int]:

@@ -308,7 +308,7 @@ def _root_selection(me: _Player, is_label: bool) -> tuple[np.ndarray, bool]:
 def _column_mask(party: Party, binner: QuantileBinner, rate: float) -> np.ndarray:
     """This player's per-candidate 0/1 mask of the columns kept for the tree (``colsample_bytree``)."""
     n_feat = len(binner.cuts_)
-    order = np.argsort(party.rng.random_uint64(n_feat))
+    order = party.rng.permutation(n_feat)
     keep = np.zeros(n_feat, dtype=bool)
     keep[order[: max(1, int(round(rate * n_feat)))]] = True
     return keep[binner.candidates()[0]].astype(np.uint64)
