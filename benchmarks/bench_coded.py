@@ -18,7 +18,7 @@ import argparse
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from benchmarks.bench_foundation import median_time
+from benchmarks.timing import median_time
 from mpcml.csprng import Csprng
 from protocols.coded import (
     CodedLogisticRegression,

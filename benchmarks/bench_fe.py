@@ -20,7 +20,7 @@ import argparse
 import numpy as np
 from phe import paillier
 
-from benchmarks.bench_paillier import median_time
+from benchmarks.timing import median_time
 from mpcml.dlog import Group, dlog_table
 from mpcml.fe import DEFAULT_GROUP, IPFEMasterKey, MIFEMasterKey, group_by_name, ipfe_decrypt, mife_decrypt, mife_key_for_weights
 

@@ -13,22 +13,15 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from typing import Callable
 
 import numpy as np
 
+from benchmarks.timing import timed
 from mpcml import DealerTriples, Session, run_dealer, run_local
 from mpcml.csprng import Csprng
 from mpcml.ring import ring_matmul
 
 PLAYERS = ("alice", "bob")
-
-
-def timed(func: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    func()
-    return time.perf_counter() - start
 
 
 def ring_figures(n: int, repeats: int) -> dict[str, float]:

@@ -17,6 +17,7 @@ from typing import Callable
 import numpy as np
 import scipy.sparse as sp
 
+from benchmarks.timing import median_time
 from mpcml import Party, fixedpoint, run_local
 from mpcml.paillier import (
     PrivateKey,
@@ -30,16 +31,6 @@ from mpcml.paillier import (
 from mpcml.paillier_triples import PaillierTriples
 
 PLAYERS = ("alice", "bob")
-
-
-def median_time(func: Callable[[], object], repeats: int) -> float:
-    """Median wall-clock seconds of ``repeats`` calls."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def paired_row(name: str, ours: Callable[[], object], ours_count: int, theirs: Callable[[], object], theirs_count: int, repeats: int) -> str:

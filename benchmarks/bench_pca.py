@@ -15,7 +15,7 @@ import argparse
 import numpy as np
 from sklearn.decomposition import PCA
 
-from benchmarks.bench_foundation import median_time
+from benchmarks.timing import median_time
 from protocols.pca import VARIANTS, SecurePCA
 
 

@@ -21,7 +21,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
 
-from benchmarks.bench_foundation import median_time
+from benchmarks.timing import median_time
 from mpcml import run_local
 from protocols.regression import RegressionConfig, logistic, plaintext_sgd, regression_dealer, regression_party
 

@@ -24,11 +24,11 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Callable
 
 import grpc
 import numpy as np
 
+from benchmarks.timing import timed
 from mpcml import codec
 
 from parties.certs import TlsMaterial, load_tls, write_federation_certs
@@ -93,12 +93,6 @@ def party_pair(federation: Federation, secure: bool) -> tuple[GrpcParty, GrpcPar
     parties[0].connect()
     parties[1].connect()
     return parties[0], parties[1], servers
-
-
-def timed(func: Callable[[], object]) -> float:
-    start = time.perf_counter()
-    func()
-    return time.perf_counter() - start
 
 
 def throughput(

@@ -17,7 +17,6 @@ import argparse
 import statistics
 import time
 
-import numpy as np
 import xgboost
 from sklearn.datasets import load_breast_cancer, make_classification
 from sklearn.metrics import roc_auc_score

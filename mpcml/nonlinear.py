@@ -40,7 +40,6 @@ range the result is meaningless (``sqrt(0) = 0`` exactly, though).
 
 from __future__ import annotations
 
-import builtins
 from dataclasses import dataclass
 from typing import Any, Callable
 
