@@ -442,9 +442,11 @@ class _Trainer:
         self.setup()
         start = time.perf_counter()
         self.epoch_log: list[dict[str, float]] = []
+        self.orders: list[np.ndarray] = []
         for epoch in range(self.params.epochs):
             began, traffic = time.perf_counter(), self.party.stats.bytes_sent + self.party.stats.bytes_received
             order = self._epoch_order()
+            self.orders.append(order)
             batches = epoch_batches(self.rows, self.params.batch_size, order)
             self.loss_terms, self.loss_cross = 0, None
             for rows in batches:
@@ -493,15 +495,17 @@ def run_party_a(party: Party, peer: str, x: Any, params: CaesarParams) -> np.nda
 
 
 def run_party_b(party: Party, peer: str, x: Any, y: Any, params: CaesarParams, verbose: bool = False) -> dict:
-    """Role of party B (features and labels): ``{"coef": w_B, "intercept": b, "epochs": [...]}``.
+    """Role of party B (features and labels): ``{"coef", "intercept", "epochs", "orders"}``.
 
-    ``epochs`` lists, per epoch, its wall time and the bytes both parties exchanged in it.
+    ``epochs`` lists, per epoch, its wall time and the bytes both parties exchanged in it;
+    ``orders`` the row order of each epoch (public to both parties: B sent it to A).
     """
     trainer = _Trainer(party, peer, _with_intercept(x, params.fit_intercept), params, True)
     labels = check_labels(y, trainer.rows, binary=True)
     weights = trainer.train(labels, _progress(verbose))
     intercept = float(weights[-1]) if params.fit_intercept else 0.0
-    return {"coef": weights[:-1] if params.fit_intercept else weights, "intercept": intercept, "epochs": trainer.epoch_log}
+    return {"coef": weights[:-1] if params.fit_intercept else weights, "intercept": intercept,
+            "epochs": trainer.epoch_log, "orders": trainer.orders}
 
 
 def _with_intercept(x: Any, fit_intercept: bool) -> Any:

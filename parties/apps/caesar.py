@@ -6,7 +6,8 @@ feature columns with the 0/1 label as the last column); rows are aligned. A lear
 
 Options: ``epochs`` (5), ``batch_size`` (100), ``learning_rate`` (2.0), ``l2`` (0), ``sigmoid``
 (``linear`` | ``cubic``), ``key_bits`` (Paillier modulus, 2048), ``frac_bits`` (16), ``shuffle``
-(0 or 1, default 0 so that ``check`` can replay the batches; B draws the order otherwise),
+(0 or 1, default 0: rows in order; 1: B draws each epoch's order with its CSPRNG and outputs it,
+so ``check`` replays it either way),
 ``report_loss`` (0 or 1: B also learns each epoch's mean squared residual), and
 for the demo data ``rows`` (400), ``cols`` (200, split evenly) and ``density`` (0.05).
 
@@ -73,9 +74,7 @@ def check(outputs: Mapping[str, Any], data: Mapping[str, Path], options: Mapping
     params = params_from_options(options)
     x_a, b = read_csv(data["alice"]), read_csv(data["bob"])
     x_b, y = b[:, :-1], b[:, -1]
-    if params.shuffle:
-        return CheckResult(True, "shuffled batches (drawn by the labels party) cannot be replayed; not compared")
-    ref_w, ref_b = reference_fit([x_a, x_b], y, params)
+    ref_w, ref_b = reference_fit([x_a, x_b], y, params, orders=outputs["bob"]["orders"])
     bound = weight_error_bound([x_a, x_b], ref_w, params, len(y))
     got = np.concatenate([np.asarray(outputs["alice"]), np.asarray(outputs["bob"]["coef"])])
     error = max(float(np.max(np.abs(got - np.concatenate(ref_w)))), abs(outputs["bob"]["intercept"] - ref_b))
