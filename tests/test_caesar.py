@@ -137,7 +137,11 @@ def test_party_a_receives_only_ciphertexts_or_uniformly_masked_values(monkeypatc
     assert len(set(b_ciphertexts)) == len(b_ciphertexts) > 100
     assert len(uniform) == 2 * 96 + 3 * 4  # z every epoch; B's 3 weights + intercept at 2 decays and the reveal
     assert stats.kstest(uniform, "uniform").pvalue > 1e-4
-    assert np.all(np.isfinite(out["a"]))
+    # the shuffled run (orders drawn by B's CSPRNG) is the plaintext algorithm on those orders
+    ref_w, ref_b = reference_fit([X[:, :3], X[:, 3:]], y, params, orders=out["b"]["orders"])
+    tol = weight_error_bound([X], ref_w, params, 96)
+    np.testing.assert_allclose(np.concatenate([out["a"], out["b"]["coef"]]), np.concatenate(ref_w), atol=tol, rtol=0)
+    assert not np.array_equal(out["b"]["orders"][0], np.arange(96))
 
 
 def test_estimator_conventions_and_input_errors() -> None:
