@@ -1,6 +1,6 @@
 """Regenerate the committed gRPC stubs from proto/parties/wire.proto.
 
-Run from the repository root with the pinned tools (``pip install -e '.[dev]'``, which gives
+Run from the repository root with the pinned tools (``pip install -e '.[test]'``, which gives
 grpcio-tools==1.85.1)::
 
     .venv/bin/python proto/regenerate.py            # writes parties/wire_pb2.py, parties/wire_pb2_grpc.py
