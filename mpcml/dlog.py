@@ -101,6 +101,10 @@ class Group(ABC):
         """``a * b``."""
         return self.prod((a, b))
 
+    def gpow_small(self, e: int) -> Any:
+        """``g^e`` for a small ``|e|`` (quantised data), where a group has a cheaper way than :meth:`gpow`."""
+        return self.gpow(e)
+
 
 @dataclass(frozen=True)
 class GroupParams(Group):

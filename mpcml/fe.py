@@ -127,7 +127,7 @@ class IPFEPublicKey:
             raise ValueError(f"x has {x.shape[0]} entries but the key is for vectors of {self.dim}")
         group = self.params
         r = (rng or Csprng()).randbelow(group.q)
-        c = [group.op(group.pow(h, r), group.gpow(xj)) for h, xj in zip(self.h, x.tolist())]
+        c = [group.op(group.pow(h, r), group.gpow_small(xj)) for h, xj in zip(self.h, x.tolist())]
         return IPFECiphertext(group, group.gpow(r), tuple(c))
 
 
@@ -298,7 +298,9 @@ class MIFESlotKey:
         group = self.public.params
         if prepared is not None:
             masks = prepared.take(self.slot, label, rows)
-            c = tuple(tuple(group.op(m, group.gpow(xv)) for m, xv in zip(mrow, row)) for mrow, row in zip(masks, x.tolist()))
+            c = tuple(
+                tuple(group.op(m, group.gpow_small(xv)) for m, xv in zip(mrow, row)) for mrow, row in zip(masks, x.tolist())
+            )
             return MIFECiphertext(group, self.slot, label, prepared.c0, c)
         c0, hr = self._randomness(rng)
         pads = _pads(self.prf_key, label, rows, dim, group.q)

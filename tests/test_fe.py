@@ -228,6 +228,8 @@ def test_ec_group_laws_and_identity(data):
     expected = sum((k + 2) * e for k, e in enumerate(exps[:6]))
     assert wire(E.multi_exp(bases, exps)) == wire(E.gpow(expected))
     assert E.multi_exp([point, point], [1, -1]) is None
+    for v in [0, 1, -1, 255, -256, 2**24 + 7, -(2**24) - 7, 2**32 - 1, -(2**32) + 1, 2**32, -(2**40), a, -b]:
+        assert wire(E.gpow_small(v)) == wire(E.gpow(v)), v
 
 
 def test_ec_wire_round_trip_and_refusals(data):
