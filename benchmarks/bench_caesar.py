@@ -18,24 +18,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
-from typing import Callable
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
+from benchmarks.timing import median_time
 from protocols.caesar import CaesarLogisticRegression, CaesarParams, make_sparse_logistic, reference_fit
 from protocols.regression import SecureLogisticRegression
-
-
-def median_time(func: Callable[[], object], repeats: int) -> float:
-    """Median wall time of ``repeats`` calls."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        func()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
 
 
 def _split(x, cols: int):

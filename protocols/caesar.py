@@ -474,8 +474,7 @@ class _Trainer:
 
     def _epoch_order(self) -> np.ndarray:
         if self.is_b:
-            # sorting uniform 64-bit CSPRNG keys: a uniform permutation up to key collisions (prob. < n^2 / 2^65)
-            order = np.argsort(self.party.rng.random_uint64(self.rows), kind="stable") if self.params.shuffle else np.arange(self.rows)
+            order = self.party.rng.permutation(self.rows) if self.params.shuffle else np.arange(self.rows)
             self.party.send(self.peer, {"kind": "order", "rows": order.astype(np.int64)})
             return order
         message = self.party.recv(self.peer)
