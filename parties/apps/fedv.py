@@ -21,7 +21,7 @@ import numpy as np
 from sklearn.datasets import load_breast_cancer
 from sklearn.preprocessing import StandardScaler
 
-from mpcml.dlog import GROUP_3072
+from mpcml.fe import DEFAULT_GROUP
 from protocols.fe_aggregation import FedVConfig, fedv_aggregator, fedv_party, fedv_tpa, plaintext_fedv
 
 from . import AppContext, CheckResult, get_option, read_csv, write_csv
@@ -39,7 +39,7 @@ def config_from(options: Mapping[str, str], parties: tuple[str, ...], tpa: str, 
         parties, get_option(options, "widths", _widths, (10, 10, 10)), get_option(options, "samples", int, 569),
         parties[0], get_option(options, "model", str, "logistic"), get_option(options, "epochs", int, 5),
         get_option(options, "batch_size", int, 0), get_option(options, "learning_rate", float, 0.5), tpa=tpa,
-        aggregator=aggregator, group=get_option(options, "group", str, GROUP_3072.name),
+        aggregator=aggregator, group=get_option(options, "group", str, DEFAULT_GROUP.name),
     )
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.datasets import load_breast_cancer
 from sklearn.preprocessing import StandardScaler
 
-from mpcml.dlog import GROUP_3072
+from mpcml.fe import DEFAULT_GROUP
 from protocols.fe_aggregation import (
     DPConfig,
     HybridAlphaConfig,
@@ -47,7 +47,7 @@ def config_from(options: Mapping[str, str], parties: tuple[str, ...], tpa: str, 
     return HybridAlphaConfig(
         parties, n_params, get_option(options, "rounds", int, 5), get_option(options, "scheme", str, "fe"),
         tpa=tpa, aggregator=aggregator, min_parties=get_option(options, "min_parties", int, 3),
-        deadline=get_option(options, "deadline", float, 30.0), group=get_option(options, "group", str, GROUP_3072.name),
+        deadline=get_option(options, "deadline", float, 30.0), group=get_option(options, "group", str, DEFAULT_GROUP.name),
         dp=dp, precompute=bool(get_option(options, "precompute", int, 0)),
     )
 
