@@ -31,15 +31,38 @@ class CodecError(ValueError):
 
 
 def encode(obj: Any) -> bytes:
-    out: list[bytes] = []
+    return b"".join(encode_segments(obj))
+
+
+def encode_segments(obj: Any) -> list[memoryview]:
+    """The encoding of ``obj`` as byte segments to be sent in order (``encode`` joins them).
+
+    Array data is not copied: the segments view the arrays, which must not change until the
+    segments have been sent.
+    """
+    out: list[Any] = []
     _encode(obj, out, 0)
-    return b"".join(out)
+    return [memoryview(part).cast("B") for part in out]
 
 
-def decode(data: bytes) -> Any:
+def decode(data: bytes | bytearray | memoryview) -> Any:
+    """The value encoded in ``data``.
+
+    Arrays are copied out of immutable ``bytes``; from a writable buffer (a ``bytearray`` the
+    caller hands over) aligned arrays are returned as views into it, without a copy.
+    """
+    return _read(data, materialize=True)
+
+
+def validate(data: bytes | bytearray | memoryview) -> None:
+    """Raise :class:`CodecError` unless ``data`` decodes; builds no arrays or integer lists."""
+    _read(data, materialize=False)
+
+
+def _read(data: Any, materialize: bool) -> Any:
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise CodecError(f"expected bytes, got {type(data).__name__}")
-    reader = _Reader(memoryview(data))
+    reader = _Reader(memoryview(data), materialize)
     obj = reader.value(0)
     if reader.pos != len(reader.buf):
         raise CodecError(f"{len(reader.buf) - reader.pos} trailing bytes after the encoded value")
@@ -104,9 +127,10 @@ def _encode(obj: Any, out: list[bytes], depth: int) -> None:
 
 
 class _Reader:
-    def __init__(self, buf: memoryview) -> None:
+    def __init__(self, buf: memoryview, materialize: bool) -> None:
         self.buf = buf
         self.pos = 0
+        self.materialize = materialize
 
     def take(self, n: int) -> memoryview:
         if n < 0 or self.pos + n > len(self.buf):
@@ -162,13 +186,19 @@ class _Reader:
             for dim in shape:
                 size *= dim
             raw = self.take(size * dtype.itemsize)
-            return np.frombuffer(raw, dtype=dtype).reshape(shape).copy()
+            if not self.materialize:
+                return []  # unhashable, like the array it stands for
+            arr = np.frombuffer(raw, dtype=dtype).reshape(shape)
+            return arr if arr.flags.writeable and arr.flags.aligned else arr.copy()
         if tag == b"I":
             n = self.u64()
             width = self.u32()
             if width == 0:
                 raise CodecError("zero integer width")
-            raw = bytes(self.take(n * width))
+            raw = self.take(n * width)
+            if not self.materialize:
+                return []
+            raw = bytes(raw)
             return [int.from_bytes(raw[k : k + width], "little") for k in range(0, n * width, width)]
         if tag in (b"l", b"t"):
             items = [self.value(depth + 1) for _ in range(self.count(1))]

@@ -41,8 +41,8 @@ class LocalParty(Party):
         self._mailboxes = mailboxes
         self._abort = abort
 
-    def _send_bytes(self, to: str, payload: bytes) -> None:
-        self._mailboxes[(self.id, to)].put(payload)
+    def _send_bytes(self, to: str, segments: list[memoryview]) -> None:
+        self._mailboxes[(self.id, to)].put(b"".join(segments))
 
     def _recv_bytes(self, frm: str, timeout: float) -> bytes:
         box = self._mailboxes[(frm, self.id)]

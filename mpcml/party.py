@@ -131,9 +131,9 @@ class Party(abc.ABC):
 
     def send(self, to: str, obj: Any) -> None:
         self.check_peer(to, "recipient")
-        payload = codec.encode(obj)
-        self.stats.record_send(to, len(payload))
-        self._send_bytes(to, payload)
+        segments = codec.encode_segments(obj)
+        self.stats.record_send(to, sum(len(s) for s in segments))
+        self._send_bytes(to, segments)
 
     def recv(self, frm: str, timeout: float | None = None) -> Any:
         self.check_peer(frm, "sender")
@@ -145,16 +145,22 @@ class Party(abc.ABC):
         """Send the same object to each of ``to`` (the codec runs once)."""
         for peer in to:
             self.check_peer(peer, "recipient")
-        payload = codec.encode(obj)
+        segments = codec.encode_segments(obj)
+        size = sum(len(s) for s in segments)
         for peer in to:
-            self.stats.record_send(peer, len(payload))
-            self._send_bytes(peer, payload)
+            self.stats.record_send(peer, size)
+            self._send_bytes(peer, segments)
 
     def recv_all(self, frm: Sequence[str]) -> dict[str, Any]:
         return {peer: self.recv(peer) for peer in frm}
 
     @abc.abstractmethod
-    def _send_bytes(self, to: str, payload: bytes) -> None: ...
+    def _send_bytes(self, to: str, segments: list[memoryview]) -> None:
+        """Deliver the message made of ``segments`` (codec output viewing the sender's arrays).
+
+        The segments must be copied or fully sent before returning: the caller may change its
+        arrays afterwards.
+        """
 
     @abc.abstractmethod
     def _recv_bytes(self, frm: str, timeout: float) -> bytes: ...

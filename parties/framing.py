@@ -44,9 +44,10 @@ def _read_varint(buf: memoryview, pos: int) -> tuple[int, int]:
             return value, pos
 
 
-def join_chunk(header: wire_pb2.Chunk, data: memoryview | bytes) -> bytes:
-    """The serialised ``Chunk`` with ``header``'s fields and ``data`` as payload (one copy of ``data``)."""
-    return b"".join((header.SerializeToString(), _DATA_TAG, _varint(len(data)), data))
+def join_chunk(header: wire_pb2.Chunk, *data: memoryview | bytes) -> bytes:
+    """The serialised ``Chunk`` with ``header``'s fields and the pieces ``data`` as payload (one copy)."""
+    size = sum(len(piece) for piece in data)
+    return b"".join((header.SerializeToString(), _DATA_TAG, _varint(size), *data))
 
 
 def split_chunk(raw: bytes) -> tuple[wire_pb2.Chunk, memoryview]:

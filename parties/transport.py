@@ -113,6 +113,32 @@ class _Refused(Exception):
         super().__init__(message)
 
 
+def _pieces(segments: list[memoryview], chunk: int) -> Iterator[list[memoryview]]:
+    """The segments regrouped into consecutive runs of ``chunk`` bytes (views, no copies)."""
+    run: list[memoryview] = []
+    room = chunk
+    for segment in segments:
+        while len(segment):
+            piece, segment = segment[:room], segment[room:]
+            run.append(piece)
+            room -= len(piece)
+            if room == 0:
+                yield run
+                run, room = [], chunk
+    if run:
+        yield run
+
+
+def _concatenate(parts: list[memoryview], size: int) -> bytearray:
+    """The chunks in one writable buffer, so the receiver's codec can view arrays without copying."""
+    out = bytearray(size)
+    pos = 0
+    for part in parts:
+        out[pos : pos + len(part)] = part
+        pos += len(part)
+    return out
+
+
 def _split(raw: bytes) -> tuple[wire_pb2.Chunk, memoryview]:
     try:
         return framing.split_chunk(raw)
@@ -164,7 +190,7 @@ class _Servicer:
             self._check_header(header, context)
             if header.count != 1 or header.index != 0 or header.total_size != len(data):
                 raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, "a single-chunk message must have index 0, count 1 and total_size = len(data)")
-            self._deliver(header.sender, header.seq, bytes(data))
+            self._deliver(header.sender, header.seq, bytearray(data))
             return wire_pb2.Ack(seq=header.seq)
         except _Refused as refused:
             self._refuse(context, refused)
@@ -191,7 +217,7 @@ class _Servicer:
             if len(parts) != first.count or size != first.total_size:
                 raise _Refused(grpc.StatusCode.INVALID_ARGUMENT,
                                f"message {first.seq} from {first.sender!r} ended after {len(parts)}/{first.count} chunks, {size}/{first.total_size} bytes")
-            self._deliver(first.sender, first.seq, b"".join(parts))
+            self._deliver(first.sender, first.seq, _concatenate(parts, size))
             return wire_pb2.Ack(seq=first.seq)
         except _Refused as refused:
             self._refuse(context, refused)
@@ -208,9 +234,9 @@ class _Servicer:
             raise _Refused(grpc.StatusCode.FAILED_PRECONDITION,
                            f"message from {chunk.sender!r} belongs to session {chunk.session!r}, not {self._session!r}")
 
-    def _deliver(self, sender: str, seq: int, payload: bytes) -> None:
+    def _deliver(self, sender: str, seq: int, payload: bytearray) -> None:
         try:
-            codec.decode(payload)
+            codec.validate(payload)
         except codec.CodecError as exc:
             raise _Refused(grpc.StatusCode.INVALID_ARGUMENT, f"malformed payload in message {seq} from {sender!r}: {exc}") from None
         self._mailboxes.put(sender, seq, payload)
@@ -316,25 +342,26 @@ class GrpcParty(Party):
                     pending.cancel()
                 raise PeerUnreachable(self.id, peer, self.timeout, "no connection (not started, dead, or TLS refused)") from None
 
-    def _chunks(self, to: str, payload: bytes) -> Iterator[bytes]:
+    def _chunks(self, to: str, segments: list[memoryview], size: int) -> Iterator[bytes]:
         """The serialised chunks of one message (each payload byte copied once)."""
-        view, size = memoryview(payload), len(payload)
         count = max(1, -(-size // self._chunk))
+        pieces = _pieces(segments, self._chunk)
         for index in range(count):
-            data = view[index * self._chunk : (index + 1) * self._chunk]
+            data = next(pieces, ())
             header = wire_pb2.Chunk(sender=self.id, session=self._session, seq=self._seq[to], index=index,
                                     count=count, total_size=size)
-            raw = framing.join_chunk(header, data)
-            self.transport.record_chunk(len(raw) - len(data))
+            raw = framing.join_chunk(header, *data)
+            self.transport.record_chunk(len(raw) - sum(len(piece) for piece in data))
             yield raw
 
-    def _send_bytes(self, to: str, payload: bytes) -> None:
+    def _send_bytes(self, to: str, segments: list[memoryview]) -> None:
+        size = sum(len(s) for s in segments)
         with self._send_locks[to]:  # threads may send concurrently; messages to one peer keep their order
             try:
-                if len(payload) <= self._chunk:
-                    self._deliver[to](next(self._chunks(to, payload)), timeout=self.timeout, wait_for_ready=True)
+                if size <= self._chunk:
+                    self._deliver[to](next(self._chunks(to, segments, size)), timeout=self.timeout, wait_for_ready=True)
                 else:
-                    self._stream[to](self._chunks(to, payload), timeout=self.timeout, wait_for_ready=True)
+                    self._stream[to](self._chunks(to, segments, size), timeout=self.timeout, wait_for_ready=True)
             except grpc.RpcError as err:
                 raise self._send_error(to, err) from None
             self.transport.record_rpc()
