@@ -3,13 +3,13 @@
 Run: ``python -m benchmarks.bench_transport`` (``--quick`` for a small smoke run).
 
 Throughput: one party sends a numpy array of the given size to another over loopback and the
-receiver takes it out of its mailbox (``party.send`` + ``party.recv``: codec encode, 2 MiB
-chunks, server-side sender/certificate and codec checks, reassembly, decode). The reference is
+receiver takes it out of its mailbox (``party.send`` + ``party.recv``: codec segments sent as 2
+MiB chunks without copying the array first, server-side sender/certificate and codec checks,
+reassembly into one buffer that the receiver's codec views). The reference is
 a bare gRPC client stream of the same bytes in the same chunk size, without TLS, protobuf or
 checks, to a server that joins the chunks, timed in the same run with the measurements
 interleaved. Figures are medians over ``--repeats`` runs; the ratio is bare time / party time
-(1.0 = as fast as bare gRPC); the codec's share of the party time is timed separately in the
-same loop. An insecure party column separates the cost of TLS from the
+(1.0 = as fast as bare gRPC). An insecure party column separates the cost of TLS from the
 cost of the party layer. Round trip: a one-integer message there and back between two mTLS
 parties (one ``send``+``recv`` each way), median over many pings, next to a bare unary gRPC
 round trip. Sender and receiver run in one process, on threads (gRPC's TLS runs in C threads).
@@ -29,7 +29,6 @@ import grpc
 import numpy as np
 
 from benchmarks.timing import timed
-from mpcml import codec
 
 from parties.certs import TlsMaterial, load_tls, write_federation_certs
 from parties.config import MIB, Federation, federation_from_dict
@@ -100,7 +99,7 @@ def throughput(
 ) -> dict[str, float]:
     array = np.random.default_rng(0).integers(0, 2**63, size=size // 8, dtype=np.uint64)  # benchmark data only
     raw = array.tobytes()
-    times: dict[str, list[float]] = {name: [] for name in [*bares, *pairs, "codec"]}
+    times: dict[str, list[float]] = {name: [] for name in [*bares, *pairs]}
 
     def via_party(a: GrpcParty, b: GrpcParty) -> None:
         a.send("bob", array)
@@ -111,7 +110,6 @@ def throughput(
             times[name].append(timed(lambda: bare.send(raw)))
         for name, (a, b) in pairs.items():
             times[name].append(timed(lambda: via_party(a, b)))
-        times["codec"].append(timed(lambda: codec.decode(codec.encode(array))))
     return {name: statistics.median(values) for name, values in times.items()}
 
 
@@ -157,9 +155,6 @@ def main() -> None:
                 print(f"{size // MIB:>4} MiB {rate['bare_plain']:>11.0f} {rate['bare_mtls']:>10.0f} {rate['party_mtls']:>11.0f}"
                       f" {t['bare_mtls'] / t['party_mtls']:>11.2f} {t['bare_plain'] / t['party_mtls']:>12.2f}"
                       f" {rate['party_plain']:>12.0f} {t['bare_plain'] / t['party_plain']:>12.2f}")
-                print(f"{'':>8} of the party time, codec encode + decode of the array: {t['codec'] * 1e3:.1f} ms "
-                      f"({t['codec'] / t['party_mtls']:.0%}); party mTLS without it / bare mTLS: "
-                      f"{t['bare_mtls'] / (t['party_mtls'] - t['codec']):.2f}")
             rtt = round_trip(pings, *secure[:2], bares["bare_mtls"])
             print(f"small-message round trip (median of {pings}): party mTLS {rtt['party_mtls'] * 1e3:.3f} ms "
                   f"(two messages, one each way); bare mTLS unary echo {rtt['bare'] * 1e3:.3f} ms (ratio {rtt['party_mtls'] / rtt['bare']:.2f})")
