@@ -29,4 +29,4 @@ def test_pinned_tools_and_runtime_floors_match_the_generated_code():
     major, minor, patch = re.search(r"Domain.PUBLIC,\s*(\d+),\s*(\d+),\s*(\d+),", pb2_code).groups()
     assert deps["grpcio"] == f"grpcio>={grpc_version}"
     assert deps["protobuf"] == f"protobuf>={major}.{minor}.{patch},<{int(major) + 1}"
-    assert f"grpcio-tools=={grpc_version}" in project["optional-dependencies"]["dev"]
+    assert f"grpcio-tools=={grpc_version}" in project["optional-dependencies"]["test"]
