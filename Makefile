@@ -1,5 +1,5 @@
 # Everything a fresh machine with Python 3.11 needs: `make test`, `make demo`, `make bench`.
-PYTHON ?= python3.11
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
