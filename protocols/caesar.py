@@ -75,7 +75,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from mpcml.csprng import Csprng
 from mpcml.local import run_local
-from mpcml.paillier import MASK_SIGMA, EncryptedArray, PrivateKey, PublicKey, generate_keypair
+from mpcml.paillier import MASK_SIGMA, EncryptedArray, PrivateKey, PublicKey, generate_keypair, random_masks
 from mpcml.party import Party
 
 from .common import CommunicationReport, check_labels, check_matrix, check_vertical_parts
@@ -218,13 +218,6 @@ def encode_features(x: Any, frac_bits: int, name: str = "X") -> tuple[sp.csr_mat
     return out, fx
 
 
-def _random_ints(rng: Csprng, bits: int, count: int) -> list[int]:
-    width = (bits + 7) // 8
-    raw = rng.random_bytes(width * count)
-    top = (1 << bits) - 1
-    return [int.from_bytes(raw[k : k + width], "little") & top for k in range(0, width * count, width)]
-
-
 def _slot_layout(public_key: PublicKey, bound_bits: int) -> tuple[int, int]:
     """``(slot_bits, slots per ciphertext)`` for values ``|v| < 2^bound_bits`` with a sigma-bit mask."""
     slot_bits = bound_bits + MASK_SIGMA + 1
@@ -249,7 +242,7 @@ def pack_masked(enc: EncryptedArray, bound_bits: int, rng: Csprng) -> tuple[dict
     count = enc.size
     total = -(-count // slots) * slots
     values = list(enc.ciphertexts.ravel()) + [mpz(1)] * (total - count)
-    masks = [(1 << bound_bits) + u for u in _random_ints(rng, bound_bits + MASK_SIGMA, total)]
+    masks = [(1 << bound_bits) + u for u in random_masks(rng, total, bound_bits + MASK_SIGMA)]
     n, n2, shift = pk.n, pk.nsquare, mpz(1) << slot_bits
     accs = values[slots - 1 :: slots]
     for j in range(slots - 2, -1, -1):
@@ -392,7 +385,7 @@ class _Trainer:
         share_bits = 3 * VALUE_BITS + self.fe + MASK_SIGMA + 2
         bound = 2 * share_bits + self.fs + self.rows.bit_length() + 2
         if self.is_b:
-            mask = _random_ints(self.party.rng, bound + MASK_SIGMA, 1)[0]
+            mask = random_masks(self.party.rng, 1, bound + MASK_SIGMA)[0]
             masked = (self.loss_cross.mul(-2) + mask).rerandomize()
             self.party.send(self.peer, {"kind": "masked_sum", "bound_bits": bound, "enc": masked.to_wire()})
             reply = self.party.recv(self.peer)
