@@ -317,10 +317,14 @@ def decode_gradient(config: CodedConfig, results: Mapping[str, np.ndarray]) -> n
 def quantized_gradient(config: CodedConfig, parts: Sequence[tuple[np.ndarray, np.ndarray]], weights_q: np.ndarray,
                        frac_bits: int) -> np.ndarray:
     """Plaintext reference: the integer ``sum_rows x (x . w + v)`` of the quantised model, computed in int64."""
+    return _integer_gradient(config, [quantized_data(config, X, y, frac_bits) for X, y in parts], weights_q)
+
+
+def _integer_gradient(config: CodedConfig, datas: Sequence[np.ndarray], weights_q: np.ndarray) -> np.ndarray:
+    """``sum_rows x (x . w + v)`` in int64 over already quantised ``[X | 1 | v]`` blocks."""
     total = np.zeros(weights_q.shape[-1], dtype=np.int64)
     w = to_signed(weights_q[0], config.primes[0])
-    for X, y in parts:
-        data = quantized_data(config, X, y, frac_bits)
+    for data in datas:
         features, v = data[:, :-1], data[:, -1]
         total += features.T @ (features @ w + v)
     return total
@@ -337,9 +341,10 @@ def plaintext_training(config: CodedConfig, parts: Sequence[tuple[np.ndarray, np
     """Full-participation training of the same quantised polynomial model in plaintext; weights (intercept last)."""
     n_rows = sum(X.shape[0] for X, _ in parts)
     weights = np.zeros(parts[0][0].shape[1] + 1)
+    datas = [quantized_data(config, X, y, frac_bits) for X, y in parts]  # the data do not change between rounds
     for _ in range(config.n_rounds):
         weights_q = quantized_weights(config, weights, frac_bits)
-        weights = update(config, weights, quantized_gradient(config, parts, weights_q, frac_bits), frac_bits, n_rows)
+        weights = update(config, weights, _integer_gradient(config, datas, weights_q), frac_bits, n_rows)
     return weights
 
 
