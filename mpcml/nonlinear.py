@@ -46,7 +46,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import fixedpoint
-from .tensor import Session, SharedTensor
+from .tensor import Session, SharedTensor, _leader_adds
 
 _ONES = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 _ONE = np.uint64(1)
@@ -82,14 +82,6 @@ def _difference(x: Any, y: Any) -> SharedTensor:
         return x - y
     np.broadcast_shapes(np.shape(x), y.shape)
     return (-y) + np.asarray(x, dtype=np.float64)
-
-
-def _leader_adds(session: Session, share: np.ndarray, public: Any) -> np.ndarray:
-    """Shares of ``secret + public`` (ring addition): only the leader adds."""
-    public = np.asarray(public, dtype=np.uint64)
-    if session.is_leader:
-        return share + public
-    return np.broadcast_to(share, np.broadcast_shapes(share.shape, public.shape)).copy()
 
 
 def _fixed(session: Session, bits: np.ndarray) -> SharedTensor:
@@ -172,16 +164,19 @@ def gt(x: Any, y: Any) -> SharedTensor:
     return ltz(_difference(y, x))
 
 
+def _gez(d: SharedTensor) -> SharedTensor:
+    """``[d >= 0] = 1 - [d < 0]`` as shared fixed-point 0.0/1.0."""
+    return _fixed(d.session, _not(d.session, ltz_bits(d.session, d.share)))
+
+
 def le(x: Any, y: Any) -> SharedTensor:
     """``[x <= y] = 1 - [y < x]``."""
-    d = _difference(y, x)
-    return _fixed(d.session, _not(d.session, ltz_bits(d.session, d.share)))
+    return _gez(_difference(y, x))
 
 
 def ge(x: Any, y: Any) -> SharedTensor:
     """``[x >= y] = 1 - [x < y]``."""
-    d = _difference(x, y)
-    return _fixed(d.session, _not(d.session, ltz_bits(d.session, d.share)))
+    return _gez(_difference(x, y))
 
 
 def sign(x: SharedTensor) -> SharedTensor:

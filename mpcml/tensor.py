@@ -171,6 +171,14 @@ class Session:
         self.triples.close()
 
 
+def _leader_adds(session: Session, share: np.ndarray, public: Any) -> np.ndarray:
+    """Shares of ``secret + public`` (ring addition, broadcast): only the leader adds."""
+    public = np.asarray(public, dtype=np.uint64)
+    if session.is_leader:
+        return share + public
+    return np.broadcast_to(share, np.broadcast_shapes(share.shape, public.shape)).copy()
+
+
 def _is_int_like(value: Any) -> bool:
     if isinstance(value, (bool, np.bool_)):
         return False
@@ -244,15 +252,10 @@ class SharedTensor:
     def _encode_public(self, value: ArrayLike) -> np.ndarray:
         return fixedpoint.encode(value, self.session.frac_bits, name="public operand")
 
-    def _add_public(self, encoded: np.ndarray) -> np.ndarray:
-        if self.session.is_leader:
-            return self.share + encoded
-        return np.broadcast_to(self.share, np.broadcast_shapes(self.share.shape, np.shape(encoded))).copy()
-
     def __add__(self, other: Any) -> "SharedTensor":
         if isinstance(other, SharedTensor):
             return self._new(self.share + other.share)
-        return self._new(self._add_public(self._encode_public(other)))
+        return self._new(_leader_adds(self.session, self.share, self._encode_public(other)))
 
     __radd__ = __add__
 
