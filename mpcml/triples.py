@@ -32,6 +32,7 @@ import numpy as np
 from .csprng import Csprng, new_seed
 from .party import Party
 from .ring import ring_matmul
+from .sharing import reconstruct
 
 Shape = tuple[int, ...]
 _LOW63 = np.uint64((1 << 63) - 1)
@@ -236,27 +237,17 @@ class _DealerBuilder(_Builder):
 
     def random(self, shape: Shape, binary: bool = False) -> np.ndarray:
         shares = [prg.random_uint64(shape) for prg in self._prgs]
-        return _combine(shares, binary)
+        return reconstruct(shares, binary=binary)
 
     def derived(self, shape: Shape, compute: Callable[[], np.ndarray], binary: bool = False) -> np.ndarray:
         value = np.asarray(compute(), dtype=np.uint64)
         others = [prg.random_uint64(shape) for prg in self._prgs[:-1]]
-        rest = _combine(others, binary) if others else np.zeros(shape, dtype=np.uint64)
+        rest = reconstruct(others, binary=binary)  # players >= 2, so others is never empty
         self.for_last.append(value ^ rest if binary else value - rest)
         return value
 
     def private(self, compute: Callable[[Csprng], np.ndarray]) -> np.ndarray:
         return compute(self._rng)
-
-
-def _combine(shares: Sequence[np.ndarray], binary: bool) -> np.ndarray:
-    total = shares[0].copy()
-    for s in shares[1:]:
-        if binary:
-            total ^= s
-        else:
-            total += s
-    return total
 
 
 def _request_args(kind: str, args: tuple) -> tuple:
