@@ -57,8 +57,7 @@ def encode(x: ArrayLike, frac_bits: int = DEFAULT_FRAC_BITS, *, name: str = "x")
 def decode(u: ArrayLike, frac_bits: int = DEFAULT_FRAC_BITS) -> np.ndarray:
     """Decode ring elements (uint64, two's complement) back to float64."""
     frac_bits = check_frac_bits(frac_bits)
-    signed = np.asarray(u, dtype=np.uint64).view(np.int64)
-    return signed.astype(np.float64) / float(2**frac_bits)
+    return to_signed(u).astype(np.float64) / float(2**frac_bits)
 
 
 def to_signed(u: ArrayLike) -> np.ndarray:
