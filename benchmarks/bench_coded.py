@@ -13,12 +13,9 @@ Every time is a median and is shown as a ratio to one plaintext full-batch gradi
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
-from threadpoolctl import threadpool_limits
 
-from benchmarks.timing import median_time
+from benchmarks.timing import median_time, quick_main
 from mpcml.csprng import Csprng
 from protocols.coded import (
     CodedLogisticRegression,
@@ -65,11 +62,7 @@ def bench_n(n_clients: int, X: np.ndarray, y: np.ndarray, rounds: int, repeats: 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="smaller data, N = 10 and 20 only, few rounds")
-    args = parser.parse_args(argv)
-    with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread for every figure: stable on a shared machine
-        run(args.quick)
+    quick_main(__doc__, "smaller data, N = 10 and 20 only, few rounds", run, argv)
 
 
 def run(quick: bool) -> None:

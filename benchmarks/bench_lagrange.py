@@ -11,12 +11,9 @@ generation. Medians of several runs; throughput in field elements of data per se
 
 from __future__ import annotations
 
-import argparse
-
 import numpy as np
-from threadpoolctl import threadpool_limits
 
-from benchmarks.timing import median_time
+from benchmarks.timing import median_time, quick_main
 from mpcml.csprng import Csprng
 from mpcml.lagrange import DEFAULT_PRIME, LagrangeCode, field_matmul, lagrange_matrix
 
@@ -56,11 +53,7 @@ def bench_matmul(rows: int, inner: int, cols: int, repeats: int) -> tuple[float,
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small sizes, few repeats")
-    args = parser.parse_args(argv)
-    with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread for every figure: stable on a shared machine
-        run(args.quick)
+    quick_main(__doc__, "small sizes, few repeats", run, argv)
 
 
 def run(quick: bool) -> None:
