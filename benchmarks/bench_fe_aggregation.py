@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
 from sklearn.datasets import load_breast_cancer
@@ -34,6 +33,7 @@ from sklearn.preprocessing import StandardScaler
 
 from mpcml import paillier, run_local
 from mpcml.fe import DEFAULT_GROUP, MIFEMasterKey, group_by_name
+from benchmarks.timing import timed
 from protocols.fe_aggregation import FedVConfig, HybridAlphaConfig, _party_payload, fedv_roles, hybridalpha_roles
 from protocols.regression import SecureLogisticRegression
 
@@ -66,9 +66,7 @@ def encrypt_one(config: HybridAlphaConfig, update: np.ndarray) -> float:
         key = paillier.generate_keypair(config.paillier_bits)[0]
     else:
         key = None
-    start = time.perf_counter()
-    _party_payload(config, key, update, (0, "update"), prepared)
-    return time.perf_counter() - start
+    return timed(lambda: _party_payload(config, key, update, (0, "update"), prepared))
 
 
 def part1(n_parties: int, n_params: int, phe_params: int, repeats: int, group: str) -> None:
@@ -107,9 +105,8 @@ def part2(rows: int, epochs: int, group: str) -> None:
     epochs_hist = [h for h in out["aggregator"]["history"] if "seconds" in h]
     fedv_s = statistics.median(h["seconds"] for h in epochs_hist)
     fedv_b = statistics.median(h["bytes"] for h in epochs_hist)
-    start = time.perf_counter()
-    ss = SecureLogisticRegression(epochs=epochs, batch_size=rows, learning_rate=0.5, random_state=0).fit(parts, y)
-    ss_s = (time.perf_counter() - start) / epochs
+    ss = SecureLogisticRegression(epochs=epochs, batch_size=rows, learning_rate=0.5, random_state=0)
+    ss_s = timed(lambda: ss.fit(parts, y)) / epochs
     ss_b = ss.communication_.total_bytes / epochs
     print(f"{'protocol':<34}{'s/epoch':>10}{'MB/epoch':>10}")
     print(f"{'FedV (FE, ' + group + ')':<34}{fedv_s:>10.2f}{fedv_b / 1e6:>10.2f}")

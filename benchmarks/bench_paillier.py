@@ -11,13 +11,12 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import time
 from typing import Callable
 
 import numpy as np
 import scipy.sparse as sp
 
-from benchmarks.timing import median_time
+from benchmarks.timing import median_time, timed
 from mpcml import Party, fixedpoint, run_local
 from mpcml.paillier import (
     PrivateKey,
@@ -37,8 +36,8 @@ def paired_row(name: str, ours: Callable[[], object], ours_count: int, theirs: C
     """Time mpcml and phe alternately (so both see the same machine load); report median rates and ratio."""
     mine, other, ratios = [], [], []
     for _ in range(repeats):
-        mine.append(ours_count / median_time(ours, 1))
-        other.append(theirs_count / median_time(theirs, 1))
+        mine.append(ours_count / timed(ours))
+        other.append(theirs_count / timed(theirs))
         ratios.append(mine[-1] / other[-1])
     return (
         f"  {name:<28} {statistics.median(mine):>12,.0f}/s {statistics.median(other):>12,.0f}/s "
@@ -48,9 +47,7 @@ def paired_row(name: str, ours: Callable[[], object], ours_count: int, theirs: C
 
 def throughput(bits: int, count: int, phe_count: int, repeats: int) -> None:
     pk, sk = generate_keypair(bits)
-    start = time.perf_counter()
-    pk.obfuscators(1)
-    print(f"fixed-base table for h^n (one-off per key): {time.perf_counter() - start:.3f}s")
+    print(f"fixed-base table for h^n (one-off per key): {timed(lambda: pk.obfuscators(1)):.3f}s")
     data = np.random.default_rng(0)
     x, w = data.normal(scale=100, size=count), data.normal(size=count)
     ints = data.integers(-1000, 1000, size=count)
@@ -113,12 +110,8 @@ def dealer_free_triples(bits: int, count: int) -> None:
 
     def role(party: Party, keypair: tuple[PublicKey, PrivateKey]) -> list[float]:
         source = PaillierTriples(party, PLAYERS, keypair=keypair)
-        seconds = []
-        for draw in (lambda: source.mul((count,)), lambda: source.trunc((count // 4,), 16), lambda: source.binary_and((count // 4,))):
-            start = time.perf_counter()
-            draw()
-            seconds.append(time.perf_counter() - start)
-        return seconds
+        return [timed(draw) for draw in (lambda: source.mul((count,)), lambda: source.trunc((count // 4,), 16),
+                                         lambda: source.binary_and((count // 4,)))]
 
     out = run_local({p: role for p in PLAYERS}, {p: (keys[p],) for p in PLAYERS})
     mul, trunc, anded = out[PLAYERS[0]]

@@ -21,7 +21,6 @@ import argparse
 import statistics
 import tempfile
 import threading
-import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -120,12 +119,7 @@ def round_trip(pings: int, a: GrpcParty, b: GrpcParty, bare: BareServer) -> dict
 
     thread = threading.Thread(target=echo, daemon=True)
     thread.start()
-    party_times = []
-    for i in range(pings):
-        start = time.perf_counter()
-        a.send("bob", i)
-        a.recv("bob")
-        party_times.append(time.perf_counter() - start)
+    party_times = [timed(lambda: (a.send("bob", i), a.recv("bob"))) for i in range(pings)]
     thread.join()
     bare_times = [timed(lambda: bare.echo(b"\x00" * 9)) for _ in range(pings)]
     return {"party_mtls": statistics.median(party_times), "bare": statistics.median(bare_times)}
