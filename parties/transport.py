@@ -129,16 +129,6 @@ def _pieces(segments: list[memoryview], chunk: int) -> Iterator[list[memoryview]
         yield run
 
 
-def _concatenate(parts: list[memoryview], size: int) -> bytearray:
-    """The chunks in one writable buffer, so the receiver's codec can view arrays without copying."""
-    out = bytearray(size)
-    pos = 0
-    for part in parts:
-        out[pos : pos + len(part)] = part
-        pos += len(part)
-    return out
-
-
 def _split(raw: bytes) -> tuple[wire_pb2.Chunk, memoryview]:
     try:
         return framing.split_chunk(raw)
@@ -217,7 +207,7 @@ class _Servicer:
             if len(parts) != first.count or size != first.total_size:
                 raise _Refused(grpc.StatusCode.INVALID_ARGUMENT,
                                f"message {first.seq} from {first.sender!r} ended after {len(parts)}/{first.count} chunks, {size}/{first.total_size} bytes")
-            self._deliver(first.sender, first.seq, _concatenate(parts, size))
+            self._deliver(first.sender, first.seq, bytearray().join(parts))  # writable: the codec views arrays in place
             return wire_pb2.Ack(seq=first.seq)
         except _Refused as refused:
             self._refuse(context, refused)
