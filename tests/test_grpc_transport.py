@@ -128,7 +128,7 @@ def test_message_size_limits_are_explicit():
     assert channel_options(3 * MIB) == [("grpc.max_send_message_length", 3 * MIB + HEADROOM),
                                         ("grpc.max_receive_message_length", 3 * MIB + HEADROOM)]
     with pytest.raises(ValueError, match="chunk_bytes"):
-        channel_options(0) and PartyServer("alice", "127.0.0.1:1", ["bob"], SESSION, tls=None, chunk_bytes=8 * MIB)
+        PartyServer("alice", "127.0.0.1:1", ["bob"], SESSION, tls=None, chunk_bytes=8 * MIB)
 
 
 def test_recv_deadline_names_the_silent_peer(receiver):
