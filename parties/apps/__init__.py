@@ -143,6 +143,17 @@ def write_csv(path: Path | str, array: np.ndarray, header: list[str] | None = No
     return path
 
 
+def demo_generator(seed: int) -> np.random.Generator:
+    """numpy's generator for *demo data only* (reproducible from ``seed``); masks, shares and keys
+    come from :class:`mpcml.csprng.Csprng` inside the protocols, never from here."""
+    return np.random.default_rng(seed)
+
+
+def shuffled_row_groups(n_rows: int, n_groups: int, seed: int) -> list[np.ndarray]:
+    """Demo data: the rows ``range(n_rows)`` shuffled (reproducibly) and split into ``n_groups`` near-equal groups."""
+    return np.array_split(demo_generator(seed).permutation(n_rows), n_groups)
+
+
 def available_apps() -> list[str]:
     """Names of all app modules under ``parties/apps``."""
     return sorted(m.name for m in pkgutil.iter_modules(__path__) if not m.name.startswith("_"))

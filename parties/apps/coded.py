@@ -26,7 +26,7 @@ from sklearn.preprocessing import StandardScaler
 
 from protocols.coded import CodedConfig, coded_client, coded_server, dropout_schedule, plaintext_training
 
-from . import AppContext, CheckResult, get_option, read_csv, write_csv
+from . import AppContext, CheckResult, get_option, read_csv, shuffled_row_groups, write_csv
 
 DESCRIPTION = "dropout-resilient coded logistic/linear regression (Lagrange coded data sharing, DReS-FL style)"
 DEMO_PARTIES = {"server": "server", **{f"client-{i}": "client" for i in range(8)}}
@@ -77,9 +77,8 @@ def demo_data(out_dir: Path, seed: int, options: Mapping[str, str]) -> dict[str,
     X = np.clip(StandardScaler().fit_transform(X), -3, 3)
     if linear:
         y = np.clip((y - y.mean()) / y.std(), -3, 3)
-    order = np.random.default_rng(seed).permutation(len(y))
     clients = [pid for pid, role in DEMO_PARTIES.items() if role == "client"]
-    rows = np.array_split(order, len(clients))
+    rows = shuffled_row_groups(len(y), len(clients), seed)
     return {pid: write_csv(Path(out_dir) / f"{pid}.csv", np.column_stack([X[r], y[r]])) for pid, r in zip(clients, rows)}
 
 

@@ -34,7 +34,7 @@ from protocols.fe_aggregation import (
     plaintext_fedavg,
 )
 
-from . import AppContext, CheckResult, get_option, read_csv, write_csv
+from . import AppContext, CheckResult, get_option, read_csv, shuffled_row_groups, write_csv
 
 DESCRIPTION = "HybridAlpha: federated logistic regression with multi-input FE aggregation and dropouts"
 DEMO_PARTIES = {"tpa": "tpa", "aggregator": "aggregator", "alice": "party", "bob": "party", "carol": "party",
@@ -76,11 +76,10 @@ def build(ctx: AppContext) -> tuple[Callable[..., Any], dict]:
 def demo_data(out_dir: Path, seed: int, options: Mapping[str, str]) -> dict[str, Path]:
     X, y = load_breast_cancer(return_X_y=True)
     X = StandardScaler().fit_transform(X)
-    order = np.random.default_rng(seed).permutation(len(y))
     parties = [pid for pid, role in DEMO_PARTIES.items() if role == "party"]
     return {
         pid: write_csv(Path(out_dir) / f"{pid}.csv", np.column_stack([X[rows], y[rows]]))
-        for pid, rows in zip(parties, np.array_split(order, len(parties)))
+        for pid, rows in zip(parties, shuffled_row_groups(len(y), len(parties), seed))
     }
 
 

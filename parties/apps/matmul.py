@@ -21,7 +21,7 @@ import numpy as np
 
 from mpcml import DEFAULT_FRAC_BITS, DealerTriples, Session, run_dealer
 
-from . import AppContext, CheckResult, get_option, read_csv, write_csv
+from . import AppContext, CheckResult, demo_generator, get_option, read_csv, write_csv
 
 DESCRIPTION = "secret-shared matrix product X @ Y of two parties' private matrices (dealer triples)"
 DEMO_PARTIES = {"alice": "left", "bob": "right", "dealer": "dealer"}
@@ -58,7 +58,7 @@ def build(ctx: AppContext) -> tuple[Callable[..., Any], tuple]:
 
 def demo_data(out_dir: Path, seed: int, options: Mapping[str, str]) -> dict[str, Path]:
     n, k, m = (get_option(options, name, int, default) for name, default in (("n", 200), ("k", 50), ("m", 30)))
-    rng = np.random.default_rng(seed)
+    rng = demo_generator(seed)
     return {
         "alice": write_csv(Path(out_dir) / "alice.csv", rng.normal(size=(n, k))),
         "bob": write_csv(Path(out_dir) / "bob.csv", rng.normal(size=(k, m))),

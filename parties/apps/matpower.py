@@ -19,7 +19,7 @@ import numpy as np
 
 from mpcml import DEFAULT_FRAC_BITS, DealerTriples, Session
 
-from . import AppContext, CheckResult, get_option, read_csv, write_csv
+from . import AppContext, CheckResult, demo_generator, get_option, read_csv, write_csv
 from .matmul import deal
 
 DESCRIPTION = "k rounds of x <- M @ x on a secret-shared matrix and vector (multi-round)"
@@ -57,7 +57,7 @@ def build(ctx: AppContext) -> tuple[Callable[..., Any], tuple]:
 
 def demo_data(out_dir: Path, seed: int, options: Mapping[str, str]) -> dict[str, Path]:
     n = get_option(options, "n", int, 40)
-    rng = np.random.default_rng(seed)
+    rng = demo_generator(seed)
     m = rng.uniform(size=(n, n))
     m *= 0.95 / m.sum(axis=1, keepdims=True)
     return {

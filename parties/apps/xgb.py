@@ -32,7 +32,7 @@ from protocols.common import check_labels, check_matrix
 from protocols.xgb import save_party_model
 from protocols.xgb_trees import XGBParams
 
-from . import AppContext, CheckResult, get_option, read_csv, write_csv
+from . import AppContext, CheckResult, get_option, read_csv, shuffled_row_groups, write_csv
 
 DESCRIPTION = "secure vertical XGBoost: SS-XGB with a distributed model, or HE SecureBoost (label + holders [+ dealer])"
 DEMO_PARTIES = {"alice": "label", "bob": "holder", "dealer": "dealer"}
@@ -119,7 +119,7 @@ def build(ctx: AppContext) -> tuple[Callable[..., Any], tuple]:
 
 def demo_data(out_dir: Path, seed: int, options: Mapping[str, str]) -> dict[str, Path]:
     x, y = load_breast_cancer(return_X_y=True)
-    order = np.random.default_rng(seed).permutation(len(y))
+    (order,) = shuffled_row_groups(len(y), 1, seed)
     x, y = x[order], y[order].astype(np.float64)
     out_dir = Path(out_dir)
     return {
