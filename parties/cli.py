@@ -44,7 +44,8 @@ def _options(pairs: Sequence[str]) -> dict[str, str]:
 def _describe(output: object) -> str:
     if isinstance(output, np.ndarray):
         return f"array of shape {output.shape}: {np.array2string(output, threshold=8, precision=5)}"
-    return repr(output) if len(repr(output)) < 200 else f"{type(output).__name__} ({len(repr(output))} characters)"
+    text = repr(output)
+    return text if len(text) < 200 else f"{type(output).__name__} ({len(text)} characters)"
 
 
 def _cmd_certs(args: argparse.Namespace) -> int:
