@@ -29,13 +29,12 @@ import numpy as np
 
 from benchmarks.timing import timed
 
-from parties.certs import TlsMaterial, load_tls, write_federation_certs
-from parties.config import MIB, Federation, federation_from_dict
-from parties.launcher import free_ports
+from parties.certs import TlsMaterial, load_tls
+from parties.config import MIB, Federation, load_federation
+from parties.launcher import write_loopback_federation
 from parties.transport import GrpcParty, PartyServer, channel_options, open_channel
 
 CHUNK = 2 * MIB
-SESSION = "bench"
 
 
 class BareServer:
@@ -71,21 +70,17 @@ class BareServer:
         self.server.stop(0).wait()
 
 
-def make_federation(work: Path) -> Federation:
-    ports = free_ports(2)
-    federation = federation_from_dict(
-        {"session": SESSION, "parties": {p: {"address": f"127.0.0.1:{port}"} for p, port in zip(("alice", "bob"), ports)}}, work
-    )
-    write_federation_certs(federation)
-    return federation
+def make_federation(work: Path, secure: bool = True) -> Federation:
+    """alice and bob on free loopback ports (with certificates if ``secure``)."""
+    return load_federation(write_loopback_federation({"alice": "alice", "bob": "bob"}, work, timeout=120, with_certs=secure))
 
 
 def party_pair(federation: Federation, secure: bool) -> tuple[GrpcParty, GrpcParty, list[PartyServer]]:
     parties, servers = [], []
     for pid, peer in (("alice", "bob"), ("bob", "alice")):
         tls = load_tls(federation, pid) if secure else None
-        server = PartyServer(pid, federation.parties[pid].address, [peer], SESSION, tls=tls, chunk_bytes=CHUNK).start()
-        parties.append(GrpcParty(pid, {peer: federation.parties[peer].address}, server, SESSION, tls=tls,
+        server = PartyServer(pid, federation.parties[pid].address, [peer], federation.session, tls=tls, chunk_bytes=CHUNK).start()
+        parties.append(GrpcParty(pid, {peer: federation.parties[peer].address}, server, federation.session, tls=tls,
                                  timeout=120, chunk_bytes=CHUNK))
         servers.append(server)
     parties[0].connect()
@@ -137,7 +132,7 @@ def main() -> None:
         federation = make_federation(Path(tmp))
         tls = (load_tls(federation, "alice"), load_tls(federation, "bob"))
         bares = {"bare_plain": BareServer(), "bare_mtls": BareServer(tls)}
-        secure, plain = party_pair(federation, secure=True), party_pair(make_federation(Path(tmp) / "plain"), secure=False)
+        secure, plain = party_pair(federation, secure=True), party_pair(make_federation(Path(tmp) / "plain", secure=False), secure=False)
         pairs = {"party_mtls": secure[:2], "party_plain": plain[:2]}
         try:
             print(f"loopback throughput in MB/s, {CHUNK // MIB} MiB chunks, median of {repeats} runs; ratio = bare time / party time")
