@@ -68,14 +68,24 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 import scipy.sparse as sp
-import gmpy2
 from gmpy2 import mpz
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
 from mpcml.csprng import Csprng
 from mpcml.local import run_local
-from mpcml.paillier import MASK_SIGMA, EncryptedArray, PrivateKey, PublicKey, generate_keypair, random_masks
+from mpcml.paillier import (
+    MASK_SIGMA,
+    EncryptedArray,
+    PrivateKey,
+    PublicKey,
+    generate_keypair,
+    pack_ciphertexts,
+    pack_plain,
+    random_masks,
+    slots_per_ciphertext,
+    unpack_words,
+)
 from mpcml.party import Party
 
 from .common import CommunicationReport, check_labels, check_matrix, check_vertical_parts
@@ -221,10 +231,7 @@ def encode_features(x: Any, frac_bits: int, name: str = "X") -> tuple[sp.csr_mat
 def _slot_layout(public_key: PublicKey, bound_bits: int) -> tuple[int, int]:
     """``(slot_bits, slots per ciphertext)`` for values ``|v| < 2^bound_bits`` with a sigma-bit mask."""
     slot_bits = bound_bits + MASK_SIGMA + 1
-    slots = (public_key.bits - 3) // slot_bits
-    if slots < 1:
-        raise ValueError(f"values of {bound_bits} bits plus a {MASK_SIGMA}-bit mask do not fit a {public_key.bits}-bit key")
-    return slot_bits, slots
+    return slot_bits, slots_per_ciphertext(public_key, slot_bits)
 
 
 def pack_masked(enc: EncryptedArray, bound_bits: int, rng: Csprng) -> tuple[dict, np.ndarray]:
@@ -233,26 +240,21 @@ def pack_masked(enc: EncryptedArray, bound_bits: int, rng: Csprng) -> tuple[dict
     For ``|v_j| < 2^B`` (``B = bound_bits``) the key owner will decrypt ``t_j = v_j + R_j`` with
     ``R_j = 2^B + U_j``, ``U_j`` uniform in ``[0, 2^(B + sigma))``; the holder's share is
     ``-R_j``, so ``t_j - R_j = v_j`` exactly over the integers. ``slots`` values share one
-    ciphertext (Horner, ``acc <- acc^(2^slot) * c_j``, one GIL-free ``powmod_base_list`` per
-    level), the mask is added in the clear and the result rerandomised, so the key owner sees
-    fresh encryptions of masked values only. A short last group is padded with masked zeros.
+    ciphertext (:func:`mpcml.paillier.pack_ciphertexts`, as ``mask_to_share(pack=True)`` does;
+    that one keeps shares mod 2^64, these stay exact), and the packed masks are added as a fresh
+    statistical encryption, so the key owner sees fresh encryptions of masked values only.
     """
     pk = enc.public_key
     slot_bits, slots = _slot_layout(pk, bound_bits)
     count = enc.size
-    total = -(-count // slots) * slots
-    values = list(enc.ciphertexts.ravel()) + [mpz(1)] * (total - count)
-    masks = [(1 << bound_bits) + u for u in random_masks(rng, total, bound_bits + MASK_SIGMA)]
-    n, n2, shift = pk.n, pk.nsquare, mpz(1) << slot_bits
-    accs = values[slots - 1 :: slots]
-    for j in range(slots - 2, -1, -1):
-        accs = [a * c % n2 for a, c in zip(gmpy2.powmod_base_list(accs, shift, n2), values[j::slots])]
-    words = [sum(m << (j * slot_bits) for j, m in enumerate(masks[g : g + slots])) for g in range(0, total, slots)]
-    cts = np.empty(len(accs), dtype=object)
-    cts[:] = [a * (mpz(w) * n + 1) % n2 for a, w in zip(accs, words)]
-    fresh = EncryptedArray(pk, cts, 0).rerandomize()
+    masks = [(1 << bound_bits) + u for u in random_masks(rng, count, bound_bits + MASK_SIGMA)]
+    packed = np.empty(-(-count // slots), dtype=object)
+    packed[:] = pack_ciphertexts(pk, list(enc.ciphertexts.flat), slot_bits)
+    words = np.empty(packed.size, dtype=object)
+    words[:] = pack_plain(masks, slots, slot_bits)
+    fresh = EncryptedArray(pk, packed, 0) + pk.encrypt_int(words, statistical=True)
     message = {"kind": "masked", "count": count, "bound_bits": bound_bits, "enc": fresh.to_wire()}
-    return message, -np.array(masks[:count], dtype=object)
+    return message, -np.array(masks, dtype=object)
 
 
 def unpack_masked(private_key: PrivateKey, message: Any, count: int, bound_bits: int) -> np.ndarray:
@@ -266,13 +268,8 @@ def unpack_masked(private_key: PrivateKey, message: Any, count: int, bound_bits:
     enc = EncryptedArray.from_wire(private_key.public_key, message["enc"])
     if enc.size != -(-count // slots):
         raise ValueError(f"peer sent {enc.size} packed ciphertexts, expected {-(-count // slots)}")
-    words = private_key.raw_decrypt(list(enc.ciphertexts.ravel()))
-    low = (1 << slot_bits) - 1
-    out = []
-    for w in words:
-        w = int(w)
-        out.extend((w >> (k * slot_bits)) & low for k in range(slots))
-    return np.array(out[:count], dtype=object)
+    words = private_key.raw_decrypt(list(enc.ciphertexts.flat))
+    return np.array(unpack_words(words, slots, slot_bits, count), dtype=object)
 
 
 # --- the two roles --------------------------------------------------------------------------------
