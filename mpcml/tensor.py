@@ -113,8 +113,7 @@ class Session:
             if not isinstance(theirs, list) or len(theirs) != len(mine):
                 raise ValueError(f"player {pid!r} sent a malformed share list")
             for total, other in zip(totals, theirs):
-                if other.shape != total.shape or other.dtype != np.uint64:
-                    raise ValueError(f"player {pid!r} sent a share of shape {other.shape}, expected {total.shape}")
+                _check_peer_share(pid, other, total.shape)
                 if binary:
                     total ^= other
                 else:
@@ -130,7 +129,9 @@ class Session:
             return None
         total = np.asarray(share, dtype=np.uint64).copy()
         for pid in self.others:
-            total += np.asarray(self.party.recv(pid), dtype=np.uint64)
+            other = self.party.recv(pid)
+            _check_peer_share(pid, other, total.shape)
+            total += other
         return total
 
     def truncate(self, share: np.ndarray, bits: int | None = None, pair: Sequence[np.ndarray] | None = None) -> np.ndarray:
@@ -169,6 +170,13 @@ class Session:
 
     def close(self) -> None:
         self.triples.close()
+
+
+def _check_peer_share(pid: str, other: Any, shape: tuple[int, ...]) -> None:
+    """Reject a player's share unless it is a uint64 array of ``shape``."""
+    if not isinstance(other, np.ndarray) or other.shape != shape or other.dtype != np.uint64:
+        got = f"{other.dtype} array of shape {other.shape}" if isinstance(other, np.ndarray) else type(other).__name__
+        raise ValueError(f"player {pid!r} sent a share that is a {got}, expected a uint64 array of shape {shape}")
 
 
 def _leader_adds(session: Session, share: np.ndarray, public: Any) -> np.ndarray:

@@ -276,6 +276,30 @@ def test_session_rejects_bad_players():
     assert parties["p0"].stats.messages_sent == 0
 
 
+@pytest.mark.parametrize("sent", [np.zeros(3, np.uint64), np.zeros(2, np.float64), 7])
+def test_open_and_open_to_reject_malformed_peer_shares(sent):
+    from mpcml import DealerTriples, PartyFailed, Session, run_local
+
+    class Stub(DealerTriples):
+        def __init__(self, players):  # opening needs no correlated randomness
+            self.players = tuple(players)
+
+    def honest(party, reveal_to):
+        s = Session(party, ["p0", "p1"], Stub(["p0", "p1"]))
+        share = np.zeros(2, np.uint64)
+        return s.open_to(share, "p0") if reveal_to else s.open([share])
+
+    def cheat(party, reveal_to):
+        party.send("p0", sent if reveal_to else [sent])
+        if not reveal_to:
+            party.recv("p0")  # the honest player's share, sent before it checks ours
+
+    for reveal_to in (False, True):
+        with pytest.raises(PartyFailed, match="'p0'") as info:
+            run_local({"p0": honest, "p1": cheat}, {"p0": (reveal_to,), "p1": (reveal_to,)}, timeout=5)
+        assert isinstance(info.value.__cause__, ValueError) and "'p1' sent a share" in str(info.value.__cause__)
+
+
 @pytest.mark.parametrize("request_", [["matmul", [[2, 2]]], ["teleport", []], ["mul", 5], "not a list", ["mul", [[-1], 0]]])
 def test_dealer_rejects_malformed_requests(request_):
     from mpcml import PartyFailed, run_dealer, run_local
