@@ -133,12 +133,12 @@ def ltz_bits(session: Session, x: np.ndarray) -> np.ndarray:
 
 def _select(session: Session, bits: list[np.ndarray], values: list[np.ndarray]) -> list[np.ndarray]:
     """``bits[i] * values[i]`` for integer 0/1 bits, exact, all in one Beaver round."""
-    flat_b = [np.broadcast_to(b, np.broadcast_shapes(b.shape, v.shape)).reshape(-1) for b, v in zip(bits, values)]
-    flat_v = [np.broadcast_to(v, np.broadcast_shapes(b.shape, v.shape)).reshape(-1) for b, v in zip(bits, values)]
+    shapes = [np.broadcast_shapes(b.shape, v.shape) for b, v in zip(bits, values)]
+    flat_b = [np.broadcast_to(b, shape).reshape(-1) for b, shape in zip(bits, shapes)]
+    flat_v = [np.broadcast_to(v, shape).reshape(-1) for v, shape in zip(values, shapes)]
     product = session.mul_shares(np.concatenate(flat_b), np.concatenate(flat_v), trunc_bits=0)
     out, start = [], 0
-    for b, v in zip(bits, values):
-        shape = np.broadcast_shapes(b.shape, v.shape)
+    for shape in shapes:
         size = int(np.prod(shape, dtype=np.int64))
         out.append(product[start : start + size].reshape(shape))
         start += size

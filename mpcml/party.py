@@ -130,10 +130,7 @@ class Party(abc.ABC):
             raise ValueError(f"{what} {peer!r} is not a peer of party {self.id!r}; peers are {list(self.peers)}")
 
     def send(self, to: str, obj: Any) -> None:
-        self.check_peer(to, "recipient")
-        segments = codec.encode_segments(obj)
-        self.stats.record_send(to, sum(len(s) for s in segments))
-        self._send_bytes(to, segments)
+        self.send_all((to,), obj)
 
     def recv(self, frm: str, timeout: float | None = None) -> Any:
         self.check_peer(frm, "sender")
