@@ -115,6 +115,14 @@ def get_option(options: Mapping[str, str], name: str, kind: Callable[[str], T], 
         raise ValueError(f"option {name!r} must be {getattr(kind, '__name__', kind)}, got {options[name]!r}") from None
 
 
+def get_flag(options: Mapping[str, str], name: str, default: bool = False) -> bool:
+    """An on/off option given as 0 or 1; ``ValueError`` naming the option otherwise."""
+    value = get_option(options, name, int, int(default))
+    if value not in (0, 1):
+        raise ValueError(f"option {name!r} must be 0 or 1, got {value}")
+    return bool(value)
+
+
 def read_csv(path: Path | str) -> np.ndarray:
     """A 2-D float array from a comma-separated file; a first line that is not numeric is a header and skipped."""
     path = Path(path)

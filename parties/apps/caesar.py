@@ -24,27 +24,23 @@ import numpy as np
 
 from protocols.caesar import CaesarParams, make_sparse_logistic, reference_fit, run_party_a, run_party_b, weight_error_bound
 
-from . import AppContext, CheckResult, get_option, read_csv, write_csv
+from . import AppContext, CheckResult, get_flag, get_option, read_csv, write_csv
 
 DESCRIPTION = "CAESAR: two-party sparse logistic regression, Paillier products + secret sharing (features + labels)"
 DEMO_PARTIES = {"alice": "features", "bob": "labels"}
 
 
 def params_from_options(options: Mapping[str, str]) -> CaesarParams:
-    flags = {name: get_option(options, name, int, 0) for name in ("shuffle", "report_loss")}
-    for name, value in flags.items():
-        if value not in (0, 1):
-            raise ValueError(f"option {name!r} must be 0 or 1, got {value}")
     return CaesarParams(
         learning_rate=get_option(options, "learning_rate", float, 2.0),
         epochs=get_option(options, "epochs", int, 5),
         batch_size=get_option(options, "batch_size", int, 100),
         l2=get_option(options, "l2", float, 0.0),
         sigmoid=get_option(options, "sigmoid", str, "linear"),
-        shuffle=bool(flags["shuffle"]),
+        shuffle=get_flag(options, "shuffle"),
         key_bits=get_option(options, "key_bits", int, 2048),
         frac_bits=get_option(options, "frac_bits", int, 16),
-        report_loss=bool(flags["report_loss"]),
+        report_loss=get_flag(options, "report_loss"),
     ).check()
 
 

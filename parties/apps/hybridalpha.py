@@ -34,7 +34,7 @@ from protocols.fe_aggregation import (
     plaintext_fedavg,
 )
 
-from . import AppContext, CheckResult, get_option, read_csv, shuffled_row_groups, write_csv
+from . import AppContext, CheckResult, get_flag, get_option, read_csv, shuffled_row_groups, write_csv
 
 DESCRIPTION = "HybridAlpha: federated logistic regression with multi-input FE aggregation and dropouts"
 DEMO_PARTIES = {"tpa": "tpa", "aggregator": "aggregator", "alice": "party", "bob": "party", "carol": "party",
@@ -48,7 +48,7 @@ def config_from(options: Mapping[str, str], parties: tuple[str, ...], tpa: str, 
         parties, n_params, get_option(options, "rounds", int, 5), get_option(options, "scheme", str, "fe"),
         tpa=tpa, aggregator=aggregator, min_parties=get_option(options, "min_parties", int, 3),
         deadline=get_option(options, "deadline", float, 30.0), group=get_option(options, "group", str, DEFAULT_GROUP.name),
-        dp=dp, precompute=bool(get_option(options, "precompute", int, 0)),
+        dp=dp, precompute=get_flag(options, "precompute"),
     )
 
 
