@@ -461,8 +461,11 @@ class LogisticTrainer:
     learning_rate: float = 0.5
     epochs: int = 5
 
+    def __post_init__(self) -> None:
+        self._Xb = np.hstack([self.X, np.ones((self.X.shape[0], 1))])  # the same every round
+
     def __call__(self, model: np.ndarray, rnd: int = 0) -> np.ndarray:
-        Xb = np.hstack([self.X, np.ones((self.X.shape[0], 1))])
+        Xb = self._Xb
         w = model.copy()
         for _ in range(self.epochs):
             w -= self.learning_rate * Xb.T @ (logistic(Xb @ w) - self.y) / Xb.shape[0]
@@ -642,6 +645,11 @@ class FedVConfig:
     def label_slot(self) -> bool:
         return self.model == "linear"
 
+    @property
+    def n_slots(self) -> int:
+        """Feature-step MIFE slots: one per party, plus the label slot for linear models."""
+        return len(self.parties) + int(self.label_slot)
+
     def bound(self, value: float) -> int:
         return int(value * 2**self.frac_bits)
 
@@ -658,9 +666,8 @@ class FedVPolicy:
         cfg = self.config
         if msg.get("type") == "fwd":
             weights = np.asarray(msg.get("weights"))
-            n_slots = len(cfg.parties) + int(cfg.label_slot)
-            if weights.shape != (n_slots, cfg.dim):
-                return f"feature-step weights must have shape ({n_slots}, {cfg.dim})"
+            if weights.shape != (cfg.n_slots, cfg.dim):
+                return f"feature-step weights must have shape ({cfg.n_slots}, {cfg.dim})"
             if not all(np.any(weights[i]) for i in range(len(cfg.parties))):
                 return "a feature-step key must give every party non-zero weights (no isolation)"
             if cfg.label_slot and weights[-1].tolist() != [-(2**cfg.frac_bits)] + [0] * (cfg.dim - 1):
@@ -688,7 +695,7 @@ def fedv_tpa(party: Party, *, config: FedVConfig) -> dict:
     sample-step FE per party; then serve key requests under :class:`FedVPolicy` until stopped."""
     params = group_by_name(config.group)
     bx, bw, be = config.bound(config.max_abs_x), config.bound(config.max_abs_w), config.bound(config.max_abs_e)
-    n_slots = len(config.parties) + int(config.label_slot)
+    n_slots = config.n_slots
     fwd = MIFEMasterKey.setup(n_slots, config.dim, bx, bw, params)
     bwd = [MIFEMasterKey.setup(1, config.batch, bx, be, params) for _ in config.parties]
     for i, pid in enumerate(config.parties):
@@ -743,10 +750,11 @@ def fedv_party(party: Party, *, config: FedVConfig, X: Any, y: Any = None) -> di
         if rows.ndim != 1 or rows.size == 0 or rows.size > config.batch or rows.min() < 0 or rows.max() >= config.n_samples:
             raise ValueError("malformed batch request from the aggregator")
         epoch, b = int(msg["epoch"]), int(msg["batch"])
+        selected = xq[rows]
         block = np.zeros((rows.size, config.dim), dtype=np.int64)
-        block[:, : xq.shape[1]] = xq[rows]
+        block[:, : xq.shape[1]] = selected
         columns = np.zeros((xq.shape[1], config.batch), dtype=np.int64)
-        columns[:, : rows.size] = xq[rows].T
+        columns[:, : rows.size] = selected.T
         out = {
             "fwd": fwd.encrypt(block, (epoch, b, "fwd")).to_wire(),
             "bwd": bwd.encrypt(columns, (epoch, b, "bwd", idx)).to_wire(),
@@ -784,12 +792,13 @@ def fedv_aggregator(party: Party, *, config: FedVConfig) -> dict:
     f = config.frac_bits
     bx, bw, be = config.bound(config.max_abs_x), config.bound(config.max_abs_w), config.bound(config.max_abs_e)
     y = None if config.model == "linear" else np.asarray(party.recv(config.active)["y"], dtype=np.float64)
-    for bound in ((len(config.parties) + int(config.label_slot)) * config.dim * bx * bw, config.batch * bx * be):
+    n_slots = config.n_slots
+    fwd_bound, bwd_bound = n_slots * config.dim * bx * bw, config.batch * bx * be
+    for bound in (fwd_bound, bwd_bound):
         dlog_table(params, bound)  # setup: the baby-step tables are reused by every decryption
     noise = NoiseSource()
     weights = {pid: (noise.uniform(config.width(pid)) - 0.5) * (2 * config.init_scale) for pid in config.parties}
     initial = {pid: w.copy() for pid, w in weights.items()}
-    n_slots = len(config.parties) + int(config.label_slot)
     history = []
     for epoch in range(config.epochs):
         start, before = time.perf_counter(), party.stats.snapshot()
@@ -805,7 +814,7 @@ def fedv_aggregator(party: Party, *, config: FedVConfig) -> dict:
                 fwd_cts[n_slots - 1] = MIFECiphertext.from_wire(cts[config.active]["label"], params)
             label = (epoch, b, "fwd")
             key = _request_key(party, config, {"type": "fwd", "label": label, "weights": w_matrix, "rows": rows.size})
-            z = np.asarray(mife_decrypt(params, key, fwd_cts, n_slots * config.dim * bx * bw), dtype=np.float64) / 2 ** (2 * f)
+            z = np.asarray(mife_decrypt(params, key, fwd_cts, fwd_bound), dtype=np.float64) / 2 ** (2 * f)
             e_q = np.zeros(config.batch, dtype=np.int64)
             e_q[: rows.size] = quantise(fedv_errors(config, z, None if y is None else y[rows]), f, be, "errors")
             grads = []
@@ -814,7 +823,7 @@ def fedv_aggregator(party: Party, *, config: FedVConfig) -> dict:
                 request = {"type": "bwd", "party": i, "label": blabel, "vector": e_q, "rows": config.width(pid)}
                 bkey = _request_key(party, config, request)
                 ct = MIFECiphertext.from_wire(cts[pid]["bwd"], params)
-                g = np.asarray(mife_decrypt(params, bkey, {0: ct}, config.batch * bx * be), dtype=np.float64)
+                g = np.asarray(mife_decrypt(params, bkey, {0: ct}, bwd_bound), dtype=np.float64)
                 grad = g / 2 ** (2 * f) / rows.size + config.alpha * _penalised(config, pid, weights[pid])
                 weights[pid] = weights[pid] - config.learning_rate * grad
                 grads.append(grad)
