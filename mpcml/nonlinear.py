@@ -204,15 +204,10 @@ def where(cond: SharedTensor, a: Any, b: Any) -> SharedTensor:
     _session(cond, a, b)
     if isinstance(a, SharedTensor) or isinstance(b, SharedTensor):
         diff = _difference(a, b)
-        np.broadcast_shapes(cond.shape, diff.shape)
-        chosen = cond * diff
     else:
-        diff_public = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
-        np.broadcast_shapes(cond.shape, diff_public.shape)
-        chosen = cond * diff_public
-    if isinstance(b, SharedTensor):
-        return chosen + b
-    return chosen + np.asarray(b, dtype=np.float64)
+        diff = np.asarray(a, dtype=np.float64) - np.asarray(b, dtype=np.float64)
+    np.broadcast_shapes(cond.shape, diff.shape)
+    return cond * diff + b
 
 
 def maximum(x: Any, y: Any) -> SharedTensor:
