@@ -108,8 +108,7 @@ class CKKSArray:
         arr = _finite(x, "x")
         bound = float(np.max(np.abs(arr))) if arr.size else 0.0
         _check_bound(params, bound, "x")
-        flat = arr.ravel()
-        chunks = [ts.ckks_vector(ctx, flat[k : k + params.slots].tolist()) for k in range(0, max(flat.size, 1), params.slots)]
+        chunks = [ts.ckks_vector(ctx, piece) for piece in _split(arr.ravel(), params.slots)]
         return cls(chunks, arr.shape, params, bound, 0)
 
     @property
@@ -172,10 +171,7 @@ class CKKSArray:
         return plain
 
     def _pieces(self, plain: np.ndarray) -> list[list[float]]:
-        size = int(np.prod(self.shape, dtype=np.int64))
-        flat = np.broadcast_to(plain, self.shape).ravel()
-        step = self.params.slots
-        return [flat[k : k + step].tolist() for k in range(0, max(size, 1), step)]
+        return _split(np.broadcast_to(plain, self.shape).ravel(), self.params.slots)
 
     def to_wire(self) -> dict:
         return {
@@ -213,6 +209,11 @@ def weighted_sum(arrays: Sequence[CKKSArray], weights: Sequence[float]) -> CKKSA
     for arr, w in zip(arrays[1:], weights[1:]):
         total = total + arr * float(w)
     return total
+
+
+def _split(flat: np.ndarray, slots: int) -> list[list[float]]:
+    """``flat`` in chunks of ``slots`` values (one chunk, empty, for an empty array)."""
+    return [flat[k : k + slots].tolist() for k in range(0, max(flat.size, 1), slots)]
 
 
 def _finite(x: Any, name: str) -> np.ndarray:
