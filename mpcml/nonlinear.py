@@ -216,9 +216,7 @@ def maximum(x: Any, y: Any) -> SharedTensor:
     session = d.session
     bits = ltz_bits(session, d.share)
     (step,) = _select(session, [bits], [np.uint64(0) - d.share])
-    if isinstance(x, SharedTensor):
-        return x._new(np.broadcast_to(x.share, step.shape) + step)
-    return SharedTensor(session, step) + np.asarray(x, dtype=np.float64)
+    return SharedTensor(session, step) + x
 
 
 def _tournament(x: SharedTensor, axis: int) -> tuple[np.ndarray, np.ndarray]:
