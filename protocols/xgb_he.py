@@ -48,7 +48,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from mpcml.csprng import Csprng
-from mpcml.paillier import EncryptedArray, PrivateKey, PublicKey, generate_keypair
+from mpcml.paillier import EncryptedArray, PrivateKey, PublicKey, generate_keypair, pack_ciphertexts, slots_per_ciphertext
 from mpcml.party import Party
 
 from .xgb_trees import (
@@ -99,15 +99,6 @@ def _unpack(word: int, count: int, w: int, s: int) -> list[tuple[int, int]]:
         h = low & ((1 << w) - 1)
         out.append(((low - h) >> w, h))
     return out
-
-
-def _pack(cts: Sequence[int], s: int, nsquare: int) -> int:
-    """``Enc(Σ_j v_j 2^(jS))`` from ``Enc(v_j)`` by Horner's rule (one ``2^S``-th power per slot)."""
-    acc = gmpy2.mpz(cts[-1])
-    shift = gmpy2.mpz(1) << s
-    for c in reversed(cts[:-1]):
-        acc = gmpy2.powmod(acc, shift, nsquare) * c % nsquare
-    return acc
 
 
 def derived_nodes(counts: dict[int, int]) -> set[int]:
@@ -261,7 +252,7 @@ def _decode_histograms(
     """
     if len(words) != len(nodes):
         raise ValueError(f"expected histograms for {len(nodes)} nodes, got {len(words)}")
-    per_word = (private_key.public_key.bits - 3) // s
+    per_word = slots_per_ciphertext(private_key.public_key, s)
     gl = np.full((len(nodes), count), np.nan)
     hl = np.full((len(nodes), count), np.nan)
     for j, node_words in enumerate(words):
@@ -348,11 +339,8 @@ class _PassiveHistograms:
         """Candidates in ``order``, packed and re-randomised. Candidates of features dropped by
         column subsampling are sent as encryptions of zero (never a valid split)."""
         cts = sums.ciphertexts.copy()
-        cts[~keep] = 1
-        cts = list(cts[order])
-        per_word = (self.public_key.bits - 3) // slot_bits
-        nsquare = self.public_key.nsquare
-        words = [_pack(cts[i : i + per_word], slot_bits, nsquare) for i in range(0, len(cts), per_word)]
+        cts[~keep] = gmpy2.mpz(1)
+        words = pack_ciphertexts(self.public_key, list(cts[order]), slot_bits)
         fresh = EncryptedArray(self.public_key, np.array(words, dtype=object), 0).rerandomize()
         return [int(c) for c in fresh.ciphertexts]
 
