@@ -28,10 +28,11 @@ import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
-from mpcml import run_dealer, run_local
+from mpcml import run_dealer
 
 from . import xgb_he, xgb_ss
-from .common import CommunicationReport, check_labels, check_party_ids, check_vertical_parts
+from .common import CommunicationReport, check_labels, check_party_ids, check_vertical_parts, run_parties
+from .regression import logistic
 from .xgb_trees import PartyTrees, XGBParams, feature_values, leaf_reachability
 
 METHODS = ("ss", "he")
@@ -101,9 +102,9 @@ class _SecureXGB(BaseEstimator):
 
     # --- fit ---------------------------------------------------------------------------------
 
-    def _fit(self, X: Any, y: np.ndarray) -> "_SecureXGB":
+    def _fit(self, blocks: list[np.ndarray], y: np.ndarray) -> "_SecureXGB":
+        """Train on blocks and labels already checked by the subclass's ``fit``."""
         params = self._params()
-        blocks = check_vertical_parts(X, "X")
         ids = self._ids(len(blocks))
         if self.method == "ss":
             xgb_ss.check_params(blocks[0].shape[0], params, self.sigmoid)
@@ -118,7 +119,7 @@ class _SecureXGB(BaseEstimator):
                 roles[pid] = lambda party, x: xgb_he.train_passive(party, ids[0], x)
         inputs = {pid: (blocks[i],) for i, pid in enumerate(ids)}
         inputs[ids[0]] = (blocks[0], y)
-        outputs = run_local(roles, inputs, timeout=self.timeout)
+        outputs = run_parties(roles, inputs, self.timeout)
         self.party_ids_ = ids
         self.n_features_in_ = sum(b.shape[1] for b in blocks)
         self.block_widths_ = [b.shape[1] for b in blocks]
@@ -127,8 +128,8 @@ class _SecureXGB(BaseEstimator):
         return self
 
     def _ss_role(self, ids: tuple[str, ...], params: XGBParams, index: int):
-        progress = self._progress(ids[index]) if index == 0 else None
         if index == 0:
+            progress = self._progress(ids[0])
             return lambda party, x, y: xgb_ss.train_player(
                 party, ids, DEALER, x, params, y, sigmoid_method=self.sigmoid, progress=progress)
         return lambda party, x: xgb_ss.train_player(party, ids, DEALER, x, params, sigmoid_method=self.sigmoid)
@@ -153,7 +154,7 @@ class _SecureXGB(BaseEstimator):
             roles = {ids[0]: lambda party, x, m: xgb_he.predict_label_holder(party, ids[1:], x, m)}
             for pid in ids[1:]:
                 roles[pid] = lambda party, x, m: xgb_he.predict_passive(party, ids[0], x, m)
-        outputs = run_local(roles, {pid: (blocks[i], self.models_[pid]) for i, pid in enumerate(ids)}, timeout=self.timeout)
+        outputs = run_parties(roles, {pid: (blocks[i], self.models_[pid]) for i, pid in enumerate(ids)}, self.timeout)
         return np.asarray(outputs[ids[0]], dtype=np.float64)
 
     def revealed_margin(self, X: Any) -> np.ndarray:
@@ -180,13 +181,18 @@ class _SecureXGB(BaseEstimator):
         check_is_fitted(self, "models_")
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        params, extra = self._params(), self._extra_meta()
         paths = []
         for i, pid in enumerate(self.party_ids_):
             path = directory / f"{pid}.npz"
             save_party_model(path, self.models_[pid], method=self.method, party=pid, parties=self.party_ids_,
-                             params=self._params(), n_features=self.block_widths_[i])
+                             params=params, n_features=self.block_widths_[i], extra=extra)
             paths.append(path)
         return paths
+
+    def _extra_meta(self) -> dict[str, Any]:
+        """Estimator metadata written into every party's file (the classifier adds its classes)."""
+        return {}
 
     def load(self, directory: str | Path) -> "_SecureXGB":
         """Read every party's file written by :meth:`save` (all must agree on method and parties)."""
@@ -242,18 +248,15 @@ class SecureXGBClassifier(ClassifierMixin, _SecureXGB):
         return self
 
     def predict_proba(self, X: Any) -> np.ndarray:
-        p = 1.0 / (1.0 + np.exp(-self.decision_function(X)))
+        p = logistic(self.decision_function(X))
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X: Any) -> np.ndarray:
         margin = self.decision_function(X)
         return self.classes_[(margin > 0).astype(int)]
 
-    def save(self, directory: str | Path) -> list[Path]:
-        paths = super().save(directory)
-        for path in paths:
-            _add_meta(path, {"classes": self.classes_.tolist()})
-        return paths
+    def _extra_meta(self) -> dict[str, Any]:
+        return {"classes": self.classes_.tolist()}
 
 
 class SecureXGBRegressor(RegressorMixin, _SecureXGB):
@@ -273,10 +276,13 @@ class SecureXGBRegressor(RegressorMixin, _SecureXGB):
 
 
 def save_party_model(path: str | Path, model: Any, *, method: str, party: str, parties: Sequence[str],
-                     params: XGBParams, n_features: int) -> Path:
-    """Write one party's model part (``.npz``, no pickle): its splits, and its leaf shares or leaves."""
+                     params: XGBParams, n_features: int, extra: dict[str, Any] | None = None) -> Path:
+    """Write one party's model part (``.npz``, no pickle): its splits, and its leaf shares or leaves.
+
+    ``extra`` adds JSON-serialisable entries to the file's metadata (e.g. the classifier's classes).
+    """
     meta: dict[str, Any] = {"method": method, "party": party, "parties": list(parties), "params": params.to_wire(),
-                            "n_features": int(n_features)}
+                            "n_features": int(n_features), **(extra or {})}
     arrays = {"features": model.trees.features, "thresholds": model.trees.thresholds}
     if method == "ss":
         arrays["leaf_shares"] = model.leaf_shares
@@ -289,14 +295,6 @@ def save_party_model(path: str | Path, model: Any, *, method: str, party: str, p
     path = Path(path)
     np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
     return path
-
-
-def _add_meta(path: Path, extra: dict[str, Any]) -> None:
-    with np.load(path, allow_pickle=False) as data:
-        arrays = {k: data[k] for k in data.files}
-    meta = json.loads(str(arrays.pop("meta")))
-    meta.update(extra)
-    np.savez(path, meta=np.array(json.dumps(meta)), **arrays)
 
 
 def load_party_model(path: str | Path) -> tuple[Any, dict[str, Any]]:
