@@ -912,7 +912,6 @@ def unmask_share(
         ys = list(private_key.decrypt_int(masked, max_bits=private_key.max_bound_bits).flat)
     else:
         ys = list(private_key.decrypt_int(masked).flat)
-    if shape is not None:
         shape = tuple(int(d) for d in shape)
         if masked.ndim != 1:
             raise ValueError(f"packed masked values must be 1-D, got shape {masked.shape}")
