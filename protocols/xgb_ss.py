@@ -251,6 +251,11 @@ def _spline_table() -> np.ndarray:
 
 
 _SPLINE = _spline_table()
+# row j: the step in (centre, a0..a3) at knot j (the last knot starts the constant 1), so a segment's
+# values are the sum of the steps of the knots at or below x
+_SPLINE_STEPS = np.diff(
+    np.vstack([np.zeros((1, 5)), np.column_stack([_SPLINE_KNOTS[:-1] + 0.5, _SPLINE]), [0.0, 1.0, 0.0, 0.0, 0.0]]), axis=0
+)
 SPLINE_MAX_ERROR = 3.5e-4
 """``|spline(x) − σ(x)|`` bound (measured on a dense grid): 6e-5 on [−8, 8]; σ(−8) = 3.4e-4 outside."""
 
@@ -267,10 +272,7 @@ def spline_sigmoid(x: SharedTensor) -> SharedTensor:
     knots = fixedpoint.encode(_SPLINE_KNOTS, f).reshape((-1,) + (1,) * x.ndim)
     below = ltz_bits(session, _minus_public(session, x.share[None], knots))
     at_least = _bits_not(session, below)
-    # column j of `table`: the values on segment j (centre, a0..a3); the last knot starts the constant 1
-    table = np.vstack([np.column_stack([_SPLINE_KNOTS[:-1] + 0.5, _SPLINE]), [0.0, 1.0, 0.0, 0.0, 0.0]])
-    steps = np.diff(np.vstack([np.zeros((1, 5)), table]), axis=0)
-    weights = fixedpoint.encode(steps, f)  # (17, 5)
+    weights = fixedpoint.encode(_SPLINE_STEPS, f)  # (17, 5)
     coef = [np.tensordot(weights[:, k], at_least, axes=(0, 0)).astype(np.uint64) for k in range(5)]
     u = x.share - coef[0]
     acc = coef[4]
