@@ -86,7 +86,7 @@ from mpcml.lagrange import (
 from mpcml.local import run_local
 from mpcml.party import DEFAULT_TIMEOUT, Party, PartyTimeout
 
-from .common import CommunicationReport, check_labels, check_matrix, check_party_ids
+from .common import CommunicationReport, check_int, check_labels, check_matrix, check_number, check_party_ids
 
 MODELS = ("logistic", "linear")
 DEGREE = 2
@@ -106,20 +106,6 @@ class RoundFailed(RuntimeError):
             f"round {round_index} failed: only {answered} of the R = {threshold} results needed arrived within "
             f"{deadline:g}s; missing clients: {', '.join(missing)}"
         )
-
-
-def _check_number(name: str, value: Any, *, positive: bool = True) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
-        raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be {'positive' if positive else 'non-negative'}, got {value!r}")
-    return float(value)
-
-
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    return int(value)
 
 
 @dataclass(frozen=True)
@@ -149,14 +135,14 @@ class CodedConfig:
         check_party_ids((self.server, *clients), "server and clients")
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
-        _check_int("n_blocks", self.n_blocks, 1)
-        _check_int("n_masks", self.n_masks, 1)
-        _check_int("n_rounds", self.n_rounds, 1)
+        check_int("n_blocks", self.n_blocks, 1)
+        check_int("n_masks", self.n_masks, 1)
+        check_int("n_rounds", self.n_rounds, 1)
         for name in ("learning_rate", "feature_bound", "target_bound", "weight_bound", "round_timeout"):
-            _check_number(name, getattr(self, name))
-        _check_number("alpha", self.alpha, positive=False)
+            check_number(name, getattr(self, name))
+        check_number("alpha", self.alpha, positive=False)
         if self.frac_bits is not None:
-            _check_int("frac_bits", self.frac_bits, 1)
+            check_int("frac_bits", self.frac_bits, 1)
         primes = tuple(check_prime(p) for p in self.primes)
         if not primes or len(set(primes)) != len(primes) or math.prod(primes) >= 2**63:
             raise ValueError(f"primes must be one or two distinct primes below 2^31 (product below 2^63), got {primes}")
@@ -578,12 +564,12 @@ class _CodedRegression(BaseEstimator):
         if self.dropout_rate is not None and self.n_dropouts:
             raise ValueError("give n_dropouts or dropout_rate, not both")
         if self.dropout_rate is not None:
-            rate = _check_number("dropout_rate", self.dropout_rate, positive=False)
+            rate = check_number("dropout_rate", self.dropout_rate, positive=False)
             if rate >= 1:
                 raise ValueError(f"dropout_rate must be in [0, 1), got {rate}")
             n_dropouts = int(round(rate * len(parts)))
         else:
-            n_dropouts = _check_int("n_dropouts", self.n_dropouts, 0)
+            n_dropouts = check_int("n_dropouts", self.n_dropouts, 0)
         feature_bound = self.feature_bound
         if feature_bound is None:
             feature_bound = max(float(np.max(np.abs(X))) for X, _ in parts) or 1.0

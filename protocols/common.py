@@ -7,6 +7,7 @@ attributes end in ``_``. After ``fit`` each exposes ``communication_`` (a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Mapping, Sequence
 
@@ -95,6 +96,22 @@ def check_labels(y: Any, n_rows: int, *, binary: bool, name: str = "y") -> np.nd
         if len(classes) < 2:
             raise ValueError(f"{name} contains a single class ({classes.tolist()}); need both 0 and 1")
     return arr
+
+
+def check_int(name: str, value: Any, low: int) -> int:
+    """An integer parameter ``>= low`` (bools refused), or a ``ValueError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    return int(value)
+
+
+def check_number(name: str, value: Any, *, positive: bool = True) -> float:
+    """A finite real parameter, positive (or non-negative with ``positive=False``), or a ``ValueError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a finite number, got {value!r}")
+    if value < 0 or (positive and value == 0):
+        raise ValueError(f"{name} must be {'positive' if positive else 'non-negative'}, got {value!r}")
+    return float(value)
 
 
 def check_party_ids(ids: Sequence[str], name: str = "party ids") -> tuple[str, ...]:

@@ -79,7 +79,15 @@ from mpcml.fe import (
 )
 from mpcml.local import run_local
 from mpcml.party import DEFAULT_TIMEOUT, Party
-from protocols.common import CommunicationReport, check_labels, check_matrix, check_party_ids, check_vertical_parts
+from protocols.common import (
+    CommunicationReport,
+    check_int,
+    check_labels,
+    check_matrix,
+    check_number,
+    check_party_ids,
+    check_vertical_parts,
+)
 from protocols.regression import logistic
 
 SCHEMES = ("fe", "paillier-packed", "phe", "plain")
@@ -104,18 +112,6 @@ def quantise(x: Any, frac_bits: int, bound: int, name: str, *, clip: bool = Fals
             f"{bound / 2**frac_bits:.6g} (max_abs) at {frac_bits} fractional bits"
         )
     return ints.astype(np.int64)
-
-
-def _check_int(name: str, value: Any, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
-    return int(value)
-
-
-def _check_float(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not value > 0:
-        raise ValueError(f"{name} must be a positive number, got {value!r}")
-    return float(value)
 
 
 # ---------------------------------------------------------------- the TPA's policy
@@ -189,11 +185,11 @@ class HybridAlphaConfig:
         ids = check_party_ids(self.parties, "parties")
         check_party_ids((*ids, self.tpa, self.aggregator), "party, tpa and aggregator ids")
         object.__setattr__(self, "parties", ids)
-        _check_int("n_params", self.n_params, 1)
-        _check_int("rounds", self.rounds, 1)
+        check_int("n_params", self.n_params, 1)
+        check_int("rounds", self.rounds, 1)
         if self.scheme not in SCHEMES:
             raise ValueError(f"scheme must be one of {SCHEMES}, got {self.scheme!r}")
-        _check_int("min_parties", self.min_parties, 1)
+        check_int("min_parties", self.min_parties, 1)
         if self.min_parties > len(ids):
             raise ValueError(f"min_parties={self.min_parties} exceeds the {len(ids)} parties")
         if self.party_weights is not None:
@@ -202,10 +198,10 @@ class HybridAlphaConfig:
             if len(self.party_weights) != len(ids):
                 raise ValueError(f"party_weights needs one weight per party ({len(ids)}), got {len(self.party_weights)}")
             for w in self.party_weights:
-                _check_int("party_weights entries", w, 1)
-        _check_float("deadline", self.deadline)
-        _check_int("frac_bits", self.frac_bits, 0)
-        _check_float("max_abs", self.max_abs)
+                check_int("party_weights entries", w, 1)
+        check_number("deadline", self.deadline)
+        check_int("frac_bits", self.frac_bits, 0)
+        check_number("max_abs", self.max_abs)
         group_by_name(self.group)
         if self.dp is not None and not isinstance(self.dp, DPConfig):
             raise TypeError(f"dp must be a DPConfig or None, got {type(self.dp).__name__}")
@@ -604,25 +600,25 @@ class FedVConfig:
         ids = check_party_ids(self.parties, "parties")
         check_party_ids((*ids, self.tpa, self.aggregator), "party, tpa and aggregator ids")
         object.__setattr__(self, "parties", ids)
-        object.__setattr__(self, "widths", tuple(_check_int("widths entries", w, 1) for w in self.widths))
+        object.__setattr__(self, "widths", tuple(check_int("widths entries", w, 1) for w in self.widths))
         if len(self.widths) != len(ids):
             raise ValueError(f"widths needs one entry per party ({len(ids)}), got {len(self.widths)}")
         if self.active not in ids:
             raise ValueError(f"active party {self.active!r} is not one of the parties {list(ids)}")
         if self.model not in MODELS:
             raise ValueError(f"model must be one of {MODELS}, got {self.model!r}")
-        _check_int("n_samples", self.n_samples, 1)
-        _check_int("epochs", self.epochs, 1)
-        _check_int("batch_size", self.batch_size, 0)
-        _check_float("learning_rate", self.learning_rate)
+        check_int("n_samples", self.n_samples, 1)
+        check_int("epochs", self.epochs, 1)
+        check_int("batch_size", self.batch_size, 0)
+        check_number("learning_rate", self.learning_rate)
         if not isinstance(self.alpha, (int, float)) or self.alpha < 0:
             raise ValueError(f"alpha must be a non-negative number, got {self.alpha!r}")
-        _check_int("frac_bits", self.frac_bits, 1)
+        check_int("frac_bits", self.frac_bits, 1)
         for name in ("max_abs_x", "max_abs_e", "init_scale"):
-            _check_float(name, getattr(self, name))
-        if _check_float("max_abs_w", self.max_abs_w) < 1:
+            check_number(name, getattr(self, name))
+        if check_number("max_abs_w", self.max_abs_w) < 1:
             raise ValueError("max_abs_w must be at least 1 (the label slot's weight is -1)")
-        _check_int("min_nonzero", self.min_nonzero, 1)
+        check_int("min_nonzero", self.min_nonzero, 1)
         group_by_name(self.group)
 
     def width(self, pid: str) -> int:
