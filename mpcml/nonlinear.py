@@ -46,7 +46,7 @@ from typing import Any, Callable
 import numpy as np
 
 from . import fixedpoint
-from .tensor import Session, SharedTensor, _leader_adds
+from .tensor import Session, SharedTensor, leader_adds
 
 _ONES = np.uint64(0xFFFF_FFFF_FFFF_FFFF)
 _ONE = np.uint64(1)
@@ -89,8 +89,9 @@ def _fixed(session: Session, bits: np.ndarray) -> SharedTensor:
     return SharedTensor(session, bits << np.uint64(session.frac_bits))
 
 
-def _not(session: Session, bits: np.ndarray) -> np.ndarray:
-    return _leader_adds(session, np.uint64(0) - bits, _ONE)
+def not_bits(session: Session, bits: np.ndarray) -> np.ndarray:
+    """Shares of ``1 - b`` from arithmetic shares of bits ``b`` (local)."""
+    return leader_adds(session, np.uint64(0) - bits, _ONE)
 
 
 def _and(session: Session, x: np.ndarray, y: np.ndarray, triple: tuple[np.ndarray, ...]) -> np.ndarray:
@@ -128,7 +129,7 @@ def ltz_bits(session: Session, x: np.ndarray) -> np.ndarray:
     msb = ((propagate >> np.uint64(63)) ^ (g >> np.uint64(62))) & _ONE
     (e,) = session.open([msb ^ (bit_xor & _ONE)], binary=True)
     arith = bit_arith - (e << _ONE) * bit_arith
-    return _leader_adds(session, arith, e)
+    return leader_adds(session, arith, e)
 
 
 def _select(session: Session, bits: list[np.ndarray], values: list[np.ndarray]) -> list[np.ndarray]:
@@ -166,7 +167,7 @@ def gt(x: Any, y: Any) -> SharedTensor:
 
 def _gez(d: SharedTensor) -> SharedTensor:
     """``[d >= 0] = 1 - [d < 0]`` as shared fixed-point 0.0/1.0."""
-    return _fixed(d.session, _not(d.session, ltz_bits(d.session, d.share)))
+    return _fixed(d.session, not_bits(d.session, ltz_bits(d.session, d.share)))
 
 
 def le(x: Any, y: Any) -> SharedTensor:
@@ -183,7 +184,7 @@ def sign(x: SharedTensor) -> SharedTensor:
     """+1 where ``x >= 0`` (so ``sign(0) = +1``), -1 where ``x < 0``."""
     x = _shared(x, "x")
     bits = ltz_bits(x.session, x.share)
-    return _fixed(x.session, _leader_adds(x.session, np.uint64(0) - (bits << _ONE), _ONE))
+    return _fixed(x.session, leader_adds(x.session, np.uint64(0) - (bits << _ONE), _ONE))
 
 
 def relu(x: SharedTensor) -> SharedTensor:
@@ -290,15 +291,15 @@ def _exponent_scales(
     f = session.frac_bits
     exps = np.arange(lo + 1, hi)
     thresholds = (np.uint64(1) << (exps + f).astype(np.uint64)).reshape((-1,) + (1,) * x.ndim)
-    below = ltz_bits(session, _leader_adds(session, x.share[None], np.uint64(0) - thresholds)) if len(exps) else np.zeros((0, *x.shape), np.uint64)
-    at_least = _not(session, below)
+    below = ltz_bits(session, leader_adds(session, x.share[None], np.uint64(0) - thresholds)) if len(exps) else np.zeros((0, *x.shape), np.uint64)
+    at_least = not_bits(session, below)
     out = []
     for func, bits in funcs:
         base = int(round(func(lo) * 2.0**bits))
         weights = [int(round(func(j) * 2.0**bits)) - int(round(func(j - 1) * 2.0**bits)) for j in exps]
         w = np.array([v % 2**64 for v in weights], dtype=np.uint64).reshape((-1,) + (1,) * x.ndim)
         total = (at_least * w).sum(axis=0, dtype=np.uint64)
-        out.append(_leader_adds(session, total, np.uint64(base % 2**64)))
+        out.append(leader_adds(session, total, np.uint64(base % 2**64)))
     return out
 
 
@@ -306,7 +307,7 @@ def _public_affine(session: Session, x: np.ndarray, slope: float, intercept: flo
     """Shares of ``intercept + slope * x`` for public floats (one truncation round)."""
     f = session.frac_bits
     scaled = session.truncate(x * fixedpoint.encode(slope, f))
-    return _leader_adds(session, scaled, fixedpoint.encode(intercept, f))
+    return leader_adds(session, scaled, fixedpoint.encode(intercept, f))
 
 
 def _reciprocal_parts(y: SharedTensor, lo: int, hi: int, iterations: int) -> tuple[np.ndarray, np.ndarray, int]:
@@ -319,7 +320,7 @@ def _reciprocal_parts(y: SharedTensor, lo: int, hi: int, iterations: int) -> tup
     est = _public_affine(session, y_norm, -32.0 / 17.0, 48.0 / 17.0)
     two = fixedpoint.encode(2.0, session.frac_bits)
     for _ in range(iterations):
-        err = _leader_adds(session, np.uint64(0) - session.mul_shares(y_norm, est), two)
+        err = leader_adds(session, np.uint64(0) - session.mul_shares(y_norm, est), two)
         est = session.mul_shares(est, err)
     return est, scale, hi
 
@@ -414,10 +415,10 @@ def _clipped_linear(x: SharedTensor, slope: float) -> SharedTensor:
     """``clip(0.5 + slope * x, 0, 1)``: one batched pair of comparisons and one exact selection."""
     session = x.session
     edge = fixedpoint.encode(0.5 / slope, session.frac_bits)
-    low_high = ltz_bits(session, np.stack([_leader_adds(session, x.share, edge), _leader_adds(session, -x.share, edge)]))
+    low_high = ltz_bits(session, np.stack([leader_adds(session, x.share, edge), leader_adds(session, -x.share, edge)]))
     t = _public_affine(session, x.share, slope, 0.5)
     one = fixedpoint.encode(1.0, session.frac_bits)
-    to_zero, to_one = _select(session, [low_high[0], low_high[1]], [np.uint64(0) - t, _leader_adds(session, -t, one)])
+    to_zero, to_one = _select(session, [low_high[0], low_high[1]], [np.uint64(0) - t, leader_adds(session, -t, one)])
     return x._new(t + to_zero + to_one)
 
 
@@ -432,8 +433,8 @@ def _odd_polynomial(x: SharedTensor) -> SharedTensor:
     u = _public_affine(session, x.share, 1.0 / _POLY_HALF_WIDTH, 0.0)
     u2 = session.mul_shares(u, u)
     inner = session.mul_shares(_public_affine(session, u2, c5, c3), u2)
-    inner = _leader_adds(session, inner, fixedpoint.encode(c1, session.frac_bits))
-    return x._new(_leader_adds(session, session.mul_shares(u, inner), fixedpoint.encode(0.5, session.frac_bits)))
+    inner = leader_adds(session, inner, fixedpoint.encode(c1, session.frac_bits))
+    return x._new(leader_adds(session, session.mul_shares(u, inner), fixedpoint.encode(0.5, session.frac_bits)))
 
 
 _SQRT_SLOPE = 0.5854323
@@ -445,7 +446,7 @@ def _algebraic(x: SharedTensor) -> SharedTensor:
     session = x.session
     z = _public_affine(session, x.share, _SQRT_SLOPE, 0.0)
     one = fixedpoint.encode(1.0, session.frac_bits)
-    denom = x._new(_leader_adds(session, session.mul_shares(z, z), one))
+    denom = x._new(leader_adds(session, session.mul_shares(z, z), one))
     _, est, root_scale, bits = _inv_sqrt_parts(denom, 0, _SQRT_HI, DEFAULT_ITERATIONS, -1)
     ratio = session.mul_shares(session.mul_shares(z, est), root_scale, trunc_bits=bits)
     return x._new(_public_affine(session, ratio, 0.5, 0.5))

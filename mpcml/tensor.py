@@ -179,7 +179,7 @@ def _check_peer_share(pid: str, other: Any, shape: tuple[int, ...]) -> None:
         raise ValueError(f"player {pid!r} sent a share that is a {got}, expected a uint64 array of shape {shape}")
 
 
-def _leader_adds(session: Session, share: np.ndarray, public: Any) -> np.ndarray:
+def leader_adds(session: Session, share: np.ndarray, public: Any) -> np.ndarray:
     """Shares of ``secret + public`` (ring addition, broadcast): only the leader adds."""
     public = np.asarray(public, dtype=np.uint64)
     if session.is_leader:
@@ -263,7 +263,7 @@ class SharedTensor:
     def __add__(self, other: Any) -> "SharedTensor":
         if isinstance(other, SharedTensor):
             return self._new(self.share + other.share)
-        return self._new(_leader_adds(self.session, self.share, self._encode_public(other)))
+        return self._new(leader_adds(self.session, self.share, self._encode_public(other)))
 
     __radd__ = __add__
 

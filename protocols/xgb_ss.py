@@ -62,9 +62,9 @@ import numpy as np
 
 from mpcml import fixedpoint
 from mpcml.masked import MaskedMatrix
-from mpcml.nonlinear import SIGMOID_METHODS, divide, ltz_bits, sigmoid
+from mpcml.nonlinear import SIGMOID_METHODS, divide, ltz_bits, not_bits, sigmoid
 from mpcml.party import Party
-from mpcml.tensor import Session, SharedTensor
+from mpcml.tensor import Session, SharedTensor, leader_adds
 from mpcml.triples import DealerTriples
 
 from .xgb_trees import PartyTrees, QuantileBinner, XGBParams, base_margin, feature_values, leaf_reachability
@@ -127,18 +127,6 @@ def reveal_leaves(models: Sequence[SSModel]) -> tuple[np.ndarray, float, float]:
         total += model.leaf_shares
     scale, offset = next(m.output for m in models if m.output is not None)
     return fixedpoint.decode(total, FRAC_BITS), scale, offset
-
-
-def _bits_not(session: Session, bits: np.ndarray) -> np.ndarray:
-    """Shares of ``1 - b`` for integer shares ``b``."""
-    out = np.uint64(0) - bits
-    return out + np.uint64(1) if session.is_leader else out
-
-
-def _minus_public(session: Session, share: np.ndarray, public: np.ndarray) -> np.ndarray:
-    """Shares of ``x − p`` for a public ring array ``p`` (broadcast; only the leader subtracts)."""
-    shape = np.broadcast_shapes(share.shape, public.shape)
-    return share - public if session.is_leader else np.broadcast_to(share, shape).copy()
 
 
 class _Player:
@@ -270,8 +258,8 @@ def spline_sigmoid(x: SharedTensor) -> SharedTensor:
     """
     session, f = x.session, x.session.frac_bits
     knots = fixedpoint.encode(_SPLINE_KNOTS, f).reshape((-1,) + (1,) * x.ndim)
-    below = ltz_bits(session, _minus_public(session, x.share[None], knots))
-    at_least = _bits_not(session, below)
+    below = ltz_bits(session, leader_adds(session, x.share[None], np.uint64(0) - knots))
+    at_least = not_bits(session, below)
     weights = fixedpoint.encode(_SPLINE_STEPS, f)  # (17, 5)
     coef = [np.tensordot(weights[:, k], at_least, axes=(0, 0)).astype(np.uint64) for k in range(5)]
     u = x.share - coef[0]
@@ -356,7 +344,7 @@ def _level_scores(me: _Player, select: np.ndarray, g: SharedTensor, h: SharedTen
         both, kept = session.mul_shares(np.stack([below[0], score.share]), np.stack([below[1], np.broadcast_to(mask, (k, m))]), 0)
     else:
         both, kept = session.mul_shares(below[0], below[1], 0), score.share
-    valid = _bits_not(session, below[0] + below[1] - both)  # both children heavy enough
+    valid = not_bits(session, below[0] + below[1] - both)  # both children heavy enough
     return np.concatenate([parent.share, session.mul_shares(valid, kept, 0)], axis=1)
 
 
@@ -403,8 +391,8 @@ def _argmax_onehot(session: Session, values: np.ndarray) -> np.ndarray:
             new_i = np.concatenate([new_i, index[..., -1:]], axis=-1)
         values, index = new_v, new_i
     thresholds = np.arange(1, m, dtype=np.uint64)
-    below = ltz_bits(session, _minus_public(session, index, thresholds))
-    at_least = _bits_not(session, below)  # [idx >= j], j = 1..m-1
+    below = ltz_bits(session, leader_adds(session, index, np.uint64(0) - thresholds))
+    at_least = not_bits(session, below)  # [idx >= j], j = 1..m-1
     ones = np.full(index.shape, 1 if session.is_leader else 0, dtype=np.uint64)
     upper = np.concatenate([ones, at_least], axis=-1)  # [idx >= j], j = 0..m-1
     lower = np.concatenate([at_least, np.zeros(index.shape, np.uint64)], axis=-1)  # [idx >= j+1]
