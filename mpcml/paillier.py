@@ -35,7 +35,10 @@ Homomorphic results are *not* re-randomised: ``c^0 = 1`` or a product of known c
 reveal a multiplier to the key owner. Call :meth:`EncryptedArray.rerandomize` (or mask, as
 :func:`mask_to_share` does) before sending a computed ciphertext to the key owner; both use
 uniformly random ``r`` by default, because the key owner knows the factorisation and the DJN
-randomness does not hide a computation from it (see :meth:`PublicKey.obfuscators`).
+randomness does not hide a computation from it. When every input was a DJN encryption under the
+key owner's base (which :meth:`PublicKey.to_wire` ships with the key), ``randomness="subgroup"``
+(a long exponent of that base, 7x cheaper) hides the computation as well (see
+:meth:`PublicKey.obfuscators`).
 """
 
 from __future__ import annotations
@@ -59,10 +62,13 @@ from .csprng import Csprng
 from .fixedpoint import DEFAULT_FRAC_BITS, HEADROOM_BITS, RING_BITS
 
 MASK_SIGMA = 40
+SUBGROUP_SIGMA = 64
+RANDOMNESS = ("djn", "subgroup", "uniform")
 DEFAULT_SHORT_EXPONENT_BITS = 256
 MIN_KEY_BITS = 1024
 MAX_FRAC_BITS = 512
 _WINDOW_BITS = 8
+_OWNER_WINDOW_BITS = 10
 _PARALLEL_MIN = 8
 _ONE = mpz(1)
 _TWO64 = 1 << 64
@@ -228,10 +234,44 @@ class _ColumnPowers:
         return acc
 
 
+def _extend_comb(table: list[list[mpz]], base: mpz, modulus: mpz, rows: int, window: int) -> None:
+    """Grow the comb ``table[k][d] = base^(d 2^(window k)) mod modulus`` to ``rows`` rows."""
+    while len(table) < rows:
+        step = base if not table else table[-1][-1] * table[-1][1] % modulus
+        row = [_ONE, step]
+        for _ in range(2, 1 << window):
+            row.append(row[-1] * step % modulus)
+        table.append(row)
+
+
+def _comb_digits(count: int, exponent_bits: int, window: int) -> list[list[int]]:
+    """``count`` uniform exponents in ``[0, 2^exponent_bits)`` from ``os.urandom``, as ``window``-bit digits."""
+    rows = -(-exponent_bits // window)
+    if window == 8:
+        raw = os.urandom(rows * count)
+        return [list(raw[k : k + rows]) for k in range(0, rows * count, rows)]
+    width, mask = (rows * window + 7) // 8, (1 << window) - 1
+    raw = os.urandom(width * count)
+    return [[(a >> (window * k)) & mask for k in range(rows)]
+            for a in (int.from_bytes(raw[i : i + width], "little") for i in range(0, width * count, width))]
+
+
+def _comb_power(table: list[list[mpz]], digits: Sequence[int], modulus: mpz) -> mpz:
+    """``base^a`` for the exponent with these digits (one multiplication per non-zero digit)."""
+    acc = table[0][digits[0]]
+    for row, d in zip(table[1:], digits[1:]):
+        if d:
+            acc = acc * row[d] % modulus
+    return acc
+
+
 class PublicKey:
     """Paillier public key (wraps ``phe.PaillierPublicKey``) with fast array encryption."""
 
-    def __init__(self, key: phe.PaillierPublicKey | int, short_exponent_bits: int | None = DEFAULT_SHORT_EXPONENT_BITS) -> None:
+    def __init__(
+        self, key: phe.PaillierPublicKey | int, short_exponent_bits: int | None = DEFAULT_SHORT_EXPONENT_BITS,
+        djn_base: int | None = None,
+    ) -> None:
         if isinstance(key, PublicKey):
             key = key.phe
         if not isinstance(key, phe.PaillierPublicKey):
@@ -248,7 +288,8 @@ class PublicKey:
         self.nsquare = self.n * self.n
         self.max_int = int(key.max_int)
         self.short_exponent_bits = short_exponent_bits
-        self._table: list[list[mpz]] | None = None
+        self._base = None if djn_base is None else self._checked_base(djn_base)
+        self._table: list[list[mpz]] = []
         self._lock = threading.Lock()
 
     @property
@@ -266,58 +307,75 @@ class PublicKey:
 
     # --- randomness ---------------------------------------------------------------------
 
-    def _fixed_base_table(self) -> list[list[mpz]]:
+    def _checked_base(self, base: Any) -> mpz:
+        if not isinstance(base, numbers.Integral) or isinstance(base, bool):
+            raise TypeError(f"djn_base must be an integer, got {type(base).__name__}")
+        base = mpz(int(base))
+        n2 = self.nsquare
+        if not 1 < base < n2 or gmpy2.gcd(base, self.n) != 1 or base * base % n2 == 1:
+            raise ValueError("djn_base must be a unit mod n^2 of order above 2")
+        return base
+
+    @property
+    def djn_base(self) -> mpz:
+        """The DJN base ``hs = h^n mod n^2`` (``h = -x^2 mod n``); drawn on first use unless given.
+
+        The key owner's base travels with :meth:`to_wire`, so every party encrypting under one key
+        uses the same base: that is what makes ``randomness="subgroup"`` hiding (see :meth:`obfuscators`).
+        """
         with self._lock:
-            if self._table is None:
-                n, n2 = self.n, self.nsquare
+            if self._base is None:
+                n = self.n
                 while True:
                     x = mpz(secrets.randbelow(int(n) - 2) + 2)
                     if gmpy2.gcd(x, n) == 1:
                         break
-                base = powmod(n - x * x % n, n, n2)
-                table = []
-                for _ in range(-(-self.short_exponent_bits // _WINDOW_BITS)):
-                    row = [_ONE, base]
-                    for _ in range(2, 1 << _WINDOW_BITS):
-                        row.append(row[-1] * base % n2)
-                    table.append(row)
-                    base = row[-1] * base % n2
-                self._table = table
-            return self._table
+                self._base = powmod(n - x * x % n, n, self.nsquare)
+            return self._base
 
-    def obfuscators(self, count: int, *, statistical: bool = False) -> list[mpz]:
+    def _comb(self, count: int, exponent_bits: int) -> list[mpz]:
+        """``count`` values ``hs^a`` with ``a`` uniform in ``[0, 2^exponent_bits)`` (one multiplication per 8 bits)."""
+        rows, base, n2 = -(-exponent_bits // _WINDOW_BITS), self.djn_base, self.nsquare
+        with self._lock:
+            _extend_comb(self._table, base, n2, rows, _WINDOW_BITS)
+        table = self._table[:rows]
+        return [_comb_power(table, digits, n2) for digits in _comb_digits(count, exponent_bits, _WINDOW_BITS)]
+
+    def obfuscators(self, count: int, *, randomness: str = "djn") -> list[mpz]:
         """``count`` fresh random n-th residues ``r^n mod n^2`` (the encryption randomness).
 
-        ``statistical=True`` (or a key built with ``short_exponent_bits=None``) draws ``r``
-        uniformly from Z_n^*: a full exponentiation each (split over two threads), but then
-        ``r^n`` is uniform among n-th residues even to the key owner, who knows the
-        factorisation. The default DJN randomness ``(h^n)^a`` hides plaintexts from everyone
-        else, but not a computation from the key owner: ``h^a`` stays in the cyclic subgroup
-        generated by ``h``, so the key owner can read which coset of it a result's randomness
-        lies in (for instance its Legendre symbols mod p and q), and that depends on the private
-        multipliers applied to its own ciphertexts. Re-randomise anything computed on the key
-        owner's ciphertexts with ``statistical=True`` before it goes back (circuit privacy).
+        ``randomness`` (one of :data:`RANDOMNESS`):
+
+        - ``"djn"`` (default): ``hs^a`` with a short ``a`` (``short_exponent_bits``; uniform ``r`` for
+          a key built with ``short_exponent_bits=None``). Hides plaintexts from everyone but the key
+          owner, yet not a *computation* from the key owner, who knows the factorisation: ``hs^a``
+          stays in the cyclic subgroup generated by ``hs``, so the key owner can read which coset of
+          it a result's randomness lies in (its Legendre symbols mod p and q, say), and for inputs
+          with other randomness that coset depends on the private multipliers applied to them.
+        - ``"uniform"``: ``r`` uniform in Z_n^*, a full exponentiation each (two threads): ``r^n`` is
+          uniform among all n-th residues even to the key owner. Circuit privacy for any inputs.
+        - ``"subgroup"``: ``hs^a`` with ``a`` uniform in ``[0, 2^(|n| + 64))``, from a comb table
+          (about ``|n|/8`` multiplications, 7x cheaper than ``"uniform"`` at 2048 bits; the table
+          holds ``(|n|+64)/8 x 256`` residues, 35 MB at 2048 bits, built once per key). ``hs^a`` is
+          within ``2^-64`` of uniform on the subgroup ``<hs>``, so re-randomising with it hides a
+          computation from the key owner exactly when every input's randomness lies in ``<hs>``:
+          ciphertexts of ``"djn"`` or ``"subgroup"`` encryptions under this key's base (the key
+          owner's, shared by :meth:`to_wire`), sums and plaintext multiples of them. Not for inputs
+          from ``phe`` or encrypted with ``"uniform"`` randomness.
         """
+        if randomness not in RANDOMNESS:
+            raise ValueError(f"randomness must be one of {RANDOMNESS}, got {randomness!r}")
         n, n2 = self.n, self.nsquare
-        if statistical or self.short_exponent_bits is None:
+        if randomness == "uniform" or (randomness == "djn" and self.short_exponent_bits is None):
             rs = []
             while len(rs) < count:
                 r = mpz(secrets.randbelow(int(n) - 1) + 1)
                 if gmpy2.gcd(r, n) == 1:
                     rs.append(r)
             return parallel_powmod(rs, n, n2)
-        table = self._fixed_base_table()
-        width = len(table)
-        raw = os.urandom(width * count)
-        out = []
-        for k in range(0, width * count, width):
-            digits = raw[k : k + width]
-            acc = table[0][digits[0]]
-            for row, d in zip(table[1:], digits[1:]):
-                if d:
-                    acc = acc * row[d] % n2
-            out.append(acc)
-        return out
+        if randomness == "subgroup":
+            return self._comb(count, self.bits + SUBGROUP_SIGMA)
+        return self._comb(count, self.short_exponent_bits)
 
     # --- encryption ---------------------------------------------------------------------
 
@@ -328,28 +386,33 @@ class PublicKey:
                 "it cannot be encrypted without overflow"
             )
 
-    def _nude(self, ints: Sequence[int]) -> list[mpz]:
-        n = self.n
-        return [(mpz(v) % n) * n + 1 for v in ints]
-
-    def encrypt_int(
-        self, ints: ArrayLike, *, frac_bits: int = 0, name: str = "ints", statistical: bool = False
-    ) -> "EncryptedArray":
-        """Encrypt an array of signed integers (any size up to ``max_int``), tagged with scale ``frac_bits``.
-
-        ``statistical`` selects uniformly random ``r`` (see :meth:`obfuscators`).
-        """
-        frac_bits = _check_frac_bits(frac_bits)
+    def _plaintexts(self, ints: ArrayLike, name: str) -> tuple[list[mpz], tuple[int, ...]]:
+        """``(flat list of v mod n, shape)`` for an integer array within ``max_int`` (raises otherwise)."""
         arr = _numeric(ints, name)
         if not _is_exact(arr):
             raise TypeError(f"{name} must be an integer array (use encrypt for reals), got dtype {arr.dtype}")
         ints_obj, _ = _to_ints(arr, 0, name)
         self._check_range(ints_obj, name)
-        flat = list(ints_obj.flat)
-        n2 = self.nsquare
-        rs = self.obfuscators(len(flat), statistical=statistical)
-        cts = [m * r % n2 for m, r in zip(self._nude(flat), rs)]
-        return EncryptedArray(self, _object_array(cts, arr.shape), frac_bits)
+        n = self.n
+        return [mpz(v) % n for v in ints_obj.flat], arr.shape
+
+    def _nude(self, ints: Sequence[int]) -> list[mpz]:
+        n = self.n
+        return [(mpz(v) % n) * n + 1 for v in ints]
+
+    def encrypt_int(
+        self, ints: ArrayLike, *, frac_bits: int = 0, name: str = "ints", randomness: str = "djn"
+    ) -> "EncryptedArray":
+        """Encrypt an array of signed integers (any size up to ``max_int``), tagged with scale ``frac_bits``.
+
+        ``randomness``: which ``r^n`` (see :meth:`obfuscators`).
+        """
+        frac_bits = _check_frac_bits(frac_bits)
+        flat, shape = self._plaintexts(ints, name)
+        n, n2 = self.n, self.nsquare
+        rs = self.obfuscators(len(flat), randomness=randomness)
+        cts = [(m * n + 1) * r % n2 for m, r in zip(flat, rs)]
+        return EncryptedArray(self, _object_array(cts, shape), frac_bits)
 
     def encrypt(self, values: ArrayLike, frac_bits: int = DEFAULT_FRAC_BITS) -> "EncryptedArray":
         """Encrypt reals as fixed point ``round(x * 2^frac_bits)``; integer arrays are scaled likewise."""
@@ -359,15 +422,15 @@ class PublicKey:
     # --- wire ---------------------------------------------------------------------------
 
     def to_wire(self) -> dict:
-        """Codec-friendly form: ``{"n": n}``."""
-        return {"n": int(self.n)}
+        """Codec-friendly form: ``{"n": n, "hs": DJN base}`` (the base so that the peer encrypts with it too)."""
+        return {"n": int(self.n), "hs": int(self.djn_base)}
 
     @classmethod
     def from_wire(cls, obj: Any) -> "PublicKey":
         """Rebuild a key sent by a peer; rejects malformed input with ``ValueError``."""
-        if not isinstance(obj, dict) or set(obj) != {"n"} or not isinstance(obj["n"], int):
-            raise ValueError("public key on the wire must be a dict {'n': int}")
-        return cls(obj["n"])
+        if not isinstance(obj, dict) or set(obj) != {"n", "hs"} or not all(isinstance(v, int) for v in obj.values()):
+            raise ValueError("public key on the wire must be a dict {'n': int, 'hs': int}")
+        return cls(obj["n"], djn_base=obj["hs"])
 
 
 def _object_array(items: Sequence[Any], shape: tuple[int, ...]) -> np.ndarray:
@@ -403,6 +466,9 @@ class PrivateKey:
         self._p2, self._q2 = self._p * self._p, self._q * self._q
         self._hp, self._hq = mpz(key.hp), mpz(key.hq)
         self._p_inv = mpz(key.p_inverse)
+        self._p2_inv = gmpy2.invert(self._p2, self._q2)
+        self._tables: list[list[list[mpz]]] = []
+        self._lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"<mpcml PrivateKey {self.public_key.bits} bits>"
@@ -411,6 +477,40 @@ class PrivateKey:
     def max_bound_bits(self) -> int:
         """Largest ``max_bits`` accepted by known-bound decryption (``|p| - 2``)."""
         return int(self._p.bit_length()) - 2
+
+    def encrypt_int(self, ints: ArrayLike, *, frac_bits: int = 0, name: str = "ints") -> "EncryptedArray":
+        """Encrypt as the key owner: :meth:`PublicKey.encrypt_int` (``randomness="djn"``) computed mod p^2 and q^2.
+
+        The same ciphertexts ``(1 + m n) hs^a`` (the key's DJN base, a short exponent ``a``) from two
+        half-size fixed-base combs with 10-bit windows and one CRT recombination: about 1.8x faster
+        than the public-key comb. The tables (``2 x 26 x 1024`` residues of ``|n|`` bits, 15 MB at
+        2048 bits) are built on first use.
+        """
+        pk = self.public_key
+        if pk.short_exponent_bits is None:
+            return pk.encrypt_int(ints, frac_bits=frac_bits, name=name)
+        frac_bits = _check_frac_bits(frac_bits)
+        flat, shape = pk._plaintexts(ints, name)
+        table_p, table_q = self._owner_tables()
+        n, p2, q2, p2_inv = pk.n, self._p2, self._q2, self._p2_inv
+        cts = []
+        for m, digits in zip(flat, _comb_digits(len(flat), pk.short_exponent_bits, _OWNER_WINDOW_BITS)):
+            nude = m * n + 1
+            cp = nude * _comb_power(table_p, digits, p2) % p2
+            cq = nude * _comb_power(table_q, digits, q2) % q2
+            cts.append(cp + (cq - cp) * p2_inv % q2 * p2)
+        return EncryptedArray(pk, _object_array(cts, shape), frac_bits)
+
+    def _owner_tables(self) -> list[list[list[mpz]]]:
+        base = self.public_key.djn_base
+        with self._lock:
+            if not self._tables:
+                rows = -(-self.public_key.short_exponent_bits // _OWNER_WINDOW_BITS)
+                for modulus in (self._p2, self._q2):
+                    table: list[list[mpz]] = []
+                    _extend_comb(table, base % modulus, modulus, rows, _OWNER_WINDOW_BITS)
+                    self._tables.append(table)
+            return self._tables
 
     def raw_decrypt(self, ciphertexts: Sequence[Any]) -> list[mpz]:
         """Plaintexts in ``[0, n)`` of raw ciphertexts (CRT; p- and q-halves on two threads)."""
@@ -703,15 +803,16 @@ class EncryptedArray:
 
     # --- randomness, wire, phe --------------------------------------------------------------
 
-    def rerandomize(self, statistical: bool = True) -> "EncryptedArray":
+    def rerandomize(self, randomness: str = "uniform") -> "EncryptedArray":
         """Same plaintexts, fresh randomness: multiply each ciphertext by a new ``r^n``.
 
         By default ``r`` is uniform in Z_n^*, so the result reveals nothing about how it was
         computed even to the key owner (a full exponentiation per ciphertext: pack first when
-        possible); ``statistical=False`` uses the fast DJN randomness, which hides plaintexts from
-        third parties but not the computation from the key owner (see :meth:`PublicKey.obfuscators`).
+        possible); ``"subgroup"`` does the same 7x faster when every input came from DJN
+        encryptions under this key's base; ``"djn"`` hides plaintexts from third parties but not
+        the computation from the key owner (see :meth:`PublicKey.obfuscators`).
         """
-        rs = _object_array(self.public_key.obfuscators(self.size, statistical=statistical), self.shape)
+        rs = _object_array(self.public_key.obfuscators(self.size, randomness=randomness), self.shape)
         return self._like(self._mulmod(self.ciphertexts, rs))
 
     def to_wire(self) -> dict:
@@ -835,7 +936,7 @@ def mask_to_share(
     *,
     bound_bits: int | None = None,
     pack: bool = False,
-    statistical: bool = True,
+    randomness: str = "uniform",
 ) -> tuple[EncryptedArray, np.ndarray]:
     """Holder's half of HE -> additive shares mod 2^64: returns ``(masked, my_share)``.
 
@@ -866,10 +967,11 @@ def mask_to_share(
     2048 bits) so the key owner decrypts that many times fewer ciphertexts; ``masked`` is then a
     1-D array of packed ciphertexts and the key owner passes ``shape=`` to :func:`unmask_share`.
 
-    ``statistical`` (default) encrypts the masks with uniformly random ``r`` so that ``masked``
-    is a fresh encryption even in the eyes of the key owner (circuit privacy); it costs a full
-    exponentiation per sent ciphertext, 19x fewer with ``pack=True``. ``statistical=False``
-    uses the fast DJN randomness, which does not hide the computation from the key owner (see
+    ``randomness="uniform"`` (default) encrypts the masks with uniformly random ``r`` so that
+    ``masked`` is a fresh encryption even in the eyes of the key owner (circuit privacy); it costs a
+    full exponentiation per sent ciphertext, 19x fewer with ``pack=True``. ``"subgroup"`` gives
+    the same guarantee 7x cheaper when ``enc`` was computed from DJN encryptions under the key's
+    base; ``"djn"`` does not hide the computation from the key owner (see
     :meth:`PublicKey.obfuscators`): only for callers who re-randomise ``masked`` themselves.
     """
     if not isinstance(enc, EncryptedArray):
@@ -882,14 +984,14 @@ def mask_to_share(
     masks = [m + (1 << bound_bits) for m in random_masks(rng, enc.size, bound_bits + MASK_SIGMA)]
     mine = np.array([(-(m >> shift)) % _TWO64 for m in masks], dtype=np.uint64).reshape(enc.shape)
     if not pack:
-        fresh = pk.encrypt_int(_object_array(masks, enc.shape), frac_bits=enc.frac_bits, statistical=statistical)
+        fresh = pk.encrypt_int(_object_array(masks, enc.shape), frac_bits=enc.frac_bits, randomness=randomness)
         return enc + fresh, mine
     per_ct = slots_per_ciphertext(pk, width)
     packed = pack_ciphertexts(pk, list(enc.ciphertexts.flat), width)
     count = len(packed)
     masked = EncryptedArray(pk, _object_array(packed, (count,)), enc.frac_bits)
     plain = _object_array(pack_plain(masks, per_ct, width), (count,))
-    return masked + pk.encrypt_int(plain, frac_bits=enc.frac_bits, statistical=statistical), mine
+    return masked + pk.encrypt_int(plain, frac_bits=enc.frac_bits, randomness=randomness), mine
 
 
 def unmask_share(
@@ -985,9 +1087,9 @@ class PackedEncryptedArray:
         rows = EncryptedArray(self.public_key, self.ciphertexts, 0).sum(0)
         return self._like(rows.ciphertexts.reshape(1, -1), np.array([int(self.summands.sum())], dtype=np.int64))
 
-    def rerandomize(self, statistical: bool = True) -> "PackedEncryptedArray":
+    def rerandomize(self, randomness: str = "uniform") -> "PackedEncryptedArray":
         """Fresh randomness, as :meth:`EncryptedArray.rerandomize`."""
-        fresh = EncryptedArray(self.public_key, self.ciphertexts, 0).rerandomize(statistical)
+        fresh = EncryptedArray(self.public_key, self.ciphertexts, 0).rerandomize(randomness)
         return self._like(fresh.ciphertexts, self.summands)
 
     def to_wire(self) -> dict:

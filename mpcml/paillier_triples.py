@@ -32,12 +32,14 @@ and keeps it mod 2^64. Both directions run at once.
 Threat model: semi-honest, two parties; each sees only the other's ciphertexts (semantically
 secure under DCR and the DJN short-exponent assumption, see :mod:`mpcml.paillier`) and
 plaintexts masked with 40 statistical bits (leakage at most 2^-40 per value); the masked
-results it decrypts carry uniformly random ``r^n`` (statistically hiding how they were computed
-from its own ciphertexts). A malicious party could bias the randomness (no zero-knowledge proofs).
+results it decrypts carry fresh randomness uniform on the subgroup ``<hs>`` of its own key's DJN
+base, which holds the randomness of every ciphertext they were computed from (``"subgroup"`` in
+:meth:`mpcml.paillier.PublicKey.obfuscators`), so they are statistically independent of how they
+were computed. A malicious party could bias the randomness (no zero-knowledge proofs).
 
 Cost per element and party at 2048-bit keys: ``mul`` one encryption, one 64-bit
-exponentiation, 1/12 of a decryption and 1/12 of a full-size exponentiation (the uniform
-re-randomiser); a ``trunc`` pair 32 encryptions, at most 32 multiplications and 1/6 of a
+exponentiation, 1/12 of a decryption and 1/12 of a re-randomiser (``|n|/8`` modular
+multiplications); a ``trunc`` pair 32 encryptions, at most 32 multiplications and 1/6 of a
 decryption and re-randomiser; ``binary_and`` 64 encryptions and 1/32 of a decryption. The dealer
 (:class:`mpcml.triples.DealerTriples`) is orders of magnitude faster when a non-colluding helper
 is acceptable.
@@ -150,7 +152,7 @@ class PaillierTriples(TripleSource):
 
     def _exchange(self, values: np.ndarray, peer_count: int) -> EncryptedArray:
         """Send ``Enc_mine(values)``; receive the peer's ``peer_count`` ciphertexts under its key."""
-        self._party.send(self._peer, self._pk.encrypt_int(np.asarray(values).ravel()).to_wire())
+        self._party.send(self._peer, self._sk.encrypt_int(np.asarray(values).ravel()).to_wire())
         theirs = EncryptedArray.from_wire(self._peer_pk, self._recv())
         if theirs.shape != (peer_count,):
             raise ValueError(f"peer {self._peer!r} sent {theirs.size} ciphertexts, expected {peer_count}")
@@ -170,14 +172,14 @@ class PaillierTriples(TripleSource):
 
         ``group=0``: ``terms`` hold one value each and are packed here (Horner). ``group=g``:
         ``terms`` are already packed, ``g``-slot groups laid out by :meth:`_layout`. The packed
-        ciphertexts carry a fresh uniformly random ``r^n`` (statistical re-randomisation).
+        ciphertexts carry fresh randomness, uniform on the subgroup of the peer's DJN base.
         """
         per_out = self._layout(self._peer_pk, width, max(group, 1))
         packed = list(terms) if group else pack_ciphertexts(self._peer_pk, terms, width)
         plain = pack_plain(masks, per_out, width)
         count = len(packed)
         masked = EncryptedArray(self._peer_pk, _object_array(packed, (count,)), 0)
-        masked = masked + self._peer_pk.encrypt_int(_object_array(plain, (count,)), statistical=True)
+        masked = masked + self._peer_pk.encrypt_int(_object_array(plain, (count,)), randomness="subgroup")
         self._party.send(self._peer, masked.to_wire())
         received = EncryptedArray.from_wire(self._pk, self._recv())
         words = list(self._sk.decrypt_int(received).flat)

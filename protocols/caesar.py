@@ -38,11 +38,13 @@ decrypt step plus d_P fresh encryptions by Q.
 
 Fixed point. Features are integers (``x_frac_bits = 0``, chosen automatically when every
 value is an integer, e.g. one-hot data) or ``round(x 2^f)``; the residual ``e`` has ``f``
-fractional bits (``frac_bits``, default 16), ``eta`` has ``fs = 24 + ceil(log2(batch/lr))``
-and the weights have ``F = fs + f + x_frac_bits``, so the gradient step lands on the weights'
-scale exactly and only the products ``z`` are truncated (floor of each integer share: at most
-one unit in the last place per share, never a wrap-around failure, since the shares are
-integers rather than ring elements). Assumed bounds, needed for the masks: ``|X_P w_P| <
+fractional bits (``frac_bits``, default 16), ``eta`` has ``fs = 24 + ceil(log2(batch/lr))``;
+each party floors its share of ``eta e`` (``fs + f`` bits) to ``fw = fs + f - 20`` bits before it
+enters the weights, which thus have ``F = fw + x_frac_bits`` fractional bits: the floors cost under
+``lr 2^-f / 8`` per weight and step (``2^-fw <= lr 2^-(f+4) / batch``), and the products ``z``
+carry ``20`` fewer bits, so more of them fit one packed ciphertext. The products ``z`` are
+truncated likewise (floor of each integer share: at most one unit in the last place per share,
+never a wrap-around failure, since the shares are integers rather than ring elements). Assumed bounds, needed for the masks: ``|X_P w_P| <
 2^16`` and ``|w| < 2^16``.
 
 Threat model: semi-honest, two parties. Every value a party receives is (a) a Paillier
@@ -92,6 +94,7 @@ from .common import CommunicationReport, check_labels, check_matrix, check_verti
 
 VALUE_BITS = 16
 STEP_PRECISION_BITS = 24
+STEP_TRUNCATION_BITS = 20
 DECAY_BITS = 30
 SIGMOIDS = ("linear", "cubic")
 # Least-squares fit of the logistic function by q0 + q1 z + q3 z^3 on [-8, 8] (numpy lstsq).
@@ -199,7 +202,8 @@ def weight_error_bound(blocks: Sequence[Any], weights: Sequence[np.ndarray], par
 
     Per step the residual is off by at most 4 units of ``2^-f`` (two floored shares, the /4 and
     the label) plus the rounding of non-integer features, ``d 2^-(f+1) max|w|``; a step moves each weight by at
-    most ``lr max|X|`` times that, and one more unit covers the weights' own rounding.
+    most ``lr max|X|`` times that, flooring the two shares of ``eta e`` to the weights' scale adds
+    under ``lr max|X| 2^-f / 8`` per step, and one more unit covers the weights' own rounding.
     """
     unit = 2.0**-params.frac_bits
     dense = [b.toarray() if sp.issparse(b) else np.asarray(b) for b in blocks]
@@ -207,7 +211,7 @@ def weight_error_bound(blocks: Sequence[Any], weights: Sequence[np.ndarray], par
     rounded = sum(b.shape[1] for b in dense if not np.all(b == np.rint(b)))  # integer features are exact
     w_max = max(float(np.abs(w).max()) for w in weights) + 1.0
     steps = params.epochs * -(-n_rows // params.batch_size)
-    return steps * params.learning_rate * max_x * (8 * unit + rounded * unit / 2 * w_max) + unit
+    return steps * params.learning_rate * max_x * (8 * unit + unit / 8 + rounded * unit / 2 * w_max) + unit
 
 
 # --- integer encodings and masked packing -------------------------------------------------------
@@ -252,7 +256,7 @@ def pack_masked(enc: EncryptedArray, bound_bits: int, rng: Csprng) -> tuple[dict
     packed[:] = pack_ciphertexts(pk, list(enc.ciphertexts.flat), slot_bits)
     words = np.empty(packed.size, dtype=object)
     words[:] = pack_plain(masks, slots, slot_bits)
-    fresh = EncryptedArray(pk, packed, 0) + pk.encrypt_int(words, statistical=True)
+    fresh = EncryptedArray(pk, packed, 0) + pk.encrypt_int(words, randomness="subgroup")
     message = {"kind": "masked", "count": count, "bound_bits": bound_bits, "enc": fresh.to_wire()}
     return message, -np.array(masks, dtype=object)
 
@@ -301,22 +305,23 @@ class _Trainer:
         self.rows, self.cols = self.x.shape
         self.fs = params.step_bits(params.batch_size)
         self.fe = params.frac_bits
+        self.fw = self.fs + self.fe - STEP_TRUNCATION_BITS
 
     def setup(self) -> None:
         self.public_key, self.private_key = generate_keypair(self.params.key_bits)
         other = _send_public(self.party, self.peer, self.public_key, self.rows, self.cols, self.fx, self.params)
         self.peer_key, self.peer_cols, self.peer_fx = other["pk"], other["cols"], other["fx"]
-        self.weight_bits = self.fs + self.fe + self.fx
+        self.weight_bits = self.fw + self.fx
         # Enc(0) with randomness 1: P knows it is zero anyway, and whatever P sends is rerandomised.
         self.weights = EncryptedArray(self.peer_key, np.full(self.cols, mpz(1), dtype=object), 0)
 
     def _weight_bound(self, fx: int) -> int:
         """Bits of ``|w|`` at the weight scale ``F`` of a party with feature scale ``fx``."""
-        return VALUE_BITS + self.fs + self.fe + fx
+        return VALUE_BITS + self.fw + fx
 
     def _bound(self, fx: int) -> int:
         """Bits of ``|X_P w_P|`` at scale ``fx + F`` for a party with feature scale ``fx``."""
-        return VALUE_BITS + self.fs + self.fe + 2 * fx
+        return VALUE_BITS + self.fw + 2 * fx
 
     def product_shares(self, rows: np.ndarray) -> np.ndarray:
         """Integer shares of ``z = X_A w_A + X_B w_B`` over ``rows`` at scale ``2^fe``, divided by 4 if linear."""
@@ -334,7 +339,7 @@ class _Trainer:
         out_bits = 3 * fe + _COEF_BITS
         bound = out_bits + 3 * VALUE_BITS
         if not self.is_b:
-            powers = self.public_key.encrypt_int(np.stack([z, z * z, z * z * z]))
+            powers = self.private_key.encrypt_int(np.stack([z, z * z, z * z * z]))
             self.party.send(self.peer, {"kind": "powers", "enc": powers.to_wire()})
             t = unpack_masked(self.private_key, self.party.recv(self.peer), len(z), bound)
             return t >> (out_bits - fe)
@@ -353,10 +358,13 @@ class _Trainer:
         return own >> (out_bits - fe)
 
     def gradient_step(self, rows: np.ndarray, e_share: np.ndarray) -> None:
-        """``[w_P] += X_P[rows]^T [-eta e]`` with the peer's half of ``-eta e`` encrypted under its key."""
+        """``[w_P] += X_P[rows]^T [-eta e]`` with the peer's half of ``-eta e`` encrypted under its key.
+
+        Each party's share of ``-eta e`` is floored to the weights' scale before it is encrypted or added.
+        """
         eta = round(self.params.learning_rate / len(rows) * 2**self.fs)
-        scaled = -eta * e_share
-        self.party.send(self.peer, {"kind": "residual", "enc": self.public_key.encrypt_int(scaled).to_wire()})
+        scaled = (-eta * e_share) >> STEP_TRUNCATION_BITS
+        self.party.send(self.peer, {"kind": "residual", "enc": self.private_key.encrypt_int(scaled).to_wire()})
         message = self.party.recv(self.peer)
         if not isinstance(message, dict) or message.get("kind") != "residual":
             raise ValueError(f"peer {self.peer!r} did not send its encrypted residual share")
@@ -368,34 +376,40 @@ class _Trainer:
         updated = self.weights[touched] + (theirs + scaled).matmul(batch[:, touched])
         self.weights.ciphertexts[touched] = updated.ciphertexts
         if self.params.report_loss:
-            self.loss_terms = self.loss_terms + int(eta * (e_share * e_share).sum())
-            if self.is_b:
-                cross = theirs.mul(e_share).sum()
-                self.loss_cross = cross if self.loss_cross is None else self.loss_cross + cross
+            self.loss_terms = self.loss_terms + int((e_share * scaled).sum())
+            cross = theirs.mul(e_share).sum()
+            self.loss_cross = cross if self.loss_cross is None else self.loss_cross + cross
+
+    def _received_sum(self, kind: str, bound: int) -> int:
+        """Decrypt the peer's one-ciphertext message ``kind`` (under this party's key)."""
+        message = self.party.recv(self.peer)
+        if not isinstance(message, dict) or message.get("kind") != kind or message.get("bound_bits") != bound:
+            raise ValueError(f"peer {self.peer!r} did not send the {kind} message")
+        enc = EncryptedArray.from_wire(self.public_key, message["enc"])
+        if enc.shape != ():
+            raise ValueError(f"peer {self.peer!r} sent {enc.shape} values in the {kind} message, expected one")
+        return int(self.private_key.decrypt_int(enc)[()])
 
     def reveal_loss(self, batches: int) -> float | None:
         """B learns the epoch's mean squared residual ``mean_S mean_{i in S} e_i^2`` (A learns nothing).
 
-        ``sum eta e^2 = sum eta a^2 + 2 sum eta a b + sum eta b^2``: B turns A's encrypted
-        ``-eta a`` into ``[-eta sum a b]_A``, masks it; A adds its ``sum eta a^2``.
+        With ``e = a + b`` (A's and B's shares) and ``s_P ~ -eta e_P / 2^20`` the floored steps,
+        ``sum eta e^2 / 2^20 ~ -sum (a + b)(s_A + s_B)``. Each party holds its own ``sum e_P s_P``
+        and ``[sum e_P s_Q]_Q``; B masks ``[sum b s_A]_A`` for A, who adds it and its own terms to
+        ``[sum a s_B]_B`` and returns that; B removes the mask and adds ``sum b s_B``.
         """
-        share_bits = 3 * VALUE_BITS + self.fe + MASK_SIGMA + 2
-        bound = 2 * share_bits + self.fs + self.rows.bit_length() + 2
+        share_bits = 3 * VALUE_BITS + self.fe + MASK_SIGMA + 2  # |e_P|, also after the cubic
+        bound = 2 * share_bits + self.fs + self.rows.bit_length() + 2  # |sum e_P s_Q|
         if self.is_b:
-            mask = random_masks(self.party.rng, 1, bound + MASK_SIGMA)[0]
-            masked = (self.loss_cross.mul(-2) + mask).rerandomize()
+            mask = (1 << bound) + random_masks(self.party.rng, 1, bound + MASK_SIGMA)[0]
+            masked = (self.loss_cross + mask).rerandomize("subgroup")
             self.party.send(self.peer, {"kind": "masked_sum", "bound_bits": bound, "enc": masked.to_wire()})
-            reply = self.party.recv(self.peer)
-            if not isinstance(reply, dict) or reply.get("kind") != "loss" or not isinstance(reply.get("value"), int):
-                raise ValueError(f"peer {self.peer!r} did not return the masked loss")
-            total = reply["value"] - mask + self.loss_terms
-            scale = self.params.learning_rate * 2.0 ** (self.fs + 2 * self.fe) * batches
-            return total / scale
-        message = self.party.recv(self.peer)
-        if not isinstance(message, dict) or message.get("kind") != "masked_sum" or message.get("bound_bits") != bound:
-            raise ValueError(f"peer {self.peer!r} did not send the masked loss term")
-        value = int(self.private_key.decrypt_int(EncryptedArray.from_wire(self.public_key, message["enc"]))[()])
-        self.party.send(self.peer, {"kind": "loss", "value": value + self.loss_terms})
+            total = self._received_sum("loss_sum", bound) - mask + self.loss_terms
+            scale = self.params.learning_rate * 2.0 ** (self.fs + 2 * self.fe - STEP_TRUNCATION_BITS) * batches
+            return -total / scale
+        masked = self._received_sum("masked_sum", bound)
+        reply = (self.loss_cross + (masked + self.loss_terms)).rerandomize("subgroup")
+        self.party.send(self.peer, {"kind": "loss_sum", "bound_bits": bound, "enc": reply.to_wire()})
         return None
 
     def decay(self, factor: float, keep_last: bool) -> None:
@@ -407,7 +421,7 @@ class _Trainer:
         self.party.send(self.peer, message)
         theirs = unpack_masked(self.private_key, self.party.recv(self.peer), self.peer_cols,
                                self._weight_bound(self.peer_fx) + DECAY_BITS)
-        self.party.send(self.peer, {"kind": "share", "enc": self.public_key.encrypt_int(theirs >> DECAY_BITS).to_wire()})
+        self.party.send(self.peer, {"kind": "share", "enc": self.private_key.encrypt_int(theirs >> DECAY_BITS).to_wire()})
         back = self.party.recv(self.peer)
         if not isinstance(back, dict) or back.get("kind") != "share":
             raise ValueError(f"peer {self.peer!r} did not send its re-encrypted share")

@@ -165,7 +165,7 @@ def train_label_holder(
         h_int = np.rint(h[sampled] * 2.0**GH_FRAC_BITS).astype(np.int64)
         w, s = _layout(g_int, h_int)
         plain = np.array([int(a) * (1 << w) + int(b) for a, b in zip(g_int, h_int)], dtype=object)
-        enc = public_key.encrypt_int(plain)
+        enc = private_key.encrypt_int(plain)
         party.send_all(passive, {"rows": sampled, "enc": enc.to_wire(), "slot_bits": s})
         gh = np.stack([g_int, h_int], axis=1).astype(np.float64) / 2.0**GH_FRAC_BITS
         in_sample = np.zeros(n, dtype=bool)
@@ -341,7 +341,7 @@ class _PassiveHistograms:
         cts = sums.ciphertexts.copy()
         cts[~keep] = gmpy2.mpz(1)
         words = pack_ciphertexts(self.public_key, list(cts[order]), slot_bits)
-        fresh = EncryptedArray(self.public_key, np.array(words, dtype=object), 0).rerandomize()
+        fresh = EncryptedArray(self.public_key, np.array(words, dtype=object), 0).rerandomize("subgroup")
         return [int(c) for c in fresh.ciphertexts]
 
 

@@ -14,6 +14,7 @@ from mpcml import codec, fixedpoint
 from mpcml.csprng import Csprng
 from mpcml.paillier import (
     MASK_SIGMA,
+    RANDOMNESS,
     EncryptedArray,
     PackedEncryptedArray,
     PrivateKey,
@@ -211,8 +212,8 @@ def test_rerandomize_and_full_randomness(keys):
     pk, sk = keys
     x = data((5,), 10)
     ex = pk.encrypt(x)
-    for statistical in (True, False):
-        fresh = ex.rerandomize(statistical=statistical)
+    for randomness in RANDOMNESS:
+        fresh = ex.rerandomize(randomness)
         assert all(a != b for a, b in zip(ex.ciphertexts, fresh.ciphertexts))
         np.testing.assert_array_equal(sk.decrypt(fresh), sk.decrypt(ex))
     textbook = PublicKey(pk.phe, short_exponent_bits=None)
@@ -230,7 +231,36 @@ def test_rerandomize_hides_the_computation_from_the_key_owner(keys):
         return {(gmpy2.legendre(int(c) % p, p), gmpy2.legendre(int(c) % q, q)) for c in enc.ciphertexts}
 
     assert cosets(trivial_zero.rerandomize()) == {(1, 1), (1, -1), (-1, 1), (-1, -1)}
-    assert len(cosets(trivial_zero.rerandomize(statistical=False))) <= 2  # why DJN randomness is not used here
+    assert len(cosets(trivial_zero.rerandomize("djn"))) <= 2  # why DJN randomness is not used here
+
+
+def test_subgroup_randomness_hides_computations_on_djn_ciphertexts_only(keys):
+    """Re-randomising within <hs>: the coset seen by the key owner no longer depends on the multiplier
+    for DJN inputs under the owner's base (what CAESAR and SecureBoost send), but it does for inputs
+    with uniform randomness: hence "uniform" stays the default."""
+    pk, sk = keys
+    p, q = int(sk.phe.p), int(sk.phe.q)
+    peer_key = PublicKey.from_wire(codec.decode(codec.encode(pk.to_wire())))
+    assert peer_key.djn_base == pk.djn_base
+
+    def coset(c):
+        return gmpy2.legendre(int(c) % p, p), gmpy2.legendre(int(c) % q, q)
+
+    def seen(inputs, multiplier):
+        computed = inputs.mul(np.full(inputs.shape, multiplier, dtype=object))
+        fresh = computed.rerandomize("subgroup")
+        np.testing.assert_array_equal(sk.decrypt_int(fresh), sk.decrypt_int(computed))
+        return [coset(c) for c in fresh.ciphertexts]
+
+    djn = peer_key.encrypt_int(np.zeros(64, dtype=np.int64))
+    subgroup = set(seen(djn, 1))  # the cosets of <hs>: {(1, 1), (-1|p, -1|q)}
+    assert set(seen(djn, 2)) == subgroup
+    uniform = peer_key.encrypt_int(np.zeros(200, dtype=np.int64), randomness="uniform")
+    outside = next(c for c in [(1, -1), (-1, 1), (-1, -1)] if c not in subgroup)
+    odd = EncryptedArray(pk, np.array([c for c in uniform.ciphertexts if coset(c) == outside][:32], dtype=object), 0)
+    assert set(seen(odd, 1)).isdisjoint(seen(odd, 2))  # the coset reveals the multiplier's parity
+    with pytest.raises(ValueError, match="randomness"):
+        pk.obfuscators(1, randomness="short")
 
 
 def test_wire_round_trip_and_malformed(keys):
@@ -253,6 +283,8 @@ def test_wire_round_trip_and_malformed(keys):
             EncryptedArray.from_wire(pk, bad)
     with pytest.raises(ValueError):
         PublicKey.from_wire({"n": 15})
+    with pytest.raises(ValueError):
+        PublicKey.from_wire({**pk.to_wire(), "hs": 1})
     with pytest.raises(ValueError, match="n"):
         PublicKey.from_wire({"m": 3})
 
