@@ -335,11 +335,23 @@ class PublicKey:
 
     def _comb(self, count: int, exponent_bits: int) -> list[mpz]:
         """``count`` values ``hs^a`` with ``a`` uniform in ``[0, 2^exponent_bits)`` (one multiplication per 8 bits)."""
-        rows, base, n2 = -(-exponent_bits // _WINDOW_BITS), self.djn_base, self.nsquare
-        with self._lock:
-            _extend_comb(self._table, base, n2, rows, _WINDOW_BITS)
-        table = self._table[:rows]
+        table, n2 = self._comb_table(exponent_bits), self.nsquare
         return [_comb_power(table, digits, n2) for digits in _comb_digits(count, exponent_bits, _WINDOW_BITS)]
+
+    def _comb_table(self, exponent_bits: int) -> list[list[mpz]]:
+        rows, base = -(-exponent_bits // _WINDOW_BITS), self.djn_base
+        with self._lock:
+            _extend_comb(self._table, base, self.nsquare, rows, _WINDOW_BITS)
+            return self._table[:rows]
+
+    def prepare(self, randomness: str = "djn") -> None:
+        """Build now the table that ``randomness`` draws from (else built on first use), e.g. during set-up."""
+        if randomness not in RANDOMNESS:
+            raise ValueError(f"randomness must be one of {RANDOMNESS}, got {randomness!r}")
+        if randomness == "subgroup":
+            self._comb_table(self.bits + SUBGROUP_SIGMA)
+        elif randomness == "djn" and self.short_exponent_bits is not None:
+            self._comb_table(self.short_exponent_bits)
 
     def obfuscators(self, count: int, *, randomness: str = "djn") -> list[mpz]:
         """``count`` fresh random n-th residues ``r^n mod n^2`` (the encryption randomness).
@@ -500,6 +512,11 @@ class PrivateKey:
             cq = nude * _comb_power(table_q, digits, q2) % q2
             cts.append(cp + (cq - cp) * p2_inv % q2 * p2)
         return EncryptedArray(pk, _object_array(cts, shape), frac_bits)
+
+    def prepare(self) -> None:
+        """Build now the tables of :meth:`encrypt_int` (else built on first use), e.g. during set-up."""
+        if self.public_key.short_exponent_bits is not None:
+            self._owner_tables()
 
     def _owner_tables(self) -> list[list[list[mpz]]]:
         base = self.public_key.djn_base

@@ -311,6 +311,8 @@ class _Trainer:
         self.public_key, self.private_key = generate_keypair(self.params.key_bits)
         other = _send_public(self.party, self.peer, self.public_key, self.rows, self.cols, self.fx, self.params)
         self.peer_key, self.peer_cols, self.peer_fx = other["pk"], other["cols"], other["fx"]
+        self.private_key.prepare()
+        self.peer_key.prepare("subgroup")
         self.weight_bits = self.fw + self.fx
         # Enc(0) with randomness 1: P knows it is zero anyway, and whatever P sends is rerandomised.
         self.weights = EncryptedArray(self.peer_key, np.full(self.cols, mpz(1), dtype=object), 0)

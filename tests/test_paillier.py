@@ -208,6 +208,22 @@ def test_sum_indexing_reshape(keys):
     assert sk.decrypt(pk.encrypt(np.zeros((0, 2))).sum(0)).tolist() == [0.0, 0.0]
 
 
+def test_key_owner_encryption_matches_public_encryption(keys):
+    pk, sk = keys
+    v = np.array([[0, 1, -1], [2**200, -(2**300), 12345]], dtype=object)
+    sk.prepare()
+    pk.prepare("subgroup")
+    owner = sk.encrypt_int(v, frac_bits=3)
+    assert owner.shape == (2, 3) and owner.frac_bits == 3
+    np.testing.assert_array_equal(sk.decrypt_int(owner), v)
+    np.testing.assert_array_equal(sk.decrypt_int(owner + pk.encrypt_int(v, frac_bits=3)), 2 * v)
+    assert len({int(c) for c in sk.encrypt_int(np.zeros(50, dtype=np.int64)).ciphertexts}) == 50
+    with pytest.raises(TypeError, match="ints"):
+        sk.encrypt_int(np.array([0.5]))
+    with pytest.raises(ValueError, match="randomness"):
+        pk.prepare("short")
+
+
 def test_rerandomize_and_full_randomness(keys):
     pk, sk = keys
     x = data((5,), 10)
@@ -255,6 +271,8 @@ def test_subgroup_randomness_hides_computations_on_djn_ciphertexts_only(keys):
     djn = peer_key.encrypt_int(np.zeros(64, dtype=np.int64))
     subgroup = set(seen(djn, 1))  # the cosets of <hs>: {(1, 1), (-1|p, -1|q)}
     assert set(seen(djn, 2)) == subgroup
+    owner = sk.encrypt_int(np.zeros(64, dtype=np.int64))  # the key owner's CRT encryption: same subgroup
+    assert set(seen(owner, 1)) == set(seen(owner, 2)) == subgroup
     uniform = peer_key.encrypt_int(np.zeros(200, dtype=np.int64), randomness="uniform")
     outside = next(c for c in [(1, -1), (-1, 1), (-1, -1)] if c not in subgroup)
     odd = EncryptedArray(pk, np.array([c for c in uniform.ciphertexts if coset(c) == outside][:32], dtype=object), 0)
