@@ -13,9 +13,10 @@ parties. Per tree level every passive party
    matrix), for the smaller of two siblings only (the other is parent − sibling);
 2. turns bucket sums into left sums (prefix products), orders them by a CSPRNG permutation within
    each feature (one permutation per tree), packs ``⌊(|n|-3)/S⌋`` of them per ciphertext (Horner:
-   ``c ← c^(2^S) · c_j``), re-randomises (uniform ``r^n``) and returns them — for the smaller
-   sibling only: the label holder subtracts it from the parent's decrypted sums, which are in the
-   same order.
+   ``c ← c^(2^S) · c_j``), re-randomises them (``r^n`` uniform on the subgroup of the label
+   holder's DJN base, which holds the randomness of all its encryptions: ``"subgroup"`` in
+   :meth:`mpcml.paillier.PublicKey.obfuscators`) and returns them — for the smaller sibling only:
+   the label holder subtracts it from the parent's decrypted sums, which are in the same order.
 
 The label holder decrypts, finds the best split of each node among its own candidates and the
 returned ones with xgboost's gain ``½[G_L²/(H_L+λ) + G_R²/(H_R+λ) − G²/(H+λ)]`` (plaintext,
@@ -149,6 +150,7 @@ def train_label_holder(
         counts[pid] = info["candidates"]
     public_key, private_key = generate_keypair(key_bits)
     party.send_all(passive, public_key.to_wire())
+    private_key.prepare()
 
     binner = QuantileBinner(params.max_bin, params.binning).fit(x)
     bins = binner.transform(x)
@@ -355,6 +357,7 @@ def train_passive(party: Party, label_holder: str, x: np.ndarray, *, progress: P
     n = x.shape[0]
     party.send(label_holder, {"rows": n, "candidates": binner.n_candidates})
     public_key = PublicKey.from_wire(party.recv(label_holder))
+    public_key.prepare("subgroup")
     hist = _PassiveHistograms(public_key, binner, bins, party.rng)
     trees = PartyTrees.empty(params.n_estimators, params.max_depth)
     start = time.perf_counter()
