@@ -8,9 +8,9 @@ Compute parties ("players") hold different feature columns of the same rows; the
 
 Training, per tree:
 
-1. Gradients on shares: logistic loss ``g = σ(m) − y``, ``h = σ(m)(1 − σ(m))`` with σ by
-   :func:`spline_sigmoid` (default; ``|error| <= 6e-5`` on [−8, 8], 3.4e-4 outside) or a method of
-   :data:`mpcml.nonlinear.SIGMOID_METHODS` (e.g. ``"sqrt"``: ``|error| <= 0.0222``); squared loss
+1. Gradients on shares: logistic loss ``g = σ(m) − y``, ``h = σ(m)(1 − σ(m))`` with σ by a method
+   of :data:`mpcml.nonlinear.SIGMOID_METHODS`: ``"spline"`` by default (piecewise cubic,
+   ``|error| <= 6.2e-5`` on [−8, 8], 3.4e-4 outside), or e.g. ``"sqrt"`` (``|error| <= 0.0222``); squared loss
    ``g = m − y'``, ``h = 1`` on the label holder's standardised ``y' = (y − mean)/std`` (trees are
    unchanged by this rescaling, leaf weights scale by ``1/std``). ``g`` and ``h`` are multiplied by
    the public ``c = min(1, C/n)`` (``C`` = 1024, or 256 for squared loss), with ``λ`` and
@@ -25,7 +25,8 @@ Training, per tree:
 3. Scores ``G_L²/(H_L+λ) + G_R²/(H_R+λ)`` by secure division (:func:`mpcml.nonlinear.divide`),
    zeroed where ``H_L`` or ``H_R`` is below ``min_child_weight`` (secure comparison), next to the
    "no split" score ``G²/(H+λ)`` (a split gains ``½(score − G²/(H+λ))``, never negative). A secure
-   argmax over ``[no split, all players' candidates]`` per node gives a shared one-hot.
+   argmax over ``[no split, all players' candidates]`` per node (:func:`mpcml.nonlinear.argmax_bits`,
+   carrying indices) gives a shared one-hot.
 4. Player ``i``'s part of the one-hot is opened to player ``i`` only. The owner of the winner maps
    it to its feature and threshold and keeps them; every player then inputs a shared 0/1 matrix of
    rows going right (zeros for nodes it does not own), and the children's selections are
@@ -62,9 +63,9 @@ import numpy as np
 
 from mpcml import fixedpoint
 from mpcml.masked import MaskedMatrix
-from mpcml.nonlinear import SIGMOID_METHODS, divide, ltz_bits, not_bits, sigmoid
+from mpcml.nonlinear import SIGMOID_METHODS, argmax_bits, divide, ltz_bits, not_bits, sigmoid
 from mpcml.party import Party
-from mpcml.tensor import Session, SharedTensor, leader_adds
+from mpcml.tensor import Session, SharedTensor
 from mpcml.triples import DealerTriples
 
 from .xgb_trees import PartyTrees, QuantileBinner, XGBParams, base_margin, feature_values, leaf_reachability
@@ -112,8 +113,8 @@ def _divide_range(n_rows: int, params: XGBParams) -> tuple[int, int]:
 
 def check_params(n_rows: int, params: XGBParams, sigmoid_method: str) -> tuple[int, int]:
     """Raise ``ValueError`` on parameters SS-XGB cannot run with; returns the division range."""
-    if sigmoid_method != "spline" and sigmoid_method not in SIGMOID_METHODS:
-        raise ValueError(f"sigmoid must be 'spline' or one of {sorted(SIGMOID_METHODS)}, got {sigmoid_method!r}")
+    if sigmoid_method not in SIGMOID_METHODS:
+        raise ValueError(f"sigmoid must be one of {sorted(SIGMOID_METHODS)}, got {sigmoid_method!r}")
     return _divide_range(n_rows, params)
 
 
@@ -226,49 +227,6 @@ def train_player(
     return SSModel(trees, leaves, players, output)
 
 
-_SPLINE_KNOTS = np.arange(-8.0, 9.0)
-
-
-def _spline_table() -> np.ndarray:
-    """Cubic least-squares fits of σ on each unit segment, in ``u = x − centre``: rows ``(a0, a1, a2, a3)``."""
-    rows = []
-    for lo in _SPLINE_KNOTS[:-1]:
-        u = np.linspace(-0.5, 0.5, 201)
-        rows.append(np.polyfit(u, 1.0 / (1.0 + np.exp(-(lo + 0.5 + u))), 3)[::-1])
-    return np.array(rows)
-
-
-_SPLINE = _spline_table()
-# row j: the step in (centre, a0..a3) at knot j (the last knot starts the constant 1), so a segment's
-# values are the sum of the steps of the knots at or below x
-_SPLINE_STEPS = np.diff(
-    np.vstack([np.zeros((1, 5)), np.column_stack([_SPLINE_KNOTS[:-1] + 0.5, _SPLINE]), [0.0, 1.0, 0.0, 0.0, 0.0]]), axis=0
-)
-SPLINE_MAX_ERROR = 3.5e-4
-"""``|spline(x) − σ(x)|`` bound (measured on a dense grid): 6e-5 on [−8, 8]; σ(−8) = 3.4e-4 outside."""
-
-
-def spline_sigmoid(x: SharedTensor) -> SharedTensor:
-    """σ(x) by a piecewise cubic on the unit segments of [−8, 8] (0 below, 1 above).
-
-    One batched comparison of ``x`` with the 17 knots gives ``[x >= b_j]``; the segment's centre and
-    coefficients are then *local* telescoping sums of those integer bits with public weights, and
-    ``a0 + u(a1 + u(a2 + u a3))`` with ``u = x − centre ∈ [−½, ½)`` costs three products.
-    Error ``<= SPLINE_MAX_ERROR`` plus a few units of 2^-frac_bits; 14 rounds.
-    """
-    session, f = x.session, x.session.frac_bits
-    knots = fixedpoint.encode(_SPLINE_KNOTS, f).reshape((-1,) + (1,) * x.ndim)
-    below = ltz_bits(session, leader_adds(session, x.share[None], np.uint64(0) - knots))
-    at_least = not_bits(session, below)
-    weights = fixedpoint.encode(_SPLINE_STEPS, f)  # (17, 5)
-    coef = [np.tensordot(weights[:, k], at_least, axes=(0, 0)).astype(np.uint64) for k in range(5)]
-    u = x.share - coef[0]
-    acc = coef[4]
-    for k in (3, 2, 1):
-        acc = session.mul_shares(acc, u) + coef[k]
-    return x._new(acc)
-
-
 def _gradients(session: Session, margin: SharedTensor, labels: SharedTensor, loss: str, c: float,
                method: str) -> tuple[SharedTensor, SharedTensor]:
     """Scaled ``(c·g, c·h)`` on shares."""
@@ -276,7 +234,7 @@ def _gradients(session: Session, margin: SharedTensor, labels: SharedTensor, los
     if loss == "squared":
         g = margin - labels
         return (g * c if c < 1 else g), session.public(np.full(n, c))
-    p = spline_sigmoid(margin) if method == "spline" else sigmoid(margin, method)
+    p = sigmoid(margin, method)
     gh = SharedTensor.concatenate([p - labels, p - p * p])
     if c < 1:
         gh = gh * c
@@ -319,7 +277,7 @@ def _grow_level(me: _Player, trees: PartyTrees, t: int, d: int, select: np.ndarr
     """Choose the splits of all ``2^d`` nodes of level ``d``; returns the children's selections."""
     k = 2**d
     scores = _level_scores(me, select[:, :k], g, h, lam, mcw, div_range, keep)
-    won = _open_segments(me, _argmax_onehot(me.session, scores)[:, 1:])
+    won = _open_segments(me, argmax_bits(me.session, scores)[:, 1:])
     return _split_children(me, trees, t, d, select, won)
 
 
@@ -367,36 +325,6 @@ def _split_children(me: _Player, trees: PartyTrees, t: int, d: int, select: np.n
     children = np.empty((n, 2 * select.shape[1]), dtype=np.uint64)
     children[:, 0::2], children[:, 1::2] = select - sel_right, sel_right
     return children
-
-
-def _argmax_onehot(session: Session, values: np.ndarray) -> np.ndarray:
-    """Integer 0/1 shares of the one-hot argmax along the last axis (ties: lowest index).
-
-    A tournament carries each survivor's shared *index* next to its value (``O(m)`` elements per
-    level, unlike a carried one-hot's ``O(m²)``); one batched comparison of the winning index with
-    every ``j`` then gives ``[idx >= j] − [idx >= j+1]`` = the one-hot. Rounds:
-    ``ceil(log2 m)`` × (comparison + one product) + one comparison.
-    """
-    m = values.shape[-1]
-    index = np.broadcast_to(np.arange(m, dtype=np.uint64) if session.is_leader else np.zeros(m, np.uint64), values.shape)
-    while values.shape[-1] > 1:
-        half = values.shape[-1] // 2
-        lo_v, hi_v = values[..., 0 : 2 * half : 2], values[..., 1 : 2 * half : 2]
-        lo_i, hi_i = index[..., 0 : 2 * half : 2], index[..., 1 : 2 * half : 2]
-        take_hi = ltz_bits(session, lo_v - hi_v)
-        step = session.mul_shares(np.stack([take_hi, take_hi]), np.stack([hi_v - lo_v, hi_i - lo_i]), 0)
-        new_v, new_i = lo_v + step[0], lo_i + step[1]
-        if values.shape[-1] % 2:
-            new_v = np.concatenate([new_v, values[..., -1:]], axis=-1)
-            new_i = np.concatenate([new_i, index[..., -1:]], axis=-1)
-        values, index = new_v, new_i
-    thresholds = np.arange(1, m, dtype=np.uint64)
-    below = ltz_bits(session, leader_adds(session, index, np.uint64(0) - thresholds))
-    at_least = not_bits(session, below)  # [idx >= j], j = 1..m-1
-    ones = np.full(index.shape, 1 if session.is_leader else 0, dtype=np.uint64)
-    upper = np.concatenate([ones, at_least], axis=-1)  # [idx >= j], j = 0..m-1
-    lower = np.concatenate([at_least, np.zeros(index.shape, np.uint64)], axis=-1)  # [idx >= j+1]
-    return upper - lower
 
 
 def _open_segments(me: _Player, onehot: np.ndarray) -> np.ndarray:

@@ -155,6 +155,34 @@ def test_argmax_and_max_exact_with_ties_to_lowest_index(spmd, n, k):
         np.testing.assert_array_equal(mx_cube, np.max(cube, axis=1))
 
 
+@pytest.mark.parametrize("n", [2, 3])
+@pytest.mark.parametrize("k", [1, 2, 5, 33])
+def test_argmax_bits_is_numpy_argmax_with_ties_to_lowest_index(spmd, n, k):
+    data = np.random.default_rng(40 + k)
+    x = q(data.normal(scale=10, size=(3, 10, k)))
+    x[0, 0] = 2.5  # all tied
+    if k > 2:
+        x[0, 1, 1] = x[0, 1, k - 1] = np.max(x[0, 1]) + 1.0  # tie for the maximum, far apart
+        x[0, 2, -1] = np.max(x[0, 2]) + ULP  # wins by one unit
+        x[0, 3, 0] = np.max(x[0, 3]) + ULP  # the first candidate wins by one unit
+        x[1, :, k // 2 :] = x[1, :, : k - k // 2]  # the second half repeats the first: ties everywhere
+    rounds = 9 * int(np.ceil(np.log2(k))) + (8 if k > 1 else 0)
+
+    def body(s):
+        X = owned(s, x, f"p{n - 1}")
+        X[:1].reveal()
+        before = s.party.stats.messages_sent
+        bits = nl.argmax_bits(s, X.share)
+        used = (s.party.stats.messages_sent - before) / (n - 1)  # p0 sends one message per round to each player
+        (opened,) = s.open([bits])
+        return used, opened
+
+    out = spmd(n, body)
+    assert out["p0"][0] == rounds
+    for _, onehot in out.values():
+        np.testing.assert_array_equal(onehot, np.eye(k, dtype=np.uint64)[np.argmax(x, axis=-1)])
+
+
 # --- reciprocal, division, roots: |err| <= 2^-12 |result| + 2^-15 on [2^lo, 2^hi) --------------
 
 
@@ -234,11 +262,27 @@ def test_sigmoid_three_parties(spmd):
 
     def body(s):
         X = owned(s, x, "p2")
-        return {m: nl.sigmoid(X, m).reveal() for m in ("linear", "poly", "sqrt")}
+        return {m: nl.sigmoid(X, m).reveal() for m in ("linear", "poly", "sqrt", "spline")}
 
     out = spmd(3, body)["p1"]
     for method, got in out.items():
         assert np.max(np.abs(got - sigmoid(x))) <= nl.SIGMOID_METHODS[method].max_error + 16 * ULP
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_spline_sigmoid_on_a_dense_grid(spmd, n):
+    """``"spline"``: 6.2e-5 inside the knots, sigmoid(-8) = 3.35e-4 beyond; fixed point adds <= 4 units
+    (coefficients rounded to half a unit, three truncated products with |u| <= 1/2)."""
+    x = q(np.concatenate([np.linspace(-20, 20, 8001), np.arange(-8, 9) - ULP, [-1e4, 3e4]]))
+
+    def body(s):
+        return nl.sigmoid(owned(s, x, f"p{n - 1}"), "spline").reveal()
+
+    error = np.abs(spmd(n, body)["p0"] - sigmoid(x))
+    inside = np.abs(x) < 8
+    assert np.max(error[inside]) <= 6.2e-5 + 4 * ULP
+    assert np.max(error) <= nl.SIGMOID_METHODS["spline"].max_error + 4 * ULP
+    assert np.max(error[~inside]) >= 3.3e-4  # saturates to 0 and 1 beyond the knots
 
 
 # --- bad input ------------------------------------------------------------------------------
@@ -255,6 +299,10 @@ def test_nonlinear_bad_input_raises_before_any_message(spmd):
             "too wide": lambda: nl.reciprocal(X, lo=-16, hi=40),
             "below resolution": lambda: nl.sqrt(X, lo=-20, hi=4),
             "bad axis": lambda: nl.argmax(X, axis=2),
+            "argmax_bits of a tensor": lambda: nl.argmax_bits(s, X),
+            "argmax_bits of floats": lambda: nl.argmax_bits(s, np.ones((2, 3))),
+            "argmax_bits empty axis": lambda: nl.argmax_bits(s, np.zeros((2, 0), np.uint64)),
+            "argmax_bits scalar": lambda: nl.argmax_bits(s, np.uint64(3)),
             "bad axis max": lambda: X.max(axis=-3),
             "not shared": lambda: nl.ltz(np.ones(3)),
             "shape mismatch": lambda: nl.lt(X, np.ones(4)),
