@@ -78,6 +78,19 @@ def check_vertical_parts(parts: Any, name: str = "X", *, allow_sparse: bool = Fa
     return blocks
 
 
+def check_horizontal_parts(parts: Any, name: str = "X", *, min_parties: int = 2) -> list[np.ndarray]:
+    """Per-holder row blocks of the same features: a list of >= ``min_parties`` matrices with equal column counts."""
+    if not isinstance(parts, (list, tuple)):
+        raise TypeError(f"{name} must be a list with one row block per holder, got {type(parts).__name__}")
+    if len(parts) < min_parties:
+        raise ValueError(f"{name} must hold at least {min_parties} holders' row blocks, got {len(parts)}")
+    blocks = [check_matrix(p, f"{name}[{i}]") for i, p in enumerate(parts)]
+    columns = [b.shape[1] for b in blocks]
+    if len(set(columns)) != 1:
+        raise ValueError(f"the holders' blocks in {name} must have the same number of columns, got {columns}")
+    return blocks
+
+
 def check_labels(y: Any, n_rows: int, *, binary: bool, name: str = "y") -> np.ndarray:
     """A finite 1-D label vector of ``n_rows`` entries; 0/1 with both classes present when ``binary``."""
     arr = np.asarray(y, dtype=np.float64)
@@ -98,19 +111,26 @@ def check_labels(y: Any, n_rows: int, *, binary: bool, name: str = "y") -> np.nd
     return arr
 
 
-def check_int(name: str, value: Any, low: int) -> int:
-    """An integer parameter ``>= low`` (bools refused), or a ``ValueError`` naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
+    """An integer parameter in ``[low, high]`` (``>= low`` without ``high``; bools refused), or a ``ValueError`` naming it."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or (high is not None and value > high):
+        bounds = f">= {low}" if high is None else f"in [{low}, {high}]"
+        raise ValueError(f"{name} must be an integer {bounds}, got {value!r}")
     return int(value)
 
 
-def check_number(name: str, value: Any, *, positive: bool = True) -> float:
-    """A finite real parameter, positive (or non-negative with ``positive=False``), or a ``ValueError`` naming it."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)) or not math.isfinite(value):
+def check_number(name: str, value: Any, *, positive: bool = True, high: float | None = None) -> float:
+    """A finite real parameter, positive (or non-negative with ``positive=False``) and at most ``high`` if given.
+
+    A non-number is a ``TypeError``, a number out of range a ``ValueError``; both name the parameter.
+    """
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {value!r}")
+    if not math.isfinite(value):
         raise ValueError(f"{name} must be a finite number, got {value!r}")
-    if value < 0 or (positive and value == 0):
-        raise ValueError(f"{name} must be {'positive' if positive else 'non-negative'}, got {value!r}")
+    if not (value > 0 if positive else value >= 0) or (high is not None and value > high):
+        bounds = ("positive" if positive else "non-negative") if high is None else f"in {'(' if positive else '['}0, {high}]"
+        raise ValueError(f"{name} must be {bounds}, got {value!r}")
     return float(value)
 
 

@@ -43,7 +43,7 @@ from mpcml import ckks, fixedpoint
 from mpcml.csprng import SEED_BYTES, Csprng, new_seed
 from mpcml.paillier import PackedEncryptedArray, PublicKey, decrypt_packed, encrypt_packed, generate_keypair
 from mpcml.party import DEFAULT_TIMEOUT, Party
-from protocols.common import CommunicationReport, check_matrix, check_party_ids, run_parties
+from protocols.common import CommunicationReport, check_horizontal_parts, check_matrix, check_party_ids, run_parties
 
 VARIANTS = ("he", "ckks", "ss")
 DEFAULT_VARIANT = "he"
@@ -285,13 +285,7 @@ class SecurePCA(TransformerMixin, BaseEstimator):
         self.timeout = timeout
 
     def fit(self, X: Any, y: Any = None) -> "SecurePCA":
-        if not isinstance(X, (list, tuple)):
-            raise TypeError(f"X must be a list with one row block per holder, got {type(X).__name__}")
-        if len(X) < 2:
-            raise ValueError(f"X must hold at least 2 holders' row blocks, got {len(X)}")
-        blocks = [check_matrix(b, f"X[{i}]") for i, b in enumerate(X)]
-        if len({b.shape[1] for b in blocks}) != 1:
-            raise ValueError(f"the holders' blocks in X must have the same number of columns, got {[b.shape[1] for b in blocks]}")
+        blocks = check_horizontal_parts(X, "X")
         check_n_components(self.n_components, blocks[0].shape[1])
         holders = tuple(f"holder-{i}" for i in range(len(blocks)))
         common = {"holders": holders, "consumer": "consumer", "variant": self.variant, "frac_bits": self.frac_bits}

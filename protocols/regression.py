@@ -55,8 +55,11 @@ from mpcml.tensor import Session, SharedTensor
 from mpcml.triples import DealerTriples, run_dealer
 from protocols.common import (
     CommunicationReport,
+    check_horizontal_parts,
+    check_int,
     check_labels,
     check_matrix,
+    check_number,
     check_party_ids,
     check_vertical_parts,
     run_parties,
@@ -138,13 +141,13 @@ class RegressionConfig:
             object.__setattr__(self, "compute_parties", players)
         if self.dealer in self.players or self.dealer in holders:
             raise ValueError(f"the dealer {self.dealer!r} cannot also hold data or compute")
-        _check_positive("learning_rate", self.learning_rate)
-        _check_count("epochs", self.epochs)
-        _check_count("batch_size", self.batch_size)
-        _check_positive("alpha", self.alpha, allow_zero=True)
-        _check_positive("decay", self.decay, allow_zero=True)
+        check_number("learning_rate", self.learning_rate)
+        check_int("epochs", self.epochs, 1)
+        check_int("batch_size", self.batch_size, 1)
+        check_number("alpha", self.alpha, positive=False)
+        check_number("decay", self.decay, positive=False)
         if self.tol is not None:
-            _check_positive("tol", self.tol)
+            check_number("tol", self.tol)
         if not isinstance(self.fit_intercept, (bool, np.bool_)):
             raise TypeError(f"fit_intercept must be a bool, got {self.fit_intercept!r}")
         if self.loss == "logistic" and self.sigmoid not in sigmoid_methods():
@@ -167,18 +170,6 @@ class RegressionConfig:
 
     def step_size(self, epoch: int) -> float:
         return self.learning_rate / (1.0 + self.decay * epoch)
-
-
-def _check_positive(name: str, value: Any, *, allow_zero: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {value!r}")
-    if not np.isfinite(value) or value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'} and finite, got {value!r}")
-
-
-def _check_count(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
-        raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
 
 def check_holder_input(config: RegressionConfig, holder: str, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray | None]:
@@ -611,11 +602,7 @@ class _SecureRegression(BaseEstimator):
             raise ValueError('with partition="horizontal" pass X as a list of (X_i, y_i) pairs and y=None')
         if not isinstance(X, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in X):
             raise TypeError("X must be a list of (X_i, y_i) pairs, one per holder, for a horizontal partition")
-        if len(X) < 2:
-            raise ValueError(f"X must hold at least 2 holders' blocks, got {len(X)}")
-        blocks = [check_matrix(xi, f"X[{i}]") for i, (xi, _) in enumerate(X)]
-        if len({b.shape[1] for b in blocks}) != 1:
-            raise ValueError(f"the holders' blocks in X must have the same number of columns, got {[b.shape[1] for b in blocks]}")
+        blocks = check_horizontal_parts([xi for xi, _ in X], "X")
         labels = [check_labels(yi, b.shape[0], binary=self._loss == "logistic", name=f"y[{i}]") for i, (b, (_, yi)) in enumerate(zip(blocks, X))]
         if self._loss == "logistic" and len(np.unique(np.concatenate(labels))) < 2:
             raise ValueError("the labels y_i together contain a single class; need both 0 and 1")

@@ -23,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from .common import check_int, check_number
+
 LOSSES = ("logistic", "squared")
 BINNINGS = ("xgboost", "quantile")
 
@@ -43,14 +45,14 @@ class XGBParams:
     binning: str = "xgboost"
 
     def __post_init__(self) -> None:
-        _check_int(self.n_estimators, "n_estimators", 1, 10_000)
-        _check_int(self.max_depth, "max_depth", 1, 10)
-        _check_int(self.max_bin, "max_bin", 2, 1024)
-        _check_float(self.learning_rate, "learning_rate", 0.0, 1.0, low_open=True)
-        _check_float(self.reg_lambda, "reg_lambda", 0.0, 1e6)
-        _check_float(self.min_child_weight, "min_child_weight", 0.0, 1e6)
-        _check_float(self.subsample, "subsample", 0.0, 1.0, low_open=True)
-        _check_float(self.colsample_bytree, "colsample_bytree", 0.0, 1.0, low_open=True)
+        check_int("n_estimators", self.n_estimators, 1, 10_000)
+        check_int("max_depth", self.max_depth, 1, 10)
+        check_int("max_bin", self.max_bin, 2, 1024)
+        check_number("learning_rate", self.learning_rate, high=1)
+        check_number("reg_lambda", self.reg_lambda, positive=False, high=1_000_000)
+        check_number("min_child_weight", self.min_child_weight, positive=False, high=1_000_000)
+        check_number("subsample", self.subsample, high=1)
+        check_number("colsample_bytree", self.colsample_bytree, high=1)
         if self.loss not in LOSSES:
             raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
         if self.binning not in BINNINGS:
@@ -68,19 +70,6 @@ class XGBParams:
     @property
     def n_leaves(self) -> int:
         return 2**self.max_depth
-
-
-def _check_int(value: Any, name: str, low: int, high: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or not low <= value <= high:
-        raise ValueError(f"{name} must be an integer in [{low}, {high}], got {value!r}")
-
-
-def _check_float(value: Any, name: str, low: float, high: float, *, low_open: bool = False) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    ok = (low < value if low_open else low <= value) and value <= high
-    if not ok or not np.isfinite(value):
-        raise ValueError(f"{name} must be in {'(' if low_open else '['}{low}, {high}], got {value!r}")
 
 
 # --- losses --------------------------------------------------------------------------------
