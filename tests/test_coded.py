@@ -312,10 +312,8 @@ def test_estimator_conventions():
 def test_processes_equal_in_process_and_a_killed_client_is_a_dropout(tmp_path):
     """Server and five client processes over gRPC with mutual TLS; client-4 is killed after round 10.
     Training goes on without it and ends with exactly the weights of the in-process run."""
-    import time
-
     from parties.apps import load_app, run_app_local
-    from parties.launcher import last_line, party_command, spawn, write_loopback_federation
+    from parties.launcher import last_line, parties_running, wait_for_log, write_loopback_federation
     from parties.node import PartyResult
 
     app = load_app("coded")
@@ -324,24 +322,12 @@ def test_processes_equal_in_process_and_a_killed_client_is_a_dropout(tmp_path):
     data = app.demo_data(tmp_path, 1, options)
     local = run_app_local("coded", data, options, federation=roles, timeout=20)
     federation = write_loopback_federation(roles, tmp_path, timeout=30.0)
-    procs = {}
-    for pid in roles:
-        command = party_command(federation, pid, "coded", data.get(pid), {**options, "progress": "1"}, tmp_path / f"{pid}.out")
-        procs[pid] = spawn(command, tmp_path / f"{pid}.log")
-    try:
-        limit = time.monotonic() + 120  # process start-up on a loaded 2-core machine
-        while "round 10:" not in (tmp_path / "server.log").read_text():
-            assert time.monotonic() < limit and procs["server"].poll() is None, (tmp_path / "server.log").read_text()
-            time.sleep(0.02)
+    with parties_running("coded", data, {**options, "progress": "1"}, work_dir=tmp_path, federation=federation) as procs:
+        wait_for_log(tmp_path / "server.log", "round 10:", procs["server"], timeout=120)  # start-up on a loaded 2-core machine
         procs["client-4"].kill()
         for pid in roles:
             if pid != "client-4":
                 assert procs[pid].wait(timeout=90) == 0, last_line(tmp_path / f"{pid}.log")
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait()
     server = PartyResult.from_bytes((tmp_path / "server.out").read_bytes()).output
     assert np.array_equal(server["weights"], local["server"]["weights"])
     assert app.check({**local, "server": server}, data, options).ok

@@ -296,32 +296,20 @@ def test_killed_party_process_is_a_dropout(tmp_path):
     import time
 
     from parties.apps import load_app
-    from parties.launcher import last_line, party_command, spawn, write_loopback_federation
+    from parties.launcher import last_line, parties_running, wait_for_log, write_loopback_federation
     from parties.node import PartyResult
 
     options = {**APP_OPTIONS, "rounds": "40", "deadline": "5"}
     app = load_app("hybridalpha")
     data = app.demo_data(tmp_path, 2, options)
     federation = write_loopback_federation(app.DEMO_PARTIES, tmp_path, timeout=6.0)
-    procs = {}
-    for pid in app.DEMO_PARTIES:
-        command = party_command(federation, pid, "hybridalpha", data.get(pid), options, tmp_path / f"{pid}.out")
-        procs[pid] = spawn(command + ["--verbose"], tmp_path / f"{pid}.log")
-    try:
-        limit = time.monotonic() + 300
-        while "running hybridalpha" not in (tmp_path / "erin.log").read_text():
-            assert time.monotonic() < limit and procs["erin"].poll() is None, (tmp_path / "erin.log").read_text()
-            time.sleep(0.05)
+    with parties_running("hybridalpha", data, options, work_dir=tmp_path, federation=federation, extra_args=["--verbose"]) as procs:
+        wait_for_log(tmp_path / "erin.log", "running hybridalpha", procs["erin"], timeout=300)
         time.sleep(1.0)
         procs["erin"].kill()
         for pid, proc in procs.items():
             if pid != "erin":
                 assert proc.wait(timeout=300) == 0, last_line(tmp_path / f"{pid}.log")
-    finally:
-        for proc in procs.values():
-            if proc.poll() is None:
-                proc.kill()
-                proc.wait()
     outputs = {pid: PartyResult.from_bytes((tmp_path / f"{pid}.out").read_bytes()).output
                for pid in app.DEMO_PARTIES if pid != "erin"}
     history = outputs["aggregator"]["history"]
