@@ -19,7 +19,12 @@ holders this is cheapest. Every opening is all-to-all, so with ``k`` compute par
 iteration sends ``k (k - 1) (B + d)`` elements; with many holders pass ``compute_parties``
 (e.g. two servers): holders then only send their shares once and receive the output.
 
-Threat model: semi-honest parties; the dealer does not collude with any compute party, and
+Dealer-free: with ``triples="paillier"`` (exactly two compute parties) the players make the
+triples themselves with Paillier (:class:`mpcml.paillier_triples.PaillierTriples`, ``key_bits``):
+no third party, at the price of homomorphic work proportional to every product's size, the masked
+matrix's ``n x d`` included (orders of magnitude slower than the dealer; CAESAR's setting).
+
+Threat model: semi-honest parties; the dealer (if any) does not collude with any compute party, and
 the compute parties do not all collude. What each role learns:
 
 - data holders: their own data, the shapes of the others' blocks (row and column counts), and
@@ -52,7 +57,8 @@ from mpcml.csprng import SEED_BYTES, Csprng, new_seed
 from mpcml.masked import MaskedMatrix
 from mpcml.party import DEFAULT_TIMEOUT, Party
 from mpcml.tensor import Session, SharedTensor
-from mpcml.triples import DealerTriples, run_dealer
+from mpcml.paillier_triples import PaillierTriples
+from mpcml.triples import DealerTriples, TripleSource, run_dealer
 from protocols.common import (
     CommunicationReport,
     check_horizontal_parts,
@@ -68,6 +74,7 @@ from protocols.common import (
 LOSSES = ("squared", "logistic")
 PARTITIONS = ("vertical", "horizontal")
 OUTPUTS = ("reveal", "own", "shared")
+TRIPLES = ("dealer", "paillier")
 DEFAULT_SIGMOID = "linear"  # best test AUC against the exact-sigmoid algorithm in our measurements (docs/regression.md)
 _SCALE_BITS = 30  # fractional bits of the public step-size factors in the fused update
 
@@ -105,6 +112,8 @@ class RegressionConfig:
     partition: str = "vertical"
     label_holder: str | None = None
     dealer: str = "dealer"
+    triples: str = "dealer"
+    key_bits: int = 2048
     compute_parties: tuple[str, ...] | None = None
     learning_rate: float = 0.1
     epochs: int = 10
@@ -139,6 +148,11 @@ class RegressionConfig:
             if len(players) < 2:
                 raise ValueError(f"compute_parties must name at least two parties, got {list(players)}")
             object.__setattr__(self, "compute_parties", players)
+        if self.triples not in TRIPLES:
+            raise ValueError(f"triples must be one of {TRIPLES}, got {self.triples!r}")
+        if self.triples == "paillier" and len(self.players) != 2:
+            raise ValueError(f'triples="paillier" needs exactly two compute parties, got {list(self.players)}')
+        check_int("key_bits", self.key_bits, 1024)
         if self.dealer in self.players or self.dealer in holders:
             raise ValueError(f"the dealer {self.dealer!r} cannot also hold data or compute")
         check_number("learning_rate", self.learning_rate)
@@ -164,6 +178,12 @@ class RegressionConfig:
     def players(self) -> tuple[str, ...]:
         """The compute parties: ``compute_parties`` if given, else the holders."""
         return self.compute_parties if self.compute_parties is not None else self.holders
+
+    def triple_source(self, party: Party) -> TripleSource:
+        """A compute party's Beaver triples: from the dealer, or made by the two players with Paillier."""
+        if self.triples == "paillier":
+            return PaillierTriples(party, self.players, key_bits=self.key_bits)
+        return DealerTriples(party, self.players, self.dealer)
 
     def has_labels(self, holder: str) -> bool:
         return self.partition == "horizontal" or holder == self.label_holder
@@ -383,7 +403,7 @@ def regression_party(
         _send_inputs(party, config, X, y)
         return _await_outcome(party, config, result, on_epoch)
 
-    session = Session(party, config.players, DealerTriples(party, config.players, config.dealer), config.frac_bits)
+    session = Session(party, config.players, config.triple_source(party), config.frac_bits)
     xs, ys, spans = _shared_inputs(session, config, X, y)
     outsiders = [h for h in config.holders if h not in config.players]
 
@@ -490,7 +510,7 @@ def prediction_party(
     weights_share = np.asarray(weights_share, dtype=np.uint64) if weights_share is not None else None
     if weights_share is None or weights_share.ndim != 1:
         raise ValueError(f"compute party {party.id!r} needs its 1-D weights_share")
-    session = Session(party, config.players, DealerTriples(party, config.players, config.dealer), config.frac_bits)
+    session = Session(party, config.players, config.triple_source(party), config.frac_bits)
     blocks = [_input(session, X if h == party.id else None, h, f"X of holder {h!r}") for h in suppliers]
     xs = SharedTensor.concatenate(blocks, axis=1)
     w = SharedTensor(session, weights_share)
@@ -582,6 +602,8 @@ class _SecureRegression(BaseEstimator):
             sigmoid=getattr(self, "sigmoid", DEFAULT_SIGMOID),
             output=self.output,
             frac_bits=self.frac_bits,
+            triples=self.triples,
+            key_bits=self.key_bits,
             seed=seed_from_random_state(self.random_state),
         )
 
@@ -618,7 +640,8 @@ class _SecureRegression(BaseEstimator):
             inputs[h] = (block, label)
         for s in config.compute_parties or ():
             roles[s] = partial(regression_party, config=config)
-        roles[config.dealer] = partial(regression_dealer, config=config)
+        if config.triples == "dealer":
+            roles[config.dealer] = partial(regression_dealer, config=config)
         out = run_parties(roles, inputs, self.timeout)
         self.config_ = config
         self.n_features_in_ = sum(b.shape[1] for b in blocks) if config.partition == "vertical" else blocks[0].shape[1]
@@ -664,17 +687,18 @@ class _SecureRegression(BaseEstimator):
         for p in config.players:
             inputs.setdefault(p, {})["weights_share"] = self.weight_shares_[p]
         roles = {p: partial(prediction_party, config=config, querier=querier) for p in (*config.holders, *config.players)}
-        roles[config.dealer] = partial(regression_dealer, config=config)
+        if config.triples == "dealer":
+            roles[config.dealer] = partial(regression_dealer, config=config)
         return run_parties(roles, inputs, self.timeout)[querier]
 
 
 def _init_params(self: Any, learning_rate: float, epochs: int, batch_size: int, alpha: float, fit_intercept: bool,
                  decay: float, tol: float | None, partition: str, label_party: int, output: str, n_servers: int,
-                 frac_bits: int, random_state: int | None, timeout: float) -> None:
+                 frac_bits: int, random_state: int | None, timeout: float, triples: str, key_bits: int) -> None:
     self.learning_rate, self.epochs, self.batch_size, self.alpha = learning_rate, epochs, batch_size, alpha
     self.fit_intercept, self.decay, self.tol, self.partition = fit_intercept, decay, tol, partition
     self.label_party, self.output, self.n_servers, self.frac_bits = label_party, output, n_servers, frac_bits
-    self.random_state, self.timeout = random_state, timeout
+    self.random_state, self.timeout, self.triples, self.key_bits = random_state, timeout, triples, key_bits
 
 
 class SecureLinearRegression(RegressorMixin, _SecureRegression):
@@ -686,9 +710,9 @@ class SecureLinearRegression(RegressorMixin, _SecureRegression):
                  fit_intercept: bool = True, decay: float = 0.0, tol: float | None = None,
                  partition: str = "vertical", label_party: int = 0, output: str = "reveal", n_servers: int = 0,
                  frac_bits: int = fixedpoint.DEFAULT_FRAC_BITS, random_state: int | None = None,
-                 timeout: float = DEFAULT_TIMEOUT) -> None:
+                 timeout: float = DEFAULT_TIMEOUT, triples: str = "dealer", key_bits: int = 2048) -> None:
         _init_params(self, learning_rate, epochs, batch_size, alpha, fit_intercept, decay, tol, partition,
-                     label_party, output, n_servers, frac_bits, random_state, timeout)
+                     label_party, output, n_servers, frac_bits, random_state, timeout, triples, key_bits)
 
     def predict(self, X: Any) -> np.ndarray:
         return self.decision_function(X)
@@ -706,9 +730,10 @@ class SecureLogisticRegression(ClassifierMixin, _SecureRegression):
                  fit_intercept: bool = True, decay: float = 0.0, tol: float | None = None,
                  partition: str = "vertical", label_party: int = 0, output: str = "reveal", n_servers: int = 0,
                  sigmoid: str = DEFAULT_SIGMOID, frac_bits: int = fixedpoint.DEFAULT_FRAC_BITS,
-                 random_state: int | None = None, timeout: float = DEFAULT_TIMEOUT) -> None:
+                 random_state: int | None = None, timeout: float = DEFAULT_TIMEOUT, triples: str = "dealer",
+                 key_bits: int = 2048) -> None:
         _init_params(self, learning_rate, epochs, batch_size, alpha, fit_intercept, decay, tol, partition,
-                     label_party, output, n_servers, frac_bits, random_state, timeout)
+                     label_party, output, n_servers, frac_bits, random_state, timeout, triples, key_bits)
         self.sigmoid = sigmoid
 
     def fit(self, X: Any, y: Any = None) -> "SecureLogisticRegression":

@@ -137,6 +137,21 @@ def test_outputs_own_and_shared_with_secure_prediction(cancer) -> None:
     assert roc_auc_score(y_test, shared.predict_proba(X_test)[:, 1]) > 0.98
 
 
+def test_dealer_free_paillier_triples_follow_the_plaintext_algorithm(diabetes) -> None:
+    X, y = diabetes[0][:120], diabetes[1][:120]
+    blocks = np.array_split(X, 2, axis=1)
+    est = SecureLinearRegression(epochs=2, batch_size=40, random_state=3, triples="paillier", key_bits=1024).fit(blocks, y)
+    assert set(est.communication_.per_party) == {"holder-0", "holder-1"}  # no dealer
+    coef, intercept = plaintext_sgd(X, y, est.config_, est.config_.seed)
+    # six steps, each a few truncations of at most one unit: far below 1e-3
+    assert np.max(np.abs(est.coef_ - coef)) < 1e-3
+    assert abs(est.intercept_ - intercept) < 1e-3
+    with pytest.raises(ValueError, match="exactly two compute parties"):
+        SecureLinearRegression(triples="paillier").fit(np.array_split(X, 3, axis=1), y)
+    with pytest.raises(ValueError, match="triples"):
+        SecureLinearRegression(triples="ot").fit(blocks, y)
+
+
 def test_two_servers_compute_for_many_holders(diabetes) -> None:
     X, y = diabetes
     parts = list(zip(np.array_split(X, 4), np.array_split(y, 4)))
