@@ -90,7 +90,7 @@ from mpcml.paillier import (
 )
 from mpcml.party import Party
 
-from .common import CommunicationReport, check_labels, check_matrix, check_vertical_parts
+from .common import CommunicationReport, check_int, check_labels, check_matrix, check_number, check_vertical_parts
 
 VALUE_BITS = 16
 STEP_PRECISION_BITS = 24
@@ -118,20 +118,20 @@ class CaesarParams:
     report_loss: bool = False
 
     def check(self) -> "CaesarParams":
-        if not isinstance(self.learning_rate, (int, float)) or not 0 < self.learning_rate <= 1024:
-            raise ValueError(f"learning_rate must be a number in (0, 1024], got {self.learning_rate!r}")
-        if not isinstance(self.epochs, int) or isinstance(self.epochs, bool) or self.epochs < 1:
-            raise ValueError(f"epochs must be a positive integer, got {self.epochs!r}")
-        if not isinstance(self.batch_size, int) or isinstance(self.batch_size, bool) or self.batch_size < 1:
-            raise ValueError(f"batch_size must be a positive integer, got {self.batch_size!r}")
-        if not isinstance(self.l2, (int, float)) or not 0 <= self.l2 or self.l2 * self.learning_rate >= 1:
-            raise ValueError(f"l2 must be >= 0 with l2 * learning_rate < 1, got {self.l2!r}")
+        checked = {
+            "learning_rate": check_number("learning_rate", self.learning_rate, high=1024),
+            "epochs": check_int("epochs", self.epochs, 1),
+            "batch_size": check_int("batch_size", self.batch_size, 1),
+            "l2": check_number("l2", self.l2, positive=False),
+            "key_bits": check_int("key_bits", self.key_bits, 1024),
+            "frac_bits": check_int("frac_bits", self.frac_bits, 8, 32),
+        }
+        for name, value in checked.items():  # numpy scalars become plain numbers for the wire
+            object.__setattr__(self, name, value)
+        if self.l2 * self.learning_rate >= 1:
+            raise ValueError(f"l2 must satisfy l2 * learning_rate < 1, got l2={self.l2!r}")
         if self.sigmoid not in SIGMOIDS:
             raise ValueError(f"sigmoid must be one of {SIGMOIDS}, got {self.sigmoid!r}")
-        if not isinstance(self.key_bits, int) or self.key_bits < 1024:
-            raise ValueError(f"key_bits must be an integer >= 1024, got {self.key_bits!r}")
-        if not isinstance(self.frac_bits, int) or not 8 <= self.frac_bits <= 32:
-            raise ValueError(f"frac_bits must be an integer in [8, 32], got {self.frac_bits!r}")
         if not isinstance(self.report_loss, bool):
             raise TypeError(f"report_loss must be a bool, got {type(self.report_loss).__name__}")
         return self

@@ -86,7 +86,15 @@ from mpcml.lagrange import (
 from mpcml.local import run_local
 from mpcml.party import DEFAULT_TIMEOUT, Party, PartyTimeout
 
-from .common import CommunicationReport, check_int, check_labels, check_matrix, check_number, check_party_ids
+from .common import (
+    CommunicationReport,
+    check_horizontal_parts,
+    check_int,
+    check_labels,
+    check_matrix,
+    check_number,
+    check_party_ids,
+)
 
 MODELS = ("logistic", "linear")
 DEGREE = 2
@@ -593,15 +601,9 @@ class _CodedRegression(BaseEstimator):
     def _parts(self, parts: Any) -> list[tuple[np.ndarray, np.ndarray]]:
         if not isinstance(parts, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in parts):
             raise TypeError("fit takes a list of (X_i, y_i) pairs, one per client")
-        if len(parts) < 2:
-            raise ValueError(f"need at least 2 clients' (X_i, y_i) pairs, got {len(parts)}")
-        checked = []
-        for i, (X, y) in enumerate(parts):
-            X = check_matrix(X, f"X[{i}]")
-            checked.append((X, check_labels(y, X.shape[0], binary=self._model == "logistic", name=f"y[{i}]")))
-        widths = {X.shape[1] for X, _ in checked}
-        if len(widths) != 1:
-            raise ValueError(f"the clients' X_i must have the same number of columns, got {[X.shape[1] for X, _ in checked]}")
+        blocks = check_horizontal_parts([X for X, _ in parts], "X")
+        checked = [(X, check_labels(y, X.shape[0], binary=self._model == "logistic", name=f"y[{i}]"))
+                   for i, (X, (_, y)) in enumerate(zip(blocks, parts))]
         if self._model == "logistic" and len(np.unique(np.concatenate([y for _, y in checked]))) < 2:
             raise ValueError("the labels y_i together contain a single class; need both 0 and 1")
         return checked

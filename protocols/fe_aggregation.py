@@ -81,6 +81,7 @@ from mpcml.local import run_local
 from mpcml.party import DEFAULT_TIMEOUT, Party
 from protocols.common import (
     CommunicationReport,
+    check_horizontal_parts,
     check_int,
     check_labels,
     check_matrix,
@@ -521,9 +522,7 @@ class HybridAlphaLogisticRegression(ClassifierMixin, BaseEstimator):
             raise ValueError("pass X as a list of (X_i, y_i) pairs, one per party, and y=None")
         if not isinstance(X, (list, tuple)) or len(X) < 2 or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in X):
             raise TypeError("X must be a list of at least two (X_i, y_i) pairs, one per party")
-        blocks = [check_matrix(xi, f"X[{i}]") for i, (xi, _) in enumerate(X)]
-        if len({b.shape[1] for b in blocks}) != 1:
-            raise ValueError(f"the parties' blocks must have the same number of columns, got {[b.shape[1] for b in blocks]}")
+        blocks = check_horizontal_parts([xi for xi, _ in X], "X")
         labels = [check_labels(yi, b.shape[0], binary=False, name=f"y[{i}]") for i, (b, (_, yi)) in enumerate(zip(blocks, X))]
         if not np.all(np.isin(np.concatenate(labels), (0.0, 1.0))) or len(np.unique(np.concatenate(labels))) < 2:
             raise ValueError("the labels must be 0/1 with both classes present")
