@@ -227,7 +227,7 @@ class SecureXGBClassifier(ClassifierMixin, _SecureXGB):
 
     Parameters follow ``xgboost.XGBClassifier`` where they exist. ``method`` is ``"ss"`` or
     ``"he"``; ``key_bits`` is the Paillier modulus size (``"he"``); ``sigmoid`` the secure
-    sigmoid (``"ss"``: ``"spline"`` or a :data:`mpcml.nonlinear.SIGMOID_METHODS` name);
+    sigmoid (``"ss"``: a :data:`mpcml.nonlinear.SIGMOID_METHODS` name, default ``"spline"``);
     ``binning`` is ``"xgboost"`` (the cut points of xgboost's own sketch, computed locally by each
     party on its columns) or ``"quantile"``; ``verbose`` prints progress (tree, depth, elapsed
     seconds) to stderr. After ``fit``: ``models_`` (party id -> that party's model part),
