@@ -273,3 +273,19 @@ def test_values_outside_the_fixed_point_range_are_rejected(cancer) -> None:
     a, b = np.array_split(X_train, 2, axis=1)
     with pytest.raises(ValueError, match="fixed-point range"):
         SecureLogisticRegression(epochs=1).fit([a, b * 1e15], y_train)
+
+
+def test_party_app_runs_dealer_free_without_a_dealer_party(tmp_path) -> None:
+    from parties.apps import load_app, read_csv, run_app_local, write_csv
+
+    app = load_app("regression")
+    options = {"loss": "squared", "epochs": "1", "batch_size": "30", "triples": "paillier", "key_bits": "1024"}
+    (tmp_path / "full").mkdir()
+    full = app.demo_data(tmp_path / "full", 0, options)
+    data = {pid: write_csv(tmp_path / f"{pid}.csv", read_csv(path)[:60])
+            for pid, path in full.items()}
+    local = run_app_local("regression", data, options, federation={"alice": "label", "bob": "holder"}, timeout=120)
+    result = app.check(local, data, options)
+    assert result.ok, result.summary
+    with pytest.raises(ValueError, match="exactly one party with role 'dealer'"):
+        run_app_local("regression", data, {**options, "triples": "dealer"}, federation={"alice": "label", "bob": "holder"})

@@ -2,7 +2,9 @@
 
 Roles: ``label`` (a data holder whose CSV's last column is the label; vertical partition),
 ``holder`` (more data holders: vertical, their feature columns of the same rows; horizontal,
-their rows with the label as the last column) and ``dealer`` (Beaver triples; sees no data).
+their rows with the label as the last column) and ``dealer`` (Beaver triples; sees no data; with
+``triples=paillier`` two holders make their own triples and a federation needs no dealer; a dealer
+listed anyway has nothing to do and ends at once).
 The holders are the compute parties, in the order of their sorted ids (which fixes the column
 order of a vertical model). Threat model and leakage: see :mod:`protocols.regression`; by
 default every holder learns all the weights.
@@ -10,7 +12,8 @@ default every holder learns all the weights.
 Options: ``loss`` (``logistic`` | ``squared``, default logistic), ``partition`` (``vertical`` |
 ``horizontal``), ``epochs`` (10), ``batch_size`` (32), ``learning_rate`` (0.1), ``alpha`` (0),
 ``decay`` (0), ``sigmoid`` (default ``linear``), ``frac_bits`` (16), ``output`` (``reveal`` |
-``own``), ``random_state`` (batch-order seed, default 0 so ``check`` can replay the batches).
+``own``), ``random_state`` (batch-order seed, default 0 so ``check`` can replay the batches),
+``triples`` (``dealer`` | ``paillier``) and ``key_bits`` (2048, Paillier keys for ``triples=paillier``).
 
 Demo data: ``load_breast_cancer`` standardised (logistic) or ``load_diabetes`` standardised
 (squared loss), split between alice (label holder) and bob.
@@ -58,6 +61,8 @@ def config_from_options(options: Mapping[str, str], holders: tuple[str, ...], la
         sigmoid=get_option(options, "sigmoid", str, DEFAULT_SIGMOID),
         output=get_option(options, "output", str, "reveal"),
         frac_bits=get_option(options, "frac_bits", int, 16),
+        triples=get_option(options, "triples", str, "dealer"),
+        key_bits=get_option(options, "key_bits", int, 2048),
         seed=seed_from_random_state(get_option(options, "random_state", int, 0)),
     )
 
@@ -68,13 +73,23 @@ def _config(ctx: AppContext) -> RegressionConfig:
     partition = ctx.option("partition", str, "vertical")
     if partition == "vertical" and len(labels) != 1:
         raise ValueError(f"a vertical run needs exactly one party with role 'label', found {list(labels)}")
-    return config_from_options(ctx.options, holders, labels[0] if labels else None, ctx.party_for("dealer"))
+    if ctx.option("triples", str, "dealer") == "dealer":
+        dealer = ctx.party_for("dealer")
+    else:
+        dealers = ctx.parties_for("dealer")
+        dealer = dealers[0] if dealers else "dealer"
+    return config_from_options(ctx.options, holders, labels[0] if labels else None, dealer)
+
+
+def _idle(party: Any, *, config: RegressionConfig) -> dict[str, int]:
+    """A listed dealer's role when the holders make their own triples: nothing to do."""
+    return {}
 
 
 def build(ctx: AppContext) -> tuple[Callable[..., Any], dict]:
     config = _config(ctx)
     if ctx.role == "dealer":
-        return regression_dealer, {"config": config}
+        return (regression_dealer if config.triples == "dealer" else _idle), {"config": config}
     if ctx.role not in ("label", "holder"):
         raise ValueError(f"regression has roles label, holder and dealer, not {ctx.role!r}")
     table = read_csv(ctx.require_data())
