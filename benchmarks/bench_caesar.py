@@ -67,15 +67,16 @@ def dealer_baseline(config: dict, args: argparse.Namespace) -> dict:
     rows = min(args.ss_rows, config["rows"])
     x, y = config["x"][:rows], config["y"][:rows]
     blocks = _split(x.toarray(), config["cols"])
-    times = {}
-    for epochs in (1, 1, 3):  # the first run warms up (allocations of the dense arrays) and is overwritten
+
+    def fit(epochs: int) -> tuple[float, int]:
         ss = SecureLogisticRegression(learning_rate=args.lr, epochs=epochs, batch_size=args.batch_size, timeout=3600)
-        times[epochs] = median_time(lambda: ss.fit(blocks, y), args.ss_repeats)
-        if epochs == 1:
-            first_bytes = ss.communication_.total_bytes
+        return median_time(lambda: ss.fit(blocks, y), args.ss_repeats), ss.communication_.total_bytes
+
+    fit(1)  # warm-up: the first run pays for allocating the dense arrays
+    (first, first_bytes), (three, _) = fit(1), fit(3)
     caesar = CaesarLogisticRegression(learning_rate=args.lr, epochs=1, batch_size=args.batch_size, key_bits=args.key_bits)
     caesar_time = median_time(lambda: caesar.fit(_split(x, config["cols"]), y), args.repeats)
-    return {"rows": rows, "first": times[1], "steady": (times[3] - times[1]) / 2, "bytes": first_bytes,
+    return {"rows": rows, "first": first, "steady": (three - first) / 2, "bytes": first_bytes,
             "caesar": caesar_time, "caesar_bytes": caesar.communication_.total_bytes}
 
 
@@ -144,8 +145,8 @@ def main() -> None:
         print(f"  model at {mbps} Mbit/s (compute + bytes / bandwidth, first epoch): secret sharing ~{ss_net:.0f} s, "
               f"CAESAR ~{caesar_net:.0f} s: CAESAR ~{ss_net / caesar_net:.1f}x faster")
     free = dealer_free_baseline(first, args)
-    print(f"\ndense secret sharing without a dealer (triples='paillier'; the same two parties and trust as CAESAR), "
-          f"one epoch end to end:")
+    print("\ndense secret sharing without a dealer (triples='paillier'; the same two parties and trust as CAESAR), "
+          "one epoch end to end:")
     for run in free:
         print(f"  {run['rows']} rows x {run['cols']} cols: {run['seconds']:.1f} s, {run['per_element'] * 1e3:.2f} ms "
               f"per element of X")

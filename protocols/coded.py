@@ -88,7 +88,7 @@ from mpcml.party import DEFAULT_TIMEOUT, Party, PartyTimeout
 
 from .common import (
     CommunicationReport,
-    check_horizontal_parts,
+    check_horizontal_pairs,
     check_int,
     check_labels,
     check_matrix,
@@ -599,14 +599,8 @@ class _CodedRegression(BaseEstimator):
         return config
 
     def _parts(self, parts: Any) -> list[tuple[np.ndarray, np.ndarray]]:
-        if not isinstance(parts, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in parts):
-            raise TypeError("fit takes a list of (X_i, y_i) pairs, one per client")
-        blocks = check_horizontal_parts([X for X, _ in parts], "X")
-        checked = [(X, check_labels(y, X.shape[0], binary=self._model == "logistic", name=f"y[{i}]"))
-                   for i, (X, (_, y)) in enumerate(zip(blocks, parts))]
-        if self._model == "logistic" and len(np.unique(np.concatenate([y for _, y in checked]))) < 2:
-            raise ValueError("the labels y_i together contain a single class; need both 0 and 1")
-        return checked
+        blocks, labels = check_horizontal_pairs(parts, "X", binary=self._model == "logistic")
+        return list(zip(blocks, labels))
 
     def fit(self, parts: Any, y: Any = None) -> "_CodedRegression":
         if y is not None:

@@ -111,6 +111,23 @@ def check_labels(y: Any, n_rows: int, *, binary: bool, name: str = "y") -> np.nd
     return arr
 
 
+def check_horizontal_pairs(parts: Any, name: str = "X", *, binary: bool) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """``(blocks, labels)`` of a horizontal partition given as ``(X_i, y_i)`` pairs, one per holder.
+
+    Blocks as :func:`check_horizontal_parts`; each ``y_i`` as :func:`check_labels`; with ``binary``
+    the labels are 0/1 and both classes occur among all holders' labels together (one holder
+    may have a single class).
+    """
+    if not isinstance(parts, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in parts):
+        raise TypeError(f"{name} must be a list of (X_i, y_i) pairs, one per holder")
+    blocks = check_horizontal_parts([x for x, _ in parts], name)
+    labels = [check_labels(y, b.shape[0], binary=False, name=f"y[{i}]") for i, (b, (_, y)) in enumerate(zip(blocks, parts))]
+    if binary:
+        together = np.concatenate(labels)
+        check_labels(together, together.shape[0], binary=True, name="the labels y_i together")
+    return blocks, labels
+
+
 def check_int(name: str, value: Any, low: int, high: int | None = None) -> int:
     """An integer parameter in ``[low, high]`` (``>= low`` without ``high``; bools refused), or a ``ValueError`` naming it."""
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low or (high is not None and value > high):

@@ -81,7 +81,7 @@ from mpcml.local import run_local
 from mpcml.party import DEFAULT_TIMEOUT, Party
 from protocols.common import (
     CommunicationReport,
-    check_horizontal_parts,
+    check_horizontal_pairs,
     check_int,
     check_labels,
     check_matrix,
@@ -520,12 +520,7 @@ class HybridAlphaLogisticRegression(ClassifierMixin, BaseEstimator):
     def fit(self, X: Any, y: Any = None) -> "HybridAlphaLogisticRegression":
         if y is not None:
             raise ValueError("pass X as a list of (X_i, y_i) pairs, one per party, and y=None")
-        if not isinstance(X, (list, tuple)) or len(X) < 2 or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in X):
-            raise TypeError("X must be a list of at least two (X_i, y_i) pairs, one per party")
-        blocks = check_horizontal_parts([xi for xi, _ in X], "X")
-        labels = [check_labels(yi, b.shape[0], binary=False, name=f"y[{i}]") for i, (b, (_, yi)) in enumerate(zip(blocks, X))]
-        if not np.all(np.isin(np.concatenate(labels), (0.0, 1.0))) or len(np.unique(np.concatenate(labels))) < 2:
-            raise ValueError("the labels must be 0/1 with both classes present")
+        blocks, labels = check_horizontal_pairs(X, "X", binary=True)
         ids = tuple(f"party-{i}" for i in range(len(blocks)))
         dp = DPConfig(self.dp_epsilon, self.dp_delta, self.dp_clip) if self.dp_epsilon is not None else None
         config = HybridAlphaConfig(

@@ -55,13 +55,13 @@ from sklearn.utils.validation import check_is_fitted
 from mpcml import fixedpoint
 from mpcml.csprng import SEED_BYTES, Csprng, new_seed
 from mpcml.masked import MaskedMatrix
+from mpcml.paillier_triples import PaillierTriples
 from mpcml.party import DEFAULT_TIMEOUT, Party
 from mpcml.tensor import Session, SharedTensor
-from mpcml.paillier_triples import PaillierTriples
 from mpcml.triples import DealerTriples, TripleSource, run_dealer
 from protocols.common import (
     CommunicationReport,
-    check_horizontal_parts,
+    check_horizontal_pairs,
     check_int,
     check_labels,
     check_matrix,
@@ -472,8 +472,16 @@ def _receive_own(party: Party, config: RegressionConfig, result: dict) -> None:
 
 
 def regression_dealer(party: Party, *, config: RegressionConfig) -> dict[str, int]:
-    """Role of the dealer: Beaver triples and truncation pairs for the compute parties."""
+    """Role of the dealer: Beaver triples and truncation pairs for the compute parties; with
+    ``triples="paillier"`` the players make their own, and a dealer that was started anyway ends at once."""
+    if config.triples != "dealer":
+        return {}
     return run_dealer(party, config.players)
+
+
+def _dealer_roles(config: RegressionConfig) -> dict[str, Callable[..., Any]]:
+    """The dealer's role for :func:`run_parties`, if the configuration uses one."""
+    return {config.dealer: partial(regression_dealer, config=config)} if config.triples == "dealer" else {}
 
 
 # --- secure prediction on shared weights --------------------------------------------------------
@@ -622,13 +630,8 @@ class _SecureRegression(BaseEstimator):
             return blocks, labels
         if y is not None:
             raise ValueError('with partition="horizontal" pass X as a list of (X_i, y_i) pairs and y=None')
-        if not isinstance(X, (list, tuple)) or not all(isinstance(p, (list, tuple)) and len(p) == 2 for p in X):
-            raise TypeError("X must be a list of (X_i, y_i) pairs, one per holder, for a horizontal partition")
-        blocks = check_horizontal_parts([xi for xi, _ in X], "X")
-        labels = [check_labels(yi, b.shape[0], binary=self._loss == "logistic", name=f"y[{i}]") for i, (b, (_, yi)) in enumerate(zip(blocks, X))]
-        if self._loss == "logistic" and len(np.unique(np.concatenate(labels))) < 2:
-            raise ValueError("the labels y_i together contain a single class; need both 0 and 1")
-        return blocks, labels
+        blocks, labels = check_horizontal_pairs(X, "X", binary=self._loss == "logistic")
+        return blocks, list(labels)
 
     def fit(self, X: Any, y: Any = None) -> "_SecureRegression":
         blocks, labels = self._blocks(X, y)
@@ -640,8 +643,7 @@ class _SecureRegression(BaseEstimator):
             inputs[h] = (block, label)
         for s in config.compute_parties or ():
             roles[s] = partial(regression_party, config=config)
-        if config.triples == "dealer":
-            roles[config.dealer] = partial(regression_dealer, config=config)
+        roles.update(_dealer_roles(config))
         out = run_parties(roles, inputs, self.timeout)
         self.config_ = config
         self.n_features_in_ = sum(b.shape[1] for b in blocks) if config.partition == "vertical" else blocks[0].shape[1]
@@ -687,8 +689,7 @@ class _SecureRegression(BaseEstimator):
         for p in config.players:
             inputs.setdefault(p, {})["weights_share"] = self.weight_shares_[p]
         roles = {p: partial(prediction_party, config=config, querier=querier) for p in (*config.holders, *config.players)}
-        if config.triples == "dealer":
-            roles[config.dealer] = partial(regression_dealer, config=config)
+        roles.update(_dealer_roles(config))
         return run_parties(roles, inputs, self.timeout)[querier]
 
 

@@ -143,9 +143,11 @@ def test_dealer_free_paillier_triples_follow_the_plaintext_algorithm(diabetes) -
     est = SecureLinearRegression(epochs=2, batch_size=40, random_state=3, triples="paillier", key_bits=1024).fit(blocks, y)
     assert set(est.communication_.per_party) == {"holder-0", "holder-1"}  # no dealer
     coef, intercept = plaintext_sgd(X, y, est.config_, est.config_.seed)
-    # six steps, each a few truncations of at most one unit: far below 1e-3
-    assert np.max(np.abs(est.coef_ - coef)) < 1e-3
-    assert abs(est.intercept_ - intercept) < 1e-3
+    # per step one truncation of the update (one unit 2^-16) plus the residual's truncation error (<= 2 units)
+    # times lr max|x| (0.1 x 3.8 here): under 2 units a step, 6 steps; measured 1.2-1.8 units over three seeds
+    tolerance = 6 * 2 * 2.0**-est.config_.frac_bits
+    assert np.max(np.abs(est.coef_ - coef)) < tolerance
+    assert abs(est.intercept_ - intercept) < tolerance
     with pytest.raises(ValueError, match="exactly two compute parties"):
         SecureLinearRegression(triples="paillier").fit(np.array_split(X, 3, axis=1), y)
     with pytest.raises(ValueError, match="triples"):

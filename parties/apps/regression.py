@@ -81,15 +81,10 @@ def _config(ctx: AppContext) -> RegressionConfig:
     return config_from_options(ctx.options, holders, labels[0] if labels else None, dealer)
 
 
-def _idle(party: Any, *, config: RegressionConfig) -> dict[str, int]:
-    """A listed dealer's role when the holders make their own triples: nothing to do."""
-    return {}
-
-
 def build(ctx: AppContext) -> tuple[Callable[..., Any], dict]:
     config = _config(ctx)
     if ctx.role == "dealer":
-        return (regression_dealer if config.triples == "dealer" else _idle), {"config": config}
+        return regression_dealer, {"config": config}
     if ctx.role not in ("label", "holder"):
         raise ValueError(f"regression has roles label, holder and dealer, not {ctx.role!r}")
     table = read_csv(ctx.require_data())
