@@ -1,14 +1,11 @@
-"""In-process runtime: one thread per party over in-memory queues."""
+"""In-process runtime: one thread per party over in-memory inboxes."""
 
 from __future__ import annotations
 
-import queue
 import threading
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
-from .party import DEFAULT_TIMEOUT, CommStats, Party, PartyAborted, PartyTimeout
-
-_POLL_SECONDS = 0.05
+from .party import DEFAULT_TIMEOUT, CommStats, Inbox, Party, PartyAborted
 
 
 class PartyFailed(RuntimeError):
@@ -26,36 +23,29 @@ class RunOutputs(dict):
 
 
 class LocalParty(Party):
-    """A party whose peers are threads of the same process."""
+    """A party whose peers are threads of the same process; each party reads its own :class:`Inbox`."""
 
     def __init__(
         self,
         party_id: str,
         peers: tuple[str, ...],
-        mailboxes: Mapping[tuple[str, str], "queue.Queue[bytes]"],
-        abort: threading.Event,
+        inboxes: Mapping[str, Inbox],
         *,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         super().__init__(party_id, peers, timeout=timeout)
-        self._mailboxes = mailboxes
-        self._abort = abort
+        self._inboxes = inboxes
 
     def _send_bytes(self, to: str, segments: list[memoryview]) -> None:
-        self._mailboxes[(self.id, to)].put(b"".join(segments))
+        self._inboxes[to].put(self.id, b"".join(segments))
 
-    def _recv_bytes(self, frm: str, timeout: float) -> bytes:
-        box = self._mailboxes[(frm, self.id)]
-        waited = 0.0
-        while waited < timeout:
-            if self._abort.is_set():
-                raise PartyAborted(f"party {self.id!r} stopped: another party failed")
-            step = min(_POLL_SECONDS, timeout - waited)
-            try:
-                return box.get(timeout=step)
-            except queue.Empty:
-                waited += step
-        raise PartyTimeout(self.id, frm, timeout)
+    def _recv_any(self, senders: Sequence[str], timeout: float) -> tuple[str, bytes]:
+        return self._inboxes[self.id].get(senders, timeout)
+
+    def abort_all(self, reason: str) -> None:
+        """Wake every party of this run waiting on a message; each raises ``PartyAborted(reason)``."""
+        for inbox in self._inboxes.values():
+            inbox.abort(reason)
 
 
 def make_local_parties(ids: list[str] | tuple[str, ...], *, timeout: float = DEFAULT_TIMEOUT) -> dict[str, LocalParty]:
@@ -66,11 +56,8 @@ def make_local_parties(ids: list[str] | tuple[str, ...], *, timeout: float = DEF
     for pid in ids:
         if not isinstance(pid, str) or not pid:
             raise ValueError(f"party ids must be non-empty strings, got {pid!r}")
-    mailboxes = {(a, b): queue.Queue() for a in ids for b in ids if a != b}
-    abort = threading.Event()
-    return {
-        pid: LocalParty(pid, tuple(p for p in ids if p != pid), mailboxes, abort, timeout=timeout) for pid in ids
-    }
+    inboxes = {pid: Inbox(p for p in ids if p != pid) for pid in ids}
+    return {pid: LocalParty(pid, tuple(p for p in ids if p != pid), inboxes, timeout=timeout) for pid in ids}
 
 
 def run_local(
@@ -93,7 +80,6 @@ def run_local(
         if not callable(role):
             raise TypeError(f"role for party {pid!r} is not callable")
     parties = make_local_parties(list(roles), timeout=timeout)
-    abort = next(iter(parties.values()))._abort
     outputs = RunOutputs()
     failures: list[tuple[str, BaseException]] = []
     lock = threading.Lock()
@@ -107,7 +93,7 @@ def run_local(
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             with lock:
                 failures.append((pid, exc))
-            abort.set()
+            parties[pid].abort_all(f"stopped: party {pid!r} failed ({type(exc).__name__})")
 
     threads = [threading.Thread(target=run, args=(pid,), name=f"mpcml-{pid}", daemon=True) for pid in roles]
     for thread in threads:
