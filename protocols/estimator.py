@@ -156,6 +156,19 @@ class FitData:
     y: Any
 
 
+ESTIMATORS: dict[str, type] = {}
+"""Every public estimator class by name (filled as they are defined): how a model file names its class."""
+
+
+def load_estimator(path: Any) -> "SecureEstimator":
+    """A fitted estimator of whichever class wrote ``path`` (see :meth:`SecureEstimator.save`)."""
+    kind = load_model(path).kind
+    if kind not in ESTIMATORS:
+        raise ValueError(f"{str(path)!r} holds a {kind!r} model, which is not an mpcml estimator "
+                         f"(known: {', '.join(sorted(ESTIMATORS))})")
+    return ESTIMATORS[kind].load(path)
+
+
 class SecureEstimator(BaseEstimator):
     """Base of every mpcml estimator; see the module docstring.
 
@@ -176,6 +189,8 @@ class SecureEstimator(BaseEstimator):
         super().__init_subclass__(**kwargs)
         if "__init__" not in cls.__dict__ and hasattr(cls, "config_class"):
             cls.__init__ = _generated_init(cls)
+        if not cls.__name__.startswith("_"):
+            ESTIMATORS[cls.__name__] = cls
 
     @classmethod
     def param_defaults(cls) -> dict[str, Any]:
@@ -328,16 +343,16 @@ class SecureEstimator(BaseEstimator):
     @classmethod
     def load(cls, path: Any) -> Any:
         """A fitted estimator read from a file written by :meth:`save` (of this class)."""
-        params, attributes, arrays = load_model(path, cls.__name__)
-        unknown = set(params) - set(cls.param_defaults())
+        saved = load_model(path, cls.__name__)
+        unknown = set(saved.params) - set(cls.param_defaults())
         if unknown:
             raise ValueError(f"{str(path)!r} has parameters {sorted(unknown)} that {cls.__name__} does not take")
-        model = cls(**{k: _layout_from_json(v) for k, v in params.items()})
-        for name, value in attributes.items():
+        model = cls(**{k: _layout_from_json(v) for k, v in saved.params.items()})
+        for name, value in saved.attributes.items():
             if isinstance(value, dict) and "strings" in value:  # string labels or feature names
                 value = np.asarray(value["strings"], dtype=object if name == "feature_names_in_" else None)
             setattr(model, name, value)
-        for name, value in arrays.items():
+        for name, value in saved.arrays.items():
             setattr(model, name, value)
         return model
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import zipfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -51,8 +52,18 @@ def save_model(path: str | Path, kind: str, params: Mapping[str, Any], attribute
     return path
 
 
-def load_model(path: str | Path, kind: str | None = None) -> tuple[dict[str, Any], dict[str, Any], dict[str, np.ndarray]]:
-    """``(params, attributes, arrays)`` of a model file written by :func:`save_model`; checks all of it."""
+@dataclass(frozen=True)
+class ModelFile:
+    """The checked content of a model file."""
+
+    kind: str
+    params: dict[str, Any]
+    attributes: dict[str, Any]
+    arrays: dict[str, np.ndarray]
+
+
+def load_model(path: str | Path, kind: str | None = None) -> ModelFile:
+    """The content of a model file written by :func:`save_model` (of ``kind``, if given); checks all of it."""
     path = Path(path)
     try:
         with np.load(path, allow_pickle=False) as archive:
@@ -75,4 +86,4 @@ def load_model(path: str | Path, kind: str | None = None) -> tuple[dict[str, Any
         raise ValueError(f"{str(path)!r} does not match its digest: the file was modified or is corrupt")
     if not isinstance(header.get("params"), dict) or not isinstance(header.get("attributes"), dict):
         raise ValueError(f"{str(path)!r} has a malformed header")
-    return header["params"], header["attributes"], contents
+    return ModelFile(header["kind"], header["params"], header["attributes"], contents)

@@ -42,6 +42,10 @@ are not apps. An app module defines exactly these seven names:
 Role outputs travel back to the launcher through :mod:`mpcml.codec`, so they must be
 codec-encodable (numpy arrays, numbers, str, bytes, lists/tuples/dicts of those).
 
+Optionally ``model(output, ctx) -> SecureEstimator | None``: the fitted estimator a party's
+output amounts to (``None`` where the party learns no model it can use alone). ``mpcml party
+--model PATH`` saves it (:mod:`protocols.persistence`) and ``mpcml predict`` uses it.
+
 Options are strings given as ``--option key=value`` on the command line (the same options
 reach ``demo_data``, every party's ``build`` and ``check``); turn them into the config with
 :meth:`AppContext.config` (or :func:`parse` where there is no context), which parses each by its
@@ -230,6 +234,15 @@ def build_role(
     if not callable(role) or not isinstance(args, (tuple, dict)):
         raise TypeError(f"{app.__name__}.build must return (callable, tuple | dict)")
     return role, args
+
+
+def party_model(app: ModuleType, output: Any, party_id: str, federation: Mapping[str, str],
+                options: Mapping[str, str]) -> Any:
+    """The fitted estimator a party's ``output`` amounts to, or ``None`` (see the module docstring)."""
+    if not hasattr(app, "model"):
+        return None
+    ctx = AppContext(party_id, federation[party_id], dict(federation), None, dict(options), app)
+    return app.model(output, ctx)
 
 
 def run_app_local(

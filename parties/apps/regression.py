@@ -24,7 +24,14 @@ from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.preprocessing import StandardScaler
 
 from protocols.config import ProtocolConfig
-from protocols.regression import RegressionConfig, plaintext_sgd, replay_tolerance, roles
+from protocols.regression import (
+    RegressionConfig,
+    SecureLinearRegression,
+    SecureLogisticRegression,
+    plaintext_sgd,
+    replay_tolerance,
+    roles,
+)
 
 from . import AppContext, CheckResult, parse, read_csv, write_csv
 
@@ -124,3 +131,19 @@ def check(outputs: Mapping[str, Any], data: Mapping[str, Path], options: Mapping
     error = max(float(np.max(np.abs(secure_coef - coef))), float(np.max(np.abs(secure_intercept - intercept))))
     return CheckResult(error <= bound, f"max |weight error| vs the plaintext replay {error:.2e} (bound {bound:.2e}, "
                                        f"{steps} steps)")
+
+
+def model(output: Mapping[str, Any], ctx: AppContext) -> Any:
+    """A holder's revealed model as a fitted estimator (``output=reveal`` only; labels 0/1 in process mode)."""
+    config = _config(ctx.options, ctx.federation)
+    if config.output != "reveal" or output.get("coef") is None:
+        return None
+    cls = SecureLogisticRegression if config.loss == "logistic" else SecureLinearRegression
+    estimator = cls(**{k: v for k, v in config.options().items() if k in cls.param_defaults()})
+    coef, intercept = np.asarray(output["coef"], dtype=np.float64), np.asarray(output["intercept"], dtype=np.float64)
+    estimator.n_features_in_, estimator.n_iter_ = coef.shape[1], int(output["n_epochs"])
+    if cls is SecureLogisticRegression:
+        estimator.coef_, estimator.intercept_, estimator.classes_ = coef, intercept, np.array([0.0, 1.0])
+    else:
+        estimator.coef_, estimator.intercept_ = coef[0], float(intercept[0])
+    return estimator

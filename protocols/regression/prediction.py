@@ -82,4 +82,5 @@ def prediction_roles(config: RegressionConfig, queries: Mapping[str, Any], share
         inputs[pid]["weights_share"] = share
     if config.triples == "dealer":
         party_roles[config.dealer] = partial(regression_dealer, config=config)
+        inputs[config.dealer] = {}
     return party_roles, inputs

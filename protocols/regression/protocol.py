@@ -380,4 +380,5 @@ def roles(config: RegressionConfig, data: Mapping[str, tuple[Any, Any]], *, prog
             inputs[pid].update(X=data[pid][0], y=data[pid][1])
     if config.triples == "dealer":
         party_roles[config.dealer] = partial(regression_dealer, config=config)
+        inputs[config.dealer] = {}
     return party_roles, inputs
