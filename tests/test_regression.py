@@ -104,7 +104,7 @@ def assert_replays(est, X: np.ndarray, y: np.ndarray) -> float:
 
 @pytest.mark.parametrize("partition", ["vertical", "horizontal"])
 @pytest.mark.parametrize("holders", [2, 3])
-def test_linear_regression_replays_plaintext_sgd(diabetes, partition: str, holders: int) -> None:
+def test_linear_regression_replays_plaintext_sgd(diabetes, partition: str, holders: int, transport: str) -> None:
     X, y = diabetes[0][:200], diabetes[1][:200]
     est = SecureLinearRegression(partition=partition, label_party=holders - 1 if partition == "vertical" else 0,
                                  epochs=4, batch_size=50, alpha=0.05, decay=0.2, random_state=holders)

@@ -155,6 +155,8 @@ def parse(options: Mapping[str, str], config: type[C], other: type[ProtocolConfi
 
 def effective_options(app: ModuleType, options: Mapping[str, str]) -> dict[str, Any]:
     """Every option of ``app`` with the value in effect (given or default); an unknown key is a ``ValueError``."""
+    if not hasattr(app, "CONFIG"):  # transitional: an app not yet converted knows its options only in build
+        return dict(options)
     given = {**app.CONFIG.parse_options(options, extra=app.DEMO.option_names()),
              **app.DEMO.parse_options(options, extra=app.CONFIG.option_names())}
     return {**app.CONFIG.defaults(), **app.DEMO.defaults(), **given}
@@ -226,8 +228,7 @@ def build_role(
     """Call ``app.build`` for one party of ``federation`` (party id -> role), after checking the option keys."""
     if party_id not in federation:
         raise ValueError(f"party {party_id!r} is not in the federation {sorted(federation)}")
-    if hasattr(app, "CONFIG"):
-        effective_options(app, options)
+    effective_options(app, options)
     ctx = AppContext(party_id, federation[party_id], dict(federation), None if data is None else Path(data),
                      dict(options), app, verbose)
     role, args = app.build(ctx)
