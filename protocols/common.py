@@ -48,6 +48,12 @@ def logistic(z: np.ndarray) -> np.ndarray:
     return np.exp(-np.logaddexp(0.0, -z))
 
 
+def magnitude_bits(values: Any) -> int:
+    """``ceil(log2 max|v|)`` (-64 for an all-zero array): the public magnitude a party announces at set-up."""
+    top = float(np.max(np.abs(values))) if np.size(values) else 0.0
+    return max(-64, math.ceil(math.log2(top))) if top > 0 else -64
+
+
 def check_matrix(x: Any, name: str, *, allow_sparse: bool = False) -> np.ndarray | sp.csr_matrix:
     """A finite 2-D float matrix (or CSR matrix when ``allow_sparse``), or a clear error naming ``name``."""
     if sp.issparse(x):

@@ -127,12 +127,6 @@ def batch_schedule(seed: bytes, n_rows: int, epochs: int, batch_size: int) -> It
             yield epoch, order[start : start + batch_size]
 
 
-def magnitude_bits(values: np.ndarray) -> int:
-    """``ceil(log2 max|v|)`` (at least -64 for an all-zero block): the public bound a holder announces."""
-    top = float(np.max(np.abs(values))) if np.size(values) else 0.0
-    return max(-64, math.ceil(math.log2(top))) if top > 0 else -64
-
-
 @dataclass(frozen=True)
 class Scales:
     """The outcome of the range analysis (public, the same at every party).

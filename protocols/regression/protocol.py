@@ -37,9 +37,9 @@ from mpcml.schema import Array, Bool, Bytes, Int, ListOf, Nothing, OneOf, Record
 from mpcml.tensor import Session, SharedTensor, leader_adds
 from mpcml.triples import run_dealer
 
-from ..common import check_labels, check_matrix
+from ..common import check_labels, check_matrix, magnitude_bits
 from ..progress import Progress
-from .config import STEP_BITS, RegressionConfig, Scales, batch_schedule, guard_error, magnitude_bits, plan
+from .config import STEP_BITS, RegressionConfig, Scales, batch_schedule, guard_error, plan
 
 FACTS = Record(rows=Int(low=1), cols=Int(low=1), x_bits=Int(-64, 2048), y_bits=OneOf(Nothing(), Int(-64, 2048)),
                outputs=Int(1, 10_000))

@@ -13,8 +13,8 @@ import numpy as np
 
 from mpcml.nonlinear import SIGMOID_METHODS
 
-from ..common import logistic
-from .config import STEP_BITS, RegressionConfig, Scales, batch_schedule, guard_error, magnitude_bits, plan
+from ..common import logistic, magnitude_bits
+from .config import STEP_BITS, RegressionConfig, Scales, batch_schedule, guard_error, plan
 from .protocol import step_factors
 
 
