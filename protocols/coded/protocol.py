@@ -29,6 +29,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Callable, Mapping, Sequence
 
@@ -84,20 +85,36 @@ def _share_spec(config: CodedConfig, scales: Scales, rows: int) -> Record:
 def client_input(config: CodedConfig, client: str, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray]:
     """A client's features and targets as ``(rows, outputs)``, checked locally (no message).
 
-    Logistic: 0/1 labels, or an ``(rows, K)`` 0/1 matrix for one-vs-rest. Linear: real targets.
+    Logistic: labels 0/1 (a client may hold one class only), or an ``(rows, K)`` 0/1 matrix for
+    one-vs-rest. Linear: real targets.
     """
     X = check_matrix(X, f"X of client {client!r}")
     name = f"y of client {client!r}"
     if config.model == "logistic" and np.ndim(y) == 2:
         Y = np.asarray(y, dtype=np.float64)
-        if Y.shape[0] != X.shape[0] or not np.all((Y == 0) | (Y == 1)):
-            raise ValueError(f"{name} must be {X.shape[0]} rows of 0/1 one-vs-rest targets, got shape {Y.shape}")
-        return X, Y
-    return X, check_labels(y, X.shape[0], binary=config.model == "logistic", name=name)[:, None]
+        if Y.shape[0] != X.shape[0]:
+            raise ValueError(f"{name} has {Y.shape[0]} rows but X has {X.shape[0]}")
+    else:
+        Y = check_labels(y, X.shape[0], binary=False, name=name)[:, None]
+    if config.model == "logistic" and not np.all((Y == 0) | (Y == 1)):
+        raise ValueError(f"{name} must hold the labels 0 and 1 (one-vs-rest: 0/1 columns), got "
+                         f"{np.unique(Y)[:10].tolist()}")
+    return X, Y
 
 
-def coded_client(party: Party, X: Any, y: Any, *, config: CodedConfig) -> dict[str, Any]:
-    """Client role (steps 1-4 of the module docstring); returns what it did, for the record."""
+@dataclass
+class ClientState:
+    """What a client keeps after the set-up: the scales, its stack of everyone's shares ``(n_primes, rows,
+    cols)``, the summed zero masks of every round ``(n_primes, n_rounds, (d + 1) outputs)`` and its set-up bytes."""
+
+    scales: Scales
+    stack: np.ndarray
+    mask: np.ndarray
+    setup_bytes: int
+
+
+def client_setup(party: Party, config: CodedConfig, X: Any, y: Any) -> ClientState:
+    """Client steps 1-3: local checks, public facts, the plan, coded data sharing."""
     # 1. local checks, then the public facts
     X, Y = client_input(config, party.id, X, y)
     party.check_peer(config.server, "server")
@@ -111,21 +128,29 @@ def coded_client(party: Party, X: Any, y: Any, *, config: CodedConfig) -> dict[s
     scales = Scales.from_wire(reply, X.shape[1], Y.shape[1])
     # 3. coded data sharing
     stack, mask = _share(party, config, scales, design(config, scales, X, Y))
-    setup_bytes = party.stats.bytes_sent
-    # 4. one coded result per round
+    return ClientState(scales, stack, mask, party.stats.bytes_sent)
+
+
+def client_rounds(party: Party, config: CodedConfig, state: ClientState) -> dict[str, Any]:
+    """Client step 4: one coded result per round until the server says stop."""
     primes = np.array(config.primes)[:, None, None]
-    round_spec = OneOf(_round_spec(config, scales), STOP)
+    round_spec = OneOf(_round_spec(config, state.scales), STOP)
     answered = 0
     while True:
         message = party.recv(config.server, expect=round_spec, what="round message")
         if "stop" in message:
-            return {"rounds_answered": answered, "setup_bytes_sent": setup_bytes, "stopped": message["stop"]}
+            return {"rounds_answered": answered, "setup_bytes_sent": state.setup_bytes, "stopped": message["stop"]}
         if message["silent"]:
             continue
-        result = coded_gradient(stack, message["weights"].astype(np.int64), config.primes)
-        result = (result + mask[:, message["round"]].reshape(result.shape)) % primes
+        result = coded_gradient(state.stack, message["weights"].astype(np.int64), config.primes)
+        result = (result + state.mask[:, message["round"]].reshape(result.shape)) % primes
         party.send(config.server, {"round": message["round"], "result": result.astype(np.uint32)})
         answered += 1
+
+
+def coded_client(party: Party, X: Any, y: Any, *, config: CodedConfig) -> dict[str, Any]:
+    """Client role (steps 1-4 of the module docstring); returns what it did, for the record."""
+    return client_rounds(party, config, client_setup(party, config, X, y))
 
 
 def _share(party: Party, config: CodedConfig, scales: Scales, data: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
