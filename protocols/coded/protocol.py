@@ -180,45 +180,59 @@ class _Courier:
     """The server's sends, none of which may hold up a round.
 
     A send returns once the message is delivered, or (over gRPC) fails after the party's timeout
-    when the client is dead, so each message goes out on a daemon thread of its own, with at most
-    one in flight per client: a client whose previous message is still in flight is skipped this
-    round (it could not answer in time anyway; its late answer is discarded as stale), and a client
-    whose send failed is unreachable for the rest of the run. Messages to a client keep their order
-    because the next one is sent only after the previous was delivered.
+    when the client is dead. So a client's messages go out on a daemon thread that lives while it
+    has something to send, and a message posted while the previous one is still in flight waits
+    in a one-message slot, replacing any older waiting message (a newer round's model makes the
+    older one stale): at most one thread and one waiting message per client, messages in order,
+    and a slow client gets the newest model as soon as it can take it. A client whose send fails
+    is unreachable for the rest of the run.
     """
 
     def __init__(self, party: Party) -> None:
         self._party = party
-        self._sending: dict[str, threading.Thread] = {}
+        self._lock = threading.Lock()
+        self._senders: dict[str, threading.Thread] = {}
+        self._busy: set[str] = set()
+        self._waiting: dict[str, dict] = {}
         self.unreachable: set[str] = set()
 
-    def post(self, client: str, message: dict) -> bool:
-        """Send ``message`` to ``client`` in the background; False if skipped (unreachable or busy)."""
-        previous = self._sending.get(client)
-        if client in self.unreachable or (previous is not None and previous.is_alive()):
-            return False
-        thread = threading.Thread(target=self._deliver, args=(client, message), daemon=True,
-                                  name=f"{self._party.id}-to-{client}")
-        self._sending[client] = thread
-        thread.start()
-        return True
+    def post(self, client: str, message: dict) -> None:
+        """Send ``message`` to ``client`` in the background (dropped if the client is unreachable)."""
+        with self._lock:
+            if client in self.unreachable:
+                return
+            if client in self._busy:
+                self._waiting[client] = message
+                return
+            self._busy.add(client)
+            sender = threading.Thread(target=self._drain, args=(client, message), daemon=True,
+                                      name=f"{self._party.id}-to-{client}")
+            self._senders[client] = sender
+        sender.start()
 
-    def _deliver(self, client: str, message: dict) -> None:
-        try:
-            self._party.send(client, message)
-        except Exception as exc:  # noqa: BLE001 - a dead or refusing client is a dropout, not a server failure
-            logger.warning("%s: client %r is unreachable from now on: %s", self._party.id, client, exc)
-            self.unreachable.add(client)
+    def _drain(self, client: str, message: dict | None) -> None:
+        while message is not None:
+            try:
+                self._party.send(client, message)
+            except Exception as exc:  # noqa: BLE001 - a dead or refusing client is a dropout, not a server failure
+                logger.warning("%s: client %r is unreachable from now on: %s", self._party.id, client, exc)
+                with self._lock:
+                    self.unreachable.add(client)
+                    self._waiting.pop(client, None)
+                    self._busy.discard(client)
+                return
+            with self._lock:
+                message = self._waiting.pop(client, None)
+                if message is None:
+                    self._busy.discard(client)
 
     def finish(self, clients: Sequence[str], message: dict, seconds: float) -> None:
-        """Deliver ``message`` to every reachable client, waiting at most ``seconds`` in all."""
+        """Deliver ``message`` (last) to every reachable client, waiting at most ``seconds`` in all."""
         deadline = time.monotonic() + seconds
-        for thread in self._sending.values():
-            thread.join(max(0.0, deadline - time.monotonic()))
         for client in clients:
             self.post(client, message)
-        for thread in self._sending.values():
-            thread.join(max(0.0, deadline - time.monotonic()))
+        for sender in list(self._senders.values()):
+            sender.join(max(0.0, deadline - time.monotonic()))
 
 
 def server_plan(party: Party, config: CodedConfig) -> Plan:
