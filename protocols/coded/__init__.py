@@ -60,14 +60,14 @@ work do not change.
 """
 
 from .analysis import FACTS, MIN_BITS, Plan, Scales, check_weights, client_facts, curvature_bits, plan
-from .coding import coded_gradient, decode_gradient, design, encode_data, zero_masks
+from .coding import CodedStack, coded_gradient, decode_gradient, design, encode_data, zero_masks
 from .config import DEFAULT_PRIMES, DEGREE, MODELS, SIGMOID_SLOPE, CodedConfig
 from .estimators import CodedLinearRegression, CodedLogisticRegression
 from .protocol import RoundFailed, client_input, client_rounds, client_setup, coded_client, coded_server, roles, server_update
 from .reference import float_training, plaintext_training
 
 __all__ = [
-    "DEFAULT_PRIMES", "DEGREE", "FACTS", "MIN_BITS", "MODELS", "SIGMOID_SLOPE", "CodedConfig", "CodedLinearRegression",
+    "CodedStack", "DEFAULT_PRIMES", "DEGREE", "FACTS", "MIN_BITS", "MODELS", "SIGMOID_SLOPE", "CodedConfig", "CodedLinearRegression",
     "CodedLogisticRegression", "Plan", "RoundFailed", "Scales", "check_weights", "client_facts", "client_input",
     "client_rounds", "client_setup", "coded_client", "coded_gradient", "coded_server", "curvature_bits", "decode_gradient", "design", "encode_data",
     "float_training", "plaintext_training", "plan", "roles", "server_update", "zero_masks",

@@ -69,17 +69,28 @@ def zero_masks(config: CodedConfig, width: int, rng: Csprng) -> np.ndarray:
     return np.stack(out, axis=1)
 
 
-def coded_gradient(stack: np.ndarray, weights: np.ndarray, primes: Sequence[int]) -> np.ndarray:
-    """``S_X^T (S_X W + S_V)`` modulo each prime.
+class CodedStack:
+    """A client's stack ``[S_X | S_V]`` of everyone's coded shares ``(n_primes, rows, d + 1 + outputs)``, laid
+    out once (C-contiguous ``S_X``, ``S_X^T`` and ``S_V``) for the products of every round."""
 
-    ``stack`` is ``(n_primes, rows, d + 1 + outputs)`` (``[S_X | S_V]``), ``weights`` the residues
-    ``(n_primes, d + 1, outputs)``; the result is ``(n_primes, d + 1, outputs)``.
-    """
-    out = []
-    for share, w, p in zip(stack, weights, primes):
-        features, v = share[:, : w.shape[0]], share[:, w.shape[0]:]
-        out.append(field_matmul(features.T, (field_matmul(features, w % p, p) + v) % p, p))
-    return np.stack(out)
+    def __init__(self, stack: np.ndarray, n_weights: int) -> None:
+        self.features = np.ascontiguousarray(stack[:, :, :n_weights])
+        self.features_t = np.ascontiguousarray(self.features.transpose(0, 2, 1))
+        self.targets = np.ascontiguousarray(stack[:, :, n_weights:])
+
+    def gradient(self, weights: np.ndarray, primes: Sequence[int]) -> np.ndarray:
+        """``S_X^T (S_X W + S_V)`` modulo each prime, ``(n_primes, d + 1, outputs)``, for the residues ``W``
+        ``(n_primes, d + 1, outputs)``."""
+        out = []
+        for x, x_t, v, w, p in zip(self.features, self.features_t, self.targets, weights, primes):
+            inner = (field_matmul(w.T % p, x_t, p).T + v) % p
+            out.append(field_matmul(inner.T, x, p).T)
+        return np.stack(out)
+
+
+def coded_gradient(stack: np.ndarray, weights: np.ndarray, primes: Sequence[int]) -> np.ndarray:
+    """:meth:`CodedStack.gradient` of ``stack`` ``(n_primes, rows, d + 1 + outputs)`` at ``weights``."""
+    return CodedStack(stack, weights.shape[1]).gradient(weights, primes)
 
 
 def decode_gradient(config: CodedConfig, results: Mapping[str, np.ndarray]) -> np.ndarray:

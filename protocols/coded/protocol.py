@@ -41,7 +41,7 @@ from mpcml.schema import Array, Bool, Int, ListOf, OneOf, Record, Str
 from ..common import check_labels, check_matrix
 from ..progress import Progress
 from .analysis import FACTS, Plan, Scales, check_weights, client_facts, plan
-from .coding import coded_gradient, decode_gradient, design, encode_data, residues, weight_integers, zero_masks
+from .coding import CodedStack, decode_gradient, design, encode_data, residues, weight_integers, zero_masks
 from .config import CodedConfig
 
 logger = logging.getLogger(__name__)
@@ -104,11 +104,11 @@ def client_input(config: CodedConfig, client: str, X: Any, y: Any) -> tuple[np.n
 
 @dataclass
 class ClientState:
-    """What a client keeps after the set-up: the scales, its stack of everyone's shares ``(n_primes, rows,
-    cols)``, the summed zero masks of every round ``(n_primes, n_rounds, (d + 1) outputs)`` and its set-up bytes."""
+    """What a client keeps after the set-up: the scales, its stack of everyone's shares, the summed zero
+    masks of every round ``(n_primes, n_rounds, (d + 1) outputs)`` and its set-up bytes."""
 
     scales: Scales
-    stack: np.ndarray
+    stack: CodedStack
     mask: np.ndarray
     setup_bytes: int
 
@@ -128,7 +128,7 @@ def client_setup(party: Party, config: CodedConfig, X: Any, y: Any) -> ClientSta
     scales = Scales.from_wire(reply, X.shape[1], Y.shape[1])
     # 3. coded data sharing
     stack, mask = _share(party, config, scales, design(config, scales, X, Y))
-    return ClientState(scales, stack, mask, party.stats.bytes_sent)
+    return ClientState(scales, CodedStack(stack, scales.n_features + 1), mask, party.stats.bytes_sent)
 
 
 def client_rounds(party: Party, config: CodedConfig, state: ClientState) -> dict[str, Any]:
@@ -142,7 +142,7 @@ def client_rounds(party: Party, config: CodedConfig, state: ClientState) -> dict
             return {"rounds_answered": answered, "setup_bytes_sent": state.setup_bytes, "stopped": message["stop"]}
         if message["silent"]:
             continue
-        result = coded_gradient(state.stack, message["weights"].astype(np.int64), config.primes)
+        result = state.stack.gradient(message["weights"].astype(np.int64), config.primes)
         result = (result + state.mask[:, message["round"]].reshape(result.shape)) % primes
         party.send(config.server, {"round": message["round"], "result": result.astype(np.uint32)})
         answered += 1
