@@ -259,6 +259,13 @@ class SecureEstimator(BaseEstimator):
             names = np.concatenate(block_names) if block_names and all(n is not None for n in block_names) else None
             blocks = check_vertical_parts(X, "X", allow_sparse=sparse)
             ys = y
+        elif not labels:
+            if not isinstance(X, (list, tuple)):
+                raise TypeError(f"X must be a list with one row block per holder (or set partition=Horizontal(k) "
+                                f"to split a full matrix), got {type(X).__name__}")
+            names = _feature_names(X[0]) if X else None
+            blocks = check_horizontal_parts(X, "X")
+            ys = None
         else:
             if y is not None:
                 raise ValueError('with partition="horizontal" pass X as a list of (X_i, y_i) pairs and y=None '
@@ -267,7 +274,7 @@ class SecureEstimator(BaseEstimator):
                 raise TypeError("X must be a list of (X_i, y_i) pairs, one per holder")
             names = _feature_names(X[0][0])
             blocks = check_horizontal_parts([p[0] for p in X], "X")
-            ys = [p[1] for p in X] if labels else None
+            ys = [p[1] for p in X]
         self.n_features_in_ = int(sum(b.shape[1] for b in blocks)) if kind == "vertical" else int(blocks[0].shape[1])
         if names is not None and len(names) == self.n_features_in_:
             self.feature_names_in_ = names
