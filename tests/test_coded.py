@@ -530,6 +530,8 @@ def test_configurations_that_cannot_decode_are_refused_with_arithmetic(runs):
         CodedLogisticRegression(n_masks=1).fit([(parts[0][0][:, :2], parts[0][1]), *parts[1:]])
     with pytest.raises(ValueError, match="NaN"):
         CodedLinearRegression(n_masks=1).fit([(np.full((3, 3), np.nan), np.zeros(3)), *parts[1:]])
+    with pytest.raises(ValueError, match=r"client 'client-1' has features up to 2\^66\d; .* below 2\^256"):
+        CodedLinearRegression(n_masks=1).fit([parts[0], (parts[1][0] * 1e200, parts[1][1]), *parts[2:]])
     assert runs == []
 
 

@@ -44,6 +44,8 @@ from .config import SIGMOID_SLOPE, CodedConfig
 MIN_BITS = 10
 """Bits of precision the plan must keep for the features, the weights (at their a-priori bound) and ``v``."""
 MAX_FEATURE_BITS = 40
+MAX_MAGNITUDE_BITS = 256
+"""Features and targets must stay below ``2^256`` (the step is computed in float64 from their squares)."""
 
 FACTS = Record(rows=Int(1, 2**40), cols=Int(1, 2**20), outputs=Int(1, 10_000), x_bits=Int(-64, 1100),
                y_bits=OneOf(Nothing(), Int(-64, 1100)), curvature=Int(-10_000, 10_000))
@@ -157,6 +159,11 @@ def plan(config: CodedConfig, facts: Mapping[str, Mapping[str, Any]]) -> Plan:
         if (f["y_bits"] is None) != (config.model == "logistic"):
             raise ValueError(f"client {c!r} announced {'no' if f['y_bits'] is None else 'a'} target magnitude, "
                              f"which does not fit model={config.model!r}")
+    for c, f in zip(config.clients, ordered):
+        for key, name in (("x_bits", "features"), ("y_bits", "targets")):
+            if f[key] is not None and f[key] > MAX_MAGNITUDE_BITS:
+                raise ValueError(f"client {c!r} has {name} up to 2^{f[key]}; coded training takes magnitudes below "
+                                 f"2^{MAX_MAGNITUDE_BITS} (standardise or rescale)")
     rows, n = sum(f["rows"] for f in ordered), n_features + 1
     x_bits = max(f["x_bits"] for f in ordered)
     slope = config.slope

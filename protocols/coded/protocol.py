@@ -291,8 +291,8 @@ def coded_server(party: Party, *, config: CodedConfig, progress: Progress | None
             record["round_seconds"].append(time.perf_counter() - start)
             delta = party.stats.snapshot() - before
             record["round_bytes"].append(delta.bytes_sent + delta.bytes_received)
-    except (RoundFailed, OverflowError) as exc:
-        # 7. (on failure) stop every client, with the reason
+    except Exception as exc:
+        # 7. (on failure: a round without R results, the guard, a malformed result) stop every client, with the reason
         courier.finish(config.clients, {"stop": str(exc)}, config.round_timeout)
         raise
     # 7. stop
