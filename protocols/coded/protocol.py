@@ -11,7 +11,7 @@ Client (steps as numbered in the code):
   4. Each round: receive the model ``W``; unless told to stay silent, return
      ``S_X^T (S_X W + S_V)`` plus the round's summed zero masks (a polynomial of degree
      ``2 (K + T - 1)`` evaluated at ``alpha_j``), until the server says stop.
-Server:
+Server (steps 3-4 are the clients' alone):
   1. Gather every client's facts.
   2. Run the range analysis (:func:`protocols.coded.analysis.plan`): the step, the scales and the
      guard's bound, or a refusal sent to every client.
