@@ -20,7 +20,7 @@ import numpy as np
 
 from benchmarks.timing import median_time, quick_main
 from mpcml.csprng import Csprng
-from protocols.coded import CodedLogisticRegression, coded_gradient, design, encode_data
+from protocols.coded import CodedLogisticRegression, CodedStack, design, encode_data
 from protocols.coded.coding import residues, weight_integers
 
 FEATURES = 30
@@ -48,14 +48,15 @@ def bench_n(n_clients: int, X: np.ndarray, y: np.ndarray, rounds: int, repeats: 
     rng = Csprng()
     data = design(config, plan, parts[0][0], parts[0][1][:, None])
     encode = median_time(lambda: encode_data(config, data, rng), repeats)
-    stack = np.concatenate([encode_data(config, design(config, plan, Xi, yi[:, None]), rng)[0] for Xi, yi in parts], axis=1)
+    stack = CodedStack(np.concatenate([encode_data(config, design(config, plan, Xi, yi[:, None]), rng)[0]
+                                       for Xi, yi in parts], axis=1), FEATURES + 1)
     weights = residues(config, weight_integers(plan, np.r_[est.coef_.T, est.intercept_[None, :]]))
-    client = median_time(lambda: coded_gradient(stack, weights, config.primes), repeats)
+    client = median_time(lambda: stack.gradient(weights, config.primes), repeats)
     return {
         "K": k, "R": config.recovery_threshold, "P": plan.frac_x, "F": plan.frac_v, "encode": encode,
         "setup_bytes": est.setup_bytes_ / n_clients, "round": float(np.median(est.round_seconds_)), "client": client,
         "decode": float(np.median(est.decode_seconds_)), "round_bytes": float(np.median(est.round_bytes_)),
-        "rows": stack.shape[1],
+        "rows": stack.features.shape[1],
     }
 
 
