@@ -1,145 +1,226 @@
-"""Secure vertical XGBoost (SS-XGB, Fang et al. 2021, or HE SecureBoost, Cheng et al. 2021) as party processes.
+"""Secure vertical XGBoost (SS-XGB, Fang et al. 2021, or SecureBoost, Cheng et al. 2021) as party processes.
 
-Roles: ``label`` (one party; its CSV's last column is the 0/1 label, the others its features),
-``holder`` (more parties, their feature columns of the same rows) and ``dealer`` (correlated
-randomness for ``method=ss``; idle for ``method=he``). The players are the label party followed by
-the holders in sorted order. Every data party trains on the first rows and predicts the last
-``test_fraction`` of the rows with the distributed model; the label party receives the margins.
-Threat model and leakage: :mod:`protocols.xgb_ss` and :mod:`protocols.xgb_he`.
+Roles: ``label`` (one party; its CSV's last column is the label: 0/1, or a real target with
+``loss=squared``), ``holder`` (more parties, their feature columns of the same rows) and
+``dealer`` (correlated randomness for ``method=ss``; idle for ``method=he``). The players are the
+label party followed by the holders in sorted order. Threat model and leakage:
+:mod:`protocols.xgb.ss`, :mod:`protocols.xgb.he`, :mod:`protocols.xgb.predict`. Options: the
+fields of :class:`protocols.xgb.XGBConfig` plus this app's ``test_fraction``, ``predict_with``
+and ``predictions`` (``mpcml options xgb``).
 
-Options: ``method`` (``ss`` | ``he``, default ss), ``n_estimators`` (5), ``max_depth`` (3),
-``learning_rate`` (0.3), ``max_bin`` (32), ``key_bits`` (Paillier, default 2048),
-``test_fraction`` (0.3), ``model_dir`` (if given, each party writes its own model part there as
-``<party id>.npz``).
+A training run trains on the first rows and predicts the last ``test_fraction`` of them with
+the distributed model; every data party returns its model part (``mpcml party --model FILE``
+saves it, in :mod:`protocols.persistence`'s format) and the label party the test margins. A
+prediction run (``predict_with=FILE`` at every data party, the dealer too for ``ss``) predicts
+every row of each party's CSV with the saved parts; the label party writes the predictions to
+``predictions`` (CSV) and returns them.
 
-Demo data: ``load_breast_cancer`` split between alice (label, first 15 columns) and bob (the rest).
+Demo data: ``load_breast_cancer`` (logistic) or ``load_diabetes`` (squared; targets in their own
+units) split between alice (label, first half of the columns) and bob (the rest).
 """
 
 from __future__ import annotations
 
+import dataclasses
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 import numpy as np
-import xgboost
-from sklearn.datasets import load_breast_cancer
-from sklearn.metrics import roc_auc_score
+from sklearn.datasets import load_breast_cancer, load_diabetes
 
-from mpcml import run_dealer
 from mpcml.party import Party
-from protocols import xgb_he, xgb_ss
-from protocols.common import check_labels, check_matrix
-from protocols.xgb import save_party_model
-from protocols.xgb_trees import XGBParams
+from protocols.config import ProtocolConfig, number, option
+from protocols.progress import Progress
+from protocols.xgb import (
+    Forest,
+    PartyModel,
+    ReplayMismatch,
+    SecureXGBClassifier,
+    SecureXGBRegressor,
+    XGBConfig,
+    plaintext_xgb,
+    prediction_roles,
+    roles,
+)
 
-from . import AppContext, CheckResult, get_option, read_csv, shuffled_row_groups, write_csv
+from . import AppContext, CheckResult, parse, read_csv, shuffled_row_groups, write_csv
 
 DESCRIPTION = "secure vertical XGBoost: SS-XGB with a distributed model, or HE SecureBoost (label + holders [+ dealer])"
 DEMO_PARTIES = {"alice": "label", "bob": "holder", "dealer": "dealer"}
 
 
-def _params(options: Mapping[str, str]) -> XGBParams:
-    return XGBParams(
-        n_estimators=get_option(options, "n_estimators", int, 5),
-        max_depth=get_option(options, "max_depth", int, 3),
-        learning_rate=get_option(options, "learning_rate", float, 0.3),
-        max_bin=get_option(options, "max_bin", int, 32),
-    )
+def _fraction(name: str, value: Any) -> float:
+    value = number(positive=False, high=1)(name, value)
+    if value >= 1:
+        raise ValueError(f"{name} must be in [0, 1), got {value!r}")
+    return value
 
 
-def _split(n: int, options: Mapping[str, str]) -> int:
-    fraction = get_option(options, "test_fraction", float, 0.3)
-    if not 0.0 < fraction < 1.0:
-        raise ValueError(f"option 'test_fraction' must be in (0, 1), got {fraction}")
-    return n - max(1, int(round(fraction * n)))
+@dataclass(frozen=True)
+class CONFIG(XGBConfig):
+    """The protocol's options, then this app's: how a party's rows are used in a run."""
+
+    test_fraction: float = option(0.3, "training runs: the last rows predicted with the trained model instead of "
+                                  "trained on (0: train on every row)", _fraction)
+    predict_with: str = option("", "a prediction run: this party's model part saved by `mpcml party --model` "
+                               "(every data party gives its own)")
+    predictions: str = option("", "prediction runs: the CSV the label party writes the predictions to")
+
+    def protocol(self) -> XGBConfig:
+        return XGBConfig(**{f.name: getattr(self, f.name) for f in dataclasses.fields(XGBConfig)})
 
 
-def data_party(party: Party, players: Sequence[str], dealer: str, method: str, x: np.ndarray, y: np.ndarray | None,
-               params: XGBParams, key_bits: int, train_rows: int, model_dir: str) -> dict[str, Any]:
-    """Train on the first ``train_rows`` rows, predict the rest; the label party gets the margins."""
-    players = tuple(players)
-    xtr, xte = x[:train_rows], x[train_rows:]
-    ytr = None if y is None else y[:train_rows]
-    if method == "ss":
-        model = xgb_ss.train_player(party, players, dealer, xtr, params, ytr)
-        margin = xgb_ss.predict_player(party, dealer, xte, model)
-    elif party.id == players[0]:
-        model = xgb_he.train_label_holder(party, players[1:], xtr, ytr, params, key_bits=key_bits)
-        margin = xgb_he.predict_label_holder(party, players[1:], xte, model)
-    else:
-        model = xgb_he.train_passive(party, players[0], xtr)
-        margin = xgb_he.predict_passive(party, players[0], xte, model)
-    if model_dir:
-        save_party_model(Path(model_dir) / f"{party.id}.npz", model, method=method, party=party.id, parties=players,
-                         params=params, n_features=x.shape[1])
-    out: dict[str, Any] = {"owned_nodes": int((model.trees.features >= 0).sum())}
-    if margin is not None:
-        out["margin"] = np.asarray(margin, dtype=np.float64)
+@dataclass(frozen=True)
+class DEMO(ProtocolConfig):
+    """No demo-only options: ``loss`` picks the data set."""
+
+
+def _run_config(options: Mapping[str, str], federation: Mapping[str, str]) -> CONFIG:
+    labels = sorted(p for p, r in federation.items() if r == "label")
+    if len(labels) != 1:
+        raise ValueError(f"the federation must have exactly one party with role 'label', found {labels}")
+    holders = sorted(p for p, r in federation.items() if r == "holder")
+    dealers = sorted(p for p, r in federation.items() if r == "dealer")
+    if len(dealers) > 1:
+        raise ValueError(f"the federation may have one party with role 'dealer', found {dealers}")
+    run = parse(options, CONFIG, DEMO, players=(labels[0], *holders), dealer=dealers[0] if dealers else "dealer")
+    if run.method == "ss" and not dealers:
+        raise ValueError("method=ss needs a party with role 'dealer'")
+    return run
+
+
+def _train_rows(n: int, run: CONFIG) -> int:
+    rows = n - int(round(run.test_fraction * n))
+    if rows < 2:
+        raise ValueError(f"test_fraction={run.test_fraction} leaves {rows} training rows of {n}")
+    return rows
+
+
+def _train_then_predict(party: Party, X: Any = None, y: Any = None, *, run: CONFIG,
+                        progress: Progress | None = None) -> dict[str, Any]:
+    """A data party: train on the first rows, then predict the rest with the parts just trained."""
+    config = run.protocol()
+    train = _train_rows(X.shape[0], run)
+    train_roles, train_inputs = roles(config, {party.id: (X[:train], None if y is None else y[:train])},
+                                      progress={party.id: progress})
+    part = train_roles[party.id](party, **train_inputs[party.id])
+    out: dict[str, Any] = {"model": part, "margin": None}
+    if train < X.shape[0]:
+        predict_roles, predict_inputs = prediction_roles(config, {party.id: X[train:]}, {party.id: part})
+        out["margin"] = predict_roles[party.id](party, **predict_inputs[party.id])
     return out
 
 
-def deal(party: Party, players: Sequence[str], method: str) -> dict[str, int]:
-    """Dealer: serve the training session and the prediction session (nothing for ``he``)."""
-    if method != "ss":
-        return {}
-    served = run_dealer(party, players)
-    for kind, count in run_dealer(party, players).items():
-        served[kind] = served.get(kind, 0) + count
+def _dealer(party: Party, *, run: CONFIG, sessions: int) -> dict[str, int]:
+    """The dealer serves each session of the run (training, then prediction); idle for SecureBoost."""
+    served: dict[str, int] = {}
+    if run.method != "ss":
+        return served
+    dealer_roles, _ = roles(run.protocol(), {})
+    for _ in range(sessions):
+        for kind, count in dealer_roles[run.dealer](party).items():
+            served[kind] = served.get(kind, 0) + count
     return served
 
 
-def build(ctx: AppContext) -> tuple[Callable[..., Any], tuple]:
-    players = (ctx.party_for("label"), *ctx.parties_for("holder"))
-    method = ctx.option("method", str, "ss")
-    if method not in ("ss", "he"):
-        raise ValueError(f"option 'method' must be 'ss' or 'he', got {method!r}")
-    params = _params(ctx.options)
+def _predict(party: Party, X: np.ndarray, part: PartyModel, *, run: CONFIG) -> dict[str, Any]:
+    """A data party in a prediction run; the label party writes and returns the predictions."""
+    predict_roles, predict_inputs = prediction_roles(run.protocol(), {party.id: X}, {party.id: part})
+    margin = predict_roles[party.id](party, **predict_inputs[party.id])
+    if margin is None:
+        return {"margin": None}
+    prediction = (margin > 0).astype(np.float64) if run.loss == "logistic" else margin
+    if run.predictions:
+        columns = ["prediction", "margin"]
+        write_csv(Path(run.predictions), np.column_stack([prediction, margin]), header=columns)
+    return {"margin": margin, "prediction": prediction}
+
+
+def _saved_part(run: CONFIG, ctx: AppContext) -> PartyModel:
+    estimator = (SecureXGBClassifier if run.loss == "logistic" else SecureXGBRegressor).load(run.predict_with)
+    part = estimator.models_.get(ctx.party_id)
+    if part is None or len(estimator.models_) != 1:
+        raise ValueError(f"{run.predict_with!r} is not party {ctx.party_id!r}'s model part (it holds "
+                         f"{sorted(estimator.models_)})")
+    if part.players != run.players:
+        raise ValueError(f"{run.predict_with!r} belongs to a model of the parties {list(part.players)}, not of this "
+                         f"federation's {list(run.players)}")
+    return part
+
+
+def build(ctx: AppContext) -> tuple[Callable[..., Any], dict]:
+    run = _run_config(ctx.options, ctx.federation)
     if ctx.role == "dealer":
-        return deal, (players, method)
+        return partial(_dealer, run=run, sessions=1 if run.predict_with else 2), {}
     if ctx.role not in ("label", "holder"):
         raise ValueError(f"xgb has roles label, holder and dealer, not {ctx.role!r}")
     table = read_csv(ctx.require_data())
-    if ctx.role == "label":
+    if ctx.role == "label" and not run.predict_with:
         if table.shape[1] < 2:
             raise ValueError(f"data file {str(ctx.data)!r} needs feature columns and a last label column")
-        x, y = table[:, :-1], table[:, -1]
+        X, y = table[:, :-1], table[:, -1]
     else:
-        x, y = table, None
-    x = check_matrix(x, f"data of {ctx.party_id!r}")
-    train_rows = _split(x.shape[0], ctx.options)
-    if y is not None:
-        check_labels(y[:train_rows], train_rows, binary=True, name=f"labels of {ctx.party_id!r}")
-    dealer = ctx.party_for("dealer") if method == "ss" else ""
-    if method == "ss":
-        xgb_ss.check_params(train_rows, params, "spline")
-    key_bits = ctx.option("key_bits", int, 2048)
-    model_dir = ctx.option("model_dir", str, "")
-    return data_party, (players, dealer, method, x, y, params, key_bits, train_rows, model_dir)
+        X, y = table, None
+    if run.predict_with:
+        return partial(_predict, run=run), {"X": X, "part": _saved_part(run, ctx)}
+    return partial(_train_then_predict, run=run, progress=ctx.progress(run.n_estimators, "tree")), {"X": X, "y": y}
+
+
+def _demo_dataset(options: Mapping[str, str]) -> tuple[np.ndarray, np.ndarray]:
+    if CONFIG.parse_options(options, extra=DEMO.option_names()).get("loss") == "squared":
+        return load_diabetes(return_X_y=True)
+    X, y = load_breast_cancer(return_X_y=True)
+    return X, y.astype(np.float64)
 
 
 def demo_data(out_dir: Path, seed: int, options: Mapping[str, str]) -> dict[str, Path]:
-    x, y = load_breast_cancer(return_X_y=True)
+    X, y = _demo_dataset(options)
     (order,) = shuffled_row_groups(len(y), 1, seed)
-    x, y = x[order], y[order].astype(np.float64)
+    X, y = X[order], y[order]
+    half = X.shape[1] // 2
     out_dir = Path(out_dir)
-    return {
-        "alice": write_csv(out_dir / "alice.csv", np.column_stack([x[:, :15], y])),
-        "bob": write_csv(out_dir / "bob.csv", x[:, 15:]),
-    }
+    return {"alice": write_csv(out_dir / "alice.csv", np.column_stack([X[:, :half], y])),
+            "bob": write_csv(out_dir / "bob.csv", X[:, half:])}
 
 
 def check(outputs: Mapping[str, Any], data: Mapping[str, Path], options: Mapping[str, str]) -> CheckResult:
-    """Trains xgboost (hist, same parameters and split) on all columns and compares test AUC."""
+    """Replays the same algorithm in plaintext tree by tree (:func:`protocols.xgb.plaintext_xgb`) and
+    compares the test margins within the derived tolerance."""
     label = read_csv(data["alice"])
-    others = [read_csv(data[pid]) for pid in sorted(p for p in data if p != "alice")]
-    x = np.hstack([label[:, :-1], *others])
+    holders = sorted(p for p in data if p != "alice")
+    federation = {"alice": "label", **{p: "holder" for p in holders}, "dealer": "dealer"}
+    run = _run_config(options, federation)
+    blocks = [label[:, :-1], *(read_csv(data[p]) for p in holders)]
     y = label[:, -1]
-    params = _params(options)
-    train_rows = _split(x.shape[0], options)
-    plain = xgboost.XGBClassifier(n_estimators=params.n_estimators, max_depth=params.max_depth,
-                                  learning_rate=params.learning_rate, max_bin=params.max_bin, tree_method="hist")
-    plain.fit(x[:train_rows], y[:train_rows])
-    auc_plain = roc_auc_score(y[train_rows:], plain.predict_proba(x[train_rows:])[:, 1])
-    auc = roc_auc_score(y[train_rows:], np.asarray(outputs["alice"]["margin"]))
-    return CheckResult(abs(auc - auc_plain) <= 0.01,
-                       f"test AUC secure {auc:.4f} vs xgboost {auc_plain:.4f} (tolerance 0.01)")
+    train = _train_rows(len(y), run)
+    forest = Forest.from_parts({pid: outputs[pid]["model"] for pid in run.players})
+    try:
+        replay = plaintext_xgb([b[:train] for b in blocks], y[:train], run.protocol(), follow=forest)
+    except ReplayMismatch as exc:
+        return CheckResult(False, f"the secure model differs from the plaintext replay: {exc}")
+    test = [b[train:] for b in blocks]
+    error = np.abs(np.asarray(outputs["alice"]["margin"]) - replay.forest.margins(test))
+    bound = replay.margin_tolerance(test) + 1e-9 * (1 + np.abs(replay.forest.margins(test)))
+    return CheckResult(bool(np.all(error <= bound)),
+                       f"{run.n_estimators} trees equal to the plaintext replay's (split choices and leaf weights within "
+                       f"the fixed-point bounds); max |test margin - replay| {error.max():.2e} (bound {bound.max():.2e})")
+
+
+def model(output: Mapping[str, Any], ctx: AppContext) -> Any:
+    """This party's part of the distributed model as an estimator holding that part only (it is saved as
+    one file; prediction runs between the parties, see ``predict_with``)."""
+    if "model" not in output:
+        return None
+    run = _run_config(ctx.options, ctx.federation)
+    cls = SecureXGBClassifier if run.loss == "logistic" else SecureXGBRegressor
+    estimator = cls(**{k: v for k, v in run.protocol().options().items() if k in cls.param_defaults()})
+    part = PartyModel.from_wire(output["model"], f"the model part of {ctx.party_id!r}")
+    estimator.models_ = {ctx.party_id: part}
+    estimator.config_ = estimator.make_config(players=run.players, dealer=run.dealer)
+    estimator.n_features_in_ = part.n_features
+    estimator.block_widths_ = [part.n_features]
+    if part.is_label_holder and run.loss == "logistic":
+        estimator.classes_ = np.array([0.0, 1.0])
+    return estimator

@@ -1,11 +1,10 @@
-"""Plaintext building blocks shared by both secure XGBoost variants.
+"""Plaintext building blocks shared by both secure XGBoost methods and the plaintext replay.
 
-- :class:`XGBParams`: the booster's parameters with their checks.
 - :class:`QuantileBinner`: per-party quantile buckets (like xgboost's ``tree_method="hist"`` with
   ``max_bin``). A split candidate ``(feature, k)`` sends a row left when ``x < cuts[feature][k]``,
   i.e. when its bucket index is ``<= k``.
-- :func:`split_gains`: xgboost's gain ``½[G_L²/(H_L+λ) + G_R²/(H_R+λ) − G²/(H+λ)]`` with the
-  ``min_child_weight`` rule, for all candidates of all nodes of a level at once.
+- :func:`split_gains`: xgboost's gain ``1/2 [G_L^2/(H_L+lambda) + G_R^2/(H_R+lambda) - G^2/(H+lambda)]``
+  with the ``min_child_weight`` rule, for all candidates of all nodes of a level at once.
 - :class:`PartyTrees`: one party's part of a distributed model. Every tree is a full binary tree
   of ``max_depth`` levels (heap order: node ``i`` has children ``2i+1``, ``2i+2``). A party stores
   the feature index and threshold of the nodes *it* owns only; a node it does not own is "open"
@@ -13,63 +12,16 @@
   training row left, so its right subtree holds no training rows and has leaf weight 0.
 - :func:`leaf_reachability`: for each row, the leaves it can reach using one party's splits
   (both branches at nodes the party does not own). The elementwise product over all parties is
-  the one-hot of the row's true leaf (Fang et al. 2021, §4.3).
+  the one-hot of the row's true leaf (Fang et al. 2021, section 4.3).
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
-from typing import Any
+from dataclasses import dataclass
 
 import numpy as np
 
-from .common import check_int, check_number
-
-LOSSES = ("logistic", "squared")
-BINNINGS = ("xgboost", "quantile")
-
-
-@dataclass(frozen=True)
-class XGBParams:
-    """Gradient-boosting parameters (names as in xgboost)."""
-
-    n_estimators: int = 10
-    max_depth: int = 3
-    learning_rate: float = 0.3
-    reg_lambda: float = 1.0
-    min_child_weight: float = 1.0
-    max_bin: int = 32
-    subsample: float = 1.0
-    colsample_bytree: float = 1.0
-    loss: str = "logistic"
-    binning: str = "xgboost"
-
-    def __post_init__(self) -> None:
-        check_int("n_estimators", self.n_estimators, 1, 10_000)
-        check_int("max_depth", self.max_depth, 1, 10)
-        check_int("max_bin", self.max_bin, 2, 1024)
-        check_number("learning_rate", self.learning_rate, high=1)
-        check_number("reg_lambda", self.reg_lambda, positive=False, high=1_000_000)
-        check_number("min_child_weight", self.min_child_weight, positive=False, high=1_000_000)
-        check_number("subsample", self.subsample, high=1)
-        check_number("colsample_bytree", self.colsample_bytree, high=1)
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        if self.binning not in BINNINGS:
-            raise ValueError(f"binning must be one of {BINNINGS}, got {self.binning!r}")
-
-    def to_wire(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_wire(cls, obj: Any) -> "XGBParams":
-        if not isinstance(obj, dict) or set(obj) != {f.name for f in fields(cls)}:
-            raise ValueError("malformed XGB parameters")
-        return cls(**obj)
-
-    @property
-    def n_leaves(self) -> int:
-        return 2**self.max_depth
+from ..common import logistic
 
 
 # --- losses --------------------------------------------------------------------------------
@@ -87,7 +39,7 @@ def base_margin(y: np.ndarray, loss: str) -> float:
 def gradients(margin: np.ndarray, y: np.ndarray, loss: str) -> tuple[np.ndarray, np.ndarray]:
     """First and second derivatives of the loss at ``margin``."""
     if loss == "logistic":
-        p = 1.0 / (1.0 + np.exp(-margin))
+        p = logistic(margin)
         return p - y, p * (1.0 - p)
     return margin - y, np.ones_like(margin)
 
@@ -156,38 +108,39 @@ class QuantileBinner:
 
 
 def cumulative_histogram(values: np.ndarray, bins: np.ndarray, cuts: list[np.ndarray]) -> np.ndarray:
-    """Left sums of ``values`` (rows x k) for every candidate: ``(n_candidates, k)``."""
+    """Left sums of ``values`` (rows x k) for every candidate: ``(n_candidates, k)``, in ``values``' dtype
+    (integer values give exact sums)."""
     out = []
     for f, c in enumerate(cuts):
         if len(c) == 0:
             continue
-        hist = np.zeros((len(c) + 1, values.shape[1]))
+        hist = np.zeros((len(c) + 1, values.shape[1]), dtype=values.dtype)
         np.add.at(hist, bins[:, f], values)
         out.append(np.cumsum(hist, axis=0)[:-1])
-    return np.concatenate(out) if out else np.zeros((0, values.shape[1]))
+    return np.concatenate(out) if out else np.zeros((0, values.shape[1]), dtype=values.dtype)
 
 
 # --- split finding --------------------------------------------------------------------------------
 
 
-def split_gains(gl: np.ndarray, hl: np.ndarray, g: np.ndarray, h: np.ndarray, params: XGBParams) -> np.ndarray:
+def split_gains(gl: np.ndarray, hl: np.ndarray, g: np.ndarray, h: np.ndarray, lam: float, min_child_weight: float
+                ) -> np.ndarray:
     """Gain of every candidate (``gl``, ``hl``: nodes x candidates) given node totals ``g``, ``h``.
 
     Candidates violating ``min_child_weight`` on either side get ``-inf``.
     """
-    lam = params.reg_lambda
     g, h = g[:, None], h[:, None]
     gr, hr = g - gl, h - hl
     with np.errstate(divide="ignore", invalid="ignore"):
         gain = 0.5 * (gl**2 / (hl + lam) + gr**2 / (hr + lam) - g**2 / (h + lam))
-    valid = (hl >= params.min_child_weight) & (hr >= params.min_child_weight)
+    valid = (hl >= min_child_weight) & (hr >= min_child_weight)
     return np.where(valid & np.isfinite(gain), gain, -np.inf)
 
 
-def leaf_weight(g: np.ndarray, h: np.ndarray, params: XGBParams) -> np.ndarray:
-    """``w = −η·G/(H+λ)`` (0 for an empty node)."""
+def leaf_weight(g: np.ndarray, h: np.ndarray, learning_rate: float, lam: float) -> np.ndarray:
+    """``w = -eta G / (H + lambda)`` (0 for an empty node)."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        w = -params.learning_rate * g / (h + params.reg_lambda)
+        w = -learning_rate * g / (h + lam)
     return np.where(np.isfinite(w), w, 0.0)
 
 
@@ -240,9 +193,3 @@ def leaf_reachability(x: np.ndarray, trees: PartyTrees) -> np.ndarray:
             reach = nxt
         out.append(reach)
     return np.concatenate(out, axis=1).astype(np.uint8)
-
-
-def check_feature_count(x: np.ndarray, trees: PartyTrees, name: str) -> None:
-    used = trees.features[trees.features >= 0]
-    if used.size and int(used.max()) >= x.shape[1]:
-        raise ValueError(f"{name} has {x.shape[1]} columns but this party's model uses column {int(used.max())}")
