@@ -322,9 +322,10 @@ class _Passive:
         enc = EncryptedArray(self.public_key, np.array([gmpy2.mpz(c) for c in msg.ciphertexts], dtype=object), 0)
         return msg.rows, enc, msg.slot_bits
 
-    def left_sums(self, enc: EncryptedArray, members: np.ndarray) -> EncryptedArray:
-        """Encrypted left sums (one ciphertext per candidate) over the sampled rows ``members`` (positions in ``enc``)."""
-        rows = self.bucket_rows[members]  # (k, features)
+    def left_sums(self, enc: EncryptedArray, rows: np.ndarray, members: np.ndarray) -> EncryptedArray:
+        """Encrypted left sums (one ciphertext per candidate) over the sampled rows at positions ``members`` of
+        ``enc`` (``rows``: the row index of every position)."""
+        rows = self.bucket_rows[rows[members]]  # (k, features)
         cols = np.repeat(np.arange(len(members)), rows.shape[1])
         onehot = sp.csr_matrix((np.ones(rows.size, dtype=np.int64), (rows.ravel(), cols)),
                                shape=(int(self.offsets[-1]), len(members)))
@@ -360,7 +361,7 @@ class _Passive:
         pos = messages.receive(self.party, leader, messages.NodesMessage, self.n, d).nodes
         nodes = range(2**d - 1, 2 ** (d + 1) - 1)
         # 5. encrypted left sums of the smaller siblings, shuffled, packed, re-randomised
-        sums, derived = self._level_sums(enc, pos[rows], nodes, parents)
+        sums, derived = self._level_sums(enc, rows, pos[rows], nodes, parents)
         words = [self.packed(sums[v], slot_bits, keep, order) if v in sums and v not in derived else [] for v in nodes]
         self.party.send(leader, messages.HistogramsMessage(words).to_wire())
         # 7. the nodes this party won: feature, threshold, and which rows go left
@@ -375,12 +376,13 @@ class _Passive:
         self.party.send(leader, messages.SplitsMessage(answer).to_wire())
         return sums
 
-    def _level_sums(self, enc: EncryptedArray, pos: np.ndarray, nodes: range, parents: dict[int, EncryptedArray]
-                    ) -> tuple[dict[int, EncryptedArray], set[int]]:
-        """Encrypted left sums of each non-empty node (:func:`derived_nodes` as parent - sibling) and the derived set."""
+    def _level_sums(self, enc: EncryptedArray, rows: np.ndarray, pos: np.ndarray, nodes: range,
+                    parents: dict[int, EncryptedArray]) -> tuple[dict[int, EncryptedArray], set[int]]:
+        """Encrypted left sums of each non-empty node (:func:`derived_nodes` as parent - sibling) and the derived
+        set; ``pos``: the node of every sampled row (position in ``enc``)."""
         members = {v: np.flatnonzero(pos == v) for v in nodes}
         derived = derived_nodes({v: len(m) for v, m in members.items()})
-        sums = {v: self.left_sums(enc, m) for v, m in members.items() if len(m) and v not in derived}
+        sums = {v: self.left_sums(enc, rows, m) for v, m in members.items() if len(m) and v not in derived}
         for v in derived:
             sums[v] = parents[(v - 1) // 2] - sums[v + 1 if v % 2 else v - 1]
         return sums, derived
