@@ -175,3 +175,86 @@ def test_full_size_regression_equals_xgboost(method, diabetes):
     expected = xgb_margin(xtr, ytr, xte, 10, 3, regression=True)
     pred = SecureXGBRegressor(method=method, key_bits=2048, partition=Vertical(5, 5)).fit(xtr, ytr).predict(xte)
     assert abs(r2_score(yte, pred) - r2_score(yte, expected)) < 0.01
+
+
+# --- the range analysis: the plaintext model or a clear error before any message ----------------------
+
+
+@pytest.mark.parametrize("method", ["ss", "he"])
+@pytest.mark.parametrize("top", [1e9, 1e12, 1e-3])
+def test_targets_of_any_magnitude_give_the_same_model(diabetes, method, top):
+    """Issue 14 case 4: |y| ~ 8e8 gave R^2 -0.2 (SS) and 1e12 an int64 overflow (HE). The label holder now
+    trains on (y - mean) / 2^s: the same trees, the leaf weights scaled back exactly, so the model is xgboost's
+    on the unscaled targets, scaled (xgboost itself is not scale-equivariant for tiny targets: it needs a gain
+    above 1e-6 to split)."""
+    xtr, xte, ytr, yte = diabetes
+    scale = top / np.max(np.abs(ytr))
+    est = SecureXGBRegressor(method=method, n_estimators=3, max_depth=2, key_bits=KEY, partition=Vertical(5, 5))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no numpy overflow warning either
+        est.fit(xtr, ytr * scale)
+    assert_replays(est, xtr, ytr * scale, xte)
+    expected = xgb_margin(xtr, ytr, xte, 3, 2, regression=True) * scale
+    assert abs(r2_score(yte * scale, est.predict(xte)) - r2_score(yte * scale, expected)) < 0.01
+
+
+def test_features_from_1e_3_to_1e3(cancer):
+    xtr, xte, ytr, _ = cancer
+    scales = np.logspace(-3, 3, 30)
+    est = SecureXGBClassifier(n_estimators=2, max_depth=2, partition=Vertical(15, 15)).fit(xtr * scales, ytr)
+    assert_replays(est, xtr * scales, ytr, xte * scales)
+
+
+def test_reg_lambda_too_small_for_the_secure_division_is_refused_before_any_message(cancer, runs):
+    xtr, _, ytr, _ = cancer
+    with pytest.raises(ValueError, match=r"reg_lambda=1e-06 is too small .* use reg_lambda >= 6.1e-05 \(or method='he'\)"):
+        SecureXGBClassifier(reg_lambda=1e-6, partition=Vertical(15, 15)).fit(xtr, ytr)
+    assert runs == []
+    SecureXGBClassifier(method="he", reg_lambda=0.0, n_estimators=1, max_depth=1, key_bits=KEY,
+                        partition=Vertical(15, 15)).fit(xtr, ytr)  # exact plaintext gains: any lambda
+
+
+@pytest.mark.parametrize("method", ["ss", "he"])
+def test_the_guard_stops_a_run_whose_residuals_leave_the_range_as_the_replay_does(diabetes, method, monkeypatch):
+    """The analysis covers residuals up to a bound (SS: 16; HE: the int64 room); a run beyond it stops with
+    OverflowError naming the tree, and the replay stops at the same tree. Lowered here to make it happen."""
+    xtr, _, ytr, _ = diabetes
+    monkeypatch.setattr(protocols.xgb.config, "RESIDUAL_BOUND", 0.5)  # max |y - mean| / 2^8 = 0.75
+    monkeypatch.setattr(protocols.xgb.config, "HE_RESIDUAL_BITS", -1)
+    est = SecureXGBRegressor(method=method, n_estimators=2, max_depth=1, key_bits=KEY, partition=Vertical(5, 5))
+    with pytest.raises(OverflowError, match=r"stopped at tree 1: a scaled residual .* lower learning_rate") as secure:
+        est.fit(xtr, ytr)
+    with pytest.raises(OverflowError) as plain:
+        plaintext_xgb(est.feature_blocks(xtr), ytr, est.make_config(players=("a", "b")))
+    assert str(secure.value) == str(plain.value)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(
+    feature_scale=st.sampled_from([1e-3, 1e-1, 1.0, 30.0, 1e3]),
+    target_scale=st.sampled_from([1e-3, 1.0, 1e4, 1e7, 1e9]),
+    parties=st.integers(2, 4),
+    method=st.sampled_from(["ss", "he"]),
+    regression=st.booleans(),
+    reg_lambda=st.sampled_from([1e-6, 0.05, 1.0, 100.0]),
+    min_child_weight=st.sampled_from([0.0, 1.0]),
+    seed=st.integers(0, 2**16),
+)
+def test_generated_data_gives_the_replay_model_or_an_early_error(runs, feature_scale, target_scale, parties, method,
+                                                                  regression, reg_lambda, min_child_weight, seed):
+    data = np.random.default_rng(seed)
+    n, d = 40, parties + 2
+    X = data.normal(size=(n, d)) * feature_scale * data.uniform(0.1, 1, size=d)
+    signal = X @ data.normal(size=d) / feature_scale
+    y = target_scale * (signal + data.normal(size=n)) if regression else (signal > 0).astype(float)
+    kind = SecureXGBRegressor if regression else SecureXGBClassifier
+    widths = [len(c) for c in np.array_split(np.arange(d), parties)]
+    est = kind(method=method, n_estimators=2, max_depth=2, max_bin=8, key_bits=KEY, reg_lambda=reg_lambda,
+               min_child_weight=min_child_weight, partition=Vertical(*widths))
+    runs.clear()
+    try:
+        est.fit(X, y)
+    except ValueError as exc:
+        assert runs == [], f"refused after the run started: {exc}"
+        return
+    assert_replays(est, X, y)

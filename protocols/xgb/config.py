@@ -44,6 +44,9 @@ GRADIENT_CAP = {"logistic": 1024.0, "squared": 256.0}
 """SS-XGB: gradients are multiplied by the public ``c = min(1, cap / n)`` so that sums stay small."""
 RESIDUAL_BOUND = 16.0
 """SS-XGB, squared loss: the run-time guard's bound on every scaled residual ``|m' - y'|``."""
+HE_RESIDUAL_BITS = 30
+"""SecureBoost, squared loss: the guard's bound ``2^30`` on every scaled residual (lowered where
+``n 2^(30 + 24)`` would not fit int64)."""
 
 
 def _key_bits(name: str, value: Any) -> int:
@@ -198,7 +201,7 @@ def _he_plan(config: XGBConfig, n_rows: int) -> Plan:
     room = RING_SAFE_BITS - GH_FRAC_BITS - math.ceil(math.log2(n_rows + 1))
     if room < 1:
         raise ValueError(f"{n_rows} rows are too many for SecureBoost's {GH_FRAC_BITS}-bit gradients in 64-bit sums")
-    bound = None if config.loss == "logistic" else 2.0 ** min(room, 30)
+    bound = None if config.loss == "logistic" else 2.0 ** min(room, HE_RESIDUAL_BITS)
     return Plan(n_rows, 1.0, 0, 0, bound)
 
 
