@@ -32,6 +32,7 @@ from sklearn.preprocessing import StandardScaler
 
 import protocols.estimator
 import protocols.xgb.config
+import protocols.xgb.trees
 from mpcml import fixedpoint
 from protocols.estimator import Vertical
 from protocols.xgb import Forest, ReplayMismatch, SecureXGBClassifier, SecureXGBRegressor, XGBConfig, plaintext_xgb
@@ -258,3 +259,133 @@ def test_generated_data_gives_the_replay_model_or_an_early_error(runs, feature_s
         assert runs == [], f"refused after the run started: {exc}"
         return
     assert_replays(est, X, y)
+
+
+# --- what each role receives (the leakage statements of protocols.xgb.ss / .he) ----------------------
+
+
+def _leaves(messages: list) -> list:
+    out = []
+    for m in messages:
+        if isinstance(m, (list, tuple)):
+            out.extend(_leaves(list(m)))
+        elif isinstance(m, dict):
+            out.extend(_leaves(list(m.values())))
+        else:
+            out.append(m)
+    return out
+
+
+def _uniform_words(words: np.ndarray) -> bool:
+    """Every bit of the 64-bit words balanced within five standard deviations."""
+    balance = np.unpackbits(words.view(np.uint8)).reshape(-1, 64).mean(axis=0)
+    return bool(np.all(np.abs(balance - 0.5) < 5 * 0.5 / np.sqrt(words.size)))
+
+
+def test_ss_wire_view_dealer_learns_nothing_and_openings_are_uniform(cancer, wire_log):
+    """The dealer receives the same requests whatever the data (shapes only); what a player receives from
+    another is its set-up facts, PRG seeds, and masked ring words or masked bits, all uniform; the opened
+    bucket-indicator matrices E_i = L_i - A_i (shape rows x candidates of player i) in particular."""
+    xtr, _, ytr, _ = cancer
+    X, y = xtr[:128], ytr[:128]
+    est = SecureXGBClassifier(n_estimators=1, max_depth=2, max_bin=8, partition=Vertical(15, 15))
+    est.fit(X, y)
+    first = list(wire_log)
+    wire_log.clear()
+    est.fit(X, np.random.default_rng(0).permutation(y))  # other labels, the same shapes
+    to_dealer = [[m for receiver, _, m in log if receiver == "dealer"] for log in (first, wire_log)]
+    assert to_dealer[0] and to_dealer[0] == to_dealer[1]
+    assert all(isinstance(kind, str) and not any(isinstance(v, np.ndarray) for v in _leaves([args]))
+               for kind, args in to_dealer[0])
+    between = [(sender, m) for receiver, sender, m in first if receiver.startswith("holder") and sender.startswith("holder")]
+    facts = [m for _, m in between if isinstance(m, dict)]
+    assert [sorted(m) for m in facts] == [["candidates", "digest", "rows"]] * 2
+    arrays = [a for _, m in between for a in _leaves([m]) if isinstance(a, np.ndarray)]
+    assert all(a.dtype == np.uint64 for a in arrays)
+    candidates = {m["candidates"] for m in facts}
+    indicators = [a for a in arrays if a.ndim == 2 and a.shape[0] == len(y) and a.shape[1] in candidates]
+    assert len(indicators) >= 2 and all(_uniform_words(a.ravel()) for a in indicators)
+    words = np.concatenate([a.ravel() for a in arrays if a.size and a.max() > 1])
+    bits = np.concatenate([a.ravel() for a in arrays if a.size and a.max() <= 1])
+    assert words.size > 10_000 and _uniform_words(words)
+    assert bits.size > 1000 and abs(bits.mean() - 0.5) < 5 * 0.5 / np.sqrt(bits.size)
+    seeds = [b for _, m in between for b in _leaves([m]) if isinstance(b, bytes)]
+    assert seeds and all(len(b) == 32 for b in seeds)
+
+
+@pytest.fixture
+def he_keys(monkeypatch) -> list:
+    """The key pairs the label holder generates (the test plays the key owner to read ciphertexts)."""
+    import protocols.xgb.he
+
+    made: list = []
+    original = protocols.xgb.he.generate_keypair
+
+    def recording(bits):
+        made.append(original(bits))
+        return made[-1]
+
+    monkeypatch.setattr(protocols.xgb.he, "generate_keypair", recording)
+    return made
+
+
+def test_he_wire_view_passive_sees_ciphertexts_and_histograms_are_rerandomised(cancer, wire_log, he_keys):
+    """The passive party receives, besides the public set-up, the node assignment and the nodes it won, only
+    ciphertexts: of ``g 2^W + h`` for the sampled rows. The label holder receives left sums it can decrypt,
+    but their ciphertexts are re-randomised: none equals the product of its own ciphertexts that the passive
+    party computed (which would tell the label holder which rows each sum holds)."""
+    from mpcml.paillier import EncryptedArray
+
+    xtr, _, ytr, _ = cancer
+    X, y = xtr[:60], ytr[:60]
+    est = SecureXGBClassifier(method="he", n_estimators=1, max_depth=2, max_bin=6, key_bits=KEY, partition=Vertical(15, 15))
+    est.fit(X, y)
+    public, private = he_keys[0]
+    n2 = int(public.nsquare)
+
+    def decrypt(cts):
+        return [int(v) for v in private.decrypt_int(EncryptedArray(public, np.array(cts, dtype=object), 0))]
+
+    to_passive = [m for receiver, sender, m in wire_log if receiver == "holder-1" and sender == "holder-0"]
+    kinds = [tuple(sorted(m)) if isinstance(m, dict) else m for m in to_passive]
+    assert kinds == [("candidates", "digest", "rows"), ("key",), ("ciphertexts", "rows", "slot_bits"), ("nodes",),
+                     ("won",), ("nodes",), ("won",), "done"]
+    gradients = to_passive[2]
+    cts = gradients["ciphertexts"]
+    assert all(int(public.n) < c < n2 for c in cts)
+    g, h = protocols.xgb.trees.gradients(np.full(60, est.models_["holder-0"].base), y, "logistic")
+    gh = np.rint(np.stack([g, h], axis=1) * 2.0**24).astype(np.int64)
+    w = int(gh[:, 1].sum()).bit_length() + 1
+    assert decrypt(cts) == [int(a) * 2**w + int(b) for a, b in gh]
+    # the passive party's left sums, computed as it does, from the ciphertexts it received
+    bins = QuantileBinner(6).fit(feature_values(X[:, 15:]))
+    buckets, (feats, ks) = bins.transform(feature_values(X[:, 15:])), bins.candidates()
+    histograms = [m["words"] for receiver, sender, m in wire_log
+                  if receiver == "holder-0" and sender == "holder-1" and isinstance(m, dict) and "words" in m]
+    nodes = [m["nodes"] for m in to_passive if isinstance(m, dict) and "nodes" in m]
+    slot, checked = gradients["slot_bits"], 0
+    plain = decrypt(cts)
+    for level, (words_per_node, pos) in enumerate(zip(histograms, nodes)):
+        for j, words in enumerate(words_per_node):
+            if not words:
+                continue
+            rows = np.flatnonzero(pos == 2**level - 1 + j)
+            sums = {}
+            for c in range(len(feats)):
+                left = rows[buckets[rows, feats[c]] <= ks[c]]
+                product = 1
+                for r in left:
+                    product = product * cts[r] % n2
+                sums[sum(plain[r] for r in left)] = product
+            per_word = (public.bits - 4) // slot
+            for word, value in zip(words, decrypt(words)):
+                expected, k = 1, 0
+                while value and k < per_word:
+                    low = value & ((1 << slot) - 1)
+                    low -= (1 << slot) if low >> (slot - 1) else 0
+                    assert low in sums, "a slot is not a left sum of the node"  # what the label holder learns
+                    expected = expected * pow(sums[low], 1 << (slot * k), n2) % n2
+                    value, k = (value - low) >> slot, k + 1
+                assert word != expected, "a histogram ciphertext is the bare product of the label holder's own"
+                checked += 1
+    assert checked >= 2
