@@ -208,7 +208,7 @@ def _he_plan(config: XGBConfig, n_rows: int) -> Plan:
 def plan(config: XGBConfig, n_rows: int) -> Plan:
     """The range analysis of one run (see the module docstring); ``ValueError`` if it cannot fit."""
     if n_rows < 2:
-        raise ValueError(f"XGBoost needs at least 2 rows, got {n_rows}")
+        raise ValueError(f"n_samples = {n_rows}: XGBoost needs at least 2 rows")
     return _ss_plan(config, n_rows) if config.method == "ss" else _he_plan(config, n_rows)
 
 

@@ -135,11 +135,16 @@ class SecureXGBClassifier(ClassifierMixin, _SecureXGB):
 
     fixed_params = {"loss": "logistic"}
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.classifier_tags.multi_class = False
+        return tags
+
     def targets(self, y: Any, n_rows: int, name: str) -> np.ndarray:
         classes, codes = encode_classes(y, n_rows, name)
         if len(classes) != 2:
-            raise ValueError(f"{name} has {len(classes)} classes; {type(self).__name__} is binary (wrap it in "
-                             "sklearn.multiclass.OneVsRestClassifier for more)")
+            raise ValueError(f"Only binary classification is supported: {name} has {len(classes)} classes; "
+                             f"{type(self).__name__} is binary (wrap it in sklearn.multiclass.OneVsRestClassifier for more)")
         self.classes_ = classes
         return codes.astype(np.float64)
 
@@ -152,7 +157,8 @@ class SecureXGBClassifier(ClassifierMixin, _SecureXGB):
         return np.column_stack([1.0 - p, p])
 
     def predict(self, X: Any) -> np.ndarray:
-        return self.classes_[(self.margins(X) > 0).astype(np.int64)]
+        positive = self.margins(X) > 0
+        return self.classes_[positive.astype(np.int64)]
 
 
 class SecureXGBRegressor(RegressorMixin, _SecureXGB):
