@@ -562,3 +562,67 @@ def test_scikit_learn_estimator_checks(kind, method):
             ("check_supervised_y_2d", "check_fit_idempotent")
         expected.update(dict.fromkeys(names, NOT_IDEMPOTENT))
     check_estimator(kind(method=method, n_estimators=2, max_depth=2, key_bits=KEY), expected_failed_checks=expected)
+
+
+# --- the party app ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("options", [{"method": "ss"}, {"method": "he", "key_bits": str(KEY), "loss": "squared"}])
+def test_app_training_run_is_the_replay(tmp_path, options):
+    from parties.apps import load_app, read_csv, run_app_local, write_csv
+
+    app = load_app("xgb")
+    options = {**options, "n_estimators": "2", "max_depth": "2"}
+    full = app.demo_data(tmp_path, 0, options)
+    data = {pid: write_csv(tmp_path / f"small-{pid}.csv", read_csv(path)[:150]) for pid, path in full.items()}
+    outputs = run_app_local("xgb", data, options, timeout=120)
+    result = app.check(outputs, data, options)
+    assert result.ok, result.summary
+    assert outputs["alice"]["margin"].shape == (45,) and outputs["bob"]["margin"] is None
+    assert set(outputs["alice"]["model"]) == set(outputs["bob"]["model"])  # both return their part
+
+
+def test_app_options_are_checked(tmp_path):
+    from parties.apps import load_app, run_app_local
+
+    app = load_app("xgb")
+    data = app.demo_data(tmp_path, 0, {})
+    with pytest.raises(ValueError, match=r"unknown option 'n_estimator'; valid options: .*n_estimators"):
+        run_app_local("xgb", data, {"n_estimator": "2"})
+    with pytest.raises(ValueError, match="test_fraction must be in"):
+        run_app_local("xgb", data, {"test_fraction": "1"})
+    with pytest.raises(ValueError, match="method=ss needs a party with role 'dealer'"):
+        run_app_local("xgb", data, {}, federation={"alice": "label", "bob": "holder"})
+
+
+@pytest.mark.slow  # spawns one process per party, twice
+def test_party_processes_save_their_parts_and_predict_between_them(tmp_path):
+    """``mpcml party --model`` writes each party's part; a prediction run with ``predict_with`` at every party
+    predicts new rows between the processes, as the folder of parts does in one process."""
+    from parties.apps import load_app, read_csv, write_csv
+    from parties.launcher import party_command, spawn, write_loopback_federation
+
+    app = load_app("xgb")
+    options = {"n_estimators": "2", "max_depth": "2", "test_fraction": "0"}
+    data = app.demo_data(tmp_path, 0, options)
+    federation = write_loopback_federation(app.DEMO_PARTIES, tmp_path / "run", timeout=120)
+    models = tmp_path / "parts"
+    models.mkdir()
+
+    def run(opts, inputs, extra):
+        procs = {pid: spawn(party_command(federation, pid, "xgb", inputs.get(pid), opts, tmp_path / f"{pid}.out")
+                            + extra.get(pid, []), tmp_path / f"{pid}.log") for pid in app.DEMO_PARTIES}
+        assert all(p.wait(180) == 0 for p in procs.values()), [(tmp_path / f"{p}.log").read_text() for p in procs]
+
+    run(options, data, {pid: ["--model", str(models / f"{pid}.npz")] for pid in ("alice", "bob")})
+    X = {"alice": read_csv(data["alice"])[:50, :-1], "bob": read_csv(data["bob"])[:50]}
+    rows = {pid: write_csv(tmp_path / f"rows-{pid}.csv", X[pid]) for pid in X}
+    predicting = {pid: {**options, "predict_with": str(models / f"{pid}.npz")} for pid in X}
+    predicting["alice"]["predictions"] = str(tmp_path / "P.csv")
+    procs = {pid: spawn(party_command(federation, pid, "xgb", rows.get(pid), predicting.get(pid, options),
+                                      tmp_path / f"{pid}.out"), tmp_path / f"{pid}.log") for pid in app.DEMO_PARTIES}
+    assert all(p.wait(180) == 0 for p in procs.values()), [(tmp_path / f"{p}.log").read_text() for p in procs]
+    table = np.loadtxt(tmp_path / "P.csv", delimiter=",", skiprows=1)
+    together = SecureXGBClassifier.load(models)
+    np.testing.assert_allclose(table[:, 1], together.decision_function([X["alice"], X["bob"]]), rtol=1e-12)
+    np.testing.assert_array_equal(table[:, 0], together.predict([X["alice"], X["bob"]]))

@@ -92,7 +92,9 @@ def _run_config(options: Mapping[str, str], federation: Mapping[str, str]) -> CO
 
 
 def _train_rows(n: int, run: CONFIG) -> int:
-    rows = n - int(round(run.test_fraction * n))
+    """The rows trained on: all with ``test_fraction=0``, else at least one row is predicted (the dealer
+    counts on a prediction session)."""
+    rows = n - (max(1, int(round(run.test_fraction * n))) if run.test_fraction else 0)
     if rows < 2:
         raise ValueError(f"test_fraction={run.test_fraction} leaves {rows} training rows of {n}")
     return rows
@@ -153,7 +155,7 @@ def _saved_part(run: CONFIG, ctx: AppContext) -> PartyModel:
 def build(ctx: AppContext) -> tuple[Callable[..., Any], dict]:
     run = _run_config(ctx.options, ctx.federation)
     if ctx.role == "dealer":
-        return partial(_dealer, run=run, sessions=1 if run.predict_with else 2), {}
+        return partial(_dealer, run=run, sessions=1 if run.predict_with or not run.test_fraction else 2), {}
     if ctx.role not in ("label", "holder"):
         raise ValueError(f"xgb has roles label, holder and dealer, not {ctx.role!r}")
     table = read_csv(ctx.require_data())
@@ -200,12 +202,15 @@ def check(outputs: Mapping[str, Any], data: Mapping[str, Path], options: Mapping
         replay = plaintext_xgb([b[:train] for b in blocks], y[:train], run.protocol(), follow=forest)
     except ReplayMismatch as exc:
         return CheckResult(False, f"the secure model differs from the plaintext replay: {exc}")
+    trees = f"{run.n_estimators} trees equal to the plaintext replay's (split choices and leaf weights within the fixed-point bounds)"
+    if train == len(y):
+        return CheckResult(True, trees)
     test = [b[train:] for b in blocks]
-    error = np.abs(np.asarray(outputs["alice"]["margin"]) - replay.forest.margins(test))
-    bound = replay.margin_tolerance(test) + 1e-9 * (1 + np.abs(replay.forest.margins(test)))
+    expected = replay.forest.margins(test)
+    error = np.abs(np.asarray(outputs["alice"]["margin"]) - expected)
+    bound = replay.margin_tolerance(test) + 1e-9 * (1 + np.abs(expected))
     return CheckResult(bool(np.all(error <= bound)),
-                       f"{run.n_estimators} trees equal to the plaintext replay's (split choices and leaf weights within "
-                       f"the fixed-point bounds); max |test margin - replay| {error.max():.2e} (bound {bound.max():.2e})")
+                       f"{trees}; max |test margin - replay| {error.max():.2e} (bound {bound.max():.2e})")
 
 
 def model(output: Mapping[str, Any], ctx: AppContext) -> Any:
