@@ -252,14 +252,15 @@ class _Tree:
         keep = np.concatenate(self.keeps)
         count = total[2]
         right_count = count - left_count
+        # right sums; exactly 0 for an empty side (float subtraction would leave a rounding residue)
+        gr, hr = (np.where(right_count > 0, total[i] - left, 0.0) for i, left in ((0, gl), (1, hl)))
+        dg_l, dg_r = left_count * f.g_units * UNIT, right_count * f.g_units * UNIT
+        dh_l, dh_r = left_count * f.h_units * UNIT, right_count * f.h_units * UNIT
         qp, ep = _quotient_bound(np.array([total[0]]), np.array([count * f.g_units * UNIT]),
                                  np.array([total[1] + f.lam]), np.array([count * f.h_units * UNIT]), True)
-        ql, el = _quotient_bound(gl, left_count * f.g_units * UNIT, hl + f.lam, left_count * f.h_units * UNIT, True)
-        qr, er = _quotient_bound(total[0] - gl, right_count * f.g_units * UNIT, total[1] - hl + f.lam,
-                                 right_count * f.h_units * UNIT, True)
+        ql, el = _quotient_bound(gl, dg_l, hl + f.lam, dh_l, True)
+        qr, er = _quotient_bound(gr, dg_r, hr + f.lam, dh_r, True)
         score, err = np.concatenate([qp, ql + qr]), np.concatenate([ep, el + er])
-        dh_l, dh_r = left_count * f.h_units * UNIT, right_count * f.h_units * UNIT
-        hr = total[1] - hl
         certain = keep & (hl - dh_l >= f.mcw) & (hr - dh_r >= f.mcw)
         possible = keep & (hl + dh_l >= f.mcw) & (hr + dh_r >= f.mcw)
         valid = np.concatenate([[True], certain])
