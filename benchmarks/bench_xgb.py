@@ -4,10 +4,12 @@ Prints, for both variants: training time as a ratio to ``xgboost.XGBClassifier(t
 n_jobs=1)`` with the same parameters on the same data (median of ``--repeats`` runs after a warm-up
 for xgboost, which is fast; the secure runs once each; all parties run as threads of this process,
 so their compute adds up on the shared cores). Both wall-clock and CPU time (of the whole
-process, i.e. every party) are reported: on a loaded machine the CPU ratio is the steadier figure, test AUC of both, bytes sent per tree (all parties, from
-``party.stats``), and how the secure training time grows with depth (2..5).
+process, i.e. every party) are reported: on a loaded machine the CPU ratio is the steadier
+figure; test AUC of both, bytes sent per tree (all parties, from ``party.stats``), how the secure
+training time grows with depth (2..5), and regression on targets of magnitude 1e9 (test R^2 of
+both against xgboost's on the same data).
 
-    python -m benchmarks.bench_xgb            # breast_cancer, synthetic 50,000 x 20 (10/10), depth sweep
+    python -m benchmarks.bench_xgb            # breast_cancer, synthetic 50,000 x 20 (10/10), depth sweep, regression
     python -m benchmarks.bench_xgb --quick    # small smoke run
 """
 
@@ -18,11 +20,11 @@ import statistics
 import time
 
 import xgboost
-from sklearn.datasets import load_breast_cancer, make_classification
-from sklearn.metrics import roc_auc_score
+from sklearn.datasets import load_breast_cancer, load_diabetes, make_classification
+from sklearn.metrics import r2_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 
-from protocols.xgb import SecureXGBClassifier
+from protocols.xgb import SecureXGBClassifier, SecureXGBRegressor
 
 
 def _timed(fit) -> tuple[float, float]:
@@ -81,6 +83,22 @@ def depth_sweep(x, y, bounds, trees, depths, max_bin, key_bits, repeats, methods
         print(f"  {depth:>5} " + " ".join(cells))
 
 
+def regression(trees, depth, key_bits, methods, top=1e9):
+    """diabetes with the targets scaled to |y| <= ``top`` (issue 14 case 4): test R^2 of each method and xgboost's."""
+    x, y = load_diabetes(return_X_y=True)
+    y = y * top / y.max()
+    xtr, xte, ytr, yte = train_test_split(x, y, test_size=0.3, random_state=0)
+    plain = xgboost.XGBRegressor(n_estimators=trees, max_depth=depth, learning_rate=0.3, tree_method="hist", max_bin=32)
+    r2_plain = r2_score(yte, plain.fit(xtr, ytr).predict(xte))
+    print(f"\ndiabetes, targets up to {top:g}, {trees} trees, depth {depth}: xgboost test R^2 {r2_plain:.4f}")
+    for method in methods:
+        reg = SecureXGBRegressor(method=method, n_estimators=trees, max_depth=depth, key_bits=key_bits)
+        (wall, cpu) = _timed(lambda: reg.fit([xtr[:, :5], xtr[:, 5:]], ytr))
+        r2 = r2_score(yte, reg.predict([xte[:, :5], xte[:, 5:]]))
+        print(f"  {method:<6} test R^2 {r2:.4f} ({r2 - r2_plain:+.4f}), {wall:.1f} s wall, "
+              f"{reg.communication_.total_bytes / trees / 1e6:.2f} MB/tree")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--quick", action="store_true", help="small smoke run")
@@ -96,12 +114,14 @@ def main() -> None:
         xs, ys = make_classification(n_samples=3000, n_features=20, n_informative=10, random_state=0)
         compare("synthetic", xs, ys, [0, 10, 20], 2, 2, 16, 1024, 3, methods)
         depth_sweep(x, y, [0, 15, 30], 1, [2, 3], 16, 1024, 3, methods)
+        regression(2, 2, 1024, methods)
         return
     compare("breast_cancer", x, y, [0, 15, 30], 10, 3, 32, args.key_bits, args.repeats, methods)
     xs, ys = make_classification(n_samples=int(50_000 / 0.7) + 1, n_features=20, n_informative=10, random_state=0)
     compare("synthetic 50,000 x 20", xs, ys, [0, 10, 20], args.large_trees, 3, 32, args.key_bits, args.repeats,
             args.large_methods.split(","))
     depth_sweep(x, y, [0, 15, 30], 2, [2, 3, 4, 5], 32, args.key_bits, args.repeats, methods)
+    regression(10, 3, args.key_bits, methods)
 
 
 if __name__ == "__main__":
