@@ -30,7 +30,6 @@ from sklearn.model_selection import cross_val_score, train_test_split
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-import protocols.estimator
 import protocols.xgb.config
 import protocols.xgb.trees
 from mpcml import fixedpoint
@@ -51,20 +50,6 @@ def cancer():
 def diabetes():
     x, y = load_diabetes(return_X_y=True)
     return train_test_split(x, y, test_size=0.3, random_state=0)
-
-
-@pytest.fixture
-def runs(monkeypatch) -> list:
-    """Records every in-process run an estimator starts (a refusal must come before the first)."""
-    started: list = []
-    original = protocols.estimator.run_parties
-
-    def recording(*args, **kwargs):
-        started.append(args)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(protocols.estimator, "run_parties", recording)
-    return started
 
 
 def labels_of(est, y):
@@ -107,6 +92,26 @@ def test_classifier_replays_tree_by_tree(cancer, method, transport):
         for secure, replayed in zip(Forest.from_parts(est.models_).parts, own.forest.parts):
             np.testing.assert_array_equal(secure.features, replayed.features)
             np.testing.assert_array_equal(secure.thresholds, replayed.thresholds)
+
+
+def test_the_replay_rejects_another_model(cancer):
+    """The replay has teeth: a leaf weight moved by 1e-3, or a split moved to the next threshold, is refused."""
+    xtr, _, ytr, _ = cancer
+    for method in ("ss", "he"):
+        est = SecureXGBClassifier(method=method, n_estimators=2, max_depth=2, key_bits=KEY, partition=Vertical(15, 15))
+        est.fit(xtr[:200], ytr[:200])
+        blocks = est.feature_blocks(xtr[:200])
+        moved = Forest.from_parts(est.models_)
+        moved.leaves[1, 2] += 1e-3
+        with pytest.raises(ReplayMismatch, match="tree 2, leaf 2"):
+            plaintext_xgb(blocks, ytr[:200], est.config_, follow=moved)
+        shifted = Forest.from_parts(est.models_)
+        i = next(i for i, trees in enumerate(shifted.parts) if trees.features[0, 0] >= 0)
+        owner = shifted.parts[i]
+        cuts = QuantileBinner(32).fit(feature_values(blocks[i])).cuts_[int(owner.features[0, 0])]
+        owner.thresholds[0, 0] = cuts[np.searchsorted(cuts, owner.thresholds[0, 0]) + 1]
+        with pytest.raises(ReplayMismatch, match="tree 1, node 0"):
+            plaintext_xgb(blocks, ytr[:200], est.config_, follow=shifted)
 
 
 @pytest.mark.parametrize("method", ["ss", "he"])

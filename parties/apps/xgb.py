@@ -78,15 +78,13 @@ class DEMO(ProtocolConfig):
 
 
 def _run_config(options: Mapping[str, str], federation: Mapping[str, str]) -> CONFIG:
-    labels = sorted(p for p, r in federation.items() if r == "label")
-    if len(labels) != 1:
-        raise ValueError(f"the federation must have exactly one party with role 'label', found {labels}")
-    holders = sorted(p for p, r in federation.items() if r == "holder")
-    dealers = sorted(p for p, r in federation.items() if r == "dealer")
-    if len(dealers) > 1:
-        raise ValueError(f"the federation may have one party with role 'dealer', found {dealers}")
-    run = parse(options, CONFIG, DEMO, players=(labels[0], *holders), dealer=dealers[0] if dealers else "dealer")
-    if run.method == "ss" and not dealers:
+    found = {role: sorted(p for p, r in federation.items() if r == role) for role in ("label", "holder", "dealer")}
+    if len(found["label"]) != 1 or len(found["dealer"]) > 1:
+        raise ValueError(f"the federation must have exactly one party with role 'label' and at most one with role "
+                         f"'dealer', found {found['label']} and {found['dealer']}")
+    dealer = found["dealer"][0] if found["dealer"] else "dealer"
+    run = parse(options, CONFIG, DEMO, players=(found["label"][0], *found["holder"]), dealer=dealer)
+    if run.method == "ss" and not found["dealer"]:
         raise ValueError("method=ss needs a party with role 'dealer'")
     return run
 

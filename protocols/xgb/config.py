@@ -85,10 +85,9 @@ class XGBConfig(ProtocolConfig):
 
     def validate(self) -> None:
         players = check_party_ids(self.players, "players")
-        if len(players) < 2:
-            raise ValueError(f"players must name at least two data parties (the label holder first), got {list(players)}")
-        if self.dealer in players:
-            raise ValueError(f"the dealer {self.dealer!r} cannot also be a data party")
+        if len(players) < 2 or self.dealer in players:
+            raise ValueError(f"players must name at least two data parties (the label holder first) and not the dealer "
+                             f"{self.dealer!r}, got {list(players)}")
 
     @property
     def label_holder(self) -> str:

@@ -8,7 +8,7 @@ mismatch) and :meth:`from_wire` checks what a shape cannot (ranges, lengths, cip
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any, Sequence
 
 import numpy as np
@@ -18,8 +18,21 @@ from mpcml.party import Party
 from mpcml.schema import Anything, Array, Int, ListOf, Record, Str, Tuple
 
 
+class _Message:
+    """A message type: ``SCHEMA`` (checked at the receiver), ``WHAT`` (its name in errors), ``to_wire``
+    (its fields as a dict, by default) and ``from_wire`` (each type's own checks)."""
+
+    def to_wire(self) -> dict[str, Any]:
+        return {f.name: _listed(getattr(self, f.name)) for f in fields(self)}
+
+
+def _listed(value: Any) -> Any:
+    """Tuples inside lists as lists (the schemas' ``Tuple`` matches a list)."""
+    return [list(v) if isinstance(v, tuple) else v for v in value] if isinstance(value, list) else value
+
+
 @dataclass(frozen=True)
-class KeyMessage:
+class KeyMessage(_Message):
     """Label holder -> passive parties, once: the Paillier public key."""
 
     public_key: PublicKey
@@ -35,7 +48,7 @@ class KeyMessage:
 
 
 @dataclass(frozen=True)
-class GradientsMessage:
+class GradientsMessage(_Message):
     """Label holder -> passive parties, per tree: the sampled rows (sorted) and one ciphertext per
     row of ``g 2^W + h`` (quantised), whose sums fit ``slot_bits``-bit slots."""
 
@@ -44,9 +57,6 @@ class GradientsMessage:
     slot_bits: int
     SCHEMA = Record(rows=Array(np.int64, ndim=1), ciphertexts=ListOf(Int(low=1)), slot_bits=Int(8, 16_384))
     WHAT = "encrypted gradients"
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"rows": self.rows, "ciphertexts": self.ciphertexts, "slot_bits": self.slot_bits}
 
     @classmethod
     def from_wire(cls, obj: dict[str, Any], public_key: PublicKey, n_rows: int) -> "GradientsMessage":
@@ -61,15 +71,12 @@ class GradientsMessage:
 
 
 @dataclass(frozen=True)
-class NodesMessage:
+class NodesMessage(_Message):
     """Label holder -> passive parties, per level: the node (heap index) of every row."""
 
     nodes: np.ndarray
     SCHEMA = Record(nodes=Array(np.int64, ndim=1))
     WHAT = "node assignment"
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"nodes": self.nodes}
 
     @classmethod
     def from_wire(cls, obj: dict[str, Any], n_rows: int, depth: int) -> "NodesMessage":
@@ -80,16 +87,13 @@ class NodesMessage:
 
 
 @dataclass(frozen=True)
-class HistogramsMessage:
+class HistogramsMessage(_Message):
     """Passive party -> label holder, per level: per node of the level, its packed, re-randomised left
     sums (empty for a node whose sums the label holder derives or that holds no sampled row)."""
 
     words: list[list[int]]
     SCHEMA = Record(words=ListOf(ListOf(Int(low=1))))
     WHAT = "histograms"
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"words": self.words}
 
     @classmethod
     def from_wire(cls, obj: dict[str, Any], public_key: PublicKey, n_nodes: int) -> "HistogramsMessage":
@@ -103,15 +107,12 @@ class HistogramsMessage:
 
 
 @dataclass(frozen=True)
-class WinnersMessage:
+class WinnersMessage(_Message):
     """Label holder -> a passive party, per level: ``(node, shuffled candidate index)`` of every node it won."""
 
     won: list[tuple[int, int]]
     SCHEMA = Record(won=ListOf(Tuple(Int(low=0), Int(low=0))))
     WHAT = "winning splits"
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"won": [list(pair) for pair in self.won]}
 
     @classmethod
     def from_wire(cls, obj: dict[str, Any], nodes: Sequence[int], n_candidates: int) -> "WinnersMessage":
@@ -122,15 +123,12 @@ class WinnersMessage:
 
 
 @dataclass(frozen=True)
-class SplitsMessage:
+class SplitsMessage(_Message):
     """A passive party -> label holder, per level: for each node it won, which of the node's rows go left."""
 
     left: list[tuple[int, np.ndarray]]
     SCHEMA = Record(left=ListOf(Tuple(Int(low=0), Array(np.uint8, ndim=1))))
     WHAT = "split rows"
-
-    def to_wire(self) -> dict[str, Any]:
-        return {"left": [[v, rows] for v, rows in self.left]}
 
     @classmethod
     def from_wire(cls, obj: dict[str, Any], expected: dict[int, int]) -> "SplitsMessage":

@@ -28,6 +28,13 @@ def xgb_dealer(party: Party, *, config: XGBConfig) -> dict[str, int]:
     return run_dealer(party, config.players)
 
 
+def _with_dealer(config: XGBConfig, party_roles: dict[str, Callable[..., Any]], inputs: dict[str, dict[str, Any]]
+                 ) -> Roles:
+    """SS-XGB's sessions need the dealer; SecureBoost has none."""
+    dealer = {config.dealer: partial(xgb_dealer, config=config)} if config.method == "ss" else {}
+    return {**party_roles, **dealer}, {**inputs, **{pid: {} for pid in dealer}}
+
+
 def _training_role(config: XGBConfig, pid: str) -> Callable[..., Any]:
     if config.method == "ss":
         return partial(ss_player, config=config)
@@ -51,10 +58,7 @@ def roles(config: XGBConfig, data: Mapping[str, tuple[Any, Any]], *,
         inputs[pid] = {"progress": per_party.get(pid)}
         if pid in data:
             inputs[pid].update(X=data[pid][0], y=data[pid][1])
-    if config.method == "ss":
-        party_roles[config.dealer] = partial(xgb_dealer, config=config)
-        inputs[config.dealer] = {}
-    return party_roles, inputs
+    return _with_dealer(config, party_roles, inputs)
 
 
 def prediction_roles(config: XGBConfig, data: Mapping[str, Any], models: Mapping[str, Any], *,
@@ -68,7 +72,4 @@ def prediction_roles(config: XGBConfig, data: Mapping[str, Any], models: Mapping
     party_roles: dict[str, Callable[..., Any]] = {pid: role for pid in config.players}
     inputs = {pid: {k: v for k, v in (("X", data.get(pid)), ("model", models.get(pid))) if v is not None}
               for pid in config.players}
-    if config.method == "ss":
-        party_roles[config.dealer] = partial(xgb_dealer, config=config)
-        inputs[config.dealer] = {}
-    return party_roles, inputs
+    return _with_dealer(config, party_roles, inputs)

@@ -10,7 +10,7 @@ the party, instead of failing later. Every party then runs the range analysis
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
