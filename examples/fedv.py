@@ -28,7 +28,7 @@ def main() -> None:
     blocks = np.array_split(X_train, 3, axis=1)
     est = FedVClassifier(epochs=EPOCHS, verbose=2, timeout=600).fit(blocks, y_train)
     config = est.make_config(parties=("party-0", "party-1", "party-2"), active="party-0")
-    reference = plaintext_fedv(blocks, y_train.astype(float), config, est.initial_)
+    reference = plaintext_fedv(blocks, y_train.astype(float), config)
     error = float(np.max(np.abs(est.coef_ - reference["coef"])))
     print(f"test accuracy {est.score(X_test, y_test):.4f}; max |w - replay| = {error:.2e}; {est.communication_}")
     if error > 0:

@@ -75,14 +75,13 @@ def demo_data(out_dir: Path, seed: int, options: Mapping[str, str]) -> dict[str,
 
 
 def check(outputs: Mapping[str, Any], data: Mapping[str, Path], options: Mapping[str, str]) -> CheckResult:
-    """Replays the same gradient descent on the same quantised integers from the aggregator's initial weights
-    and compares the models within :func:`protocols.fedv.replay_tolerance`."""
+    """Replays the same gradient descent on the same quantised integers and compares the models within :func:`protocols.fedv.replay_tolerance`."""
     config = _config(options, DEMO_PARTIES)
     active = read_csv(data[config.active])
     blocks = [active[:, :-1] if pid == config.active else read_csv(data[pid]) for pid in config.parties]
     y = active[:, -1]
     result = outputs[config.aggregator]
-    reference = plaintext_fedv(blocks, y, config, result["initial"])
+    reference = plaintext_fedv(blocks, y, config)
     error = max(float(np.max(np.abs(result["coef"] - reference["coef"]))),
                 float(np.max(np.abs(result["intercept"] - reference["intercept"]))))
     bound = replay_tolerance(config, reference_plan(config, blocks, y))

@@ -18,6 +18,9 @@ outputs and, for the linear model, ``ceil(log2 max|y|)``), before any data is en
   checks every weight before each batch: a weight beyond ``W`` stops the run with
   ``OverflowError`` naming the epoch (the replay raises the same);
 - ``E = 1`` (logistic, SVM) or ``d x_max W + 1`` (linear, given the guard);
+- a party's weights are rounded so that they are never all zero (the TPA refuses such a key): if
+  every entry rounds to 0, the largest is rounded away from 0 to one unit (an error of at most
+  one unit instead of half a unit; the replay rounds the same way);
 - the FE bounds: the feature step's ``slots * dim * x_max * W`` and the sample step's
   ``batch * x_max * E`` (in quantised units) must stay below ``q / 2`` of the FE group and
   below ``2^62`` (int64 arithmetic); if ``W`` does not fit, the largest ``W`` that does becomes
@@ -66,8 +69,8 @@ class FedVConfig(ProtocolConfig):
     frac_bits: int = option(10, "fractional bits of the quantised data, weights and errors", integer(1, 30))
     min_nonzero: int = option(2, "the TPA refuses a sample-step key with fewer non-zero errors (it would isolate "
                               "samples); such a batch contributes no data gradient", integer(2))
-    init_scale: float = option(0.01, "initial weights uniform in (-init_scale, init_scale), from the aggregator's "
-                               "CSPRNG", number(high=1.0))
+    init_scale: float = option(0.01, "the initial value of every weight (not zero: the TPA refuses a key with a "
+                               "party's weights all zero)", number(high=1.0))
     group: str = option(DEFAULT_GROUP.name, f"FE group, one of {sorted(GROUPS)}", one_of(*GROUPS))
     parties: tuple[str, ...] = ()
     active: str | None = None
@@ -150,6 +153,15 @@ class FedVPlan:
 
     def batches(self) -> list[np.ndarray]:
         return batches(self.rows, self.config.batch_size)
+
+    def quantise_weights(self, w: np.ndarray) -> np.ndarray:
+        """A party's weights rounded to ``frac_bits``; if every entry rounds to 0, the largest is rounded away
+        from 0 (one unit), because the TPA refuses a feature-step key with a party's weights all zero."""
+        units = np.rint(w * 2.0**self.config.frac_bits).astype(np.int64)
+        if not np.any(units):
+            top = int(np.argmax(np.abs(w)))
+            units[top] = -1 if w[top] < 0 else 1
+        return units
 
     def scores_bound(self, weights: Sequence[np.ndarray]) -> int:
         """``|z_t| <= x_max ||w||_1`` in quantised units (plus the label slot's ``|y| <= 1``, weight -1)."""

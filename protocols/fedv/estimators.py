@@ -5,8 +5,7 @@ an ``aggregator``. Parameters are those of :class:`~protocols.fedv.config.FedVCo
 fixed to ``"linear"`` for the regressor) plus ``label_party``, ``timeout`` and ``verbose``; the
 input forms, labels, persistence and progress follow :mod:`protocols.estimator`. After ``fit``:
 ``coef_``, ``intercept_``, ``n_iter_`` (epochs), ``history_`` (per epoch: seconds, bytes, loss),
-``skipped_`` (batch steps without a data gradient, see ``min_nonzero``), ``initial_`` (the
-aggregator's initial weights, for replays) and ``communication_``.
+``skipped_`` (batch steps without a data gradient, see ``min_nonzero``) and ``communication_``.
 """
 
 from __future__ import annotations
@@ -29,6 +28,12 @@ class _FedV(LinearModel, SecureEstimator):
     extra_params = {"label_party": 0}
     saved_attributes = ("coef_", "intercept_", "n_iter_")
 
+    def _checked_targets(self, kind: str, blocks: list, ys: Any) -> Any:
+        if blocks[0].shape[0] < 2:
+            raise ValueError("FedV needs at least 2 samples (the TPA refuses keys that isolate one): "
+                             f"n_samples = {blocks[0].shape[0]}")
+        return super()._checked_targets(kind, blocks, ys)
+
     def _fit(self, X: Any, y: Any, encode: Any) -> dict[str, Any]:
         data = self.fit_data(X, y)
         ids = tuple(f"party-{i}" for i in range(len(data.blocks)))
@@ -46,7 +51,6 @@ class _FedV(LinearModel, SecureEstimator):
         progress.close()
         result = out[config.aggregator]
         self.n_iter_, self.history_, self.skipped_ = config.epochs, result["history"], result["skipped"]
-        self.initial_ = result["initial"]
         if self.skipped_:
             warnings.warn(f"{self.skipped_} batch steps had fewer than min_nonzero={config.min_nonzero} non-zero errors "
                           "and took no data gradient (the TPA refuses such keys)", stacklevel=3)
@@ -109,7 +113,10 @@ class FedVEstimator(_FedV):
         self.coef_, self.intercept_ = np.ravel(fitted.coef_), float(np.ravel(fitted.intercept_)[0])
         return self
 
+    def decision_function(self, X: Any) -> np.ndarray:
+        return self.scores(X)
+
     def predict(self, X: Any) -> np.ndarray:
-        scores = self.decision_function(X)
+        scores = self.scores(X)
         return scores if self.model == "linear" else self.classes_[(scores > 0).astype(np.int64)]
 

@@ -40,7 +40,6 @@ import numpy as np
 
 from mpcml.csprng import Csprng
 from mpcml.dlog import dlog_table
-from mpcml.dp import NoiseSource
 from mpcml.fe import MIFECiphertext, MIFEFunctionKey, MIFEMasterKey, MIFESlotKey, group_by_name, mife_decrypt
 from mpcml.party import Party
 from mpcml.schema import Array, Int, ListOf, Nothing, OneOf, Record, Str
@@ -58,7 +57,7 @@ from ..fe_authority import (
     serve_keys,
 )
 from ..progress import Progress
-from ..regression.config import magnitude_bits
+from ..common import magnitude_bits
 from .config import FedVConfig, FedVPlan, guard_error, plan, plan_from_facts
 
 BITS = Int(-1100, 1100)
@@ -275,8 +274,7 @@ class _Decryptor:
 def fedv_aggregator(party: Party, *, config: FedVConfig, progress: Progress | None = None) -> dict[str, Any]:
     """The aggregator (steps 2, 4 and 6-11): it holds the model and runs gradient descent.
 
-    Returns ``coef`` ``(K, d)`` and ``intercept`` ``(K,)`` in the targets' units, the ``initial``
-    weights per party (scaled problem, for the replay), the ``plan``, ``skipped`` (batch-model
+    Returns ``coef`` ``(K, d)`` and ``intercept`` ``(K,)`` in the targets' units, the ``plan``, ``skipped`` (batch-model
     steps without a data gradient) and a per-epoch history (seconds, bytes, loss).
     ``progress`` gets a line per epoch with the mean loss (which the aggregator computes from ``z``).
     """
@@ -292,10 +290,8 @@ def fedv_aggregator(party: Party, *, config: FedVConfig, progress: Progress | No
                        what="labels")["y"]
     group, f = group_by_name(config.group), config.frac_bits
     dlog_table(group, search_bound(group, 0))  # built once, reused by every decryption
-    noise, rng = NoiseSource(), Csprng()
-    weights = [(noise.uniform((agreed.width(i), agreed.outputs)) - 0.5) * (2 * config.init_scale)
-               for i in range(len(config.parties))]
-    initial = {p: w.copy() for p, w in zip(config.parties, weights)}
+    rng = Csprng()
+    weights = [np.full((agreed.width(i), agreed.outputs), config.init_scale) for i in range(len(config.parties))]
     active = config.parties.index(config.active)
     penalised = [np.ones(w.shape[0]) for w in weights]
     if config.fit_intercept:
@@ -320,7 +316,7 @@ def fedv_aggregator(party: Party, *, config: FedVConfig, progress: Progress | No
                 # 7. feature step
                 matrix = np.zeros((config.n_slots, agreed.dim), dtype=np.int64)
                 for i, w in enumerate(weights):
-                    matrix[i, : agreed.width(i)] = quantise(w[columns[i], k], f)
+                    matrix[i, : agreed.width(i)] = agreed.quantise_weights(w[columns[i], k])
                 if config.linear:
                     matrix[-1, 0] = -(2**f)
                 z = keys.scores(matrix, rows.size, k) / 2.0 ** (2 * f)
@@ -352,7 +348,7 @@ def fedv_aggregator(party: Party, *, config: FedVConfig, progress: Progress | No
     scale = 2.0**agreed.y_shift
     coef = np.vstack([w[: agreed.widths[i]] for i, w in enumerate(weights)]).T * scale
     intercept = weights[active][-1] * scale if config.fit_intercept else np.zeros(agreed.outputs)
-    return {"coef": coef, "intercept": intercept, "initial": initial, "plan": agreed.to_wire(), "skipped": skipped,
+    return {"coef": coef, "intercept": intercept, "plan": agreed.to_wire(), "skipped": skipped,
             "history": history}
 
 

@@ -2,7 +2,7 @@
 
 Written independently of the protocol's roles: the same plan (target scale, bounds, guard), the
 same public batches, ``x``, ``w`` and ``e`` rounded to ``frac_bits`` exactly where the protocol
-quantises them, the inner products ``X_B w`` and ``X_B^T e`` computed exactly in int64 (what the
+quantises them (weights with :meth:`~protocols.fedv.config.FedVPlan.quantise_weights`), the inner products ``X_B w`` and ``X_B^T e`` computed exactly in int64 (what the
 FE decryptions return), the same rule for a batch whose errors have fewer than ``min_nonzero``
 non-zero entries (no data gradient), and the same float steps in the same order. The secret row
 and column permutations of the protocol change neither an integer sum nor an element-wise step.
@@ -10,12 +10,12 @@ and column permutations of the protocol change neither an integer sum nor an ele
 
 from __future__ import annotations
 
-from typing import Any, Mapping, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 
 from ..common import logistic
-from ..regression.config import magnitude_bits
+from ..common import magnitude_bits
 from .config import FedVConfig, FedVPlan, guard_error, plan
 
 
@@ -37,12 +37,11 @@ def _error(model: str, z: np.ndarray, y: np.ndarray) -> np.ndarray:
     return np.where(sign * z < 1.0, -sign, 0.0)
 
 
-def plaintext_fedv(blocks: Sequence[Any], y: Any, config: FedVConfig, initial: Mapping[str, Any]) -> dict[str, Any]:
-    """``{"coef": (K, d), "intercept": (K,), "skipped": n}``: FedV's model from the same initial weights.
+def plaintext_fedv(blocks: Sequence[Any], y: Any, config: FedVConfig) -> dict[str, Any]:
+    """``{"coef": (K, d), "intercept": (K,), "skipped": n}``: FedV's model, every weight starting at ``init_scale``.
 
     ``blocks``: the parties' column blocks in ``config.parties`` order; ``y``: the labels (0/1, a
-    vector or ``(n, K)``) or the linear model's targets; ``initial``: each party's initial
-    ``(width, K)`` weights in the scaled problem (the aggregator's output ``"initial"``).
+    vector or ``(n, K)``) or the linear model's targets.
     Raises the protocol's ``OverflowError`` when a weight leaves the analysed bound.
     """
     agreed = reference_plan(config, blocks, y)
@@ -54,7 +53,7 @@ def plaintext_fedv(blocks: Sequence[Any], y: Any, config: FedVConfig, initial: M
     Y = np.asarray(y, dtype=np.float64)
     Y = (Y.reshape(-1, 1) if Y.ndim == 1 else Y) / 2.0**agreed.y_shift
     yq = np.rint(Y[:, 0] * 2.0**f).astype(np.int64)
-    weights = [np.array(initial[p], dtype=np.float64) for p in config.parties]
+    weights = [np.full((x.shape[1], agreed.outputs), config.init_scale) for x in xq]
     penalised = [np.ones(w.shape[0]) for w in weights]
     if config.fit_intercept:
         penalised[active][-1] = 0.0
@@ -69,7 +68,7 @@ def plaintext_fedv(blocks: Sequence[Any], y: Any, config: FedVConfig, initial: M
         for b, rows in enumerate(agreed.batches()):
             guard(epoch, b)
             for k in range(agreed.outputs):
-                wq = [np.rint(w[:, k] * 2.0**f).astype(np.int64) for w in weights]
+                wq = [agreed.quantise_weights(w[:, k]) for w in weights]
                 agreed.search(agreed.scores_bound(wq), epoch, b, "feature")
                 z_int = sum(x[rows] @ v for x, v in zip(xq, wq))
                 if config.linear:

@@ -41,7 +41,7 @@ from mpcml.schema import Array, Int, ListOf, Nothing, OneOf, Record, Str
 from ..common import check_matrix, logistic
 from ..fe_authority import READY, KeyRequestRefused, LabelLedger, quantise, request_key, serve_keys
 from ..progress import Progress
-from ..regression.config import magnitude_bits
+from ..common import magnitude_bits
 from .config import HybridAlphaConfig, Plan, plan, update_guard_error
 from .schemes import make_scheme
 
