@@ -253,11 +253,15 @@ def test_range_analysis_refuses_before_any_party_starts(cancer, runs) -> None:
 
 def test_an_update_beyond_an_explicit_bound_stops_the_run_as_the_replay_does(cancer) -> None:
     X, _, y, _ = cancer
-    est = HybridAlphaLogisticRegression(partition=Horizontal(2), max_abs=0.05, group=G)
-    with pytest.raises(OverflowError, match=r"round 0: party 'party-0'.s update has an entry of magnitude .* above "
-                                            r"the agreed bound 0.05.*set max_abs to at least") as secure:
-        est.fit(X, y)
+    est = HybridAlphaLogisticRegression(partition=Horizontal(2), group=G)
     data = {f"party-{i}": (Xi, yi) for i, (Xi, yi) in enumerate(zip(np.array_split(X, 2), np.array_split(y, 2)))}
+    config = est.make_config(parties=tuple(data))
+    largest = [np.max(np.abs(LocalLogistic(config, *value)(np.zeros(31)))) for value in data.values()]
+    est.set_params(max_abs=float(np.mean(largest)))  # between the two parties' first updates: one of them exceeds it
+    culprit = f"party-{int(np.argmax(largest))}"
+    with pytest.raises(OverflowError, match=rf"round 0: party '{culprit}'.s update has an entry of magnitude .* above "
+                                            r"the agreed bound .*set max_abs to at least") as secure:
+        est.fit(X, y)
     with pytest.raises(OverflowError) as plain:
         plaintext_fedavg(data, est.make_config(parties=tuple(data)))
     assert str(secure.value) == str(plain.value)

@@ -61,9 +61,9 @@ class FedVConfig(ProtocolConfig):
     model: str = option("logistic", "`logistic` regression, hinge-loss `svm`, or `linear` regression",
                         one_of(*MODELS))
     epochs: int = option(10, "passes over the data", integer(1, 100_000))
-    batch_size: int = option(64, "rows per batch: contiguous blocks in the agreed row order (0: the full batch)",
+    batch_size: int = option(32, "rows per batch: contiguous blocks in the agreed row order (0: the full batch)",
                              integer(0))
-    learning_rate: float = option(0.2, "step size eta of mini-batch gradient descent", number(high=1024))
+    learning_rate: float = option(0.3, "step size eta of mini-batch gradient descent", number(high=1024))
     alpha: float = option(0.0, "L2 penalty (the intercept is not penalised)", number(positive=False))
     fit_intercept: bool = option(True, "learn an intercept (a column of ones at the active party)", boolean)
     frac_bits: int = option(10, "fractional bits of the quantised data, weights and errors", integer(1, 30))

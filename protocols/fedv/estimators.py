@@ -51,6 +51,10 @@ class _FedV(LinearModel, SecureEstimator):
         progress.close()
         result = out[config.aggregator]
         self.n_iter_, self.history_, self.skipped_ = config.epochs, result["history"], result["skipped"]
+        first, last = self.history_[0]["loss"], self.history_[-1]["loss"]
+        if last > first:
+            warnings.warn(f"gradient descent diverged: the loss grew from {first:.4g} (epoch 1) to {last:.4g} "
+                          f"(epoch {config.epochs}); lower learning_rate", stacklevel=3)
         if self.skipped_:
             warnings.warn(f"{self.skipped_} batch steps had fewer than min_nonzero={config.min_nonzero} non-zero errors "
                           "and took no data gradient (the TPA refuses such keys)", stacklevel=3)

@@ -44,7 +44,7 @@ from mpcml.fe import MIFECiphertext, MIFEFunctionKey, MIFEMasterKey, MIFESlotKey
 from mpcml.party import Party
 from mpcml.schema import Array, Int, ListOf, Nothing, OneOf, Record, Str
 
-from ..common import check_labels, check_matrix, logistic
+from ..common import check_matrix, check_targets, logistic, magnitude_bits
 from ..fe_authority import (
     CIPHERTEXT,
     FUNCTION_KEY,
@@ -57,7 +57,6 @@ from ..fe_authority import (
     serve_keys,
 )
 from ..progress import Progress
-from ..common import magnitude_bits
 from .config import FedVConfig, FedVPlan, guard_error, plan, plan_from_facts
 
 BITS = Int(-1100, 1100)
@@ -175,12 +174,9 @@ def _holder_input(config: FedVConfig, pid: str, X: Any, y: Any) -> tuple[np.ndar
         return X, None
     if y is None:
         raise ValueError(f"the active party {pid!r} must provide y")
-    Y = np.asarray(y, dtype=np.float64)
-    Y = check_labels(Y, X.shape[0], binary=not config.linear, name=f"y of party {pid!r}")[:, None] if Y.ndim == 1 else Y
-    if Y.shape[0] != X.shape[0] or not np.all(np.isfinite(Y)) or (config.linear and Y.shape[1] != 1):
-        raise ValueError(f"y of party {pid!r} must be finite with one row per row of X ({X.shape[0]})")
-    if not config.linear and not np.all(np.isin(Y, (0.0, 1.0))):
-        raise ValueError(f"y of party {pid!r} must hold 0/1 targets for model={config.model!r}")
+    Y = check_targets(y, X.shape[0], binary=not config.linear, name=f"y of party {pid!r}")
+    if config.linear and Y.shape[1] != 1:
+        raise ValueError(f"y of party {pid!r} must be one target per row for the linear model, got shape {Y.shape}")
     return X, Y
 
 

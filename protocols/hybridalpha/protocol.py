@@ -38,10 +38,9 @@ from mpcml.dp import NoiseSource, clip_l2
 from mpcml.party import Party
 from mpcml.schema import Array, Int, ListOf, Nothing, OneOf, Record, Str
 
-from ..common import check_matrix, logistic
+from ..common import check_matrix, check_targets, logistic, magnitude_bits
 from ..fe_authority import READY, KeyRequestRefused, LabelLedger, quantise, request_key, serve_keys
 from ..progress import Progress
-from ..common import magnitude_bits
 from .config import HybridAlphaConfig, Plan, plan, update_guard_error
 from .schemes import make_scheme
 
@@ -59,10 +58,7 @@ class LocalLogistic:
 
     def __init__(self, config: HybridAlphaConfig, X: Any, Y: Any, name: str = "X") -> None:
         X = check_matrix(X, name)
-        Y = np.asarray(Y, dtype=np.float64)
-        self.Y = Y.reshape(-1, 1) if Y.ndim == 1 else Y
-        if self.Y.shape[0] != X.shape[0] or not np.all(np.isin(self.Y, (0.0, 1.0))):
-            raise ValueError(f"the labels of {name} must be 0/1 targets, one row per row of {name} ({X.shape[0]})")
+        self.Y = check_targets(Y, X.shape[0], binary=True, name=f"the labels of {name}", both_classes=False)
         self.x_bits = magnitude_bits(X)
         self.X = np.hstack([X, np.ones((X.shape[0], 1))]) if config.fit_intercept else X
         self.keep = np.ones((self.X.shape[1], 1))
@@ -108,7 +104,8 @@ def hybridalpha_party(party: Party, *, config: HybridAlphaConfig, local_update: 
                       drop_after: int | None = None) -> dict[str, Any]:
     """A data holder (steps 1, 3, 5 and 9). ``local_update(model, round)`` returns the update and has
     ``facts()``; ``drop_after=k`` simulates a crash at round ``k``. Returns the final model (``None`` if
-    this party dropped out), the rounds it answered, its status and how many of its updates DP clipped."""
+    this party dropped out), the rounds it answered, its status, how many of its updates DP clipped and
+    the seconds it spent encrypting."""
     # 1. public facts
     party.send(config.aggregator, local_update.facts())
     agreed = Plan.from_wire(party.recv(config.aggregator, expect=PLAN, what="set-up plan"))
@@ -119,7 +116,7 @@ def hybridalpha_party(party: Party, *, config: HybridAlphaConfig, local_update: 
     scheme.setup(party)
     party.send(config.aggregator, {"ready": 0})
     noise = NoiseSource() if config.dp_epsilon is not None else None
-    result: dict[str, Any] = {"model": None, "rounds": 0, "status": "finished", "clipped": 0}
+    result: dict[str, Any] = {"model": None, "rounds": 0, "status": "finished", "clipped": 0, "encrypt_seconds": 0.0}
     while True:
         try:
             msg = party.recv(config.aggregator, party.timeout + config.deadline, expect=OneOf(MODEL, FINAL),
@@ -139,7 +136,10 @@ def hybridalpha_party(party: Party, *, config: HybridAlphaConfig, local_update: 
         ints = quantise(update, config.frac_bits)
         if np.max(np.abs(ints)) > agreed.bound:
             raise update_guard_error(rnd, party.id, float(np.max(np.abs(update))), config, agreed)
-        party.send(config.aggregator, {"round": rnd, "payload": scheme.encrypt(ints, rnd)})
+        start = time.perf_counter()
+        payload = scheme.encrypt(ints, rnd)
+        result["encrypt_seconds"] += time.perf_counter() - start
+        party.send(config.aggregator, {"round": rnd, "payload": payload})
         result["rounds"] += 1
         result["clipped"] += int(clipped)
 

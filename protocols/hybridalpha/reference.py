@@ -14,8 +14,7 @@ from typing import Any, Mapping, Sequence
 
 import numpy as np
 
-from ..common import logistic
-from ..common import magnitude_bits
+from ..common import logistic, magnitude_bits
 from .config import HybridAlphaConfig, Plan, update_bound, update_guard_error
 
 
