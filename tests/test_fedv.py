@@ -125,7 +125,7 @@ def test_a_batch_with_too_few_errors_takes_no_data_gradient_and_warns() -> None:
     y = (X[:, 0] > 0).astype(int)
     blocks = [X[:, :1] * 4, X[:, 1:]]  # separable along the first column: the hinge errors thin out
     with pytest.warns(UserWarning, match="fewer than min_nonzero=2 non-zero errors"):
-        est = FedVClassifier(model="svm", epochs=3, batch_size=4, learning_rate=0.5, group=G).fit(blocks, y)
+        est = FedVClassifier(model="svm", batch_size=4, learning_rate=0.5, group=G).fit(blocks, y)  # 10 epochs
     assert est.skipped_ > 0
     assert_replays(est, blocks, y)
 
