@@ -33,7 +33,7 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from .csprng import Csprng, new_seed
-from .engine import Engine, Shape
+from .engine import Engine, Shape, ring_arithmetic
 from .party import Party
 from .ring import ring_matmul
 from .triples import TripleSource
@@ -78,6 +78,7 @@ class BeaverEngine(Engine):
         values = np.asarray(values, dtype=np.uint64)
         return values.copy() if self.is_leader else np.zeros_like(values)
 
+    @ring_arithmetic
     def add_public(self, share: np.ndarray, values: np.ndarray) -> np.ndarray:
         values = np.asarray(values, dtype=np.uint64)
         if self.is_leader:
@@ -89,6 +90,7 @@ class BeaverEngine(Engine):
 
     # --- moving values in and out --------------------------------------------------------------
 
+    @ring_arithmetic
     def input(self, encoded: np.ndarray | None, owner: str) -> np.ndarray:
         """The owner gives every other player a 32-byte PRG seed and keeps ``x - sum(PRG(seed_j))``."""
         self.check_owner(owner)
@@ -107,6 +109,7 @@ class BeaverEngine(Engine):
         """Additive shares already: each player's private array is its share of the sum (no message)."""
         return np.asarray(mine, dtype=np.uint64)
 
+    @ring_arithmetic
     def open(self, shares: Sequence[np.ndarray], binary: bool = False) -> list[np.ndarray]:
         mine = [np.asarray(s, dtype=np.uint64) for s in shares]
         self.party.send_all(self.others, mine)
@@ -123,6 +126,7 @@ class BeaverEngine(Engine):
                     total += other
         return totals
 
+    @ring_arithmetic
     def open_to(self, share: np.ndarray, to: str) -> np.ndarray | None:
         self.check_owner(to, "recipient")
         if self.party.id != to:
@@ -135,6 +139,7 @@ class BeaverEngine(Engine):
             total += other
         return total
 
+    @ring_arithmetic
     def open_to_each(self, parts: Mapping[str, np.ndarray]) -> np.ndarray:
         for pid in self.others:
             self.party.send(pid, np.asarray(parts[pid], dtype=np.uint64))
@@ -147,6 +152,7 @@ class BeaverEngine(Engine):
 
     # --- products and truncation ------------------------------------------------------------
 
+    @ring_arithmetic
     def truncate(self, share: np.ndarray, bits: int, pair: Sequence[np.ndarray] | None = None) -> np.ndarray:
         if bits == 0:
             return share
@@ -163,6 +169,7 @@ class BeaverEngine(Engine):
             result = result + ((c & _LOW63) >> np.uint64(bits)) - np.uint64(1 << (62 - bits))
         return result
 
+    @ring_arithmetic
     def mul(self, x: np.ndarray, y: np.ndarray, trunc_bits: int) -> np.ndarray:
         a, b, c, *pair = self.triples.mul(x.shape, trunc_bits)
         d, e = self.open([x - a, y - b])
@@ -171,6 +178,7 @@ class BeaverEngine(Engine):
             z += d * e
         return self.truncate(z, trunc_bits, pair=pair) if trunc_bits else z
 
+    @ring_arithmetic
     def matmul(self, x: np.ndarray, y: np.ndarray, trunc_bits: int) -> np.ndarray:
         a, b, c, *pair = self.triples.matmul(x.shape, y.shape, trunc_bits)
         d, e = self.open([x - a, y - b])
@@ -189,6 +197,7 @@ class BeaverEngine(Engine):
             z ^= d & e
         return z
 
+    @ring_arithmetic
     def ltz(self, x: np.ndarray) -> np.ndarray:
         x = np.asarray(x, dtype=np.uint64)
         r, r_bits, ta, tb, tc, bit_arith, bit_xor = self.triples.comparison(x.shape, AND_WORDS)
@@ -223,6 +232,7 @@ class BeaverEngine(Engine):
         (opened,) = self.open([x - mask_share])
         return handle, opened
 
+    @ring_arithmetic
     def matrix_product(
         self, prepared: tuple[int, np.ndarray], v: np.ndarray, rows: np.ndarray | None, transpose: bool, trunc_bits: int
     ) -> np.ndarray:

@@ -22,7 +22,8 @@ works in the ring, :class:`~mpcml.tensor.Session` and :mod:`mpcml.fixedpoint` gi
 from __future__ import annotations
 
 import abc
-from typing import Any, Mapping, Sequence
+import functools
+from typing import Any, Callable, Mapping, Sequence, TypeVar
 
 import numpy as np
 
@@ -31,6 +32,21 @@ from .party import Party
 Shape = tuple[int, ...]
 ENGINES = ("beaver", "rss3")
 """The engine names :class:`~mpcml.tensor.Session` and :func:`~mpcml.tensor.make_session` accept."""
+
+
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+
+
+def ring_arithmetic(method: _Method) -> _Method:
+    """Run ``method`` with numpy's integer overflow warnings off: uint64 arithmetic wraps mod 2^64
+    by design, and numpy warns when it does so on scalars (the components of 0-d values)."""
+
+    @functools.wraps(method)
+    def wrapped(*args: Any, **kwargs: Any) -> Any:
+        with np.errstate(over="ignore"):
+            return method(*args, **kwargs)
+
+    return wrapped  # type: ignore[return-value]
 
 
 def check_players(party: Party, players: Sequence[str]) -> tuple[str, ...]:

@@ -74,7 +74,7 @@ from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from .csprng import SEED_BYTES, Csprng
-from .engine import Engine, Shape
+from .engine import Engine, Shape, ring_arithmetic
 from .party import Party
 from .ring import ring_matmul
 from .schema import Array, Bytes, Int, ListOf, Tuple
@@ -138,6 +138,7 @@ class RSS3Engine(Engine):
         values = np.asarray(values, dtype=np.uint64)
         return self.add_public(self.zeros(values.shape), values)
 
+    @ring_arithmetic
     def add_public(self, share: np.ndarray, values: np.ndarray) -> np.ndarray:
         """The constant goes into component ``x_0``, held by players 0 (first) and 2 (second)."""
         values = np.asarray(values, dtype=np.uint64)
@@ -151,7 +152,7 @@ class RSS3Engine(Engine):
         return out
 
     def additive_part(self, share: np.ndarray) -> np.ndarray:
-        return share[0]
+        return np.asarray(share[0])
 
     def _zeros3(self, shape: Shape, binary: bool = False) -> np.ndarray:
         """This player's term of a fresh zero sharing ``F(k_i) - F(k_{i-1})`` (XOR for binary)."""
@@ -162,10 +163,11 @@ class RSS3Engine(Engine):
 
     def _reshare(self, z: np.ndarray) -> np.ndarray:
         """Replicated shares from this player's re-randomised term ``z`` of a 3-out-of-3 sharing; one round."""
-        self.party.send(self.prev_id, z)
+        self.party.send(self.prev_id, np.asarray(z))
         theirs = self.party.recv(self.next_id, expect=_uint64(z.shape), what="re-shared term")
         return np.stack([z, theirs])
 
+    @ring_arithmetic
     def input(self, encoded: np.ndarray | None, owner: str) -> np.ndarray:
         self.check_owner(owner)
         role = (self.index - self.players.index(owner)) % PLAYERS
@@ -183,29 +185,33 @@ class RSS3Engine(Engine):
         mine = self._next.random_uint64(shape)
         return np.stack([np.zeros_like(mine), mine])
 
+    @ring_arithmetic
     def from_additive(self, mine: np.ndarray) -> np.ndarray:
         mine = np.asarray(mine, dtype=np.uint64)
         return self._reshare(mine + self._zeros3(mine.shape))
 
+    @ring_arithmetic
     def open(self, shares: Sequence[np.ndarray], binary: bool = False) -> list[np.ndarray]:
-        self.party.send(self.next_id, [s[0] for s in shares])
+        self.party.send(self.next_id, [np.asarray(s[0]) for s in shares])
         spec = Tuple(*[_uint64(s.shape[1:]) for s in shares])
         theirs = self.party.recv(self.prev_id, expect=spec, what="list of opened components")
         if binary:
             return [s[0] ^ s[1] ^ t for s, t in zip(shares, theirs)]
         return [s[0] + s[1] + t for s, t in zip(shares, theirs)]
 
+    @ring_arithmetic
     def open_to(self, share: np.ndarray, to: str) -> np.ndarray | None:
         self.check_owner(to, "recipient")
         if self.next_id == to:
-            self.party.send(to, share[0])
+            self.party.send(to, np.asarray(share[0]))
         if self.party.id != to:
             return None
         theirs = self.party.recv(self.prev_id, expect=_uint64(share.shape[1:]), what="opened component")
         return share[0] + share[1] + theirs
 
+    @ring_arithmetic
     def open_to_each(self, parts: Mapping[str, np.ndarray]) -> np.ndarray:
-        self.party.send(self.next_id, parts[self.next_id][0])
+        self.party.send(self.next_id, np.asarray(parts[self.next_id][0]))
         mine = parts[self.party.id]
         theirs = self.party.recv(self.prev_id, expect=_uint64(mine.shape[1:]), what="opened component")
         return mine[0] + mine[1] + theirs
@@ -232,11 +238,11 @@ class RSS3Engine(Engine):
             rho, corr = draw(self.party.rng)
             masked = piece ^ rho if binary else piece + rho
             corr_b = corr - self._next.random_uint64(corr_shape)
-            self.party.send(self.next_id, masked)
-            self.party.send(self.prev_id, [masked, corr_b])
+            self.party.send(self.next_id, np.asarray(masked))
+            self.party.send(self.prev_id, [np.asarray(masked), corr_b])
             return role, None, None
         partner, helper_id = (self.next_id, self.prev_id) if role == 1 else (self.prev_id, self.next_id)
-        self.party.send(partner, piece)
+        self.party.send(partner, np.asarray(piece))
         if role == 1:
             corr_share = self._prev.random_uint64(corr_shape)
             masked = self.party.recv(helper_id, expect=_uint64(shape), what="blinded term")
@@ -258,7 +264,7 @@ class RSS3Engine(Engine):
             return np.stack([x_h, self._next.random_uint64(shape)])
         partner = self.next_id if role == 1 else self.prev_id
         pad = (self._prev if role == 1 else self._next).random_uint64(shape)
-        self.party.send(partner, t - pad)
+        self.party.send(partner, np.asarray(t - pad))
         x_b = t - pad + self.party.recv(partner, expect=_uint64(shape), what="2-out-of-2 term")
         return np.stack([pad, x_b]) if role == 1 else np.stack([x_b, pad])
 
@@ -285,6 +291,7 @@ class RSS3Engine(Engine):
 
     # --- products and truncation ------------------------------------------------------------
 
+    @ring_arithmetic
     def truncate(self, share: np.ndarray, bits: int) -> np.ndarray:
         if bits == 0:
             return share
@@ -294,9 +301,11 @@ class RSS3Engine(Engine):
         z += self._zeros3(z.shape)
         return self._truncate3(z, trunc_bits) if trunc_bits else self._reshare(z)
 
+    @ring_arithmetic
     def mul(self, x: np.ndarray, y: np.ndarray, trunc_bits: int) -> np.ndarray:
         return self._finish(x[0] * (y[0] + y[1]) + x[1] * y[0], trunc_bits)
 
+    @ring_arithmetic
     def matmul(self, x: np.ndarray, y: np.ndarray, trunc_bits: int) -> np.ndarray:
         return self._finish(ring_matmul(x[0], y[0] + y[1]) + ring_matmul(x[1], y[0]), trunc_bits)
 
@@ -306,6 +315,7 @@ class RSS3Engine(Engine):
         """This player's re-randomised term of a 3-out-of-3 XOR sharing of ``x & y`` (local)."""
         return (x[0] & (y[0] ^ y[1])) ^ (x[1] & y[0]) ^ self._zeros3(x.shape[1:], binary=True)
 
+    @ring_arithmetic
     def ltz(self, x: np.ndarray) -> np.ndarray:
         shape = x.shape[1:]
         # 1. carry-save adder: x_0 + x_1 + x_2 = s + 2 maj; s is x read as XOR shares
@@ -342,6 +352,7 @@ class RSS3Engine(Engine):
         """Nothing to prepare: a replicated product already sends only its result (no masked opening)."""
         return x
 
+    @ring_arithmetic
     def matrix_product(
         self, prepared: np.ndarray, v: np.ndarray, rows: np.ndarray | None, transpose: bool, trunc_bits: int
     ) -> np.ndarray:
