@@ -1,4 +1,4 @@
-"""Foundation benchmark: ring matmul vs float64 BLAS, and 2-party SharedTensor matmul vs plaintext.
+"""Foundation benchmark: ring matmul vs float64 BLAS, SharedTensor matmul vs plaintext, and the two engines.
 
 Run: ``python -m benchmarks.bench_foundation`` (``--quick`` for a small smoke run). Every ratio
 is the median over ``--repeats`` runs of (mpcml time / plaintext float64 time), the two timed
@@ -7,21 +7,40 @@ the dealer's triple generation inside the timed region; bytes and rounds are tho
 matmul alone (input sharing and reveal excluded), from ``party.stats``. Plaintext and shared
 runs use the same BLAS threading; on a loaded machine the ratios move, so compare them only
 within one run.
+
+Engines (``--engines``): the same operations on the ``"beaver"`` engine (two players and a
+dealer, the dealer's work inside the timed region) and the ``"rss3"`` engine (three players, no
+dealer), run back to back in each repeat; the ratio is rss3 / beaver per repeat, median over
+repeats. Operations: a 10,000 x 100 by 100 x 1 product, an n x n product, a batch of
+comparisons and of ``"linear"`` and ``"sqrt"`` sigmoids, and the breast-cancer logistic
+regression (10 epochs, batch 128, ``"linear"`` sigmoid) written with the engine-agnostic API
+exactly as :func:`protocols.regression.train_shared` runs it (input sharing, masked matrix,
+training and the reveal of the weights all timed), with its train AUC against the plaintext
+replay's. Bytes: sent between players, and to/from the dealer; rounds: ``party.stats`` rounds,
+the maximum over the players (a player that only sends in a step does not count its round).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+from typing import Any, Callable
 
 import numpy as np
+from sklearn.datasets import load_breast_cancer
+from sklearn.metrics import roc_auc_score
+from sklearn.preprocessing import StandardScaler
 
 from benchmarks.timing import timed
-from mpcml import DealerTriples, Session, run_dealer, run_local
+from mpcml import DealerTriples, Session, SharedTensor, make_session, run_dealer, run_local
 from mpcml.csprng import Csprng
+from mpcml.masked import MaskedMatrix
+from mpcml.nonlinear import sigmoid
 from mpcml.ring import ring_matmul
+from protocols.regression import RegressionConfig, batch_schedule, logistic, plaintext_sgd
 
 PLAYERS = ("alice", "bob")
+ENGINE_PLAYERS = {"beaver": ("alice", "bob"), "rss3": ("alice", "bob", "carol")}
 
 
 def ring_figures(n: int, repeats: int) -> dict[str, float]:
@@ -79,10 +98,142 @@ def shared_matmul(shape_a: tuple[int, int], shape_b: tuple[int, int], repeats: i
     }
 
 
+def run_engine(engine: str, compute: Callable[[Session], Any], inputs: dict[str, Any]) -> tuple[dict, dict]:
+    """``compute(session, *inputs)`` at every player of ``engine`` (plus the dealer for beaver);
+    returns the players' outputs and their ``CommStats`` (the dealer's under ``"dealer"``)."""
+    players = ENGINE_PLAYERS[engine]
+
+    def role(party, *args):
+        session = make_session(party, players, engine)
+        result = compute(session, *args)
+        session.close()
+        return result
+
+    roles = {pid: role for pid in players}
+    if engine == "beaver":
+        roles["dealer"] = lambda party: run_dealer(party, players)
+    out = run_local(roles, {pid: inputs.get(pid, ()) for pid in players}, timeout=1200)
+    return {pid: out[pid] for pid in players}, out.stats
+
+
+def timed_step(session: Session, step: Callable[[], Any]) -> dict[str, Any]:
+    """Time ``step`` after a synchronising opening, with this player's traffic during it."""
+    session.zeros(1).reveal_ring()  # every player's last action is now a receive
+    before = session.party.stats.snapshot()
+    seconds = timed(step)
+    return {"seconds": seconds, "traffic": session.party.stats.snapshot() - before}
+
+
+def step_figures(outputs: dict) -> dict[str, float]:
+    """Slowest player's time, bytes between players and to/from the dealer, rounds (max over players)."""
+    players = tuple(outputs)
+    traffic = [out["traffic"] for out in outputs.values()]
+    return {
+        "seconds": max(out["seconds"] for out in outputs.values()),
+        "player_bytes": sum(t.sent_to.get(p, 0) for t in traffic for p in players),
+        "dealer_bytes": sum(t.sent_to.get("dealer", 0) + t.received_from.get("dealer", 0) for t in traffic),
+        "rounds": max(t.rounds for t in traffic),
+    }
+
+
+def operation(engine: str, kind: str, size: tuple) -> dict[str, float]:
+    """One timed shared operation on ``engine``: ``("matmul", shape_a, shape_b)`` or ``("ltz"|"linear"|"sqrt", n)``."""
+    data = np.random.default_rng(0)  # benchmark data only
+    if kind == "matmul":
+        x, y = data.normal(size=size[0]), data.normal(size=size[1])
+    else:
+        x, y = data.normal(scale=4.0, size=size[0]), None
+
+    def compute(session: Session, value=None, other=None):
+        xs = session.input(value, owner="alice")
+        if kind == "matmul":
+            ys = session.input(other, owner="bob")
+            return timed_step(session, lambda: xs @ ys)
+        if kind == "ltz":
+            return timed_step(session, xs.ltz_bits)
+        return timed_step(session, lambda: sigmoid(xs, kind))
+
+    outputs, _ = run_engine(engine, compute, {"alice": (x, None), "bob": (None, y)})
+    return step_figures(outputs)
+
+
+def regression_inputs() -> tuple[np.ndarray, np.ndarray, RegressionConfig]:
+    X, y = load_breast_cancer(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    config = RegressionConfig("logistic", ("alice", "bob"), label_holder="alice", batch_size=128, epochs=10,
+                              seed=bytes(range(32)))
+    return X, y, config
+
+
+def train(session: Session, block: np.ndarray | None, y: np.ndarray | None, config: RegressionConfig) -> np.ndarray:
+    """:func:`protocols.regression.train_shared` written with the engine-agnostic API; alice holds the
+    first half of the columns and the labels, bob the second half (vertical); returns the weights."""
+    xs = SharedTensor.concatenate([session.input(block if session.party.id == h else None, owner=h) for h in ("alice", "bob")], axis=1)
+    ys = session.input(y, owner="alice")
+    xs = SharedTensor.concatenate([xs, session.public(np.ones((xs.shape[0], 1)))], axis=1)
+    n, d = xs.shape
+    masked = MaskedMatrix(xs)
+    keep_mask = np.ones(d)
+    keep_mask[-1] = 0.0
+    w = session.zeros(d)
+    schedule = batch_schedule(config.seed, n, config.epochs, config.batch_size)
+    for epoch in range(config.epochs):
+        step = config.step_size(epoch)
+        k_keep = np.rint((1.0 - step * config.alpha * keep_mask) * 2.0**30).astype(np.int64)
+        for _ in range(-(-n // config.batch_size)):
+            _, rows = next(schedule)
+            pred = sigmoid(masked.matmul(w, rows), method=config.sigmoid)
+            grad = masked.t_matmul(pred - ys[rows], rows)
+            w = (w * k_keep - grad * int(round(step / len(rows) * 2.0**30))).truncate(30)
+    masked.release()
+    return w.reveal()
+
+
+def regression(engine: str) -> dict[str, float]:
+    """The timed training run on ``engine``, with the train AUC of the weights it reveals."""
+    X, y, config = regression_inputs()
+    halves = np.array_split(X, 2, axis=1)
+
+    def compute(session: Session, block=None, labels=None):
+        weights = []
+        figures = timed_step(session, lambda: weights.append(train(session, block, labels, config)))
+        return {**figures, "weights": weights[0]}
+
+    outputs, _ = run_engine(engine, compute, {"alice": (halves[0], y.astype(np.float64)), "bob": (halves[1], None)})
+    weights = outputs["alice"]["weights"]
+    return {**step_figures(outputs), "auc": float(roc_auc_score(y, logistic(X @ weights[:-1] + weights[-1])))}
+
+
+def engine_table(n: int, size: int, repeats: int) -> None:
+    """Every operation on both engines, back to back per repeat; medians and rss3/beaver ratios."""
+    cases: list[tuple[str, Callable[[str], dict]]] = [
+        (f"matmul {n * 10}x100 @ 100x1", lambda e: operation(e, "matmul", ((n * 10, 100), (100, 1)))),
+        (f"matmul {n}x{n} @ {n}x{n}", lambda e: operation(e, "matmul", ((n, n), (n, n)))),
+        (f"comparison x {size}", lambda e: operation(e, "ltz", ((size,),))),
+        (f"sigmoid 'linear' x {size}", lambda e: operation(e, "linear", ((size,),))),
+        (f"sigmoid 'sqrt' x {size}", lambda e: operation(e, "sqrt", ((size,),))),
+        ("logistic regression, breast cancer", regression),
+    ]
+    print(f"engines, in-process, beaver: 2 players + dealer, rss3: 3 players (medians of {repeats}; ratio rss3/beaver per repeat)")
+    print(f"  {'operation':<36} {'beaver ms':>10} {'rss3 ms':>10} {'ratio':>6}   bytes between players (+dealer), rounds: beaver | rss3")
+    for label, case in cases:
+        runs = [(case("beaver"), case("rss3")) for _ in range(repeats)]
+        beaver, rss3 = runs[-1]
+        med = {e: statistics.median(r[i]["seconds"] for r in runs) for i, e in enumerate(("beaver", "rss3"))}
+        ratio = statistics.median(r[1]["seconds"] / r[0]["seconds"] for r in runs)
+        print(f"  {label:<36} {med['beaver'] * 1e3:10.1f} {med['rss3'] * 1e3:10.1f} {ratio:6.2f}   "
+              f"{beaver['player_bytes']} (+{beaver['dealer_bytes']}), {beaver['rounds']} | {rss3['player_bytes']}, {rss3['rounds']}")
+    X, y, config = regression_inputs()
+    coef, intercept = plaintext_sgd(X, y, config, config.seed)
+    print(f"  logistic regression train AUC: beaver {beaver['auc']:.4f}, rss3 {rss3['auc']:.4f}, "
+          f"plaintext replay (exact sigmoid) {roc_auc_score(y, X @ coef + intercept):.4f}")
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, one repeat (smoke run)")
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--no-engines", dest="engines", action="store_false", help="skip the engine comparison")
     args = parser.parse_args(argv)
     n = 200 if args.quick else 1000
     repeats = 1 if args.quick else args.repeats
@@ -105,6 +256,9 @@ def main(argv: list[str] | None = None) -> None:
             f"{fig['dealer_bytes']}, rounds {fig['rounds']} (2 between players + 1 dealer round trip), "
             f"max|err| {fig['error']:.1e}"
         )
+    if args.engines:
+        engine_table(200 if args.quick else 1000, 10_000 if args.quick else 100_000, repeats)
+
 
 if __name__ == "__main__":
     main()

@@ -43,6 +43,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from . import fixedpoint
 from .beaver import AND_WORDS
 from .tensor import Session, SharedTensor
 
@@ -409,12 +410,14 @@ class SigmoidMethod:
 
 
 def _clipped_linear(x: SharedTensor, slope: float) -> SharedTensor:
-    """``clip(0.5 + slope * x, 0, 1)``: one batched pair of comparisons and one exact selection."""
+    """``clip(0.5 + slope * x, 0, 1)``: one batched pair of comparisons, then
+    ``[|slope x| <= 1/2] (0.5 + slope x) + [slope x > 1/2]`` with the line kept at ``2 frac_bits``
+    fractional bits and truncated inside the selecting product (one product with truncation)."""
+    f = x.session.frac_bits
     edge = 0.5 / slope
-    low_high = SharedTensor.stack([x + edge, (-x) + edge]).ltz_bits()
-    t = _public_affine(x, slope, 0.5)
-    to_zero, to_one = _select([low_high[0], low_high[1]], [-t, (-t) + 1.0])
-    return t + to_zero + to_one
+    below, above = SharedTensor.stack([x + edge, (-x) + edge]).ltz_bits()
+    line = (x * int(fixedpoint.encode(slope, f))).add_ring(1 << (2 * f - 1))  # 0.5 + slope x at 2f bits
+    return (below + above).not_bits().mul(line, trunc_bits=f) + _fixed(above)
 
 
 _POLY_HALF_WIDTH = 6.0
@@ -475,11 +478,11 @@ def _spline(x: SharedTensor) -> SharedTensor:
 
 SIGMOID_METHODS: dict[str, SigmoidMethod] = {
     "linear": SigmoidMethod(
-        lambda x: _clipped_linear(x, 0.1771), 0.0561, float("inf"), {"beaver": 10, "rss3": 12},
+        lambda x: _clipped_linear(x, 0.1771), 0.0561, float("inf"), {"beaver": 10, "rss3": 11},
         "clip(0.5 + 0.1771 x, 0, 1): the minimax clipped line; two comparisons in one batch",
     ),
     "secureml": SigmoidMethod(
-        lambda x: _clipped_linear(x, 1.0), 0.3776, float("inf"), {"beaver": 10, "rss3": 12},
+        lambda x: _clipped_linear(x, 1.0), 0.3776, float("inf"), {"beaver": 10, "rss3": 11},
         "clip(x + 0.5, 0, 1): SecureML's piecewise-linear activation (Mohassel & Zhang 2017)",
     ),
     "poly": SigmoidMethod(
@@ -503,8 +506,8 @@ are compute-party rounds at any number of parties, per engine:
 ==============  ==========  ===============  ==============  ============
 name            max error   valid for |x| <  rounds (beaver)  rounds (rss3)
 ==============  ==========  ===============  ==============  ============
-``"linear"``    0.0561      any              10              12
-``"secureml"``  0.3776      any              10              12
+``"linear"``    0.0561      any              10              11
+``"secureml"``  0.3776      any              10              11
 ``"poly"``      0.0204      6                8               10
 ``"sqrt"``      0.0222      6996             40              47
 ``"spline"``    3.36e-4     any              14              15

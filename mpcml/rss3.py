@@ -86,12 +86,36 @@ _ONE = np.uint64(1)
 _KS_SHIFTS = (1, 2, 4, 8, 16, 32)
 _PUBLIC_KEY = Bytes(32)
 _RAW = serialization.Encoding.Raw, serialization.PublicFormat.Raw
+_BUFFER_WORDS = 1 << 13
 
 
 def pair_seed(secret: bytes, first: str, second: str) -> bytes:
     """The 32-byte PRG seed of the ordered pair ``(first, second)`` from their X25519 shared secret."""
     info = f"mpcml rss3 pair seed {first!r} -> {second!r}".encode()
     return HKDF(algorithm=hashes.SHA256(), length=SEED_BYTES, salt=None, info=info).derive(secret)
+
+
+class _PairStream:
+    """A pairwise PRG stream (AES-CTR from the pair's seed) that serves small draws from a buffer.
+
+    Both holders of a seed draw the same sizes in the same order, so buffering keeps them in
+    step; it only saves the per-call cost of the cipher for the many small arrays of a protocol.
+    """
+
+    def __init__(self, seed: bytes) -> None:
+        self._prg = Csprng(seed)
+        self._buffer = np.empty(0, np.uint64)
+        self._used = 0
+
+    def random_uint64(self, shape: Shape) -> np.ndarray:
+        shape = tuple(shape)
+        count = int(np.prod(shape, dtype=np.int64))
+        if count > _BUFFER_WORDS // 2:
+            return self._prg.random_uint64(shape)
+        if self._used + count > self._buffer.size:
+            self._buffer, self._used = self._prg.random_uint64(_BUFFER_WORDS), 0
+        self._used += count
+        return self._buffer[self._used - count : self._used].reshape(shape).copy()
 
 
 def _uint64(shape: Shape) -> Array:
@@ -120,8 +144,8 @@ class RSS3Engine(Engine):
         def secret(peer: str) -> bytes:
             return key.exchange(X25519PublicKey.from_public_bytes(keys[peer]))
 
-        self._next = Csprng(pair_seed(secret(self.next_id), party.id, self.next_id))
-        self._prev = Csprng(pair_seed(secret(self.prev_id), self.prev_id, party.id))
+        self._next = _PairStream(pair_seed(secret(self.next_id), party.id, self.next_id))
+        self._prev = _PairStream(pair_seed(secret(self.prev_id), self.prev_id, party.id))
 
     # --- local -------------------------------------------------------------------------------
 

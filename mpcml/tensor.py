@@ -38,7 +38,7 @@ Comparisons (``<``, ``>``, ``<=``, ``>=``), ``relu``, ``sign``, ``argmax``/``max
 from __future__ import annotations
 
 import numbers
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -324,6 +324,9 @@ class SharedTensor:
         if not self.shape:
             raise TypeError("len() of a 0-d SharedTensor")
         return self.shape[0]
+
+    def __iter__(self) -> Iterator["SharedTensor"]:
+        return (self[i] for i in range(len(self)))
 
     def _new(self, share: np.ndarray) -> "SharedTensor":
         return SharedTensor(self.session, share)
