@@ -16,8 +16,9 @@ comparisons and of ``"linear"`` and ``"sqrt"`` sigmoids, and the breast-cancer l
 regression (10 epochs, batch 128, ``"linear"`` sigmoid) written with the engine-agnostic API
 exactly as :func:`protocols.regression.train_shared` runs it (input sharing, masked matrix,
 training and the reveal of the weights all timed), with its train AUC against the plaintext
-replay's. Bytes: sent between players, and to/from the dealer; rounds: ``party.stats`` rounds,
-the maximum over the players (a player that only sends in a step does not count its round).
+replay's. Bytes: sent between players, and to/from the dealer; rounds: between players on the
+critical path (:class:`mpcml.recording.RecordingParty`; dealer round trips not counted). The engine
+runs use one BLAS thread per call (three party threads share the machine's cores).
 """
 
 from __future__ import annotations
@@ -30,12 +31,14 @@ import numpy as np
 from sklearn.datasets import load_breast_cancer
 from sklearn.metrics import roc_auc_score
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
 from benchmarks.timing import timed
 from mpcml import DealerTriples, Session, SharedTensor, make_session, run_dealer, run_local
 from mpcml.csprng import Csprng
 from mpcml.masked import MaskedMatrix
 from mpcml.nonlinear import sigmoid
+from mpcml.recording import recorded_run
 from mpcml.ring import ring_matmul
 from protocols.regression import RegressionConfig, batch_schedule, logistic, plaintext_sgd
 
@@ -112,27 +115,29 @@ def run_engine(engine: str, compute: Callable[[Session], Any], inputs: dict[str,
     roles = {pid: role for pid in players}
     if engine == "beaver":
         roles["dealer"] = lambda party: run_dealer(party, players)
-    out = run_local(roles, {pid: inputs.get(pid, ()) for pid in players}, timeout=1200)
+    out = recorded_run(roles, {pid: inputs.get(pid, ()) for pid in players}, timeout=1200)
     return {pid: out[pid] for pid in players}, out.stats
 
 
 def timed_step(session: Session, step: Callable[[], Any]) -> dict[str, Any]:
-    """Time ``step`` after a synchronising opening, with this player's traffic during it."""
-    session.zeros(1).reveal_ring()  # every player's last action is now a receive
-    before = session.party.stats.snapshot()
+    """Time ``step`` after a synchronising opening, with this player's traffic and depth during it."""
+    session.zeros(1).reveal_ring()
+    before, depth = session.party.stats.snapshot(), session.party.depth
     seconds = timed(step)
-    return {"seconds": seconds, "traffic": session.party.stats.snapshot() - before}
+    return {"seconds": seconds, "traffic": session.party.stats.snapshot() - before, "depth": (depth, session.party.depth)}
 
 
 def step_figures(outputs: dict) -> dict[str, float]:
-    """Slowest player's time, bytes between players and to/from the dealer, rounds (max over players)."""
+    """Slowest player's time, bytes between players and to/from the dealer, and the rounds between
+    players on the critical path (:class:`mpcml.recording.RecordingParty` depth)."""
     players = tuple(outputs)
     traffic = [out["traffic"] for out in outputs.values()]
+    depths = [out["depth"] for out in outputs.values()]
     return {
         "seconds": max(out["seconds"] for out in outputs.values()),
         "player_bytes": sum(t.sent_to.get(p, 0) for t in traffic for p in players),
         "dealer_bytes": sum(t.sent_to.get("dealer", 0) + t.received_from.get("dealer", 0) for t in traffic),
-        "rounds": max(t.rounds for t in traffic),
+        "rounds": max(d[1] for d in depths) - max(d[0] for d in depths),
     }
 
 
@@ -214,7 +219,8 @@ def engine_table(n: int, size: int, repeats: int) -> None:
         (f"sigmoid 'sqrt' x {size}", lambda e: operation(e, "sqrt", ((size,),))),
         ("logistic regression, breast cancer", regression),
     ]
-    print(f"engines, in-process, beaver: 2 players + dealer, rss3: 3 players (medians of {repeats}; ratio rss3/beaver per repeat)")
+    print(f"engines, in-process, one BLAS thread, beaver: 2 players + dealer, rss3: 3 players "
+          f"(medians of {repeats}; ratio rss3/beaver per repeat)")
     print(f"  {'operation':<36} {'beaver ms':>10} {'rss3 ms':>10} {'ratio':>6}   bytes between players (+dealer), rounds: beaver | rss3")
     for label, case in cases:
         runs = [(case("beaver"), case("rss3")) for _ in range(repeats)]
@@ -257,7 +263,8 @@ def main(argv: list[str] | None = None) -> None:
             f"max|err| {fig['error']:.1e}"
         )
     if args.engines:
-        engine_table(200 if args.quick else 1000, 10_000 if args.quick else 100_000, repeats)
+        with threadpool_limits(limits=1, user_api="blas"):
+            engine_table(200 if args.quick else 1000, 10_000 if args.quick else 100_000, repeats)
 
 
 if __name__ == "__main__":

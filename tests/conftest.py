@@ -2,73 +2,14 @@
 
 from __future__ import annotations
 
-import collections
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable
 
 import pytest
 
-from mpcml import RunOutputs, Session, make_session, run_dealer, run_local
+from mpcml import RunOutputs, Session, make_session, run_dealer
 from mpcml.engine import ENGINES
-
-
-class RecordingParty:
-    """A :class:`~mpcml.party.Party` proxy that records what it receives and the message depth.
-
-    ``received`` lists ``(sender, object)`` in order. ``depth`` is a Lamport-style count of
-    communication rounds on the critical path: a message carries its sender's depth and the
-    receiver moves to ``max(own, sent + 1)``, so a helper that sends without waiting does not
-    add a round. Messages to and from ``free`` parties (the dealer) add no depth: ``depth``
-    counts rounds between players.
-    """
-
-    def __init__(self, party: Any, stamps: dict, free: Iterable[str] = ()) -> None:
-        self._party = party
-        self._stamps = stamps
-        self._free = set(free)
-        self.depth = 0
-        self.received: list[tuple[str, Any]] = []
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._party, name)
-
-    def send(self, to: str, obj: Any) -> None:
-        self.send_all((to,), obj)
-
-    def send_all(self, to: Sequence[str], obj: Any) -> None:
-        for peer in to:
-            self._party.check_peer(peer, "recipient")
-        for peer in to:
-            hop = 0 if self.id in self._free or peer in self._free else 1
-            self._stamps[(self.id, peer)].append(self.depth + hop)
-        self._party.send_all(to, obj)
-
-    def _arrived(self, frm: str, obj: Any) -> None:
-        self.depth = max(self.depth, self._stamps[(frm, self.id)].popleft())
-        self.received.append((frm, obj))
-
-    def recv(self, frm: str, timeout: float | None = None, **kwargs: Any) -> Any:
-        obj = self._party.recv(frm, timeout, **kwargs)
-        self._arrived(frm, obj)
-        return obj
-
-    def gather(self, senders: Sequence[str], **kwargs: Any) -> dict[str, Any]:
-        got = self._party.gather(senders, **kwargs)
-        for frm, obj in got.items():
-            self._arrived(frm, obj)
-        return got
-
-
-def recorded_run(roles: dict[str, Callable], inputs: dict | None = None, *, free: Iterable[str] = ("dealer",),
-                 timeout: float = 30.0) -> RunOutputs:
-    """:func:`mpcml.run_local` with every party wrapped in a :class:`RecordingParty` (one stamp table)."""
-    ids = list(roles)
-    stamps = {(a, b): collections.deque() for a in ids for b in ids if a != b}
-
-    def wrap(role: Callable) -> Callable:
-        return lambda party, *args: role(RecordingParty(party, stamps, free), *args)
-
-    return run_local({pid: wrap(role) for pid, role in roles.items()}, inputs, timeout=timeout)
+from mpcml.recording import recorded_run
 
 
 def players_of(n: int) -> tuple[str, ...]:
@@ -78,7 +19,7 @@ def players_of(n: int) -> tuple[str, ...]:
 def run_players(n: int, body: Callable[[Session], Any], *, engine: str = "beaver", frac_bits: int = 16,
                 timeout: float = 30.0) -> RunOutputs:
     """Run ``body(session)`` at ``n`` compute parties ``p0..p{n-1}`` on ``engine`` (with a dealer
-    for ``"beaver"``); ``{pid: output}`` of the players. Parties are :class:`RecordingParty` proxies."""
+    for ``"beaver"``); ``{pid: output}`` of the players. Parties are :class:`~mpcml.recording.RecordingParty` proxies."""
     players = players_of(n)
 
     def compute(party):

@@ -4,7 +4,7 @@ Both engines claim it for every message before an output is revealed (``"beaver"
 masked by triples, truncation pairs and edaBits, the dealer's derived shares; ``"rss3"``:
 re-shared terms masked by zero sharings, the helper's blinded terms and dealt shares, the
 2-out-of-2 swaps, input terms; the bit-to-arithmetic step's 0/1 words are uniform bits). A
-:class:`~tests.conftest.RecordingParty` records each player's received objects while it runs a
+:class:`~mpcml.recording.RecordingParty` records each player's received objects while it runs a
 computation on constant secrets (the worst case for a leak); every uint64 array of at least
 ``SIZE / 4`` elements is tested:
 
