@@ -13,7 +13,7 @@ players together hold all three components. XOR ("binary") sharing of words is t
 pairwise seeds and every message it receives) is independent of the secrets beyond the outputs
 revealed to it; *two* colluding players hold all three components and learn everything. Every
 message a player receives is uniformly distributed (masked by a PRG stream it does not know or by
-a helper's private randomness), except the openings of outputs: ``tests/test_engine_wire.py``
+a helper's private randomness), except the openings of outputs: ``tests/test_wire_view.py``
 records each player's received arrays and checks them with bit-balance and chi-square tests.
 
 **Set-up (one round).** Each pair ``(P_i, P_{i+1})`` agrees on a 32-byte seed ``k_i`` by X25519
