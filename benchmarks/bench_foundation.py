@@ -14,7 +14,7 @@ dealer), run back to back in each repeat; the ratio is rss3 / beaver per repeat,
 repeats. Operations: a 10,000 x 100 by 100 x 1 product, an n x n product, a batch of
 comparisons and of ``"linear"`` and ``"sqrt"`` sigmoids, and the breast-cancer logistic
 regression (10 epochs, batch 128, ``"linear"`` sigmoid) written with the engine-agnostic API
-exactly as :func:`protocols.regression.train_shared` runs it (input sharing, masked matrix,
+exactly as :func:`protocols.regression.protocol.train_shared` runs it (input sharing, masked matrix,
 training and the reveal of the weights all timed), with its train AUC against the plaintext
 replay's. Bytes: sent between players, and to/from the dealer; rounds: between players on the
 critical path (:class:`mpcml.recording.RecordingParty`; dealer round trips not counted). The engine
@@ -40,7 +40,11 @@ from mpcml.masked import MaskedMatrix
 from mpcml.nonlinear import sigmoid
 from mpcml.recording import recorded_run
 from mpcml.ring import ring_matmul
-from protocols.regression import RegressionConfig, batch_schedule, logistic, plaintext_sgd
+from protocols.common import logistic
+from protocols.regression import RegressionConfig, plaintext_sgd
+from protocols.regression.config import STEP_BITS, batch_schedule
+from protocols.regression.protocol import step_factors
+from protocols.regression.reference import reference_scales
 
 PLAYERS = ("alice", "bob")
 ENGINE_PLAYERS = {"beaver": ("alice", "bob"), "rss3": ("alice", "bob", "carol")}
@@ -165,46 +169,49 @@ def operation(engine: str, kind: str, size: tuple) -> dict[str, float]:
 def regression_inputs() -> tuple[np.ndarray, np.ndarray, RegressionConfig]:
     X, y = load_breast_cancer(return_X_y=True)
     X = StandardScaler().fit_transform(X)
-    config = RegressionConfig("logistic", ("alice", "bob"), label_holder="alice", batch_size=128, epochs=10,
-                              seed=bytes(range(32)))
-    return X, y, config
+    config = RegressionConfig(loss="logistic", batch_size=128, epochs=10, random_state=0, holders=("alice", "bob"),
+                              label_holder="alice")
+    return X, y.astype(np.float64), config
 
 
-def train(session: Session, block: np.ndarray | None, y: np.ndarray | None, config: RegressionConfig) -> np.ndarray:
-    """:func:`protocols.regression.train_shared` written with the engine-agnostic API; alice holds the
-    first half of the columns and the labels, bob the second half (vertical); returns the weights."""
+def train(session: Session, block: np.ndarray | None, y: np.ndarray | None, config: RegressionConfig,
+          weight_bound: float) -> np.ndarray:
+    """:func:`protocols.regression.protocol.train_shared` (steps 4-6) written with the engine-agnostic
+    API: alice holds the first half of the columns and the labels, bob the second half (vertical);
+    the same masked matrix, batches, sigmoid, fused update and per-epoch guard; returns the weights."""
     xs = SharedTensor.concatenate([session.input(block if session.party.id == h else None, owner=h) for h in ("alice", "bob")], axis=1)
-    ys = session.input(y, owner="alice")
+    ys = session.input(None if y is None else y[:, None], owner="alice")
     xs = SharedTensor.concatenate([xs, session.public(np.ones((xs.shape[0], 1)))], axis=1)
     n, d = xs.shape
     masked = MaskedMatrix(xs)
-    keep_mask = np.ones(d)
-    keep_mask[-1] = 0.0
-    w = session.zeros(d)
+    w = session.zeros((d, 1))
     schedule = batch_schedule(config.seed, n, config.epochs, config.batch_size)
     for epoch in range(config.epochs):
-        step = config.step_size(epoch)
-        k_keep = np.rint((1.0 - step * config.alpha * keep_mask) * 2.0**30).astype(np.int64)
         for _ in range(-(-n // config.batch_size)):
             _, rows = next(schedule)
-            pred = sigmoid(masked.matmul(w, rows), method=config.sigmoid)
-            grad = masked.t_matmul(pred - ys[rows], rows)
-            w = (w * k_keep - grad * int(round(step / len(rows) * 2.0**30))).truncate(30)
+            error = sigmoid(masked.matmul(w, rows), method=config.sigmoid) - ys[rows]
+            grad = masked.t_matmul(error, rows)
+            k_keep, k_step = step_factors(config, epoch, len(rows), d)
+            w = (w * k_keep[:, None] - grad * k_step).truncate(STEP_BITS)
+        outside = SharedTensor.stack([w + weight_bound, (-w) + weight_bound]).ltz_bits()
+        if outside.sum().reveal_ring():
+            raise OverflowError(f"the weights left [-{weight_bound}, {weight_bound}] in epoch {epoch}")
     masked.release()
-    return w.reveal()
+    return w.reveal()[:, 0]
 
 
 def regression(engine: str) -> dict[str, float]:
     """The timed training run on ``engine``, with the train AUC of the weights it reveals."""
     X, y, config = regression_inputs()
     halves = np.array_split(X, 2, axis=1)
+    bound = reference_scales(config, X, y[:, None]).weight_bound
 
     def compute(session: Session, block=None, labels=None):
         weights = []
-        figures = timed_step(session, lambda: weights.append(train(session, block, labels, config)))
+        figures = timed_step(session, lambda: weights.append(train(session, block, labels, config, bound)))
         return {**figures, "weights": weights[0]}
 
-    outputs, _ = run_engine(engine, compute, {"alice": (halves[0], y.astype(np.float64)), "bob": (halves[1], None)})
+    outputs, _ = run_engine(engine, compute, {"alice": (halves[0], y), "bob": (halves[1], None)})
     weights = outputs["alice"]["weights"]
     return {**step_figures(outputs), "auc": float(roc_auc_score(y, logistic(X @ weights[:-1] + weights[-1])))}
 
@@ -230,9 +237,9 @@ def engine_table(n: int, size: int, repeats: int) -> None:
         print(f"  {label:<36} {med['beaver'] * 1e3:10.1f} {med['rss3'] * 1e3:10.1f} {ratio:6.2f}   "
               f"{beaver['player_bytes']} (+{beaver['dealer_bytes']}), {beaver['rounds']} | {rss3['player_bytes']}, {rss3['rounds']}")
     X, y, config = regression_inputs()
-    coef, intercept = plaintext_sgd(X, y, config, config.seed)
+    coef, intercept = plaintext_sgd(X, y, config)
     print(f"  logistic regression train AUC: beaver {beaver['auc']:.4f}, rss3 {rss3['auc']:.4f}, "
-          f"plaintext replay (exact sigmoid) {roc_auc_score(y, X @ coef + intercept):.4f}")
+          f"plaintext replay {roc_auc_score(y, X @ coef[0] + intercept[0]):.4f}")
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -1,4 +1,4 @@
-"""Instrumented parties: what each party received, and the rounds on a computation's critical path.
+"""Instrumented parties: the rounds on a computation's critical path.
 
 ``party.stats.rounds`` counts a party's own send-after-receive turns, which undercounts a party
 that only sends in a step (the helper of :mod:`mpcml.rss3`'s truncation sends and moves on).
@@ -6,8 +6,7 @@ that only sends in a step (the helper of :mod:`mpcml.rss3`'s truncation sends an
 the receiver moves to ``max(own depth, sender's depth + 1)`` (Lamport clocks), so the largest
 depth growth over the parties during a step is the number of message hops on its critical path.
 Hops to or from ``free`` parties (a dealer) count zero, so depth counts rounds between players.
-It also records every object a party receives, for wire-view audits (``tests/test_wire_view.py``).
-For tests and benchmarks: it adds a lock-free side table, no bytes on the wire.
+For tests and benchmarks: it keeps a side table of depths, no bytes on the wire, on any transport.
 """
 
 from __future__ import annotations
@@ -19,10 +18,10 @@ from .local import RunOutputs, run_local
 
 
 class RecordingParty:
-    """A :class:`~mpcml.party.Party` proxy that records what it receives and the message depth.
+    """A :class:`~mpcml.party.Party` proxy that keeps the message depth.
 
-    ``received`` lists ``(sender, object)`` in order; ``depth`` is the critical-path round count
-    described in the module docstring. Every other attribute is the wrapped party's.
+    ``depth`` is the critical-path round count described in the module docstring. Every other
+    attribute is the wrapped party's.
     """
 
     def __init__(self, party: Any, stamps: Mapping[tuple[str, str], collections.deque], free: Iterable[str] = ()) -> None:
@@ -30,7 +29,6 @@ class RecordingParty:
         self._stamps = stamps
         self._free = set(free)
         self.depth = 0
-        self.received: list[tuple[str, Any]] = []
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._party, name)
@@ -46,19 +44,18 @@ class RecordingParty:
             self._stamps[(self.id, peer)].append(self.depth + hop)  # before the message can arrive
         self._party.send_all(to, obj)
 
-    def _arrived(self, frm: str, obj: Any) -> None:
+    def _arrived(self, frm: str) -> None:
         self.depth = max(self.depth, self._stamps[(frm, self.id)].popleft())
-        self.received.append((frm, obj))
 
     def recv(self, frm: str, timeout: float | None = None, **kwargs: Any) -> Any:
         obj = self._party.recv(frm, timeout, **kwargs)
-        self._arrived(frm, obj)
+        self._arrived(frm)
         return obj
 
     def gather(self, senders: Sequence[str], **kwargs: Any) -> dict[str, Any]:
         got = self._party.gather(senders, **kwargs)
-        for frm, obj in got.items():
-            self._arrived(frm, obj)
+        for frm in got:
+            self._arrived(frm)
         return got
 
 
@@ -68,8 +65,10 @@ def recorded_run(
     *,
     free: Iterable[str] = ("dealer",),
     timeout: float = 60.0,
+    runner: Callable[..., RunOutputs] = run_local,
 ) -> RunOutputs:
-    """:func:`mpcml.run_local` with every party a :class:`RecordingParty` (one shared stamp table)."""
+    """``runner`` (:func:`mpcml.run_local`, or any runner with its contract such as
+    ``parties.loopback.run_loopback``) with every party a :class:`RecordingParty` (one shared stamp table)."""
     ids = list(roles)
     stamps = {(a, b): collections.deque() for a in ids for b in ids if a != b}
     free = tuple(free)
@@ -77,4 +76,4 @@ def recorded_run(
     def wrap(role: Callable[..., Any]) -> Callable[..., Any]:
         return lambda party, *args: role(RecordingParty(party, stamps, free), *args)
 
-    return run_local({pid: wrap(role) for pid, role in roles.items()}, inputs, timeout=timeout)
+    return runner({pid: wrap(role) for pid, role in roles.items()}, inputs, timeout=timeout)

@@ -1,4 +1,4 @@
-"""Shared test fixtures: SPMD runs of compute parties on either engine, with recorded wire views."""
+"""Shared test fixtures: SPMD runs of compute parties on either engine, transports, wire logs."""
 
 from __future__ import annotations
 
@@ -17,9 +17,10 @@ def players_of(n: int) -> tuple[str, ...]:
 
 
 def run_players(n: int, body: Callable[[Session], Any], *, engine: str = "beaver", frac_bits: int = 16,
-                timeout: float = 30.0) -> RunOutputs:
+                timeout: float = 30.0, runner: Callable[..., RunOutputs] | None = None) -> RunOutputs:
     """Run ``body(session)`` at ``n`` compute parties ``p0..p{n-1}`` on ``engine`` (with a dealer
-    for ``"beaver"``); ``{pid: output}`` of the players. Parties are :class:`~mpcml.recording.RecordingParty` proxies."""
+    for ``"beaver"``); ``{pid: output}`` of the players. Parties are :class:`~mpcml.recording.RecordingParty`
+    proxies; ``runner`` is :func:`mpcml.run_local` unless given (e.g. ``parties.loopback.run_loopback``)."""
     players = players_of(n)
 
     def compute(party):
@@ -31,7 +32,7 @@ def run_players(n: int, body: Callable[[Session], Any], *, engine: str = "beaver
     roles: dict[str, Callable] = {pid: compute for pid in players}
     if engine == "beaver":
         roles["dealer"] = lambda party: run_dealer(party, players)
-    outputs = recorded_run(roles, timeout=timeout)
+    outputs = recorded_run(roles, timeout=timeout, **({} if runner is None else {"runner": runner}))
     outputs.pop("dealer", None)  # its stats stay in outputs.stats
     return outputs
 
@@ -79,3 +80,41 @@ def critical_rounds(outputs: RunOutputs, key: str = "depth") -> int:
     """Rounds between players of a step: ``max`` over players of ``(before, after)`` depths."""
     befores, afters = zip(*(out[key] for out in outputs.values()))
     return max(afters) - max(befores)
+
+
+@pytest.fixture(params=["local", "grpc"])
+def transport(request, monkeypatch) -> str:
+    """Runs the test body over the in-process transport and over gRPC on loopback (mTLS), one body for both.
+
+    Estimators and helpers that run parties through ``protocols.common.run_local`` use the gRPC
+    transport when the parameter is ``"grpc"``.
+    """
+    if request.param == "grpc":
+        import functools
+
+        import protocols.common
+        from parties.loopback import run_loopback
+
+        monkeypatch.setattr(protocols.common, "run_local", functools.partial(run_loopback, secure=True))
+    return request.param
+
+
+@pytest.fixture
+def wire_log(monkeypatch) -> list:
+    """Every message any party receives during the test, as ``(receiver, sender, decoded message)``.
+
+    For wire-view tests: check what each role received against the protocol's leakage statement
+    (both transports decode through ``Party._decoded``).
+    """
+    from mpcml.party import Party
+
+    received: list = []
+    original = Party._decoded
+
+    def recording(self, frm, payload, expect, what):
+        message = original(self, frm, payload, expect, what)
+        received.append((self.id, frm, message))
+        return message
+
+    monkeypatch.setattr(Party, "_decoded", recording)
+    return received

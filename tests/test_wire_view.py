@@ -3,9 +3,9 @@
 Both engines claim it for every message before an output is revealed (``"beaver"``: openings
 masked by triples, truncation pairs and edaBits, the dealer's derived shares; ``"rss3"``:
 re-shared terms masked by zero sharings, the helper's blinded terms and dealt shares, the
-2-out-of-2 swaps, input terms; the bit-to-arithmetic step's 0/1 words are uniform bits). A
-:class:`~mpcml.recording.RecordingParty` records each player's received objects while it runs a
-computation on constant secrets (the worst case for a leak); every uint64 array of at least
+2-out-of-2 swaps, input terms; the bit-to-arithmetic step's 0/1 words are uniform bits). The
+``wire_log`` fixture records each player's received messages while the players run a computation
+on constant secrets (the worst case for a leak) and reveal nothing; every uint64 array of at least
 ``SIZE / 4`` elements is tested:
 
 - words: no bit position is biased (z-score < 5.5, as the share tests) and the top four bits pass
@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats as scistats
 
-from tests.conftest import run_players
+from tests.conftest import players_of, run_players
 
 SIZE = 4096
 SECRETS = {"zero": (0.0, 0.0), "const": (12345.678, -3.25)}
@@ -35,17 +35,20 @@ def _arrays(obj):
             yield from _arrays(item)
 
 
-def _computation(s, x_value: float, y_value: float):
-    """Inputs, products, truncation, matrix product, comparison, relu, sigmoid, argmax; then the
-    received arrays up to (not including) the final reveal."""
+def _computation(s, x_value: float, y_value: float) -> None:
+    """Inputs, products, truncation, matrix product, comparison, relu, sigmoid, argmax; no output."""
     x = s.input(np.full(SIZE, x_value) if s.party.id == "p0" else None, "p0")
     y = s.input(np.full(SIZE, y_value) if s.party.id == "p1" else None, "p1")
-    results = [
-        x * y, x * 0.75, x.reshape(64, 64) @ y.reshape(64, 64), x.ltz_bits(), (x - y).relu(),
-        x.sigmoid("linear"), (x * 0.001).reshape(SIZE // 4, 4).argmax_bits(), s.from_additive(np.full(SIZE, 7, np.uint64)),
-    ]
-    views = [a.copy() for _, obj in s.party.received for a in _arrays(obj) if a.size >= SIZE // 4]
-    sum(r.flatten().sum() for r in results).reveal_ring()  # an output: its openings are not claimed uniform
+    x * y, x * 0.75, x.reshape(64, 64) @ y.reshape(64, 64), x.ltz_bits(), (x - y).relu()
+    x.sigmoid("linear"), (x * 0.001).reshape(SIZE // 4, 4).argmax_bits(), s.from_additive(np.full(SIZE, 7, np.uint64))
+
+
+def _views(wire_log: list, start: int, players: tuple[str, ...]) -> dict[str, list[np.ndarray]]:
+    """The arrays (of at least ``SIZE / 4`` elements) each player received since ``wire_log[start]``."""
+    views: dict[str, list[np.ndarray]] = {pid: [] for pid in players}
+    for receiver, _, message in wire_log[start:]:
+        if receiver in views:
+            views[receiver].extend(a for a in _arrays(message) if a.size >= SIZE // 4)
     return views
 
 
@@ -79,9 +82,12 @@ def _same_distribution(a: np.ndarray, b: np.ndarray, what: str) -> None:
     assert scistats.chi2_contingency(table)[1] > 1e-6, f"{what}: depends on the secret"
 
 
-def test_every_received_array_is_uniform_and_secret_independent(engine):
-    views = {name: run_players(3, lambda s, v=value: _computation(s, *v), engine=engine, timeout=120)
-             for name, value in SECRETS.items()}
+def test_every_received_array_is_uniform_and_secret_independent(engine, wire_log):
+    views = {}
+    for name, value in SECRETS.items():
+        start = len(wire_log)
+        run_players(3, lambda s, v=value: _computation(s, *v), engine=engine, timeout=120)
+        views[name] = _views(wire_log, start, players_of(3))
     for pid in views["zero"]:
         runs = [views[name][pid] for name in SECRETS]
         assert len(runs[0]) == len(runs[1]), f"{pid}: the message sequence depends on the secret"
