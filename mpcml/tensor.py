@@ -57,11 +57,7 @@ _SEED_SHARE = Tuple(Bytes(SEED_BYTES), ListOf(Int(low=0)))
 _ARRAY_SHARE = Array(np.uint64)
 
 
-def _make_engine(party: Party, players: tuple[str, ...], triples: TripleSource | None, engine: Any) -> Engine:
-    if isinstance(engine, Engine):
-        if engine.party is not party or engine.players != players or triples is not None:
-            raise ValueError("an Engine instance must serve the same party and players, with no separate triples")
-        return engine
+def _make_engine(party: Party, players: tuple[str, ...], triples: TripleSource | None, engine: str | None) -> Engine:
     if engine is None or engine == "beaver":
         if triples is None:
             raise TypeError("the beaver engine needs a TripleSource (e.g. DealerTriples) as triples")
@@ -70,7 +66,7 @@ def _make_engine(party: Party, players: tuple[str, ...], triples: TripleSource |
         if triples is not None:
             raise ValueError("the rss3 engine makes its own randomness; pass no triple source")
         return RSS3Engine(party, players)
-    raise ValueError(f"engine must be one of {ENGINES} or an Engine, got {engine!r}")
+    raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
 
 
 class Session:
@@ -88,7 +84,7 @@ class Session:
         triples: TripleSource | None = None,
         frac_bits: int = fixedpoint.DEFAULT_FRAC_BITS,
         *,
-        engine: str | Engine | None = None,
+        engine: str | None = None,
     ) -> None:
         players = check_players(party, players)
         self.frac_bits = fixedpoint.check_frac_bits(frac_bits)
