@@ -198,3 +198,9 @@ def test_party_processes_match_in_process(tmp_path, variant: str) -> None:
     for outputs in (local, remote.outputs):
         result = app.check(outputs, data, options)
         assert result.ok, result.summary
+
+
+def test_scikit_learn_estimator_checks() -> None:
+    from sklearn.utils.estimator_checks import check_estimator
+
+    check_estimator(SecurePCA(partition=Horizontal(2), variant="ss"))

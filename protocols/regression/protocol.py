@@ -62,7 +62,8 @@ def holder_input(config: RegressionConfig, holder: str, X: Any, y: Any) -> tuple
         raise ValueError(f"holder {holder!r} must provide labels y")
     y = np.asarray(y, dtype=np.float64)
     targets = y if y.ndim == 2 else check_labels(y, X.shape[0], binary=config.loss == "logistic",
-                                                 name=f"y of holder {holder!r}")[:, None]
+                                                 name=f"y of holder {holder!r}",
+                                                 both_classes=config.partition == "vertical")[:, None]
     if targets.shape[0] != X.shape[0] or not np.all(np.isfinite(targets)):
         raise ValueError(f"y of holder {holder!r} must be finite with one row per row of X ({X.shape[0]})")
     if config.loss == "logistic" and not np.all(np.isin(targets, (0.0, 1.0))):
