@@ -9,7 +9,7 @@ HybridAlpha's roles with fixed updates: the median round's seconds (the aggregat
 broadcast, every party's encryption, collection, key request, decryption) and bytes through the
 aggregator (``party.stats``), as ratios to the ``phe`` baseline (one value per ciphertext) and to
 mpcml's packed Paillier in the same run; ``enc/party`` is one party's encryption of one update
-(measured inside the party role). The ``phe`` round is measured at ``--phe-params`` parameters and
+(CPU seconds of its thread, measured inside the party role). The ``phe`` round is measured at ``--phe-params`` parameters and
 scaled linearly (its cost is exactly per value); FE is measured at that size too, so one ratio is
 like for like. The parties share one interpreter here, so a round adds up all their encryptions; with
 a machine per party they would overlap. ``fe-precomputed``: every round's masks and key pads
@@ -79,14 +79,14 @@ def part1(n_parties: int, n_params: int, phe_params: int, repeats: int, group: s
     scale = n_params / phe_params
     rows["phe"] = {key: value * scale for key, value in small_phe.items()}
     phe, packed = rows["phe"], rows["paillier-packed"]
-    print(f"{'scheme':<18}{'round s':>10}{'MB':>10}{'enc/party s':>13}{'time vs phe':>13}{'bytes vs phe':>14}"
+    print(f"{'scheme':<18}{'round s':>10}{'MB':>10}{'enc/party cpu s':>16}{'time vs phe':>13}{'bytes vs phe':>14}"
           f"{'time vs packed':>16}")
     for name in ("fe", "fe-precomputed", "paillier-packed", "phe", "plain"):
         r = rows[name]
         note = f"  (phe scaled x{scale:g} from {phe_params} params)" if name == "phe" else ""
         if name == "fe-precomputed":
             note = f"  (online; set-up with the preparation {r['offline']:.2f} s)"
-        print(f"{name:<18}{r['seconds']:>10.2f}{r['bytes'] / 1e6:>10.2f}{r['enc_party']:>13.3f}"
+        print(f"{name:<18}{r['seconds']:>10.2f}{r['bytes'] / 1e6:>10.2f}{r['enc_party']:>16.3f}"
               f"{r['seconds'] / phe['seconds']:>12.3f}x{r['bytes'] / phe['bytes']:>13.3f}x"
               f"{r['seconds'] / packed['seconds']:>15.2f}x{note}")
     print(f"like for like at {phe_params} params: FE / phe round time = {small_fe['seconds'] / small_phe['seconds']:.3f}x, "

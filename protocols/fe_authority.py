@@ -96,9 +96,11 @@ class LabelLedger:
 def request_key(party: Party, tpa: str, request: Mapping[str, Any], expect: Spec, what: str,
                 timeout: float | None = None) -> Any:
     """Steps 1 and 3 at the aggregator: send ``request`` to the TPA and return its answer (``expect``)."""
+    # 1. the request
     party.send(tpa, dict(request))
+    # 3. the key, or the refusal
     reply = party.recv(tpa, timeout, expect=OneOf(REFUSAL, expect), what=what)
-    if isinstance(reply, dict) and set(reply) == {"refused"}:
+    if "refused" in reply:
         raise KeyRequestRefused(reply["refused"])
     return reply
 
@@ -117,6 +119,7 @@ def serve_keys(party: Party, aggregator: str, *, expect: Spec, refusal: Callable
         request = party.recv(aggregator, timeout, expect=OneOf(STOP, expect), what="key request")
         if request.get("type") == "stop":
             return record
+        # 2. the policy; a granted request spends its label
         name = label(request)
         reason = refusal(request)
         if reason is not None:
