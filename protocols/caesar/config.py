@@ -181,6 +181,16 @@ class Scales:
     cubic_bits: int
     share_bits: int
 
+    def divergence(self, config: CaesarConfig) -> str:
+        """Why gradient descent may diverge (``growth > 1``), for a warning; empty when the step is stable."""
+        if self.growth <= 1:
+            return ""
+        if self.stable_rate == 0:
+            return (f"sigmoid='cubic': the run may reach |z| up to {self.z_bound:.3g}, where the cubic's slope is "
+                    "negative (beyond |z| = 5.6): gradient descent may diverge")
+        return (f"learning_rate={config.learning_rate:g} exceeds the stable step {self.stable_rate:.3g} for these "
+                "features: gradient descent may diverge")
+
 
 def _bits(value: float) -> int:
     """Bits of a magnitude ``value`` plus one of headroom (at least 1)."""
@@ -269,7 +279,7 @@ def _analyse(config: CaesarConfig, facts: Mapping[str, Mapping[str, int]]) -> tu
 
 def slot_bits(config: CaesarConfig, scales: Scales, facts: Mapping[str, Mapping[str, int]]) -> list[tuple[str, int]]:
     """Every packed, masked message's slot width (``bound + sigma + 1`` bits), named."""
-    fw, fe, fs = config.weight_frac_bits, config.frac_bits, config.step_bits
+    fw, fe = config.weight_frac_bits, config.frac_bits
     out = []
     for party in (config.features, config.labels):
         fx = facts[party]["x_frac_bits"]

@@ -56,8 +56,7 @@ class CaesarLogisticRegression(LinearClassifierMixin, ClassifierMixin, SecureEst
                                                       encoded_blocks(data.blocks, config))), self.n_outputs)
         scales = plan(config, facts, {config.features: column_hint(x_a), config.labels: column_hint(x_b)})
         if scales.growth > 1:
-            warnings.warn(f"learning_rate={config.learning_rate:g} exceeds the stable step {scales.stable_rate:.3g} "
-                          "for these features: gradient descent may diverge", ConvergenceWarning, stacklevel=2)
+            warnings.warn(scales.divergence(config), ConvergenceWarning, stacklevel=2)
         party_roles, inputs = roles(config, {config.features: (x_a, None), config.labels: (x_b, targets)}, seed=seed,
                                     progress=self.progress(config.epochs, "epoch"))
         out = self.run(party_roles, inputs)

@@ -135,9 +135,7 @@ class _Trainer:
         self.facts = {self.party.id: mine, self.peer: theirs}
         self.scales: Scales = plan(config, self.facts, {self.party.id: self.hint})
         if self.scales.growth > 1 and self.is_b:
-            logger.info("learning_rate=%g exceeds the stable step %.3g for these features: gradient descent "
-                           "may diverge (the range analysis still bounds every value)", config.learning_rate,
-                           self.scales.stable_rate)
+            logger.info("%s (the range analysis still bounds every value)", self.scales.divergence(config))
         self.outputs = self.facts[config.labels]["outputs"]
         self.peer_cols, self.peer_fx = theirs["cols"], theirs["x_frac_bits"]
         self.private_key.prepare()
