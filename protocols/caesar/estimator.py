@@ -42,6 +42,11 @@ class CaesarLogisticRegression(LinearClassifierMixin, ClassifierMixin, SecureEst
     allow_sparse = True
     saved_attributes = ("coef_", "intercept_", "n_iter_")
 
+    def __sklearn_tags__(self) -> Any:
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
     def fit(self, X: Any, y: Any) -> "CaesarLogisticRegression":
         data = self.fit_data(X, y)
         if len(data.blocks) != 2:
