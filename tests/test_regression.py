@@ -507,3 +507,20 @@ def test_party_app_options(tmp_path) -> None:
         run_app_local("regression", data, {"epocs": "1"})
     with pytest.raises(ValueError, match="option 'epochs' must be int, got 'two'"):
         run_app_local("regression", data, {"epochs": "two"})
+
+
+NOT_IDEMPOTENT = ("secure truncation is randomised (at most one unit 2^-16 per truncation): two fits agree within "
+                  "replay_tolerance, not to the check's 1e-7")
+DIVERGES = ("mini-batch SGD with learning_rate=0.1 diverges on the check's unscaled blobs, as the plaintext algorithm "
+            "does; the run-time guard stops it with OverflowError")
+
+
+@pytest.mark.slow  # about 30 s: every scikit-learn check is a real secure fit
+def test_scikit_learn_estimator_checks() -> None:
+    from sklearn.utils.estimator_checks import check_estimator
+
+    check_estimator(SecureLogisticRegression(partition=Horizontal(2)),
+                    expected_failed_checks={"check_fit_idempotent": NOT_IDEMPOTENT})
+    check_estimator(SecureLinearRegression(partition=Horizontal(2)), expected_failed_checks={
+        "check_fit_idempotent": DIVERGES, "check_fit_check_is_fitted": DIVERGES, "check_n_features_in": DIVERGES,
+        "check_regressor_data_not_an_array": NOT_IDEMPOTENT, "check_supervised_y_2d": NOT_IDEMPOTENT})
