@@ -81,11 +81,11 @@ class CaesarLogisticRegression(LinearClassifierMixin, ClassifierMixin, SecureEst
         self.coef_, self.intercept_ = np.asarray(coef), np.asarray(b["intercept"], dtype=np.float64)
         return self
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def scores(self, X: Any) -> np.ndarray:
         """Scores ``X @ coef_.T + intercept_``; with ``output="shared"`` by secure prediction (B learns them)."""
         check_is_fitted(self, "n_iter_")
         if not hasattr(self, "weight_shares_"):
-            return super().decision_function(X)
+            return super().scores(X)
         config = self.config_
         queries = dict(zip((config.features, config.labels), self.feature_blocks(X)))
         party_roles, inputs = prediction_roles(config, queries, self.weight_shares_, self.shared_model_)
