@@ -56,20 +56,6 @@ def cancer() -> tuple[np.ndarray, ...]:
     return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test
 
 
-@pytest.fixture
-def runs(monkeypatch) -> list:
-    """Records every in-process run an estimator starts (a refusal must come before the first)."""
-    started: list = []
-    original = protocols.estimator.run_parties
-
-    def recording(*args, **kwargs):
-        started.append(args)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(protocols.estimator, "run_parties", recording)
-    return started
-
-
 def halves(X: np.ndarray) -> list:
     return [X[:, : X.shape[1] // 2], X[:, X.shape[1] // 2 :]]
 

@@ -91,9 +91,3 @@ class CaesarLogisticRegression(LinearClassifierMixin, ClassifierMixin, SecureEst
         party_roles, inputs = prediction_roles(config, queries, self.weight_shares_, self.shared_model_)
         scores = self.run(party_roles, inputs)[config.labels]
         return scores.ravel() if scores.shape[1] == 1 else scores
-
-    def save(self, path: Any) -> Any:
-        if getattr(self, "config_", None) is not None and self.config_.output == "shared":
-            raise ValueError('a model trained with output="shared" exists only as the two parties\' shares; each '
-                             "party keeps its own (mpcml party writes it), there is nothing to save here")
-        return super().save(path)
