@@ -15,8 +15,7 @@ from mpcml.csprng import new_seed
 from ..estimator import LinearClassifierMixin, SecureEstimator
 from .config import CaesarConfig, column_hint, plan, schedule_facts
 from .prediction import prediction_roles
-from .protocol import roles
-from .reference import encoded_blocks
+from .protocol import encoded_blocks, roles
 
 
 class CaesarLogisticRegression(LinearClassifierMixin, ClassifierMixin, SecureEstimator):
@@ -57,8 +56,7 @@ class CaesarLogisticRegression(LinearClassifierMixin, ClassifierMixin, SecureEst
         seed = config.seed or new_seed()
         x_a, x_b = data.blocks
         # the range analysis on both parties' public facts, before any message
-        facts = schedule_facts(config, seed, dict(zip((config.features, config.labels),
-                                                      encoded_blocks(data.blocks, config))), self.n_outputs)
+        facts = schedule_facts(config, seed, encoded_blocks(config, data.blocks), self.n_outputs)
         scales = plan(config, facts, {config.features: column_hint(x_a), config.labels: column_hint(x_b)})
         if scales.growth > 1:
             warnings.warn(scales.divergence(config), ConvergenceWarning, stacklevel=2)

@@ -32,7 +32,7 @@ from __future__ import annotations
 import logging
 import time
 from functools import partial
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
@@ -79,6 +79,15 @@ def with_intercept(x: Any, name: str) -> Any:
     mat = check_matrix(x, name, allow_sparse=True)
     ones = np.ones((mat.shape[0], 1))
     return sp.hstack([mat, ones], format="csr") if sp.issparse(mat) else np.hstack([mat, ones])
+
+
+def encoded_blocks(config: CaesarConfig, blocks: Sequence[Any]) -> dict[str, tuple[sp.csr_matrix, int]]:
+    """``{A: (X_A, fx_A), B: (X_B with its intercept column, fx_B)}`` encoded as the parties encode them."""
+    x_a, x_b = blocks
+    if config.fit_intercept:
+        x_b = with_intercept(x_b, "X_B")
+    return {config.features: encode_features(x_a, config.frac_bits, "X_A"),
+            config.labels: encode_features(x_b, config.frac_bits, "X_B")}
 
 
 class _Trainer:

@@ -27,22 +27,21 @@ from .config import (
     spectral_norm_squared,
     step_growth,
 )
-from .packing import encode_features
-from .protocol import label_matrix, with_intercept
-
-
-def encoded_blocks(blocks: Sequence[Any], config: CaesarConfig) -> list[tuple[sp.csr_matrix, int]]:
-    """``[(X_A, fx_A), (X_B with its intercept column, fx_B)]`` encoded as the parties encode them."""
-    x_a, x_b = blocks
-    if config.fit_intercept:
-        x_b = with_intercept(x_b, "X_B")
-    return [encode_features(x_a, config.frac_bits, "X_A"), encode_features(x_b, config.frac_bits, "X_B")]
+from .protocol import encoded_blocks
 
 
 def quantised(blocks: Sequence[Any], config: CaesarConfig) -> sp.csr_matrix:
-    """``[X_A, X_B (, 1)]`` on the parties' fixed-point grid, as one float CSR matrix."""
-    return sp.hstack([sp.csr_matrix(x, dtype=np.float64) * 2.0**-fx for x, fx in encoded_blocks(blocks, config)],
-                     format="csr")
+    """``[X_A, X_B (, 1)]`` on the parties' fixed-point grid (computed here, not by the protocol's encoder):
+    a block of integers as it is, any other block rounded to ``2^-frac_bits``."""
+    out = []
+    for block in blocks:
+        mat = sp.csr_matrix(block, dtype=np.float64)
+        if not np.all(mat.data == np.rint(mat.data)):
+            mat.data = np.rint(mat.data * 2.0**config.frac_bits) / 2.0**config.frac_bits
+        out.append(mat)
+    if config.fit_intercept:
+        out.append(sp.csr_matrix(np.ones((out[0].shape[0], 1))))
+    return sp.hstack(out, format="csr")
 
 
 def _sigmoid(config: CaesarConfig, exact: bool) -> Any:
@@ -70,7 +69,8 @@ def reference_fit(blocks: Sequence[Any], y: Any, config: CaesarConfig, seed: byt
         raise ValueError("seed is required when config.random_state is None (use the seed the secure run agreed)")
     X = quantised(blocks, config)
     n, d = X.shape
-    targets = label_matrix(y, n, "y")
+    targets = np.asarray(y, dtype=np.float64)
+    targets = targets[:, None] if targets.ndim == 1 else targets
     g = _sigmoid(config, exact_sigmoid)
     fs = config.step_bits
     w = np.zeros((d, targets.shape[1]))
@@ -102,11 +102,11 @@ def replay_tolerance(blocks: Sequence[Any], config: CaesarConfig, seed: bytes) -
     by ``|S| sqrt(||X_S||^2/|S|) 2^(1-fw)`` (the two floored shares of ``eta e``). Each L2 decay
     adds 2 units ``2^-F`` per weight (floored shares) and shrinks the rest.
     """
-    pairs = encoded_blocks(blocks, config)
     X = quantised(blocks, config)
     n, d = X.shape
-    z_bound = plan(config, schedule_facts(config, seed, dict(zip((config.features, config.labels), pairs)), 1)).z_bound
-    fw, fx_min = config.weight_frac_bits, min(fx for _, fx in pairs)
+    encoded = encoded_blocks(config, blocks)
+    z_bound = plan(config, schedule_facts(config, seed, encoded, 1)).z_bound
+    fw, fx_min = config.weight_frac_bits, min(fx for _, fx in encoded.values())
     error = 0.0
     for epoch_batches in batches(config, seed, n):
         for rows in epoch_batches:
