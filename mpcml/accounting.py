@@ -31,7 +31,7 @@ fixed-size batches are *not* Poisson sampling and are not covered by this bound.
 from __future__ import annotations
 
 import math
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 from scipy import integrate, optimize, special
@@ -159,12 +159,22 @@ def dp_sgd_epsilon(sampling_rate: float, noise_multiplier: float, steps: int, de
 
 def noise_multiplier_for(epsilon: float, delta: float, sampling_rate: float, steps: int, *, rel_tol: float = 1e-6) -> float:
     """Smallest noise multiplier (up to ``rel_tol``, rounded up) whose DP-SGD run meets ``(epsilon, delta)``."""
-    epsilon, delta, q = _positive(epsilon, "epsilon"), _delta(delta), _rate(sampling_rate)
+    q = _rate(sampling_rate)
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
         raise ValueError(f"steps must be a positive integer, got {steps!r}")
+    return noise_multiplier_for_run(epsilon, delta, lambda sigma: RdpAccountant().compose(q, sigma, int(steps)),
+                                    rel_tol=rel_tol)
+
+
+def noise_multiplier_for_run(
+    epsilon: float, delta: float, run: Callable[[float], RdpAccountant], *, rel_tol: float = 1e-6
+) -> float:
+    """Smallest noise multiplier ``sigma`` (up to ``rel_tol``, rounded up) with ``run(sigma).epsilon(delta)
+    <= epsilon``, for any run whose privacy loss falls as ``sigma`` grows (``run`` builds its accountant)."""
+    epsilon, delta = _positive(epsilon, "epsilon"), _delta(delta)
 
     def excess(log_sigma: float) -> float:
-        return dp_sgd_epsilon(q, math.exp(log_sigma), int(steps), delta) - epsilon
+        return run(math.exp(log_sigma)).epsilon(delta) - epsilon
 
     lo, hi = math.log(0.1), math.log(2.0)
     while excess(lo) < 0:
