@@ -26,6 +26,7 @@ from protocols.dp_sgd import (
     plaintext_dp_sgd,
     plan,
     poisson_batches,
+    residuals,
     random_projection,
     row_sq_norms,
     scaled_row_norms,
@@ -117,7 +118,7 @@ def test_secure_dp_sgd_follows_the_plaintext_replay(cancer, loss, n_players, col
     X, y = cancer
     X, y = X[:120, :6], y[:120]
     if loss == "squared":
-        y = q(X[:, :3] @ np.array([0.5, -0.3, 0.2]) + 0.1)
+        y = q(X[:, :3] @ np.array([1.5, -1.0, 0.8]) + 0.1)  # |y| > residual_bound often: the clamp acts
     # clip 0.5 is below most early gradient norms, so clipping is active (checked below)
     config = DPSGDConfig(loss, clip=0.5, feature_bound=13.0, noise_multiplier=3.0, expected_batch_size=16, epochs=0.8,
                          learning_rate=0.5 if loss == "logistic" else 0.15, residual_bound=2.0 if loss == "squared" else None,
@@ -135,6 +136,8 @@ def test_secure_dp_sgd_follows_the_plaintext_replay(cancer, loss, n_players, col
     rows = next(poisson_batches(SEED, X.shape[0], dp.sampling_rate, 1))
     e = (linear_sigmoid(np.zeros(rows.size)) if loss == "logistic" else 0.0) - y[rows]
     assert np.max(np.abs(e) * np.linalg.norm(np.hstack([X[rows], np.ones((rows.size, 1))]), axis=1)) > 2 * config.clip
+    if loss == "squared":
+        assert np.max(np.abs(e)) > 1.5 * config.residual_bound
 
 
 def test_colluders_calibrate_each_party_noise():
@@ -250,10 +253,19 @@ def test_explicit_per_example_clipping_matches_plaintext(spmd):
 def test_clamp_is_exact_up_to_one_unit(spmd):
     x = q(np.concatenate([np.linspace(-5, 5, 101), [-2.0, 2.0, -2.0 - U, 2.0 + U]]))
 
-    def body(s):
-        return clamp(owned(s, x, "p0"), 2.0).reveal()
+    squared = DPSGDConfig("squared", clip=1.0, feature_bound=1.0, noise_multiplier=1.0, residual_bound=2.0)
+    poly = DPSGDConfig("logistic", clip=1.0, feature_bound=1.0, noise_multiplier=1.0, sigmoid="poly")
+    y = np.zeros_like(x)
 
-    assert np.max(np.abs(spmd(2, body)["p0"] - np.clip(x, -2.0, 2.0))) <= U
+    def body(s):
+        X, Y = owned(s, x, "p0"), owned(s, y, "p1")
+        return clamp(X, 2.0).reveal(), residuals(X, Y, squared).reveal(), residuals(X, Y, poly).reveal()
+
+    clamped, squared_e, poly_e = spmd(2, body)["p0"]
+    assert np.max(np.abs(clamped - np.clip(x, -2.0, 2.0))) <= U
+    # the squared loss's residual z - y is clamped to residual_bound; "poly" diverges beyond |z| = 6 and is clamped to 1
+    assert np.max(np.abs(squared_e - np.clip(x, -2.0, 2.0))) <= U
+    assert np.max(np.abs(poly_e)) <= 1.0 + U
 
 
 # --- range analysis, plan and sampling ----------------------------------------------------------------
