@@ -6,16 +6,19 @@ inside a secret-sharing framework so that the *released model* is differentially
 the computation secure. One step, with Poisson rate ``q = B / n`` and expected batch size ``B``:
 
     g_i = e_i x_i,  e_i = act(x_i . w) - y_i           per-example gradient of a GLM (x_i with the 1 of the intercept)
-    f_i = min(1, C' / ||g_i||)                          clipping factor (C' = effective_clip(C, ...) <= C)
+    f_i = min(1, C' / ||g_i||)                          clipping factor (C' <= C: see "precision" below)
     w  <- w - (eta / B) (sum_i f_i g_i + sum_p N_p),    N_p ~ N(0, sigma_p^2 I) drawn by compute party p
 
-**Per-example norms of a GLM** factor: ``||g_i|| = |e_i| ||x_i||``, so with ``nu_i = ||x_i|| / C'``
-computed once (:func:`scaled_row_norms`) a step needs only ``t_i = e_i nu_i``, ``s_i = t_i^2`` and
-``f_i = 1 / sqrt(max(s_i, 1))`` (``= min(1, C' / ||g_i||)``; the secure max with 1 also keeps the inverse
-square root's input in its range ``[1, 2^hi)``), then ``sum_i f_i g_i = X_B^T (f * e)``: the clipped sum
-costs one masked ``X^T v`` product (:class:`~mpcml.masked.MaskedMatrix`) like the non-private step,
-O(B + d) communication instead of the O(B d) of explicit per-example gradients.
-:func:`clipped_sum` does the same for an explicit shared ``B x d`` gradient matrix (any model).
+**Clipping a GLM costs a clamp.** ``||g_i|| = |e_i| ||x_i||``, so ``f_i e_i = clamp(e_i, -b_i, b_i)`` with
+``b_i = C' / ||x_i||``: the per-row norms and the secure inverse square root are needed once per data
+set (:func:`clip_bounds`: ``b_i = C' inv_sqrt(||x_i||^2)``), and each step takes one batched secure
+comparison of ``e_i`` with ``-b_i`` and ``b_i`` and one product (:func:`clamp`: the secure min and max),
+then ``sum_i f_i g_i = X_B^T (f * e)`` by one masked product (:class:`~mpcml.masked.MaskedMatrix`), as
+in the non-private step: O(B + d) communication, where explicit per-example gradients cost O(B d).
+For models whose gradient does not factor, :func:`clip_rows` clips an explicit shared ``B x d``
+gradient matrix: per-row squared norms, ``min(1, C' / ||G_i||) = inv_sqrt(max(||G_i / C'||^2, 1))``
+(the secure max with 1 is the min of the factor with 1 and keeps the input in the inverse square
+root's range), every step.
 
 **Noise and collusion.** Each compute party ``p`` draws ``N_p ~ N(0, sigma_p^2 I)`` from its own
 CSPRNG (:class:`mpcml.dp.NoiseSource`, Box-Muller on AES-CTR) and secret-shares it; only the sum of
@@ -34,14 +37,13 @@ compute parties face the total noise, at least as much.
 never by the realised one. Shuffled fixed-size batches are not offered under DP: the Poisson RDP bound
 is not a proof for them.
 
-**Clipping range and precision.** From public bounds: ``|x_ij| <= feature_bound`` (each holder checks
-its block, :func:`check_feature_bound`), ``|e_i| <= residual_bound`` (squared loss: the residual is
-clamped to it, :func:`clamp`; logistic: 1 plus the sigmoid approximation's error when the method is
-bounded everywhere, else clamped to 1). Then ``s_i <= (R ||x||_max / C')^2`` must lie below
-``2^(62 - 2 frac_bits)`` (:func:`clip_range` raises otherwise, naming the parameters, before any message).
-``C'`` (:func:`effective_clip`) is ``C`` shrunk by the worst-case fixed-point error of the factor and
-of the sums, so that every record's contribution to the shared sum has L2 norm at most ``C``
-(the sensitivity the noise is calibrated for), not merely about ``C``.
+**Range and precision.** From the public ``feature_bound`` (``|x_ij| <= b``; each holder checks its
+block, :func:`check_feature_bound`) ``||x_i||^2 <= d b^2 + 1`` must fit the inverse square root's range
+(:func:`clip_range` raises otherwise, naming the parameters, before any message). ``C'``
+(:func:`glm_effective_clip`) is ``C`` shrunk by the worst-case fixed-point error of ``b_i`` and of the
+sums, so that every record's contribution to the shared sum has L2 norm at most ``C`` (the sensitivity
+the noise is calibrated for), not merely about ``C``. The logistic loss takes a sigmoid approximation
+that is bounded everywhere ("linear", "secureml", "spline"), so residuals never leave the ring's range.
 
 Threat model: semi-honest compute parties, at most ``t`` of them colluding for the DP guarantee and
 fewer than all of them for the secrecy of the shares; the dealer (the default triple source) colludes
@@ -106,7 +108,6 @@ class DPSGDConfig:
     epochs: float = 10.0
     learning_rate: float = 0.1
     fit_intercept: bool = True
-    residual_bound: float | None = None
     sigmoid: str = "linear"
     colluders: int | None = None
     frac_bits: int = fixedpoint.DEFAULT_FRAC_BITS
@@ -129,31 +130,14 @@ class DPSGDConfig:
         check_number("learning_rate", self.learning_rate)
         if not isinstance(self.fit_intercept, (bool, np.bool_)):
             raise TypeError(f"fit_intercept must be a bool, got {self.fit_intercept!r}")
-        if self.loss == "squared" and self.residual_bound is None:
-            raise ValueError("the squared loss needs residual_bound: a public bound the residuals are clamped to")
-        if self.residual_bound is not None:
-            check_number("residual_bound", self.residual_bound)
-        if self.loss == "logistic" and self.sigmoid not in nl.SIGMOID_METHODS:
-            raise ValueError(f"sigmoid must be one of {tuple(nl.SIGMOID_METHODS)}, got {self.sigmoid!r}")
+        bounded = tuple(name for name, m in nl.SIGMOID_METHODS.items() if math.isinf(m.valid_up_to))
+        if self.loss == "logistic" and self.sigmoid not in bounded:
+            raise ValueError(f"sigmoid must be one bounded everywhere, one of {bounded}, got {self.sigmoid!r}")
         if self.colluders is not None:
             check_int("colluders", self.colluders, 0)
         fixedpoint.check_frac_bits(self.frac_bits)
         if self.noise_seed is not None and (not isinstance(self.noise_seed, bytes) or len(self.noise_seed) != SEED_BYTES):
             raise ValueError(f"noise_seed must be {SEED_BYTES} bytes or None")
-
-    @property
-    def clamps_residual(self) -> bool:
-        """Whether the residual is clamped each step (no a-priori bound otherwise)."""
-        return self.loss == "squared" or not math.isinf(nl.SIGMOID_METHODS[self.sigmoid].valid_up_to)
-
-    @property
-    def residual_limit(self) -> float:
-        """The public bound ``R`` on ``|e_i|``."""
-        if self.loss == "squared":
-            return float(self.residual_bound)
-        if self.clamps_residual:
-            return 1.0
-        return 1.0 + nl.SIGMOID_METHODS[self.sigmoid].max_error
 
     def party_sigma(self, n_players: int) -> float:
         """Each compute party's noise standard deviation ``sigma C / sqrt(n - t)`` (see the module docstring)."""
@@ -256,13 +240,13 @@ def party_noise_sources(seed: bytes | None, players: Sequence[str]) -> dict[str,
 
 @dataclass(frozen=True)
 class ClipRange:
-    """Public bounds of the clipping computation (see :func:`clip_range`)."""
+    """Public bounds of the GLM clipping (see :func:`clip_range`): the effective clip ``C'``, the largest
+    ``||x_i||^2`` and the inverse square root's input range ``[2^lo, 2^hi)``."""
 
     effective_clip: float
     max_row_sq: float
-    max_scaled_sq: float
-    sqrt_hi: int
-    inv_sqrt_hi: int
+    lo: int
+    hi: int
 
 
 def check_feature_bound(X: np.ndarray, bound: float, name: str = "X") -> np.ndarray:
@@ -274,64 +258,73 @@ def check_feature_bound(X: np.ndarray, bound: float, name: str = "X") -> np.ndar
     return X
 
 
-def effective_clip(clip: float, max_grad_norm: float, max_row_norm: float, n_weights: int, frac_bits: int) -> float:
-    """``C' <= C`` such that every record's contribution to the shared clipped sum has norm <= ``C``.
+def _exponent(value: float) -> int:
+    """``hi`` with ``2^(hi - 1) <= value < 2^hi`` (at least 1)."""
+    return max(1, math.floor(math.log2(value)) + 1)
 
-    A contribution is ``u_i x_i`` with ``u_i = f_i e_i``. Relative to ``C'`` its norm exceeds 1 by at
-    most ``eta = 2^(4-f)`` (relative error of ``sqrt`` in ``nu_i``) ``+ 2^(4-f)`` (relative error of
-    ``inv_sqrt``) ``+ 2^(1-f) G / C'`` (its absolute error times ``||g_i|| / C'``) ``+ 2^-f X / C'``
-    (the truncation of ``f_i e_i`` times ``||x_i|| / C'``) ``+ 3 2^-f`` (the truncations of ``t_i`` and
-    ``s_i``), with ``G`` and ``X`` the largest gradient and row norms: the error bounds of
-    :mod:`mpcml.nonlinear` (measured: below half of them). The shared sum's final truncation changes
-    by at most two units per coordinate between neighbouring data sets: ``2 sqrt(d) 2^-f``. So
-    ``C' = (C - 2 sqrt(d) 2^-f) / (1 + eta)``; ``eta`` depends on ``C'``, which :func:`clip_range` iterates
-    to a fixed point from ``C' = C``.
+
+def glm_effective_clip(clip: float, max_row_norm: float, n_weights: int, frac_bits: int) -> float:
+    """``C' <= C`` such that every record's contribution ``clamp(e_i, -b_i, b_i) x_i`` to the shared sum
+    has L2 norm at most ``C``, whatever the fixed-point errors.
+
+    With ``U = 2^-f``: ``b_i = C' inv_sqrt(||x_i||^2)`` is at most ``C' / ||x_i|| (1 + 2^(4-f)) + C' 2^(1-f)
+    + U`` (the error bound of :func:`mpcml.nonlinear.inv_sqrt`, measured below half of it, and the
+    truncation of the product with ``C'``); the clamp's two products add at most ``2 U``. So a
+    contribution's norm is at most ``C' (1 + 2^(4-f)) + (C' 2^(1-f) + 3 U) X`` (``X``: the largest row
+    norm), and the shared sum's final truncation moves by at most two units per coordinate between
+    neighbouring data sets (``2 sqrt(d) U``). Solving for the bound ``C``:
+    ``C' = (C - 2 sqrt(d) U - 3 U X) / (1 + 2^(4-f) + 2^(1-f) X)``.
     """
     ulp = 2.0**-frac_bits
-    c_eff = clip
-    for _ in range(4):
-        eta = 2 * 2.0 ** (4 - frac_bits) + (2 * ulp * max_grad_norm + ulp * max_row_norm) / c_eff + 3 * ulp
-        c_eff = (clip - 2 * math.sqrt(n_weights) * ulp) / (1 + eta)
-    return c_eff
+    return (clip - 2 * math.sqrt(n_weights) * ulp - 3 * ulp * max_row_norm) / (1 + 16 * ulp + 2 * ulp * max_row_norm)
 
 
 def clip_range(config: DPSGDConfig, n_features: int) -> ClipRange:
-    """The clipping computation's public bounds, or a ``ValueError`` naming the parameters."""
+    """The GLM clipping's public bounds, or a ``ValueError`` naming the parameters."""
     n_features = check_int("n_features", n_features, 1)
     f = config.frac_bits
-    limit = 62 - 2 * f  # products of two values at f fractional bits, and inv_sqrt's range (2f + hi <= 62)
     max_row_sq = n_features * config.feature_bound**2 + float(config.fit_intercept)
-    max_grad = config.residual_limit * math.sqrt(max_row_sq)
-
-    def exponent(value: float) -> int:
-        return max(1, math.floor(math.log2(value)) + 1)  # 2^(hi - 1) <= value < 2^hi
-
-    def check(c_eff: float) -> None:
-        if exponent((max_grad / c_eff) ** 2) > limit or exponent(max_row_sq) > min(limit, 61 - 2 * f):
-            raise ValueError(
-                f"the clipping computation does not fit {f} fractional bits: ||x_i||^2 up to {max_row_sq:.4g} "
-                f"(feature_bound={config.feature_bound}, {n_features} features) and ||g_i|| / clip up to "
-                f"{max_grad / c_eff:.4g} (residual bound {config.residual_limit}, clip={config.clip}) need values "
-                f"below 2^{limit}: lower feature_bound or residual_bound, raise clip, or lower frac_bits"
-            )
-
-    check(config.clip)
-    c_eff = effective_clip(config.clip, max_grad, math.sqrt(max_row_sq), n_features + int(config.fit_intercept), f)
+    # with the intercept every ||x_i||^2 >= 1; without it zero rows are lifted to 2^-f (they add nothing)
+    lo = 0 if config.fit_intercept else -f
+    hi = _exponent(max_row_sq)
+    if f + hi - lo > 61 or 2 * f + hi > 62:
+        raise ValueError(
+            f"||x_i||^2 up to {max_row_sq:.4g} (feature_bound={config.feature_bound}, {n_features} features) does "
+            f"not fit the inverse square root at frac_bits={f} (need frac_bits + hi - lo <= 61 for the range "
+            f"[2^{lo}, 2^{hi})): lower feature_bound or frac_bits"
+        )
+    c_eff = glm_effective_clip(config.clip, math.sqrt(max_row_sq), n_features + int(config.fit_intercept), f)
     if c_eff <= 0.5 * config.clip:
         raise ValueError(f"clip={config.clip} is too small for the fixed-point errors at frac_bits={f} "
                          f"(effective clip {c_eff:.4g}): raise clip or frac_bits")
-    check(c_eff)
-    max_scaled_sq = (max_grad / c_eff) ** 2
-    return ClipRange(c_eff, max_row_sq, max_scaled_sq, exponent(max_row_sq), exponent(max_scaled_sq))
+    return ClipRange(c_eff, max_row_sq, lo, hi)
+
+
+def explicit_effective_clip(clip: float, max_norm: float, n_weights: int, frac_bits: int) -> tuple[float, int]:
+    """``(C', hi)`` for :func:`clip_rows` on gradients of norm below the public ``max_norm``.
+
+    ``s = ||G_i C'^-1||^2`` is computed with at most ``(2 sqrt(d) + d) U`` relative error for ``s >= 1``
+    (the scaling's and the squares' truncations), the factor ``inv_sqrt(max(s, 1))`` with at most half of
+    it plus ``2^(4-f)`` relative and ``2^(1-f)`` absolute, and each product ``f_i G_ij`` one unit. So a
+    clipped row's norm is at most ``C' (1 + 2^(4-f) + (sqrt(d) + d / 2) U) + 2^(1-f) G + sqrt(d) U``
+    (``G = max_norm``), and ``C'`` solves that for ``C``; ``hi`` bounds ``s`` by ``(G / C')^2 < 2^hi``.
+    """
+    ulp = 2.0**-frac_bits
+    d = n_weights
+    c_eff = (clip - 2 * ulp * max_norm - math.sqrt(d) * ulp) / (1 + 16 * ulp + (math.sqrt(d) + d / 2) * ulp)
+    hi = _exponent((max_norm / c_eff) ** 2)
+    if c_eff <= 0.5 * clip or 2 * frac_bits + hi > 62:
+        raise ValueError(f"clip={clip} and max_norm={max_norm} do not fit {frac_bits} fractional bits")
+    return c_eff, hi
 
 
 # --- secure building blocks ---------------------------------------------------------------------
 
 
-def clamp(x: SharedTensor, bound: float) -> SharedTensor:
-    """``clip(x, -bound, bound)``: one batched comparison of ``x + bound`` and ``bound - x`` with 0,
-    then ``x + [x < -b] (-b - x) + [x > b] (b - x)`` (one product round; error one unit).
-    (A candidate for :mod:`mpcml.nonlinear`.)"""
+def clamp(x: SharedTensor, bound: float | SharedTensor) -> SharedTensor:
+    """``clip(x, -bound, bound)`` (``bound`` public or shared, non-negative): one batched comparison of
+    ``x + bound`` and ``bound - x`` with 0, then ``x + [x < -b] (-b - x) + [x > b] (b - x)`` (one product
+    round; at most one unit of error per product). A candidate for :mod:`mpcml.nonlinear`."""
     below_above = nl.ltz(SharedTensor.stack([x + bound, bound - x]))
     fix = below_above * SharedTensor.stack([-x - bound, bound - x])
     return x + fix[0] + fix[1]
@@ -342,47 +335,33 @@ def row_sq_norms(x: SharedTensor) -> SharedTensor:
     return (x * x).sum(axis=1)
 
 
-def scaled_row_norms(row_sq: SharedTensor, rng: ClipRange) -> SharedTensor:
-    """``nu_i = ||x_i|| / C'`` from the squared row norms (secure square root, once per data set)."""
-    root = nl.sqrt(row_sq, lo=-row_sq.session.frac_bits, hi=rng.sqrt_hi)
-    return root * (1.0 / rng.effective_clip)
+def clip_bounds(row_sq: SharedTensor, rng: ClipRange) -> SharedTensor:
+    """``b_i = C' / ||x_i||`` from the squared row norms: one secure inverse square root per data set."""
+    if rng.lo < 0:
+        row_sq = nl.maximum(row_sq, 2.0**rng.lo)
+    return nl.inv_sqrt(row_sq, lo=rng.lo, hi=rng.hi) * rng.effective_clip
 
 
-def clip_factors(scaled_sq: SharedTensor, rng: ClipRange) -> SharedTensor:
-    """``min(1, 1 / sqrt(s))`` for ``s = ||g_i||^2 / C'^2``: ``inv_sqrt(max(s, 1))`` on ``[1, 2^hi)``.
+def glm_clipped_sum(masked: MaskedMatrix, rows: np.ndarray, e: SharedTensor, bounds: SharedTensor) -> SharedTensor:
+    """``sum_{i in rows} min(1, C' / (|e_i| ||x_i||)) e_i x_i = X_B^T clamp(e, -b_B, b_B)``.
 
-    Two Newton iterations: from the initial relative error 0.0223 they reach ~1e-6, below the
-    fixed-point unit at 16 fractional bits (a third would only add rounds).
+    ``bounds``: :func:`clip_bounds` of all rows; ``e``: the batch's residuals.
     """
-    return nl.inv_sqrt(nl.maximum(scaled_sq, 1.0), lo=0, hi=rng.inv_sqrt_hi, iterations=2)
+    return masked.t_matmul(clamp(e, bounds[rows]), rows)
 
 
-def clipped_sum(grads: SharedTensor, rng: ClipRange) -> SharedTensor:
-    """``sum_i min(1, C' / ||G_i||) G_i`` of an explicit shared ``B x d`` per-example gradient matrix."""
-    scaled = grads * (1.0 / rng.effective_clip)
-    factors = clip_factors(row_sq_norms(scaled), rng)
-    return (grads * factors.reshape(-1, 1)).sum(axis=0)
+def clip_rows(grads: SharedTensor, clip: float, max_norm: float) -> SharedTensor:
+    """``min(1, C' / ||G_i||) G_i`` for every row of an explicit shared ``B x d`` per-example gradient matrix
+    whose row norms are below the public ``max_norm`` (``C'``: :func:`explicit_effective_clip`).
 
-
-def residuals(z: SharedTensor, y: SharedTensor, config: DPSGDConfig) -> SharedTensor:
-    """``e = act(z) - y``, clamped to the residual bound where it has no a-priori bound."""
-    pred = nl.sigmoid(z, method=config.sigmoid) if config.loss == "logistic" else z
-    e = pred - y
-    return clamp(e, config.residual_limit) if config.clamps_residual else e
-
-
-def glm_clipped_sum(masked: MaskedMatrix, rows: np.ndarray, e: SharedTensor, nu: SharedTensor,
-                    rng: ClipRange) -> SharedTensor:
-    """``sum_{i in rows} min(1, C' / (|e_i| ||x_i||)) e_i x_i`` by the GLM factorisation (module docstring).
-
-    ``nu``: :func:`scaled_row_norms` of all rows; ``e``: the batch's residuals.
-    # 1. t_i = e_i nu_i and s_i = t_i^2 (two product rounds)
-    # 2. f_i = inv_sqrt(max(s_i, 1))
-    # 3. X_B^T (f * e) with the masked matrix
+    # 1. s_i = ||G_i / C'||^2 (a public product, then squares)
+    # 2. f_i = inv_sqrt(max(s_i, 1)) = min(1, C' / ||G_i||)
+    # 3. f_i G_i
     """
-    t = e * nu[rows]
-    factors = clip_factors(t * t, rng)
-    return masked.t_matmul(factors * e, rows)
+    c_eff, hi = explicit_effective_clip(clip, max_norm, grads.shape[1], grads.session.frac_bits)
+    scaled_sq = row_sq_norms(grads * (1.0 / c_eff))
+    factors = nl.inv_sqrt(nl.maximum(scaled_sq, 1.0), lo=0, hi=hi, iterations=2)
+    return grads * factors.reshape(-1, 1)
 
 
 def add_party_noise(total: SharedTensor, sigma_party: float, sources: dict[str, NoiseSource]) -> SharedTensor:
@@ -416,8 +395,8 @@ def train_dp_sgd(
     ``ys``; returns the shared weights. ``row_sq``: the rows' squared norms if the holders supplied
     them (sums of their local partial norms), else computed here; ``init``: starting weights.
 
-    # 1. once: the masked matrix and nu_i = ||x_i|| / C'
-    # 2. per step: the Poisson batch, z = X_B w, the residuals, the clipped sum
+    # 1. once: the masked matrix and the clipping bounds b_i = C' / ||x_i||
+    # 2. per step: the Poisson batch, e = act(X_B w) - y_B, the clipped sum X_B^T clamp(e, -b_B, b_B)
     # 3. every party shares its noise draw; w <- w - (eta / B) (clipped sum + noise)
     """
     config = dp.config
@@ -428,12 +407,13 @@ def train_dp_sgd(
     sources = party_noise_sources(config.noise_seed, session.players)
     sigma_party = config.party_sigma(len(session.players))
     masked = MaskedMatrix(xs)
-    nu = scaled_row_norms(row_sq if row_sq is not None else row_sq_norms(xs), rng)
+    bounds = clip_bounds(row_sq if row_sq is not None else row_sq_norms(xs), rng)
     w = init if init is not None else session.zeros(d)
     for rows in poisson_batches(sample_seed, n, dp.sampling_rate, dp.steps):
         if rows.size:
-            e = residuals(masked.matmul(w, rows), ys[rows], config)
-            total = glm_clipped_sum(masked, rows, e, nu, rng)
+            z = masked.matmul(w, rows)
+            e = (nl.sigmoid(z, method=config.sigmoid) if config.loss == "logistic" else z) - ys[rows]
+            total = glm_clipped_sum(masked, rows, e, bounds)
         else:
             total = session.zeros(d)
         w = _step(session, w, add_party_noise(total, sigma_party, sources), dp.step_size)
@@ -454,7 +434,7 @@ def plaintext_dp_sgd(
     activation: Callable[[np.ndarray], np.ndarray] | None = None,
     init: np.ndarray | None = None,
 ) -> np.ndarray:
-    """The same DP-SGD in float64 numpy: same Poisson batches, clipping at ``C'``, residual clamp and step.
+    """The same DP-SGD in float64 numpy: same Poisson batches, clipping at ``C'`` and step.
 
     ``X`` without the intercept column; returns the weights (the intercept last when fitted).
     ``noise``: ``(source, std)`` pairs drawn in order each step (the compute parties' draws, for a
@@ -475,8 +455,6 @@ def plaintext_dp_sgd(
     w = np.zeros(d) if init is None else np.asarray(init, dtype=np.float64).copy()
     for rows in poisson_batches(sample_seed, n, dp.sampling_rate, dp.steps):
         e = act(X[rows] @ w) - y[rows]
-        if config.clamps_residual:
-            e = np.clip(e, -config.residual_limit, config.residual_limit)
         grad_norms = np.abs(e) * norms[rows]
         factors = np.minimum(1.0, rng.effective_clip / np.maximum(grad_norms, 1e-300))
         total = X[rows].T @ (factors * e) + sum(source.gaussian(d, std) for source, std in noise)
