@@ -43,6 +43,11 @@ class CommunicationReport:
         return f"{self.total_bytes} bytes in total, {self.rounds} rounds ({parts})"
 
 
+def logistic(z: np.ndarray) -> np.ndarray:
+    """The exact logistic function ``1 / (1 + e^-z)``, computed stably for any ``z``."""
+    return np.exp(-np.logaddexp(0.0, -z))
+
+
 def check_matrix(x: Any, name: str, *, allow_sparse: bool = False) -> np.ndarray | sp.csr_matrix:
     """A finite 2-D float matrix (or CSR matrix when ``allow_sparse``), or a clear error naming ``name``."""
     if sp.issparse(x):
@@ -159,10 +164,10 @@ def check_party_ids(ids: Sequence[str], name: str = "party ids") -> tuple[str, .
 
 
 def run_parties(roles: Mapping[str, Callable[..., Any]], inputs: Mapping[str, Any], timeout: float) -> RunOutputs:
-    """:func:`mpcml.run_local` for estimators: a party's ``ValueError``/``TypeError`` (bad input) is re-raised as is."""
+    """:func:`mpcml.run_local` for estimators: a party's ``ValueError``/``TypeError`` (bad input) or ``OverflowError`` (a run-time range guard) is re-raised as is."""
     try:
         return run_local(roles, inputs, timeout=timeout)
     except PartyFailed as exc:
-        if isinstance(exc.__cause__, (ValueError, TypeError)):
+        if isinstance(exc.__cause__, (ValueError, TypeError, OverflowError)):
             raise exc.__cause__ from None
         raise
