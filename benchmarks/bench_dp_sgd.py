@@ -10,7 +10,8 @@ Accuracy: test accuracy over 5 stratified folds x seeds (batches and noise), med
 - "non-private": scikit-learn ``LogisticRegression`` and the same SGD with neither clipping nor noise;
 - "DP-SGD central": :func:`protocols.dp_sgd.plaintext_dp_sgd`, exact sigmoid, noise ``sigma C``;
 - "DP-SGD secure noise": the noise the secure run adds with 2 compute parties tolerating 1 colluder
-  (each adds ``sigma C``: total ``sqrt(2) sigma C``), with the "linear" sigmoid of the secure run;
+  (each adds ``sigma C``: total ``sqrt(2) sigma C``), or 3 tolerating 1 (each ``sigma C / sqrt(2)``:
+  total ``sqrt(1.5) sigma C``), with the "linear" sigmoid of the secure run;
 - PEA's aids: local DP initialisation (2 holders, horizontal halves, 5 local epochs, the budget shared
   by the accountant) and a data-independent random projection to k dimensions.
 
@@ -22,6 +23,7 @@ difference of a 2-epoch and a 6-epoch run (setup cancels), median of 3; the non-
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import math
 import statistics
 import time
@@ -35,6 +37,7 @@ from sklearn.preprocessing import StandardScaler
 
 from mpcml import DealerTriples, Session, SharedTensor, run_dealer, run_local
 from mpcml.csprng import new_seed
+from mpcml.nonlinear import SIGMOID_METHODS
 from protocols.dp_sgd import (
     DPSGDConfig,
     epsilon_known_batches,
@@ -50,10 +53,6 @@ from protocols.regression import SecureLogisticRegression
 
 BOUND = 13.0
 PLAYERS = ("alice", "bob")
-
-
-def linear_sigmoid(z: np.ndarray) -> np.ndarray:
-    return np.clip(0.5 + 0.1771 * z, 0.0, 1.0)
 
 
 def folds(X: np.ndarray, y: np.ndarray, n_folds: int):
@@ -84,28 +83,34 @@ def accuracy_study(X: np.ndarray, y: np.ndarray, n_folds: int, seeds: int) -> No
 
     for Xtr, ytr, Xte, yte in folds(X, y, n_folds):
         add("non-private sklearn LogisticRegression", float(LogisticRegression(max_iter=1000).fit(Xtr, ytr).score(Xte, yte)))
+        # the same SGD with neither clipping nor noise: a huge clip and no noise source
+        free = plan(config(None, noise_multiplier=1.0, clip=1e6, feature_bound=BOUND), len(ytr))
         for _ in range(seeds):
-            # the same SGD with neither clipping nor noise: a huge clip and no noise source
-            free = plan(config(None, noise_multiplier=1.0, clip=1e6, feature_bound=BOUND), len(ytr))
             add("non-private SGD (same schedule)", accuracy(plaintext_dp_sgd(Xtr, ytr, free, new_seed(), noise=[]), Xte, yte))
         for epsilon in (1.0, 4.0):
             dp = plan(config(epsilon), len(ytr))
             secure_noise = [(source, dp.config.party_sigma(2)) for source in party_noise_sources(None, PLAYERS).values()]
+            three = ("p0", "p1", "p2")
+            honest_majority = dataclasses.replace(dp.config, colluders=1)
+            three_noise = [(source, honest_majority.party_sigma(3)) for source in party_noise_sources(None, three).values()]
             half = len(ytr) // 2
             blocks = [(Xtr[:half], ytr[:half]), (Xtr[half:], ytr[half:])]
             with_local = plan(config(epsilon), len(ytr), local_rows=[half, len(ytr) - half], local_epochs=5.0)
             for _ in range(seeds):
                 add(f"eps={epsilon:g} DP-SGD central", accuracy(plaintext_dp_sgd(Xtr, ytr, dp, new_seed()), Xte, yte))
-                add(f"eps={epsilon:g} DP-SGD secure noise, linear sigmoid", accuracy(plaintext_dp_sgd(
-                    Xtr, ytr, dp, new_seed(), noise=secure_noise, activation=linear_sigmoid), Xte, yte))
+                add(f"eps={epsilon:g} DP-SGD secure noise (2 parties, t=1), linear sigmoid", accuracy(plaintext_dp_sgd(
+                    Xtr, ytr, dp, new_seed(), noise=secure_noise, activation=SIGMOID_METHODS["linear"].plain), Xte, yte))
+                add(f"eps={epsilon:g} DP-SGD secure noise (3 parties, t=1), linear sigmoid", accuracy(plaintext_dp_sgd(
+                    Xtr, ytr, dp, new_seed(), noise=three_noise, activation=SIGMOID_METHODS["linear"].plain), Xte, yte))
                 init = local_dp_models(blocks, with_local, [new_seed(), new_seed()]).average
                 add(f"eps={epsilon:g} local average only (PEA init, no global phase)", accuracy(init, Xte, yte))
                 add(f"eps={epsilon:g} PEA local init + global DP-SGD", accuracy(
                     plaintext_dp_sgd(Xtr, ytr, with_local, new_seed(), init=init), Xte, yte))
-                for k in (10, 20):
-                    P = random_projection(Xtr.shape[1], k, new_seed())
-                    bound = float(BOUND * np.max(np.sum(np.abs(P), axis=0)))  # |x P|_j <= b ||P_j||_1: data-independent
-                    proj = plan(config(epsilon, feature_bound=bound), len(ytr))
+            for k in (10, 20):
+                P = random_projection(Xtr.shape[1], k, new_seed())  # public, drawn before looking at the data
+                bound = float(BOUND * np.max(np.sum(np.abs(P), axis=0)))  # |x P|_j <= b ||P_j||_1: data-independent
+                proj = plan(config(epsilon, feature_bound=bound), len(ytr))
+                for _ in range(seeds):
                     add(f"eps={epsilon:g} random projection k={k}",
                         accuracy(plaintext_dp_sgd(Xtr @ P, ytr, proj, new_seed()), Xte @ P, yte))
     n = int(len(y) * (n_folds - 1) / n_folds)
@@ -118,7 +123,7 @@ def accuracy_study(X: np.ndarray, y: np.ndarray, n_folds: int, seeds: int) -> No
               f"(with the local phase: {local.config.noise_multiplier:.3f}); epsilon towards a party that knows the "
               f"batches: {known:.1f}")
     for name, values in results.items():
-        print(f"  {name:<58} {summary(values)}")
+        print(f"  {name:<62} {summary(values)}")
 
 
 def _dp_roles(X: np.ndarray, y: np.ndarray, epochs: float):

@@ -62,6 +62,7 @@ PEA's accuracy aids (plaintext side, :func:`local_dp_models`, :func:`random_proj
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import math
@@ -79,6 +80,7 @@ from mpcml.dp import NoiseSource, share_sigma
 from mpcml.masked import MaskedMatrix
 from mpcml.tensor import Session, SharedTensor
 from protocols.common import check_int, check_matrix, check_number
+from protocols.config import ProtocolConfig, boolean, integer, number, one_of, option, optional
 
 logger = logging.getLogger(__name__)
 
@@ -89,55 +91,50 @@ _STEP_BITS = 30  # fractional bits of the public step size eta / B in the update
 # --- configuration and the privacy plan ------------------------------------------------------
 
 
+BOUNDED_SIGMOIDS = tuple(name for name, method in nl.SIGMOID_METHODS.items() if method.bounded)
+"""Sigmoid approximations whose values stay in [0, 1] for every input, so residuals stay in [-1, 1]."""
+
+
+def _seed(name: str, value: object) -> bytes | None:
+    if value is not None and (not isinstance(value, bytes) or len(value) != SEED_BYTES):
+        raise ValueError(f"{name} must be {SEED_BYTES} bytes or None")
+    return value
+
+
 @dataclass(frozen=True)
-class DPSGDConfig:
+class DPSGDConfig(ProtocolConfig):
     """Every public parameter of a DP-SGD run (the same at every party).
 
     Give ``epsilon`` (the noise multiplier is then the smallest meeting it), ``noise_multiplier``
     (``epsilon`` is then what the accountant charges), or both (the run is refused if it would spend
     more than ``epsilon``). ``epochs`` is the expected number of passes: ``steps = ceil(epochs n / B)``.
+    ``noise_seed`` is the test hook of the module docstring, not an option.
     """
 
-    loss: str
-    clip: float
-    feature_bound: float
-    epsilon: float | None = None
-    noise_multiplier: float | None = None
-    delta: float = 1e-5
-    expected_batch_size: int = 64
-    epochs: float = 10.0
-    learning_rate: float = 0.1
-    fit_intercept: bool = True
-    sigmoid: str = "linear"
-    colluders: int | None = None
-    frac_bits: int = fixedpoint.DEFAULT_FRAC_BITS
-    noise_seed: bytes | None = field(default=None, repr=False)
+    loss: str = option("logistic", "`logistic` (a bounded sigmoid approximation) or `squared`", one_of(*LOSSES))
+    clip: float = option(1.0, "L2 norm C each example's gradient is clipped to", number())
+    feature_bound: float = option(16.0, "public bound on the magnitude of every feature value; each holder checks its block", number())
+    epsilon: float | None = option(None, "privacy budget epsilon (none: charged from noise_multiplier)",
+                                   optional(number()))
+    noise_multiplier: float | None = option(None, "noise sigma / C (none: the smallest meeting epsilon)",
+                                            optional(number()))
+    delta: float = option(1e-5, "delta of (epsilon, delta)-DP", number(high=0.5))
+    expected_batch_size: int = option(64, "expected Poisson batch B = q n; the noisy sum is divided by it",
+                                      integer(1))
+    epochs: float = option(10.0, "expected passes over the data: ceil(epochs n / B) steps", number())
+    learning_rate: float = option(0.1, "step size eta", number(high=1024))
+    fit_intercept: bool = option(True, "learn an intercept (a public column of ones; clipped with the rest)", boolean)
+    sigmoid: str = option("linear", f"sigmoid approximation bounded everywhere, one of {list(BOUNDED_SIGMOIDS)}",
+                          one_of(*BOUNDED_SIGMOIDS))
+    colluders: int | None = option(None, "compute parties that may collude against the noise (none: all but one)",
+                                   optional(integer(0)))
+    frac_bits: int = option(fixedpoint.DEFAULT_FRAC_BITS, "fractional bits of the fixed-point encoding",
+                            integer(8, 32))
+    noise_seed: bytes | None = field(default=None, repr=False, metadata={"check": _seed})
 
-    def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            raise ValueError(f"loss must be one of {LOSSES}, got {self.loss!r}")
-        check_number("clip", self.clip)
-        check_number("feature_bound", self.feature_bound)
+    def validate(self) -> None:
         if self.epsilon is None and self.noise_multiplier is None:
             raise ValueError("give epsilon (a privacy budget) or noise_multiplier (or both)")
-        if self.epsilon is not None:
-            check_number("epsilon", self.epsilon)
-        if self.noise_multiplier is not None:
-            check_number("noise_multiplier", self.noise_multiplier)
-        check_number("delta", self.delta, high=0.5)
-        check_int("expected_batch_size", self.expected_batch_size, 1)
-        check_number("epochs", self.epochs)
-        check_number("learning_rate", self.learning_rate)
-        if not isinstance(self.fit_intercept, (bool, np.bool_)):
-            raise TypeError(f"fit_intercept must be a bool, got {self.fit_intercept!r}")
-        bounded = tuple(name for name, m in nl.SIGMOID_METHODS.items() if math.isinf(m.valid_up_to))
-        if self.loss == "logistic" and self.sigmoid not in bounded:
-            raise ValueError(f"sigmoid must be one bounded everywhere, one of {bounded}, got {self.sigmoid!r}")
-        if self.colluders is not None:
-            check_int("colluders", self.colluders, 0)
-        fixedpoint.check_frac_bits(self.frac_bits)
-        if self.noise_seed is not None and (not isinstance(self.noise_seed, bytes) or len(self.noise_seed) != SEED_BYTES):
-            raise ValueError(f"noise_seed must be {SEED_BYTES} bytes or None")
 
     def party_sigma(self, n_players: int) -> float:
         """Each compute party's noise standard deviation ``sigma C / sqrt(n - t)`` (see the module docstring)."""
@@ -194,7 +191,7 @@ def plan(config: DPSGDConfig, n_rows: int, *, local_rows: Sequence[int] = (), lo
     sigma = config.noise_multiplier
     if sigma is None:
         sigma = noise_multiplier_for_run(config.epsilon, config.delta, draft.accountant)
-        config = _replace(config, noise_multiplier=sigma)
+        config = dataclasses.replace(config, noise_multiplier=sigma)
     spent = draft.accountant(sigma).epsilon(config.delta)
     if config.epsilon is not None and spent > config.epsilon:
         raise ValueError(
@@ -205,10 +202,6 @@ def plan(config: DPSGDConfig, n_rows: int, *, local_rows: Sequence[int] = (), lo
         )
     logger.info("DP-SGD plan: q=%.4g, %d steps, noise multiplier %.4g, epsilon %.4g", q, steps, sigma, spent)
     return DPPlan(config, n_rows, q, steps, spent, local)
-
-
-def _replace(config: DPSGDConfig, **changes: object) -> DPSGDConfig:
-    return DPSGDConfig(**{**config.__dict__, **changes})
 
 
 def poisson_batches(seed: bytes, n_rows: int, sampling_rate: float, steps: int) -> Iterator[np.ndarray]:

@@ -11,6 +11,7 @@ from sklearn.datasets import load_breast_cancer
 from sklearn.preprocessing import StandardScaler
 
 from mpcml import SharedTensor, decode, encode
+from mpcml import nonlinear as nl
 from mpcml.accounting import RdpAccountant, dp_sgd_epsilon
 from protocols.dp_sgd import (
     DPPlan,
@@ -37,15 +38,12 @@ from mpcml.masked import MaskedMatrix
 U = 2.0**-16  # the fixed-point unit
 SEED = bytes(range(32))
 NOISE_SEED = bytes(range(100, 132))
-LINEAR_SLOPE = 0.1771  # the "linear" sigmoid: clip(0.5 + 0.1771 z, 0, 1)
+LINEAR = nl.SIGMOID_METHODS["linear"]  # clip(0.5 + 0.1771 z, 0, 1), slope 0.1771
+LINEAR_SLOPE = 0.1771
 
 
 def q(x):
     return decode(encode(x))
-
-
-def linear_sigmoid(z):
-    return np.clip(0.5 + LINEAR_SLOPE * z, 0.0, 1.0)
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +70,7 @@ def _replay_tolerance(X, dp: DPPlan, n_players: int, seed: bytes) -> float:
     clipped residual clamp(e, -b_i, b_i), is monotone and 1-Lipschitz, and so is act up to its slope a)
     with Lipschitz constant L <= a ||X_B||_2^2; with s L <= 2 (checked) it is non-expansive, so the weight
     error grows per step by at most that step's fresh error:
-      du_i <= a U (z's truncation) + U (the activation's affine truncation)
+      du_i <= a U (z's truncation) + units U (the secure sigmoid against its plain version: 3 for "linear")
               + C' (16 U + 2 U) + U (b_i: inv_sqrt's 2^(4-f) relative (of 1 / ||x_i|| <= 1) and 2^(1-f)
               absolute error, the product with C') + 2 U (the clamp's products)
       fresh  <= s ||X_B||_2 sqrt(|B|) max du + sqrt(d) (s U (X_B^T u's truncation) + s n U / 2 (each
@@ -81,7 +79,8 @@ def _replay_tolerance(X, dp: DPPlan, n_players: int, seed: bytes) -> float:
     config = dp.config
     a = LINEAR_SLOPE if config.loss == "logistic" else 1.0
     c_eff = clip_range(config, X.shape[1]).effective_clip
-    du = a * U + U + c_eff * 18 * U + U + 2 * U
+    units = LINEAR.units if config.loss == "logistic" else 0.0
+    du = a * U + units * U + c_eff * 18 * U + U + 2 * U
     Xb = np.hstack([X, np.ones((X.shape[0], 1))])
     d = Xb.shape[1]
     s = dp.step_size
@@ -106,7 +105,7 @@ def _secure_run(X, y, dp, n_players, seed, label_owner=None):
     return run_players(n_players, body)["p0"], n
 
 
-def _replay(X, y, dp, n_players, seed, activation=linear_sigmoid):
+def _replay(X, y, dp, n_players, seed, activation=LINEAR.plain):
     players = tuple(f"p{i}" for i in range(n_players))
     sources = party_noise_sources(dp.config.noise_seed, players)
     sigma = dp.config.party_sigma(n_players)
@@ -129,11 +128,11 @@ def test_secure_dp_sgd_follows_the_plaintext_replay(cancer, loss, n_players, col
     error = np.linalg.norm(secure - plain)
     assert error <= tolerance, (error / U, tolerance / U)
     # the noise is there and is the replayed one: the same run without it lands far away
-    noiseless = plaintext_dp_sgd(X, y, dp, SEED, noise=[], activation=linear_sigmoid)
+    noiseless = plaintext_dp_sgd(X, y, dp, SEED, noise=[], activation=LINEAR.plain)
     assert np.linalg.norm(noiseless - plain) > 20 * tolerance
     # and clipping mattered: unclipped steps land far away too
     rows = next(poisson_batches(SEED, X.shape[0], dp.sampling_rate, 1))
-    e = (linear_sigmoid(np.zeros(rows.size)) if loss == "logistic" else 0.0) - y[rows]
+    e = (LINEAR.plain(np.zeros(rows.size)) if loss == "logistic" else 0.0) - y[rows]
     assert np.max(np.abs(e) * np.linalg.norm(np.hstack([X[rows], np.ones((rows.size, 1))]), axis=1)) > 2 * config.clip
 
 
@@ -289,7 +288,7 @@ def test_range_analysis_refuses_what_does_not_fit():
 def test_config_and_plan_checks():
     with pytest.raises(ValueError, match="epsilon .* or noise_multiplier"):
         DPSGDConfig("logistic", clip=1.0, feature_bound=1.0)
-    with pytest.raises(ValueError, match="bounded everywhere"):
+    with pytest.raises(ValueError, match="sigmoid must be one of"):
         DPSGDConfig("logistic", clip=1.0, feature_bound=1.0, epsilon=1.0, sigmoid="poly")
     with pytest.raises(ValueError, match="loss"):
         DPSGDConfig("hinge", clip=1.0, feature_bound=1.0, epsilon=1.0)
