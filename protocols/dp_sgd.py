@@ -343,6 +343,12 @@ def glm_clipped_sum(masked: MaskedMatrix, rows: np.ndarray, e: SharedTensor, bou
     return masked.t_matmul(clamp(e, bounds[rows]), rows)
 
 
+def per_example_gradients(x_batch: SharedTensor, e: SharedTensor) -> SharedTensor:
+    """``G_i = e_i x_i`` explicitly (``B x d``, one product round): the input :func:`clip_rows` clips;
+    GLM training does not need it (:func:`glm_clipped_sum`)."""
+    return x_batch * e.reshape(-1, 1)
+
+
 def clip_rows(grads: SharedTensor, clip: float, max_norm: float) -> SharedTensor:
     """``min(1, C' / ||G_i||) G_i`` for every row of an explicit shared ``B x d`` per-example gradient matrix
     whose row norms are below the public ``max_norm`` (``C'``: :func:`explicit_effective_clip`).

@@ -26,6 +26,7 @@ from protocols.dp_sgd import (
     glm_clipped_sum,
     local_dp_models,
     party_noise_sources,
+    per_example_gradients,
     plaintext_dp_sgd,
     plan,
     poisson_batches,
@@ -250,6 +251,40 @@ def test_explicit_per_example_clipping(spmd):
     assert np.sum(np.abs(out.sum(axis=0) - G.sum(axis=0))) > 1.0  # clipping changed the sum
 
 
+def test_explicit_and_glm_clipping_agree(spmd, cancer):
+    # the two paths compute the same clipped sum: clip_rows(e_i x_i) summed, and X_B^T clamp(e, +-C'/||x_i||)
+    X = cancer[0][:40, :6]
+    e = q(np.random.default_rng(3).normal(scale=1.5, size=40))
+    config = DPSGDConfig("squared", clip=1.0, feature_bound=13.0, noise_multiplier=1.0)
+    r = clip_range(config, 6)
+    max_norm = 4.0 * math.sqrt(r.max_row_sq)  # |e_i| < 4 here
+
+    def body(s):
+        xs = with_ones(s, owned(s, X, "p0"))
+        ev = owned(s, e, "p1")
+        masked = MaskedMatrix(xs)
+        rows = np.arange(40)
+        glm = glm_clipped_sum(masked, rows, ev, clip_bounds(row_sq_norms(xs), r))
+        masked.release()
+        explicit = clip_rows(per_example_gradients(xs, ev), config.clip, max_norm).sum(axis=0)
+        return glm.reveal(), explicit.reveal()
+
+    glm, explicit = spmd(2, body)["p0"]
+    Xb = np.hstack([X, np.ones((40, 1))])
+    c_explicit, _ = explicit_effective_clip(config.clip, max_norm, 7, 16)
+    # each against its plaintext, per coordinate j: at most 40 U |x_ij| + U per row (GLM: u_i within
+    # C'(16 U + 2 U) + 3 U = 21 U; explicit: f_i within (16 + sqrt(7) + 3.5) U f_i + 2 U, times |e_i| < 4,
+    # so f_i e_i x_ij within 31 U |x_ij|, plus one unit for the product), summed over the 40 rows
+    bound = np.abs(Xb).T @ np.full(40, 40 * U) + 40 * U
+    exact = {}
+    for name, got, c in (("glm", glm, r.effective_clip), ("explicit", explicit, c_explicit)):
+        exact[name] = Xb.T @ (np.minimum(1.0, c / (np.abs(e) * np.linalg.norm(Xb, axis=1))) * e)
+        assert np.all(np.abs(got - exact[name]) <= bound), name
+    # the two effective clips differ by their error margins only
+    assert abs(r.effective_clip - c_explicit) < 0.01
+    assert np.max(np.abs(exact["glm"] - exact["explicit"])) < 0.01 * 40
+
+
 def test_clamp_is_exact_up_to_one_unit(spmd):
     x = q(np.concatenate([np.linspace(-5, 5, 101), [-2.0, 2.0, -2.0 - U, 2.0 + U]]))
     b = q(np.abs(np.sin(np.arange(x.size))) * 3)
@@ -351,3 +386,10 @@ def test_random_projection_is_data_independent_and_reproducible():
     big = random_projection(200, 400, SEED)
     assert np.var(big) == pytest.approx(1 / 400, rel=0.02)
     assert stats.kstest(big.ravel() * 20, "norm").pvalue > 1e-3
+
+
+def test_docs_options_table_is_current():
+    from pathlib import Path
+
+    page = (Path(__file__).resolve().parent.parent / "docs" / "dp.md").read_text(encoding="utf-8")
+    assert DPSGDConfig.options_table() in page, "docs/dp.md: paste DPSGDConfig.options_table() under 'Options'"
