@@ -12,19 +12,20 @@ Accuracy: test accuracy over 5 stratified folds x seeds (batches and noise), med
 - "DP-SGD secure noise": the noise the secure run adds with 2 compute parties tolerating 1 colluder
   (each adds ``sigma C``: total ``sqrt(2) sigma C``), or 3 tolerating 1 (each ``sigma C / sqrt(2)``:
   total ``sqrt(1.5) sigma C``), with the "linear" sigmoid of the secure run;
-- PEA's aids: local DP initialisation (2 holders, horizontal halves, 5 local epochs, the budget shared
-  by the accountant) and a data-independent random projection to k dimensions.
+- PEA's aids: local DP initialisation (2 holders, horizontal halves, 5 local epochs then 5 global ones,
+  the budget shared by the accountant) and a data-independent random projection to k dimensions.
 
-Cost: 2 compute parties (vertical halves) + dealer, in one process; time and bytes per epoch from the
-difference of a 2-epoch and a 6-epoch run (setup cancels), median of 3; the non-private secure fit is
-``SecureLogisticRegression`` (batch 64, the same "linear" sigmoid) measured the same way.
+Cost: 2 compute parties (vertical halves) + dealer, in one process; wall time, CPU time (all parties'
+threads together: steadier than wall time on a shared machine) and bytes per epoch from the difference
+of a 2-epoch and a 6-epoch run (setup cancels), medians of 3; the non-private secure fit is
+:func:`protocols.regression.roles` (batch 64, the same "linear" sigmoid) measured the same way.
 """
 
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import math
+import os
 import statistics
 import time
 from functools import partial
@@ -49,7 +50,8 @@ from protocols.dp_sgd import (
     random_projection,
     train_dp_sgd,
 )
-from protocols.regression import SecureLogisticRegression
+from protocols.regression import RegressionConfig
+from protocols.regression import roles as regression_roles
 
 BOUND = 13.0
 PLAYERS = ("alice", "bob")
@@ -95,7 +97,9 @@ def accuracy_study(X: np.ndarray, y: np.ndarray, n_folds: int, seeds: int) -> No
             three_noise = [(source, honest_majority.party_sigma(3)) for source in party_noise_sources(None, three).values()]
             half = len(ytr) // 2
             blocks = [(Xtr[:half], ytr[:half]), (Xtr[half:], ytr[half:])]
-            with_local = plan(config(epsilon), len(ytr), local_rows=[half, len(ytr) - half], local_epochs=5.0)
+            # same total passes as the central run: 5 local epochs at each holder, then 5 global ones
+            with_local = plan(config(epsilon, epochs=5.0), len(ytr), local_rows=[half, len(ytr) - half],
+                              local_epochs=5.0)
             for _ in range(seeds):
                 add(f"eps={epsilon:g} DP-SGD central", accuracy(plaintext_dp_sgd(Xtr, ytr, dp, new_seed()), Xte, yte))
                 add(f"eps={epsilon:g} DP-SGD secure noise (2 parties, t=1), linear sigmoid", accuracy(plaintext_dp_sgd(
@@ -104,7 +108,7 @@ def accuracy_study(X: np.ndarray, y: np.ndarray, n_folds: int, seeds: int) -> No
                     Xtr, ytr, dp, new_seed(), noise=three_noise, activation=SIGMOID_METHODS["linear"].plain), Xte, yte))
                 init = local_dp_models(blocks, with_local, [new_seed(), new_seed()]).average
                 add(f"eps={epsilon:g} local average only (PEA init, no global phase)", accuracy(init, Xte, yte))
-                add(f"eps={epsilon:g} PEA local init + global DP-SGD", accuracy(
+                add(f"eps={epsilon:g} PEA local init (5 epochs) + global DP-SGD (5)", accuracy(
                     plaintext_dp_sgd(Xtr, ytr, with_local, new_seed(), init=init), Xte, yte))
             for k in (10, 20):
                 P = random_projection(Xtr.shape[1], k, new_seed())  # public, drawn before looking at the data
@@ -118,7 +122,7 @@ def accuracy_study(X: np.ndarray, y: np.ndarray, n_folds: int, seeds: int) -> No
         dp = plan(config(epsilon), n)
         known = epsilon_known_batches(list(poisson_batches(new_seed(), n, dp.sampling_rate, dp.steps)), n,
                                       dp.config.noise_multiplier, 1e-5)
-        local = plan(config(epsilon), n, local_rows=[n // 2, n - n // 2], local_epochs=5.0)
+        local = plan(config(epsilon, epochs=5.0), n, local_rows=[n // 2, n - n // 2], local_epochs=5.0)
         print(f"eps={epsilon:g}: q={dp.sampling_rate:.4f}, {dp.steps} steps, noise multiplier {dp.config.noise_multiplier:.3f} "
               f"(with the local phase: {local.config.noise_multiplier:.3f}); epsilon towards a party that knows the "
               f"batches: {known:.1f}")
@@ -145,41 +149,47 @@ def _dp_roles(X: np.ndarray, y: np.ndarray, epochs: float):
     return roles, {"alice": (blocks[0], y), "bob": (blocks[1], None)}
 
 
-def _run(roles_inputs) -> tuple[float, int, dict]:
+def _plain_roles(X: np.ndarray, y: np.ndarray, epochs: int):
+    blocks = np.array_split(X, 2, axis=1)
+    cfg = RegressionConfig(loss="logistic", epochs=epochs, batch_size=64, sigmoid="linear", holders=PLAYERS,
+                           label_holder="alice")
+    return regression_roles(cfg, {"alice": (blocks[0], y), "bob": (blocks[1], None)})
+
+
+def _run(roles_inputs) -> tuple[float, float, int]:
+    """Wall seconds, CPU seconds of all parties' threads together, bytes sent by all."""
     roles, inputs = roles_inputs
-    start = time.perf_counter()
-    out = run_local(roles, inputs, timeout=600)
-    return time.perf_counter() - start, sum(s.bytes_sent for s in out.stats.values()), out
+    cpu: list[float] = []
 
+    def timed(role):
+        def run(*args, **kwargs):
+            start = time.thread_time()
+            try:
+                return role(*args, **kwargs)
+            finally:
+                cpu.append(time.thread_time() - start)
+        return run
 
-def _estimator_run(X: np.ndarray, y: np.ndarray, epochs: int) -> tuple[float, int]:
-    est = SecureLogisticRegression(epochs=epochs, batch_size=64, sigmoid="linear")
     start = time.perf_counter()
-    est.fit(np.array_split(X, 2, axis=1), y)
-    return time.perf_counter() - start, est.communication_.total_bytes
+    out = run_local({pid: timed(role) for pid, role in roles.items()}, inputs, timeout=600)
+    return time.perf_counter() - start, sum(cpu), sum(s.bytes_sent for s in out.stats.values())
 
 
 def cost_study(X: np.ndarray, y: np.ndarray, repeats: int) -> None:
     X = np.clip(StandardScaler().fit_transform(X), -BOUND, BOUND)
     short, long = 2, 6
-    dp_time, dp_bytes, plain_time, plain_bytes = [], [], [], []
+    figures: dict[str, list[tuple[float, float, float]]] = {"dp": [], "plain": []}
     for _ in range(repeats):
-        t1, b1, _ = _run(_dp_roles(X, y, short))
-        t2, b2, out = _run(_dp_roles(X, y, long))
-        dp_time.append((t2 - t1) / (long - short))
-        dp_bytes.append((b2 - b1) / (long - short))
-        s1, c1 = _estimator_run(X, y, short)
-        s2, c2 = _estimator_run(X, y, long)
-        plain_time.append((s2 - s1) / (long - short))
-        plain_bytes.append((c2 - c1) / (long - short))
-    w = out["alice"]
-    dp_epoch, plain_epoch = statistics.median(dp_time), statistics.median(plain_time)
-    print(f"secure DP-SGD     {dp_epoch * 1e3:8.1f} ms/epoch  {statistics.median(dp_bytes) / 1e6:7.2f} MB/epoch "
-          f"(Poisson batches of 64 expected; train accuracy of the eps=4 {long}-epoch model {accuracy(w, X, y):.4f})")
-    print(f"secure non-private{plain_epoch * 1e3:8.1f} ms/epoch  {statistics.median(plain_bytes) / 1e6:7.2f} MB/epoch "
-          f"(SecureLogisticRegression, batch 64)")
-    print(f"ratio DP / non-private: time {dp_epoch / plain_epoch:.2f}x, bytes "
-          f"{statistics.median(dp_bytes) / statistics.median(plain_bytes):.2f}x (medians of {repeats})")
+        for name, make in (("dp", _dp_roles), ("plain", _plain_roles)):
+            w1, c1, b1 = _run(make(X, y, short))
+            w2, c2, b2 = _run(make(X, y, long))
+            figures[name].append(((w2 - w1) / (long - short), (c2 - c1) / (long - short), (b2 - b1) / (long - short)))
+    med = {name: [statistics.median(v[i] for v in rows) for i in range(3)] for name, rows in figures.items()}
+    for name, label in (("dp", "secure DP-SGD (Poisson, B=64 expected)"), ("plain", "secure non-private (batch 64)")):
+        wall, cpu, sent = med[name]
+        print(f"{label:<40} wall {wall * 1e3:8.1f} ms/epoch  CPU {cpu * 1e3:8.1f} ms/epoch  {sent / 1e6:6.2f} MB/epoch")
+    print(f"ratio DP / non-private (medians of {repeats}): wall {med['dp'][0] / med['plain'][0]:.2f}x, "
+          f"CPU {med['dp'][1] / med['plain'][1]:.2f}x, bytes {med['dp'][2] / med['plain'][2]:.2f}x; load {os.getloadavg()[0]:.1f}")
 
 
 def main() -> None:
