@@ -113,7 +113,8 @@ class DPSGDConfig(ProtocolConfig):
 
     loss: str = option("logistic", "`logistic` (a bounded sigmoid approximation) or `squared`", one_of(*LOSSES))
     clip: float = option(1.0, "L2 norm C each example's gradient is clipped to", number())
-    feature_bound: float = option(16.0, "public bound on the magnitude of every feature value; each holder checks its block", number())
+    feature_bound: float = option(16.0, "public bound on the magnitude of every feature value; each holder checks "
+                                  "its block", number())
     epsilon: float | None = option(None, "privacy budget epsilon (none: charged from noise_multiplier)",
                                    optional(number()))
     noise_multiplier: float | None = option(None, "noise sigma / C (none: the smallest meeting epsilon)",
@@ -351,15 +352,15 @@ def per_example_gradients(x_batch: SharedTensor, e: SharedTensor) -> SharedTenso
 
 def clip_rows(grads: SharedTensor, clip: float, max_norm: float) -> SharedTensor:
     """``min(1, C' / ||G_i||) G_i`` for every row of an explicit shared ``B x d`` per-example gradient matrix
-    whose row norms are below the public ``max_norm`` (``C'``: :func:`explicit_effective_clip`).
-
-    # 1. s_i = ||G_i / C'||^2 (a public product, then squares)
-    # 2. f_i = inv_sqrt(max(s_i, 1)) = min(1, C' / ||G_i||)
-    # 3. f_i G_i
+    whose row norms are below the public ``max_norm`` (``C'``: :func:`explicit_effective_clip`). Two
+    Newton iterations: from the initial guess's 0.0223 relative error they reach ~1e-6, below the unit.
     """
     c_eff, hi = explicit_effective_clip(clip, max_norm, grads.shape[1], grads.session.frac_bits)
+    # 1. s_i = ||G_i / C'||^2 (a public product, then the squares)
     scaled_sq = row_sq_norms(grads * (1.0 / c_eff))
+    # 2. f_i = inv_sqrt(max(s_i, 1)) = min(1, C' / ||G_i||)
     factors = nl.inv_sqrt(nl.maximum(scaled_sq, 1.0), lo=0, hi=hi, iterations=2)
+    # 3. f_i G_i
     return grads * factors.reshape(-1, 1)
 
 
@@ -393,28 +394,29 @@ def train_dp_sgd(
     """DP-SGD on shared ``xs`` (``n x d``, the intercept's column of ones included when fitted) and
     ``ys``; returns the shared weights. ``row_sq``: the rows' squared norms if the holders supplied
     them (sums of their local partial norms), else computed here; ``init``: starting weights.
-
-    # 1. once: the masked matrix and the clipping bounds b_i = C' / ||x_i||
-    # 2. per step: the Poisson batch, e = act(X_B w) - y_B, the clipped sum X_B^T clamp(e, -b_B, b_B)
-    # 3. every party shares its noise draw; w <- w - (eta / B) (clipped sum + noise)
     """
     config = dp.config
+    if xs.ndim != 2 or ys.shape != (xs.shape[0],):
+        raise ValueError(f"xs must be n x d and ys of length n, got shapes {xs.shape} and {ys.shape}")
     n, d = xs.shape
     if n != dp.n_rows:
         raise ValueError(f"xs has {n} rows but the plan is for {dp.n_rows}")
     rng = clip_range(config, d - int(config.fit_intercept))
     sources = party_noise_sources(config.noise_seed, session.players)
     sigma_party = config.party_sigma(len(session.players))
+    # 1. once: the masked matrix and the clipping bounds b_i = C' / ||x_i||
     masked = MaskedMatrix(xs)
     bounds = clip_bounds(row_sq if row_sq is not None else row_sq_norms(xs), rng)
     w = init if init is not None else session.zeros(d)
     for rows in poisson_batches(sample_seed, n, dp.sampling_rate, dp.steps):
+        # 2. the Poisson batch: e = act(X_B w) - y_B and the clipped sum X_B^T clamp(e, -b_B, b_B)
         if rows.size:
             z = masked.matmul(w, rows)
             e = (nl.sigmoid(z, method=config.sigmoid) if config.loss == "logistic" else z) - ys[rows]
             total = glm_clipped_sum(masked, rows, e, bounds)
         else:
             total = session.zeros(d)
+        # 3. every party shares its noise draw; w <- w - (eta / B) (clipped sum + noise)
         w = _step(session, w, add_party_noise(total, sigma_party, sources), dp.step_size)
     masked.release()
     return w

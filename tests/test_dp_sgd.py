@@ -93,17 +93,14 @@ def _replay_tolerance(X, dp: DPPlan, n_players: int, seed: bytes) -> float:
     return total
 
 
-def _secure_run(X, y, dp, n_players, seed, label_owner=None):
-    n = X.shape[0]
-    label_owner = label_owner or f"p{n_players - 1}"
+def _secure_run(spmd, X, y, dp, n_players, seed):
+    """Features from p0, labels from the last player; the revealed weights."""
 
     def body(s):
         xs = with_ones(s, owned(s, X, "p0"))
-        return train_dp_sgd(s, xs, owned(s, y, label_owner), dp, seed).reveal()
+        return train_dp_sgd(s, xs, owned(s, y, f"p{n_players - 1}"), dp, seed).reveal()
 
-    from tests.conftest import run_players
-
-    return run_players(n_players, body)["p0"], n
+    return spmd(n_players, body)["p0"]
 
 
 def _replay(X, y, dp, n_players, seed, activation=LINEAR.plain):
@@ -114,7 +111,7 @@ def _replay(X, y, dp, n_players, seed, activation=LINEAR.plain):
 
 
 @pytest.mark.parametrize("loss,n_players,colluders", [("logistic", 2, None), ("logistic", 3, 1), ("squared", 2, None)])
-def test_secure_dp_sgd_follows_the_plaintext_replay(cancer, loss, n_players, colluders):
+def test_secure_dp_sgd_follows_the_plaintext_replay(spmd, cancer, loss, n_players, colluders):
     X, y = cancer
     X, y = X[:120, :6], y[:120]
     if loss == "squared":
@@ -123,7 +120,7 @@ def test_secure_dp_sgd_follows_the_plaintext_replay(cancer, loss, n_players, col
     config = DPSGDConfig(loss, clip=0.5, feature_bound=13.0, noise_multiplier=3.0, expected_batch_size=16, epochs=0.8,
                          learning_rate=0.5 if loss == "logistic" else 0.15, colluders=colluders, noise_seed=NOISE_SEED)
     dp = plan(config, X.shape[0])
-    secure, _ = _secure_run(X, y, dp, n_players, SEED)
+    secure = _secure_run(spmd, X, y, dp, n_players, SEED)
     plain = _replay(X, y, dp, n_players, SEED)
     tolerance = _replay_tolerance(X, dp, n_players, SEED)
     error = np.linalg.norm(secure - plain)
@@ -131,7 +128,7 @@ def test_secure_dp_sgd_follows_the_plaintext_replay(cancer, loss, n_players, col
     # the noise is there and is the replayed one: the same run without it lands far away
     noiseless = plaintext_dp_sgd(X, y, dp, SEED, noise=[], activation=LINEAR.plain)
     assert np.linalg.norm(noiseless - plain) > 20 * tolerance
-    # and clipping mattered: unclipped steps land far away too
+    # and clipping is active: first-step gradient norms exceed 2 C
     rows = next(poisson_batches(SEED, X.shape[0], dp.sampling_rate, 1))
     e = (LINEAR.plain(np.zeros(rows.size)) if loss == "logistic" else 0.0) - y[rows]
     assert np.max(np.abs(e) * np.linalg.norm(np.hstack([X[rows], np.ones((rows.size, 1))]), axis=1)) > 2 * config.clip
@@ -175,13 +172,13 @@ def test_shared_noise_law_and_what_survives_collusion(spmd):
     assert not np.array_equal(fresh["p0"].gaussian(4, 1.0), party_noise_sources(None, players)["p0"].gaussian(4, 1.0))
 
 
-def test_real_path_noise_is_fresh(cancer):
+def test_real_path_noise_is_fresh(spmd, cancer):
     X, y = cancer
     X, y = X[:48, :3], y[:48]
     dp = plan(DPSGDConfig("logistic", clip=1.0, feature_bound=13.0, noise_multiplier=2.0, expected_batch_size=16,
                           epochs=1.0, learning_rate=1.0), 48)
-    first, _ = _secure_run(X, y, dp, 2, SEED)
-    second, _ = _secure_run(X, y, dp, 2, SEED)
+    first = _secure_run(spmd, X, y, dp, 2, SEED)
+    second = _secure_run(spmd, X, y, dp, 2, SEED)
     # same data, batches and clipping; fresh CSPRNG noise: the difference of the two runs is Gaussian with
     # std >= sqrt(2 x 3 steps x 2 parties) x 2 / 16 ~ 0.4 per weight, so below 0.01 for all 4 with p < 1e-7
     assert np.linalg.norm(first - second) > 0.01
