@@ -142,36 +142,44 @@ class ProtocolConfig:
 
 
 def type_name(hint: Any) -> str:
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if args and len(args) < len(typing.get_args(hint)):
-        return f"{type_name(args[0])} or none"
-    return getattr(hint, "__name__", str(hint))
+    args = typing.get_args(hint)
+    if not args:
+        return getattr(hint, "__name__", str(hint))
+    names = [type_name(a) for a in args if a is not type(None)]
+    return " or ".join(names + (["none"] if type(None) in args else []))
 
 
 def parse_value(name: str, text: str, hint: Any) -> Any:
-    """``text`` parsed as ``hint`` (int, float, str, bool, or ``X | None``); ``ValueError`` naming ``name``."""
+    """``text`` parsed as ``hint`` (int, float, str, bool, or a union of them, maybe with ``None``);
+    a union tries its types in order (``int | float``: ``"5"`` is 5, ``"0.9"`` is 0.9). ``ValueError`` names ``name``."""
     if not isinstance(text, str):
         return text
-    args = typing.get_args(hint)
-    if type(None) in args and (typing.get_origin(hint) in (typing.Union, types.UnionType)):
-        if text.strip().lower() in ("none", ""):
+    kinds = [hint]
+    if typing.get_origin(hint) in (typing.Union, types.UnionType):
+        kinds = [a for a in typing.get_args(hint) if a is not type(None)]
+        if len(kinds) < len(typing.get_args(hint)) and text.strip().lower() in ("none", ""):
             return None
-        (hint,) = [a for a in args if a is not type(None)]
-    try:
-        if hint is bool:
-            lowered = text.strip().lower()
-            if lowered not in _TRUE + _FALSE:
-                raise ValueError
-            return lowered in _TRUE
-        if hint is int:
-            return int(text)
-        if hint is float:
-            value = float(text)
-            if not math.isfinite(value):
-                raise ValueError
-            return value
-        if hint is str:
-            return text
-    except ValueError:
-        raise ValueError(f"option {name!r} must be {type_name(hint)}, got {text!r}") from None
-    raise TypeError(f"option {name!r} has a type ({hint}) that cannot be given on the command line")
+    for kind in kinds:
+        try:
+            return _parse_one(text, kind)
+        except ValueError:
+            continue
+    raise ValueError(f"option {name!r} must be {type_name(hint)}, got {text!r}")
+
+
+def _parse_one(text: str, kind: Any) -> Any:
+    if kind is bool:
+        lowered = text.strip().lower()
+        if lowered not in _TRUE + _FALSE:
+            raise ValueError(text)
+        return lowered in _TRUE
+    if kind is int:
+        return int(text)
+    if kind is float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(text)
+        return value
+    if kind is str:
+        return text
+    raise TypeError(f"a type ({kind}) that cannot be given on the command line")

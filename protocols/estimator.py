@@ -24,12 +24,14 @@ After ``fit``: ``communication_`` (bytes and rounds from ``party.stats``).
 from __future__ import annotations
 
 import inspect
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, ClassVar, Mapping, Sequence
 
 import numpy as np
 import scipy.sparse as sp
 from sklearn.base import BaseEstimator
+from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.validation import check_is_fitted
 
 from mpcml.party import DEFAULT_TIMEOUT
@@ -87,7 +89,7 @@ class Horizontal:
 
     def split(self, X: Any) -> list:
         if X.shape[0] < self.n_holders:
-            raise ValueError(f"partition {self!r} needs at least {self.n_holders} rows, X has {X.shape[0]}")
+            raise ValueError(f"partition {self!r} needs at least {self.n_holders} rows: n_samples = {X.shape[0]}")
         return [X[rows] for rows in np.array_split(np.arange(X.shape[0]), self.n_holders)]
 
     def to_json(self) -> dict:
@@ -127,6 +129,9 @@ def encode_classes(y: Any, n_rows: int | None = None, name: str = "y") -> tuple[
         arr = arr.ravel()
     if arr.ndim != 1:
         raise ValueError(f"{name} must be 1-D, got shape {arr.shape}")
+    if arr.dtype.kind in "fc" and np.all(np.isfinite(arr)) and np.any(arr != np.round(arr)):
+        raise ValueError(f"Unknown label type: continuous. {name} holds non-integer numbers; a classifier needs "
+                         "class labels (integers or strings)")
     if n_rows is not None and arr.shape[0] != n_rows:
         raise ValueError(f"{name} has {arr.shape[0]} entries but the features have {n_rows} rows")
     if arr.dtype.kind == "f" and not np.all(np.isfinite(arr)):
@@ -240,25 +245,38 @@ class SecureEstimator(BaseEstimator):
         ``block_widths_`` (vertical) and, for classifiers, ``classes_``."""
         kind, layout = self._layout()
         sparse = self.allow_sparse
+        if labels and y is not None and not isinstance(y, (list, tuple)):
+            y = np.asarray(y)
+        if labels and isinstance(y, np.ndarray) and y.ndim == 2 and y.shape[1] == 1:
+            warnings.warn("A column-vector y was passed when a 1d array was expected; it is used as y.ravel()",
+                          DataConversionWarning, stacklevel=2)
+            y = np.ravel(y)
         if layout is not None:
             names = _feature_names(X)
             X = check_matrix(X, "X", allow_sparse=sparse)
+            if labels and y is None:
+                raise ValueError(f"{type(self).__name__} requires y to be passed, but the target y is None")
+            if labels and np.shape(np.asarray(y))[:1] != (X.shape[0],):
+                raise ValueError(f"X has {X.shape[0]} samples but y has {np.shape(np.asarray(y))[:1]}: the number of "
+                                 "samples must match")
+            blocks = layout.split(X)
             if kind == "vertical":
-                blocks = layout.split(X)
                 ys = y
             else:
-                if y is None and labels:
-                    raise ValueError("y is required: with a Horizontal partition pass fit(X, y) with full X and y")
                 rows = np.array_split(np.arange(X.shape[0]), layout.n_holders)
-                blocks = [X[r] for r in rows]
                 ys = None if y is None else [np.asarray(y)[r] for r in rows]
-                if ys is not None and len(np.asarray(y)) != X.shape[0]:
-                    raise ValueError(f"y has {len(np.asarray(y))} entries but X has {X.shape[0]} rows")
         elif kind == "vertical":
             block_names = [_feature_names(b) for b in X] if isinstance(X, (list, tuple)) else []
             names = np.concatenate(block_names) if block_names and all(n is not None for n in block_names) else None
             blocks = check_vertical_parts(X, "X", allow_sparse=sparse)
             ys = y
+        elif not labels:
+            if not isinstance(X, (list, tuple)):
+                raise TypeError(f"X must be a list with one row block per holder (or set partition=Horizontal(k) "
+                                f"to split a full matrix), got {type(X).__name__}")
+            names = _feature_names(X[0]) if X else None
+            blocks = check_horizontal_parts(X, "X")
+            ys = None
         else:
             if y is not None:
                 raise ValueError('with partition="horizontal" pass X as a list of (X_i, y_i) pairs and y=None '
@@ -267,7 +285,7 @@ class SecureEstimator(BaseEstimator):
                 raise TypeError("X must be a list of (X_i, y_i) pairs, one per holder")
             names = _feature_names(X[0][0])
             blocks = check_horizontal_parts([p[0] for p in X], "X")
-            ys = [p[1] for p in X] if labels else None
+            ys = [p[1] for p in X]
         self.n_features_in_ = int(sum(b.shape[1] for b in blocks)) if kind == "vertical" else int(blocks[0].shape[1])
         if names is not None and len(names) == self.n_features_in_:
             self.feature_names_in_ = names
@@ -296,7 +314,7 @@ class SecureEstimator(BaseEstimator):
         """A full matrix in the fitted column order, from a full matrix or the fit's list of blocks."""
         check_is_fitted(self, "n_features_in_")
         names = _feature_names(X)
-        if isinstance(X, (list, tuple)):
+        if isinstance(X, (list, tuple)) and X and all(np.ndim(b) == 2 or sp.issparse(b) for b in X):  # blocks, not rows
             kind = self._layout()[0]
             parts = check_vertical_parts(X, "X", allow_sparse=self.allow_sparse, min_parties=1) if kind == "vertical" else \
                 [check_matrix(b, f"X[{i}]", allow_sparse=self.allow_sparse) for i, b in enumerate(X)]
@@ -309,7 +327,8 @@ class SecureEstimator(BaseEstimator):
         else:
             X = check_matrix(X, "X", allow_sparse=self.allow_sparse)
         if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} was fitted on {self.n_features_in_}")
+            raise ValueError(f"X has {X.shape[1]} features, but {type(self).__name__} is expecting {self.n_features_in_} "
+                             "features as input")
         fitted = getattr(self, "feature_names_in_", None)
         if fitted is not None and names is not None and not np.array_equal(names, fitted):
             raise ValueError("the feature names of X differ from those seen at fit (reordered or renamed columns); "
@@ -376,10 +395,11 @@ def _generated_init(cls: type) -> Callable[..., None]:
 
 
 class LinearModel:
-    """Predictions of a revealed linear model: ``coef_`` ``(d,)`` with a float ``intercept_`` for regressors,
-    ``(1, d)``/``(K, d)`` with ``(1,)``/``(K,)`` for classifiers."""
+    """Scores of a revealed linear model: ``coef_`` ``(d,)`` with a float ``intercept_`` for regressors,
+    ``(1, d)``/``(K, d)`` with ``(1,)``/``(K,)`` for classifiers. Protocols whose model stays
+    shared override :meth:`scores` with a secure prediction."""
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def scores(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "coef_")
         X = self.features(X)
         scores = np.asarray(X @ np.asarray(self.coef_).T) + self.intercept_
@@ -388,11 +408,15 @@ class LinearModel:
 
 class LinearRegressorMixin(LinearModel):
     def predict(self, X: Any) -> np.ndarray:
-        return self.decision_function(X)
+        return self.scores(X)
 
 
 class LinearClassifierMixin(LinearModel):
     """Labels, one-vs-rest probabilities (normalised as scikit-learn's ``OneVsRestClassifier``) and predictions."""
+
+    def decision_function(self, X: Any) -> np.ndarray:
+        """Scores ``X @ coef_.T + intercept_``: ``(n,)`` for two classes, ``(n, K)`` for K > 2."""
+        return self.scores(X)
 
     def targets(self, y: Any, n_rows: int, name: str) -> np.ndarray:
         self.classes_, codes = encode_classes(y, n_rows, name)

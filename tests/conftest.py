@@ -47,3 +47,24 @@ def transport(request, monkeypatch) -> str:
 
         monkeypatch.setattr(protocols.common, "run_local", functools.partial(run_loopback, secure=True))
     return request.param
+
+
+@pytest.fixture
+def wire_log(monkeypatch) -> list:
+    """Every message any party receives during the test, as ``(receiver, sender, decoded message)``.
+
+    For wire-view tests: check what each role received against the protocol's leakage statement
+    (both transports decode through ``Party._decoded``).
+    """
+    from mpcml.party import Party
+
+    received: list = []
+    original = Party._decoded
+
+    def recording(self, frm, payload, expect, what):
+        message = original(self, frm, payload, expect, what)
+        received.append((self.id, frm, message))
+        return message
+
+    monkeypatch.setattr(Party, "_decoded", recording)
+    return received

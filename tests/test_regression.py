@@ -240,6 +240,37 @@ def test_generated_data_gives_the_plaintext_model_or_an_early_error(runs, featur
     assert_replays(model, X, y)
 
 
+def test_wire_view_matches_the_leakage_statement(cancer, wire_log) -> None:
+    """The dealer receives only requests (shapes, kinds); holders' openings are uniform ring elements."""
+    X, y = cancer[0][:128], cancer[2][:128]
+    SecureLogisticRegression(epochs=2, batch_size=64, random_state=0).fit(np.array_split(X, 2, axis=1), y)
+    to_dealer = [m for receiver, _, m in wire_log if receiver == "dealer"]
+    assert to_dealer and all(not isinstance(m, np.ndarray) or m.dtype != np.uint64 for m in _leaves(to_dealer))
+    facts = [m for receiver, _, m in wire_log if isinstance(m, dict) and "x_bits" in m]
+    assert {tuple(sorted(m)) for m in facts} == {("cols", "outputs", "rows", "x_bits", "y_bits")}
+    # what a holder receives from the other: masked ring words (uniform in every bit) and masked single bits
+    # (the comparisons' e = msb XOR b, uniform on {0, 1}); five standard deviations of the bit-balance test
+    arrays = [a.ravel() for _, sender, m in wire_log if sender.startswith("holder")
+              for a in _leaves([m]) if isinstance(a, np.ndarray) and a.dtype == np.uint64]
+    words = np.concatenate([a for a in arrays if a.size and a.max() > 1])
+    single = np.concatenate([a for a in arrays if a.size and a.max() <= 1])
+    balance = np.unpackbits(words.view(np.uint8)).reshape(-1, 64).mean(axis=0)
+    assert words.size > 10_000 and np.all(np.abs(balance - 0.5) < 5 * 0.5 / np.sqrt(words.size))
+    assert single.size > 1000 and abs(single.mean() - 0.5) < 5 * 0.5 / np.sqrt(single.size)
+
+
+def _leaves(messages: list) -> list:
+    out = []
+    for m in messages:
+        if isinstance(m, (list, tuple)):
+            out.extend(_leaves(list(m)))
+        elif isinstance(m, dict):
+            out.extend(_leaves(list(m.values())))
+        else:
+            out.append(m)
+    return out
+
+
 # --- outputs, servers, triples ---------------------------------------------------------------------
 
 
@@ -476,3 +507,20 @@ def test_party_app_options(tmp_path) -> None:
         run_app_local("regression", data, {"epocs": "1"})
     with pytest.raises(ValueError, match="option 'epochs' must be int, got 'two'"):
         run_app_local("regression", data, {"epochs": "two"})
+
+
+NOT_IDEMPOTENT = ("secure truncation is randomised (at most one unit 2^-16 per truncation): two fits agree within "
+                  "replay_tolerance, not to the check's 1e-7")
+DIVERGES = ("mini-batch SGD with learning_rate=0.1 diverges on the check's unscaled blobs, as the plaintext algorithm "
+            "does; the run-time guard stops it with OverflowError")
+
+
+@pytest.mark.slow  # about 30 s: every scikit-learn check is a real secure fit
+def test_scikit_learn_estimator_checks() -> None:
+    from sklearn.utils.estimator_checks import check_estimator
+
+    check_estimator(SecureLogisticRegression(partition=Horizontal(2)),
+                    expected_failed_checks={"check_fit_idempotent": NOT_IDEMPOTENT})
+    check_estimator(SecureLinearRegression(partition=Horizontal(2)), expected_failed_checks={
+        "check_fit_idempotent": DIVERGES, "check_fit_check_is_fitted": DIVERGES, "check_n_features_in": DIVERGES,
+        "check_regressor_data_not_an_array": NOT_IDEMPOTENT, "check_supervised_y_2d": NOT_IDEMPOTENT})

@@ -13,7 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -127,12 +127,6 @@ def batch_schedule(seed: bytes, n_rows: int, epochs: int, batch_size: int) -> It
             yield epoch, order[start : start + batch_size]
 
 
-def magnitude_bits(values: np.ndarray) -> int:
-    """``ceil(log2 max|v|)`` (at least -64 for an all-zero block): the public bound a holder announces."""
-    top = float(np.max(np.abs(values))) if np.size(values) else 0.0
-    return max(-64, math.ceil(math.log2(top))) if top > 0 else -64
-
-
 @dataclass(frozen=True)
 class Scales:
     """The outcome of the range analysis (public, the same at every party).
@@ -140,37 +134,59 @@ class Scales:
     ``y_shift``: the targets are divided by ``2^y_shift`` before training (squared loss; the
     weights are multiplied back at the end; the algorithm is unchanged because the gradient is
     linear in ``(w, y)``). ``weight_bound``: the run-time guard's bound on every weight, checked
-    after each epoch. ``max_weight``: the largest weight any intermediate of an epoch can hold
-    without leaving the ring, given the guard.
+    after each epoch. ``max_weight``: the largest weight for which every intermediate provably fits.
+    ``product_limit``, ``input_limit`` and ``update_limit``: what ``X_B w`` and ``X_B^T e``, the
+    sigmoid's input, and the updated weights must stay below (the plaintext replay checks them).
     """
 
     x_bits: int
     y_shift: int
     weight_bound: float
     max_weight: float
+    product_limit: float
+    input_limit: float
+    update_limit: float
 
 
-def _capacity(config: RegressionConfig, n_weights: int, n_rows: int, x_max: float, frac_bits: int) -> tuple[float, float, str]:
-    """``(max_weight, weight_bound, binding constraint)`` for features bounded by ``x_max`` (targets |y| <= 1)."""
-    double = 2.0 ** (RING_SAFE_BITS - 2 * frac_bits)  # a product of two encoded values before truncation
+def _largest(fits: Callable[[float], bool]) -> float:
+    """The largest ``w >= 0`` with ``fits(w)`` for a predicate true below a threshold (bisection), or -1."""
+    if not fits(0.0):
+        return -1.0
+    low, high = 0.0, 2.0**64
+    for _ in range(200):
+        middle = (low + high) / 2
+        low, high = (middle, high) if fits(middle) else (low, middle)
+    return low
+
+
+def _capacity(config: RegressionConfig, n_weights: int, n_rows: int, x_max: float, frac_bits: int
+              ) -> tuple[float, float, str, tuple[float, float, float]]:
+    """``(max_weight, weight_bound, binding constraint, (product, input, update limits))`` for |x| <= x_max, |y| <= 1."""
+    product = 2.0 ** (RING_SAFE_BITS - 2 * frac_bits)  # a product of two encoded values before truncation
     update = 2.0 ** (RING_SAFE_BITS - frac_bits - STEP_BITS)  # the fused update w*k_keep - g*k_step
-    batch = min(config.batch_size, n_rows)
-    eta = config.learning_rate
-    bounded = config.loss == "logistic" and SIGMOID_METHODS[config.sigmoid].bounded
-    limits = {"the products X_B w": double / (n_weights * x_max)}
-    if bounded:  # |sigmoid - y| <= 1
-        if batch * x_max >= double:
-            return 0.0, 0.0, "the gradient X_B^T e"
-        limits["the weight update"] = update - eta * x_max
-    else:  # |e| <= d x_max |w| + 1: the residual grows with the weights
-        limits["the gradient X_B^T e"] = (double / (batch * x_max) - 1.0) / (n_weights * x_max)
-        limits["the weight update"] = (update - eta * x_max) / (1.0 + eta * n_weights * x_max**2)
+    method = SIGMOID_METHODS[config.sigmoid] if config.loss == "logistic" else None
+    inputs = min(product, method.ring_safe(frac_bits)) if method else product
+    batch, eta = min(config.batch_size, n_rows), config.learning_rate
+
+    def residual(w: float) -> float:
+        """The largest ``|g(z) - y|`` when every weight is at most ``w``."""
+        z = n_weights * x_max * w
+        if method is None:
+            return z + 1.0
+        return 1.0 if method.bounded else float(np.max(np.abs(method.plain(np.linspace(0.0, z, 65))))) + 1.0
+
+    limits = {
+        "the products X_B w": _largest(lambda w: n_weights * x_max * w < inputs),
+        "the gradient X_B^T e": _largest(lambda w: batch * x_max * residual(w) < product),
+        "the weight update": _largest(lambda w: w + eta * x_max * residual(w) < update),
+    }
     binding = min(limits, key=limits.get)
     max_weight = limits[binding]
-    if bounded:  # one epoch moves a weight by at most (batches per epoch) * eta * max|x| * max|e|
-        growth = math.ceil(n_rows / batch) * eta * x_max
-        return max_weight, max_weight - growth, binding
-    return max_weight, max_weight / 2, binding  # see docs/regression.md, "Range analysis"
+    if method is not None and method.bounded:  # one epoch moves a weight by at most (batches) * eta * max|x|
+        bound = max_weight - math.ceil(n_rows / batch) * eta * x_max
+    else:  # a wrap turns the weights into ring garbage, which the guard catches; see docs/regression.md
+        bound = update / 2 if max_weight >= 1.0 else -1.0
+    return max_weight, bound, binding, (product, inputs, update)
 
 
 def plan(config: RegressionConfig, n_rows: int, n_features: int, x_bits: int, y_bits: int | None) -> Scales:
@@ -182,7 +198,7 @@ def plan(config: RegressionConfig, n_rows: int, n_features: int, x_bits: int, y_
     n_weights = n_features + int(config.fit_intercept)
     x_max = max(2.0**x_bits, 1.0 if config.fit_intercept else 0.0, 2.0**-config.frac_bits)
     y_shift = 0 if config.loss == "logistic" or y_bits is None else y_bits
-    max_weight, bound, binding = _capacity(config, n_weights, n_rows, x_max, config.frac_bits)
+    max_weight, bound, binding, limits = _capacity(config, n_weights, n_rows, x_max, config.frac_bits)
     if bound < 1.0:
         better = [f for f in range(config.frac_bits - 1, 7, -1) if _capacity(config, n_weights, n_rows, x_max, f)[1] >= 1.0]
         hints = ["standardise the features (or scale X down)", "lower learning_rate",
@@ -193,7 +209,7 @@ def plan(config: RegressionConfig, n_rows: int, n_features: int, x_bits: int, y_
             f"({binding} would overflow {f'once |w| > {max_weight:.3g}' if max_weight > 0 else 'whatever the weights'}); "
             f"{', '.join(hints)}"
         )
-    return Scales(x_bits, y_shift, float(bound), float(max_weight))
+    return Scales(x_bits, y_shift, float(bound), float(max_weight), *limits)
 
 
 def guard_error(epoch: int, scales: Scales, config: RegressionConfig) -> OverflowError:

@@ -76,12 +76,12 @@ class _SecureRegression(LinearModel, SecureEstimator):
     def _set_weights(self, coef: np.ndarray, intercept: np.ndarray) -> None:
         self.coef_, self.intercept_ = coef, intercept
 
-    def decision_function(self, X: Any) -> np.ndarray:
+    def scores(self, X: Any) -> np.ndarray:
         """Scores ``X @ coef_.T + intercept_``; with ``output="shared"`` by secure prediction, which
         reveals the scores to the querier only (the label holder, or holder-0 horizontally)."""
         check_is_fitted(self)
         if not hasattr(self, "weight_shares_"):
-            return super().decision_function(X)
+            return super().scores(X)
         config = self.config_
         if config.partition == "vertical":
             querier = config.label_holder

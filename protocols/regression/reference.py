@@ -13,8 +13,8 @@ import numpy as np
 
 from mpcml.nonlinear import SIGMOID_METHODS
 
-from ..common import logistic
-from .config import STEP_BITS, RegressionConfig, Scales, batch_schedule, guard_error, magnitude_bits, plan
+from ..common import logistic, magnitude_bits
+from .config import STEP_BITS, RegressionConfig, Scales, batch_schedule, guard_error, plan
 from .protocol import step_factors
 
 
@@ -57,16 +57,20 @@ def plaintext_sgd(X: np.ndarray, y: np.ndarray, config: RegressionConfig, seed: 
     else:
         g = logistic if exact_sigmoid else SIGMOID_METHODS[config.sigmoid].plain
     w = np.zeros((Xq.shape[1], targets.shape[1]))
-    previous_epoch = 0
+    previous_epoch, wrapped = 0, False
     for epoch, rows in batch_schedule(seed, n, config.epochs, config.batch_size):
         if epoch != previous_epoch:
-            _guard(w, scales, config, previous_epoch)
+            _guard(w, scales, config, previous_epoch, wrapped)
             previous_epoch = epoch
         k_keep, k_step = step_factors(config, epoch, len(rows), Xq.shape[1])
         xb = Xq[rows]
-        grad = xb.T @ (g(xb @ w) - yq[rows])
+        z = xb @ w
+        grad = xb.T @ (g(z) - yq[rows])
         w = (w * k_keep[:, None] - grad * k_step) / 2.0**STEP_BITS
-    _guard(w, scales, config, config.epochs - 1)
+        # where the secure run would leave the ring (its weights become garbage, which its guard catches)
+        wrapped |= bool(np.max(np.abs(z)) >= scales.input_limit or np.max(np.abs(grad)) >= scales.product_limit
+                        or np.max(np.abs(w)) >= scales.update_limit)
+    _guard(w, scales, config, config.epochs - 1, wrapped)
     w = w * 2.0**scales.y_shift
     return (w[:-1].T, w[-1]) if config.fit_intercept else (w.T, np.zeros(w.shape[1]))
 
@@ -88,6 +92,6 @@ def replay_tolerance(config: RegressionConfig, X: np.ndarray, steps: int, y_shif
     return steps * per_step * 2.0 ** (y_shift - config.frac_bits)
 
 
-def _guard(w: np.ndarray, scales: Scales, config: RegressionConfig, epoch: int) -> None:
-    if np.any(np.abs(w) > scales.weight_bound):
+def _guard(w: np.ndarray, scales: Scales, config: RegressionConfig, epoch: int, wrapped: bool) -> None:
+    if wrapped or np.any(np.abs(w) > scales.weight_bound):
         raise guard_error(epoch, scales, config)
