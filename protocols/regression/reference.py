@@ -15,7 +15,6 @@ from mpcml.nonlinear import SIGMOID_METHODS
 
 from ..common import logistic, magnitude_bits
 from .config import STEP_BITS, RegressionConfig, Scales, batch_schedule, guard_error, plan
-from .protocol import step_factors
 
 
 def quantize(values: np.ndarray, frac_bits: int) -> np.ndarray:
@@ -62,11 +61,15 @@ def plaintext_sgd(X: np.ndarray, y: np.ndarray, config: RegressionConfig, seed: 
         if epoch != previous_epoch:
             _guard(w, scales, config, previous_epoch, wrapped)
             previous_epoch = epoch
-        k_keep, k_step = step_factors(config, epoch, len(rows), Xq.shape[1])
+        # the public factors (1 - eta_t alpha), 1 for the intercept, and eta_t / B, rounded to STEP_BITS bits
+        eta = config.learning_rate / (1.0 + config.decay * epoch)
+        keep = np.full((Xq.shape[1], 1), np.rint((1.0 - eta * config.alpha) * 2.0**STEP_BITS))
+        if config.fit_intercept:
+            keep[-1] = 2.0**STEP_BITS
         xb = Xq[rows]
         z = xb @ w
         grad = xb.T @ (g(z) - yq[rows])
-        w = (w * k_keep[:, None] - grad * k_step) / 2.0**STEP_BITS
+        w = (w * keep - grad * np.rint(eta / len(rows) * 2.0**STEP_BITS)) / 2.0**STEP_BITS
         # where the secure run would leave the ring (its weights become garbage, which its guard catches)
         wrapped |= bool(np.max(np.abs(z)) >= scales.input_limit or np.max(np.abs(grad)) >= scales.product_limit
                         or np.max(np.abs(w)) >= scales.update_limit)
