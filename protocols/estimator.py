@@ -354,8 +354,15 @@ class SecureEstimator(BaseEstimator):
     # --- persistence -----------------------------------------------------------------------------
 
     def save(self, path: Any) -> Any:
-        """Write the fitted model to ``path`` (see :mod:`protocols.persistence`); returns the path."""
+        """Write the fitted model to ``path`` (see :mod:`protocols.persistence`); returns the path.
+
+        A model left shared (``weight_shares_``, from ``output="shared"``) is refused: it exists only
+        as the parties' shares, each of which keeps its own.
+        """
         check_is_fitted(self, "n_features_in_")
+        if hasattr(self, "weight_shares_"):
+            raise ValueError('a model trained with output="shared" exists only as the parties\' shares; each party '
+                             "keeps its own (mpcml party writes it), there is nothing to save here")
         arrays, attributes = {}, {}
         for name in ("n_features_in_", "feature_names_in_", "block_widths_", "classes_", *self.saved_attributes):
             if not hasattr(self, name):
