@@ -135,6 +135,21 @@ def test_three_parties_with_row_and_column_sampling(cancer, method):
     assert_replays(est, xtr[:200], ytr[:200], xte)
 
 
+@pytest.mark.parametrize("loss", ["logistic", "squared"])
+def test_ss_on_the_replicated_three_party_engine(cancer, diabetes, loss):
+    """SS-XGB's code is engine-agnostic: on rss3 (three players, honest majority, no dealer) it replays the same
+    algorithm within the same bounds, and its saved parts predict as the in-process model does."""
+    xtr, xte, ytr, _ = cancer if loss == "logistic" else diabetes
+    kind = SecureXGBClassifier if loss == "logistic" else SecureXGBRegressor
+    widths = (10, 10, 10) if loss == "logistic" else (4, 3, 3)
+    est = kind(engine="rss3", n_estimators=2, max_depth=2, partition=Vertical(*widths)).fit(xtr[:200], ytr[:200])
+    assert set(est.communication_.per_party) == {"holder-0", "holder-1", "holder-2"}  # no dealer
+    assert est.models_["holder-1"].leaves.shape == (2, 2, 4)  # replicated: two components per player
+    assert_replays(est, xtr[:200], ytr[:200], xte)
+    with pytest.raises(ValueError, match="engine='rss3' needs exactly three data parties"):
+        kind(engine="rss3", partition=Vertical(widths[0], sum(widths[1:]))).fit(xtr[:50], ytr[:50])
+
+
 def test_ss_margins_go_to_the_named_party_only(cancer):
     from mpcml import run_local
     from protocols.xgb import prediction_roles
@@ -596,7 +611,7 @@ def test_app_options_are_checked(tmp_path):
         run_app_local("xgb", data, {"n_estimator": "2"})
     with pytest.raises(ValueError, match="test_fraction must be in"):
         run_app_local("xgb", data, {"test_fraction": "1"})
-    with pytest.raises(ValueError, match="method=ss needs a party with role 'dealer'"):
+    with pytest.raises(ValueError, match="method=ss on the beaver engine needs a party with role 'dealer'"):
         run_app_local("xgb", data, {}, federation={"alice": "label", "bob": "holder"})
 
 

@@ -2,7 +2,7 @@
 
 Roles: ``label`` (one party; its CSV's last column is the label: 0/1, or a real target with
 ``loss=squared``), ``holder`` (more parties, their feature columns of the same rows) and
-``dealer`` (correlated randomness for ``method=ss``; idle for ``method=he``). The players are the
+``dealer`` (correlated randomness for ``method=ss`` on the ``beaver`` engine; idle otherwise). The players are the
 label party followed by the holders in sorted order. Threat model and leakage:
 :mod:`protocols.xgb.ss`, :mod:`protocols.xgb.he`, :mod:`protocols.xgb.predict`. Options: the
 fields of :class:`protocols.xgb.XGBConfig` plus this app's ``test_fraction``, ``predict_with``
@@ -84,8 +84,9 @@ def _run_config(options: Mapping[str, str], federation: Mapping[str, str]) -> CO
                          f"'dealer', found {found['label']} and {found['dealer']}")
     dealer = found["dealer"][0] if found["dealer"] else "dealer"
     run = parse(options, CONFIG, DEMO, players=(found["label"][0], *found["holder"]), dealer=dealer)
-    if run.method == "ss" and not found["dealer"]:
-        raise ValueError("method=ss needs a party with role 'dealer'")
+    if run.needs_dealer and not found["dealer"]:
+        raise ValueError("method=ss on the beaver engine needs a party with role 'dealer' (engine=rss3 runs three "
+                         "data parties without one)")
     return run
 
 
@@ -114,9 +115,9 @@ def _train_then_predict(party: Party, X: Any = None, y: Any = None, *, run: CONF
 
 
 def _dealer(party: Party, *, run: CONFIG, sessions: int) -> dict[str, int]:
-    """The dealer serves each session of the run (training, then prediction); idle for SecureBoost."""
+    """The dealer serves each session of the run (training, then prediction); idle for SecureBoost and rss3."""
     served: dict[str, int] = {}
-    if run.method != "ss":
+    if not run.needs_dealer:
         return served
     dealer_roles, _ = roles(run.protocol(), {})
     for _ in range(sessions):

@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 from mpcml.csprng import Csprng
+from mpcml.engine import ENGINES
 from mpcml.nonlinear import SIGMOID_METHODS
 from mpcml.party import Party
 
@@ -58,7 +59,7 @@ class XGBConfig(ProtocolConfig):
     """Everything the parties of one run agree on: the options, then who plays which role.
 
     ``players`` are the data parties, the label holder first; ``dealer`` supplies correlated
-    randomness (``method="ss"`` only).
+    randomness (``method="ss"`` on the ``beaver`` engine only).
     """
 
     method: str = option("ss", "`ss` (SS-XGB, everything secret-shared, distributed model) or `he` (SecureBoost, "
@@ -74,6 +75,8 @@ class XGBConfig(ProtocolConfig):
     colsample_bytree: float = option(1.0, "fraction of its columns each party keeps per tree", number(high=1))
     binning: str = option("xgboost", "`xgboost` (the cut points of xgboost's own sketch, computed by each party on "
                           "its columns) or `quantile` (numpy quantiles)", one_of(*BINNINGS))
+    engine: str = option("beaver", "secret sharing of `ss`: `beaver` (additive, any number of players, a dealer) or "
+                         "`rss3` (replicated, exactly three players, no dealer; honest majority)", one_of(*ENGINES))
     sigmoid: str = option("spline", f"secure sigmoid of `ss` with the logistic loss, one of {sorted(SIGMOID_METHODS)}",
                           one_of(*SIGMOID_METHODS))
     key_bits: int = option(2048, "Paillier modulus size of `he`", _key_bits)
@@ -88,6 +91,16 @@ class XGBConfig(ProtocolConfig):
         if len(players) < 2 or self.dealer in players:
             raise ValueError(f"players must name at least two data parties (the label holder first) and not the dealer "
                              f"{self.dealer!r}, got {list(players)}")
+        if self.uses_rss3 and len(players) != 3:
+            raise ValueError(f"engine='rss3' needs exactly three data parties, got {len(players)}")
+
+    @property
+    def uses_rss3(self) -> bool:
+        return self.method == "ss" and self.engine == "rss3"
+
+    @property
+    def needs_dealer(self) -> bool:
+        return self.method == "ss" and self.engine == "beaver"
 
     @property
     def label_holder(self) -> str:

@@ -32,7 +32,7 @@ from .config import XGBConfig, plan
 from .model import PartyModel
 from .protocol import prediction_roles, roles
 
-_PART_ATTRIBUTES = ("method", "party", "players", "max_depth", "n_features", "base", "target_shift")
+_PART_ATTRIBUTES = ("method", "engine", "party", "players", "max_depth", "n_features", "base", "target_shift")
 _PART_ARRAYS = ("features", "thresholds", "leaves")
 
 

@@ -31,8 +31,7 @@ import numpy as np
 from mpcml import fixedpoint
 from mpcml.party import Party
 from mpcml.schema import Array, Float, Int, Tuple
-from mpcml.tensor import Session
-from mpcml.triples import DealerTriples
+from mpcml.tensor import SharedTensor, make_session
 
 from ..common import check_matrix
 from .config import FRAC_BITS, XGBConfig
@@ -46,7 +45,8 @@ OUTPUT_SCALE = Tuple(Float(), Int(-1100, 1100))
 def _part(config: XGBConfig, party: Party, X: Any, model: Any) -> tuple[PartyModel, np.ndarray]:
     """This party's checked model part and its reachability matrix (local, before any message)."""
     part = model if isinstance(model, PartyModel) else PartyModel.from_wire(model, f"the model part of {party.id!r}")
-    if part.party != party.id or part.players != config.players or part.method != config.method:
+    if part.party != party.id or part.players != config.players or part.method != config.method or \
+            (config.method == "ss" and part.engine != config.engine):
         raise ValueError(f"party {party.id!r} was given the {part.method!r} model part of {part.party!r} (players "
                          f"{list(part.players)}), not its own part of this {config.method!r} model of {list(config.players)}")
     X = check_matrix(X, f"X of party {party.id!r}")
@@ -71,15 +71,15 @@ def ss_predict(party: Party, X: Any = None, model: Any = None, *, config: XGBCon
         if tuple(shape) != reach_mine.shape:
             raise ValueError(f"party {pid!r} predicts {shape[0]} rows of {shape[1]} leaves, party {party.id!r} "
                              f"{reach_mine.shape[0]} rows of {reach_mine.shape[1]}: the blocks must hold the same rows")
-    session = Session(party, config.players, DealerTriples(party, config.players, config.dealer), FRAC_BITS)
+    session = make_session(party, config.players, config.engine, dealer=config.dealer, frac_bits=FRAC_BITS)
     # 2. the shared one-hot of every row's leaves, times the shared leaf weights
     reach = None
     for pid in config.players:
-        term = session.input_ring(reach_mine if pid == party.id else None, pid)
-        reach = term if reach is None else session.mul_shares(reach, term, 0)
-    margin = session.mul_shares(reach, part.leaves.reshape(1, -1), 0).sum(axis=1, dtype=np.uint64)
+        term = SharedTensor(session, session.input_ring(reach_mine if pid == party.id else None, pid))
+        reach = term if reach is None else reach.mul(term, 0)
+    leaves = SharedTensor(session, part.leaves.reshape(part.leaves.shape[:-2] + (1, -1)))
     # 3. opened to `to` only
-    opened = session.open_to(margin, to)
+    opened = reach.mul(leaves, 0).sum(axis=1).reveal_ring(to=to)
     session.close()
     if to != config.label_holder and party.id == config.label_holder:
         party.send(to, [part.base, part.target_shift])

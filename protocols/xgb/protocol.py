@@ -30,8 +30,8 @@ def xgb_dealer(party: Party, *, config: XGBConfig) -> dict[str, int]:
 
 def _with_dealer(config: XGBConfig, party_roles: dict[str, Callable[..., Any]], inputs: dict[str, dict[str, Any]]
                  ) -> Roles:
-    """SS-XGB's sessions need the dealer; SecureBoost has none."""
-    dealer = {config.dealer: partial(xgb_dealer, config=config)} if config.method == "ss" else {}
+    """SS-XGB's sessions on the beaver engine need the dealer; on rss3, and SecureBoost, there is none."""
+    dealer = {config.dealer: partial(xgb_dealer, config=config)} if config.needs_dealer else {}
     return {**party_roles, **dealer}, {**inputs, **{pid: {} for pid in dealer}}
 
 

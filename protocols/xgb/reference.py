@@ -87,9 +87,9 @@ class Forest:
             raise ValueError(f"the parts {sorted(by_party)} are not those of the players {list(players)}")
         label = by_party[players[0]]
         if label.method == "ss":
-            total = np.zeros_like(label.leaves)
+            total = np.zeros_like(label.leaf_terms())
             for m in models:
-                total += m.leaves
+                total += m.leaf_terms()
             leaves = fixedpoint.decode(total, FRAC_BITS)
         else:
             leaves = label.leaves

@@ -2,17 +2,19 @@
 
 Fang, Zhao, Tan et al., "Large-Scale Secure XGB for Vertical Federated Learning", CIKM 2021.
 The data parties ("players") hold different feature columns of the same rows; the first (the
-*label holder*) also holds the labels; a dealer supplies correlated randomness
-(:class:`mpcml.triples.DealerTriples`). Values are additive shares over Z_2^64 with
-:data:`~protocols.xgb.config.FRAC_BITS` fractional bits unless said otherwise. The steps of
-:func:`ss_player`, numbered as in the code:
+*label holder*) also holds the labels. Values are shared over Z_2^64 with
+:data:`~protocols.xgb.config.FRAC_BITS` fractional bits unless said otherwise, on either engine
+of :mod:`mpcml.tensor` (``config.engine``; the code uses only engine-agnostic methods):
+``"beaver"`` (additive shares among any number of players, a dealer supplies correlated
+randomness, :class:`mpcml.triples.DealerTriples`) or ``"rss3"`` (replicated shares among exactly
+three players, no dealer). The steps of :func:`ss_player`, numbered as in the code:
 
 Set-up:
   1. Each player bins its own columns (quantile cuts), announces its facts and runs the range
      analysis (:mod:`protocols.xgb.setup`). The label holder inputs its targets ``y'`` and the
      initial margin; each player's bucket-indicator matrix ``L_i`` (``L_i[r, j] = 1`` if row ``r``
-     goes left under its candidate ``j``) is masked once (``E_i = L_i - A_i`` opened, SecureML's
-     trick, :class:`mpcml.masked.MaskedMatrix`).
+     goes left under its candidate ``j``) is shared and masked once (``beaver``: ``E_i = L_i - A_i``
+     opened, SecureML's trick; ``rss3``: nothing opened; :class:`mpcml.masked.MaskedMatrix`).
 Per tree:
   2. Gradients on shares, times the public ``c = min(1, C/n)`` (``lambda`` and
      ``min_child_weight`` alike, so sums stay in range; gains scale by ``c``, leaves do not):
@@ -38,7 +40,9 @@ After the levels:
   8. Leaves ``w = -eta G/(H+lambda)`` by secure division, kept shared; every row's margin gains
      its leaf's weight; the label holder reports the tree (:class:`protocols.progress.Progress`).
 
-Threat model: semi-honest, the dealer colludes with no player. What each party learns:
+Threat model: semi-honest; ``beaver``: the dealer colludes with no player (any coalition of all
+but one player learns nothing more); ``rss3``: an honest majority (a single player learns
+nothing more, two colluding players learn everything). What each party learns:
 
 - every player: the number of rows, every player's number of candidate splits and options
   digest, and, for the nodes it owns only, that it owns them, their feature and threshold (hence
@@ -47,7 +51,7 @@ Threat model: semi-honest, the dealer colludes with no player. What each party l
   With the squared loss, one bit per tree: whether every residual lies in the analysed range
   (always "yes" in a run that returns a model). The label holder also knows its labels and
   keeps the initial margin and target scale ``2^s`` to itself.
-- the dealer: shapes and the sequence of operations only.
+- the dealer (``beaver``): shapes and the sequence of operations only.
 """
 
 from __future__ import annotations
@@ -58,11 +62,9 @@ import numpy as np
 
 from mpcml import fixedpoint
 from mpcml.masked import MaskedMatrix
-from mpcml.nonlinear import argmax_bits, divide, ltz_bits, not_bits, sigmoid
+from mpcml.nonlinear import divide, sigmoid
 from mpcml.party import Party
-from mpcml.schema import Array
-from mpcml.tensor import Session, SharedTensor, leader_adds
-from mpcml.triples import DealerTriples
+from mpcml.tensor import Session, SharedTensor, make_session
 
 from ..progress import Progress
 from . import setup
@@ -70,7 +72,6 @@ from .config import FRAC_BITS, Plan, XGBConfig, guard_error, sample_columns, sam
 from .model import PartyModel
 from .trees import PartyTrees
 
-ONEHOT_SHARE = Array(np.uint64, ndim=2)
 INVALID = 1.0
 """A candidate below ``min_child_weight`` (or of a column not sampled) scores ``-INVALID``: below every
 "no split" score ``G^2/(H+lambda) >= 0`` even after the division's rounding, so it never wins."""
@@ -89,20 +90,14 @@ class _Player:
         self.n = X.shape[0]
         self.sizes = [facts[p]["candidates"] for p in config.players]
         self.offsets = np.concatenate([[0], np.cumsum(self.sizes)]).astype(np.int64)
-        self.session = Session(party, config.players, DealerTriples(party, config.players, config.dealer), FRAC_BITS)
+        self.session = make_session(party, config.players, config.engine, dealer=config.dealer, frac_bits=FRAC_BITS)
         self.stream = config.sampler(party)
-        self.masked = [self._mask_indicator(pid, m) for pid, m in zip(config.players, self.sizes)]
+        self.masked = [MaskedMatrix(self._indicator(pid, m)) for pid, m in zip(config.players, self.sizes)]
 
-    def _mask_indicator(self, owner: str, m: int) -> MaskedMatrix:
-        share = self.left.astype(np.uint64) if self.party.id == owner else np.zeros((self.n, m), dtype=np.uint64)
-        return MaskedMatrix(SharedTensor(self.session, share))
-
-    def input_bits(self, mine: np.ndarray) -> np.ndarray:
-        """Shares of ``sum_i mine_i`` for integer arrays of equal shape input by every player."""
-        total = np.zeros(mine.shape, dtype=np.uint64)
-        for pid in self.session.players:
-            total += self.session.input_ring(mine.astype(np.uint64) if pid == self.party.id else None, pid)
-        return total
+    def _indicator(self, owner: str, width: int) -> SharedTensor:
+        """Shares of ``owner``'s bucket-indicator matrix (every other player contributes zeros)."""
+        own = self.left if owner == self.party.id else np.zeros((self.n, width), dtype=np.uint8)
+        return self.session.from_additive(own.astype(np.uint64))
 
     def segment(self, index: int) -> slice:
         return slice(int(self.offsets[index]), int(self.offsets[index + 1]))
@@ -124,7 +119,7 @@ def ss_player(party: Party, X: Any = None, y: Any = None, *, config: XGBConfig,
     start = np.full(n, base if config.loss == "logistic" else 0.0) if is_label else None
     margin = session.input(start, config.label_holder, name="initial margin")
     trees = PartyTrees.empty(config.n_estimators, config.max_depth)
-    leaves = np.zeros((config.n_estimators, 2**config.max_depth), dtype=np.uint64)
+    leaves = []
     for t in range(config.n_estimators):
         # 2. gradients (and the squared loss's guard)
         g, h = _gradients(session, margin, labels, config, params, t)
@@ -135,11 +130,12 @@ def ss_player(party: Party, X: Any = None, y: Any = None, *, config: XGBConfig,
             select = _grow_level(me, trees, t, d, select, g, h, keep)
         # 8. leaves and margins
         w, margin = _leaf_weights(me, select, sampled, g, h, margin)
-        leaves[t] = w.share
+        leaves.append(w.share)
         if progress is not None:
             progress(t)
     session.close()
-    return PartyModel("ss", party.id, config.players, trees, X.shape[1], leaves, base, shift).to_wire()
+    return PartyModel("ss", party.id, config.players, trees, X.shape[1], np.stack(leaves, axis=-2), base, shift,
+                      engine=config.engine).to_wire()
 
 
 def _gradients(session: Session, margin: SharedTensor, labels: SharedTensor, config: XGBConfig, params: Plan,
@@ -148,7 +144,7 @@ def _gradients(session: Session, margin: SharedTensor, labels: SharedTensor, con
     n, c = margin.shape[0], params.gradient_scale
     if config.loss == "squared":
         g = margin - labels
-        _guard(session, g, params.residual_bound, config, tree)
+        _guard(g, params.residual_bound, config, tree)
         return (g * c if c < 1 else g), session.public(np.full(n, c))
     p = sigmoid(margin, config.sigmoid)
     gh = SharedTensor.concatenate([p - labels, p - p * p])
@@ -157,65 +153,62 @@ def _gradients(session: Session, margin: SharedTensor, labels: SharedTensor, con
     return gh[:n], gh[n:]
 
 
-def _guard(session: Session, residual: SharedTensor, bound: float, config: XGBConfig, tree: int) -> None:
+def _guard(residual: SharedTensor, bound: float, config: XGBConfig, tree: int) -> None:
     """One comparison of every residual with ``+-bound``; the count outside is opened (0 in a good run)."""
-    limit = fixedpoint.encode(bound, session.frac_bits)
-    outside = ltz_bits(session, np.stack([leader_adds(session, residual.share, limit),
-                                          leader_adds(session, -residual.share, limit)]))
-    (count,) = session.open([outside.sum(dtype=np.uint64).reshape(1)])
-    if int(count[0]):
-        session.close()
+    outside = SharedTensor.stack([residual + bound, bound - residual]).ltz_bits()
+    if int(outside.sum().reveal_ring()):
+        residual.session.close()
         raise guard_error(tree, bound, config)
 
 
-def _root_selection(me: _Player, is_label: bool) -> tuple[np.ndarray, bool]:
+def _root_selection(me: _Player, is_label: bool) -> tuple[SharedTensor, bool]:
     """Step 3: shares of the root's 0/1 row selection ``(n, 1)``; with ``subsample`` a second column
     selects every row (the leaves use the sampled rows, the margins move for all rows)."""
     session, n = me.session, me.n
-    ones = np.full((n, 1), 1 if session.is_leader else 0, dtype=np.uint64)
+    ones = session.public_ring(np.ones((n, 1), dtype=np.uint64))
     if me.config.subsample >= 1.0:
         return ones, False
     chosen = None
     if is_label:
         chosen = np.zeros((n, 1), dtype=np.uint64)
         chosen[sample_rows(me.stream, n, me.config.subsample), 0] = 1
-    return np.concatenate([session.input_ring(chosen, me.config.label_holder), ones], axis=1), True
+    return SharedTensor.concatenate([SharedTensor(session, session.input_ring(chosen, me.config.label_holder)), ones],
+                                    axis=1), True
 
 
-def _candidate_mask(me: _Player) -> np.ndarray:
+def _candidate_mask(me: _Player) -> SharedTensor:
     """Step 3: shares of the 0/1 mask of every player's candidates kept for this tree, ``(1, M)``."""
     keep = sample_columns(me.stream, len(me.bins.cuts_), me.config.colsample_bytree)[me.bins.candidates()[0]]
     mine = [keep[None, :] if pid == me.party.id else np.zeros((1, s), np.uint64)
             for pid, s in zip(me.session.players, me.sizes)]
-    return me.input_bits(np.concatenate(mine, axis=1))
+    return me.session.from_additive(np.concatenate(mine, axis=1).astype(np.uint64))
 
 
-def _node_sums(session: Session, select: np.ndarray, g: SharedTensor, h: SharedTensor
-               ) -> tuple[SharedTensor, SharedTensor, SharedTensor]:
-    """``[s∘g | s∘h]`` for the k selection columns ``s`` (one exact Beaver round), and the k sums of each."""
-    k = select.shape[1]
-    v = session.mul_shares(np.concatenate([select, select], axis=1),
-                           np.concatenate([np.repeat(g.share[:, None], k, 1), np.repeat(h.share[:, None], k, 1)], axis=1), 0)
-    totals = v.sum(axis=0, dtype=np.uint64)
-    return SharedTensor(session, v), SharedTensor(session, totals[:k]), SharedTensor(session, totals[k:])
+def _node_sums(select: SharedTensor, g: SharedTensor, h: SharedTensor) -> tuple[SharedTensor, SharedTensor, SharedTensor]:
+    """``[s∘g | s∘h]`` for the k selection columns ``s`` (one exact product round), and the k sums of each."""
+    n, k = select.shape
+    both = SharedTensor.concatenate([g.reshape(n, 1).broadcast_to((n, k)), h.reshape(n, 1).broadcast_to((n, k))], axis=1)
+    v = select.tile((1, 2)).mul(both, trunc_bits=0)
+    totals = v.sum(axis=0)
+    return v, totals[:k], totals[k:]
 
 
-def _grow_level(me: _Player, trees: PartyTrees, t: int, d: int, select: np.ndarray, g: SharedTensor, h: SharedTensor,
-                keep: np.ndarray | None) -> np.ndarray:
+def _grow_level(me: _Player, trees: PartyTrees, t: int, d: int, select: SharedTensor, g: SharedTensor,
+                h: SharedTensor, keep: SharedTensor | None) -> SharedTensor:
     """Steps 4-7 for the ``2^d`` nodes of level ``d``; returns the children's selections ``(n, 2^(d+1))``."""
     scores = _level_scores(me, select[:, : 2**d], g, h, keep)
     # 5. the secure argmax; 6. each player's slice opened to it
-    won = _open_segments(me, argmax_bits(me.session, scores)[:, 1:])
+    won = _open_segments(me, scores.argmax_bits()[:, 1:])
     return _split_children(me, trees, t, d, select, won)
 
 
-def _level_scores(me: _Player, select: np.ndarray, g: SharedTensor, h: SharedTensor, keep: np.ndarray | None
-                  ) -> np.ndarray:
+def _level_scores(me: _Player, select: SharedTensor, g: SharedTensor, h: SharedTensor, keep: SharedTensor | None
+                  ) -> SharedTensor:
     """Steps 4-5: shares of ``[G^2/(H+lambda) | G_L^2/(H_L+lambda) + G_R^2/(H_R+lambda) or -INVALID]``, ``k x (1 + M)``."""
-    session, k, params = me.session, select.shape[1], me.plan
+    k, params = select.shape[1], me.plan
     lam, mcw = me.config.reg_lambda * params.gradient_scale, me.config.min_child_weight * params.gradient_scale
     # 4. node sums and every candidate's left sums
-    vt, big_g, big_h = _node_sums(session, select, g, h)
+    vt, big_g, big_h = _node_sums(select, g, h)
     left = SharedTensor.concatenate([mm.t_matmul(vt, truncate=False) for mm in me.masked], axis=0).T  # (2k, M)
     gl, hl = left[:k], left[k:]
     gr, hr = big_g.reshape(k, 1) - gl, big_h.reshape(k, 1) - hl
@@ -226,35 +219,28 @@ def _level_scores(me: _Player, select: np.ndarray, g: SharedTensor, h: SharedTen
     q = divide(nums * nums, dens, params.divide_lo, params.divide_hi)
     score = (q[: k * m] + q[k * m : 2 * k * m]).reshape(k, m)
     parent = q[2 * k * m :].reshape(k, 1)
-    below = ltz_bits(session, (SharedTensor.stack([hl, hr]) - mcw).share)  # [H < mcw], integer bits
-    shifted = (score + INVALID).share  # a candidate not allowed scores -INVALID, below any parent score
+    below = (SharedTensor.stack([hl, hr]) - mcw).ltz_bits()  # [H < mcw], integer bits
+    shifted = score + INVALID  # a candidate not allowed scores -INVALID, below any parent score
     if keep is not None:
-        both, kept = session.mul_shares(np.stack([below[0], shifted]), np.stack([below[1], np.broadcast_to(keep, (k, m))]), 0)
+        products = SharedTensor.stack([below[0], shifted]).mul(SharedTensor.stack([below[1], keep.broadcast_to((k, m))]), 0)
+        both, kept = products[0], products[1]
     else:
-        both, kept = session.mul_shares(below[0], below[1], 0), shifted
-    valid = not_bits(session, below[0] + below[1] - both)  # both children heavy enough
-    final = leader_adds(session, session.mul_shares(valid, kept, 0), fixedpoint.encode(-INVALID, session.frac_bits))
-    return np.concatenate([parent.share, final], axis=1)
+        both, kept = below[0].mul(below[1], 0), shifted
+    valid = (below[0] + below[1] - both).not_bits()  # both children heavy enough
+    return SharedTensor.concatenate([parent, valid.mul(kept, 0) - INVALID], axis=1)
 
 
-def _open_segments(me: _Player, onehot: np.ndarray) -> np.ndarray:
+def _open_segments(me: _Player, onehot: SharedTensor) -> np.ndarray:
     """Step 6: each player's columns of the one-hot opened to that player only (one round); mine as 0/1."""
-    session, party = me.session, me.party
-    for i, pid in enumerate(session.players):
-        if pid != party.id:
-            party.send(pid, onehot[:, me.segment(i)])
-    mine = onehot[:, me.segment(session.index)].copy()
-    for theirs in party.gather(session.others, expect=ONEHOT_SHARE, what="share of the winning split").values():
-        if theirs.shape != mine.shape:
-            raise ValueError(f"a share of the winning split has shape {theirs.shape}, expected {mine.shape}")
-        mine += theirs
+    mine = me.session.open_to_each({pid: onehot[:, me.segment(i)] for i, pid in enumerate(me.session.players)})
     return fixedpoint.to_signed(mine) == 1
 
 
-def _split_children(me: _Player, trees: PartyTrees, t: int, d: int, select: np.ndarray, won: np.ndarray) -> np.ndarray:
+def _split_children(me: _Player, trees: PartyTrees, t: int, d: int, select: SharedTensor, won: np.ndarray
+                    ) -> SharedTensor:
     """Step 7: record this player's winning splits; every player inputs its "goes right" rows; the children's selections."""
-    session, n, k = me.session, me.n, 2**d
-    right = np.zeros((n, k), dtype=np.uint8)
+    n, k = me.n, 2**d
+    right = np.zeros((n, k), dtype=np.uint64)
     first = 2**d - 1
     for j in range(k):
         hits = np.flatnonzero(won[j])
@@ -264,22 +250,19 @@ def _split_children(me: _Player, trees: PartyTrees, t: int, d: int, select: np.n
             f, thr = me.bins.threshold(int(hits[0]))
             trees.set_split(t, first + j, f, thr)
             right[:, j] = 1 - me.left[:, hits[0]]
-    goes_right = me.input_bits(right)
-    cols = select.shape[1] // k
-    sel_right = session.mul_shares(select, np.tile(goes_right, (1, cols)), 0)
-    children = np.empty((n, 2 * select.shape[1]), dtype=np.uint64)
-    children[:, 0::2], children[:, 1::2] = select - sel_right, sel_right
-    return children
+    goes_right = me.session.from_additive(right)
+    sel_right = select.mul(goes_right.tile((1, select.shape[1] // k)), 0)
+    # children interleaved: column 2j is the left child of column j, 2j + 1 the right one
+    return SharedTensor.stack([select - sel_right, sel_right], axis=2).reshape(n, 2 * select.shape[1])
 
 
-def _leaf_weights(me: _Player, select: np.ndarray, sampled: bool, g: SharedTensor, h: SharedTensor,
+def _leaf_weights(me: _Player, select: SharedTensor, sampled: bool, g: SharedTensor, h: SharedTensor,
                   margin: SharedTensor) -> tuple[SharedTensor, SharedTensor]:
     """Step 8: shared leaf weights ``-eta G/(H+lambda)`` from the sampled rows, and every row's new margin."""
-    session, config, params = me.session, me.config, me.plan
+    config, params = me.config, me.plan
     n_leaves = 2**config.max_depth
     in_sample, everyone = (select[:, :n_leaves], select[:, n_leaves:]) if sampled else (select, select)
-    _, leaf_g, leaf_h = _node_sums(session, in_sample, g, h)
+    _, leaf_g, leaf_h = _node_sums(in_sample, g, h)
     w = divide(leaf_g, leaf_h + config.reg_lambda * params.gradient_scale, params.divide_lo, params.divide_hi)
     w = w * (-config.learning_rate)
-    step = session.mul_shares(everyone, w.share[None, :], 0).sum(axis=1, dtype=np.uint64)
-    return w, margin + SharedTensor(session, step)
+    return w, margin + everyone.mul(w.reshape(1, n_leaves), 0).sum(axis=1)
