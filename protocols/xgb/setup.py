@@ -29,14 +29,10 @@ def party_input(config: XGBConfig, pid: str, X: Any, y: Any) -> tuple[np.ndarray
     if pid not in config.players:
         raise ValueError(f"party {pid!r} is not one of the data parties {list(config.players)}")
     X = feature_values(check_matrix(X, f"X of party {pid!r}"))
-    if pid != config.label_holder:
-        if y is not None:
-            raise ValueError(f"party {pid!r} is not the label holder ({config.label_holder!r}) but was given labels y")
-        return X, None
-    if y is None:
-        raise ValueError(f"the label holder {pid!r} must be given the labels y")
-    y = check_labels(y, X.shape[0], binary=config.loss == "logistic", name=f"y of party {pid!r}")
-    return X, y
+    if (pid == config.label_holder) != (y is not None):
+        raise ValueError(f"the labels y go to the label holder {config.label_holder!r} only; party {pid!r} was "
+                         f"{'not given them' if y is None else 'given them'}")
+    return X, None if y is None else check_labels(y, X.shape[0], binary=config.loss == "logistic", name=f"y of party {pid!r}")
 
 
 def binner(config: XGBConfig, X: np.ndarray) -> QuantileBinner:
