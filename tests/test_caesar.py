@@ -11,7 +11,6 @@ model, so it bounds every single weight.
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 
@@ -46,6 +45,7 @@ from protocols.caesar.config import plan, schedule_facts
 from protocols.caesar.packing import unpack_masked
 from protocols.caesar.protocol import encoded_blocks
 from protocols.estimator import Vertical
+from tests.contract import assert_persists
 
 KEY = 1024
 
@@ -335,21 +335,7 @@ def test_save_load_round_trip_and_tampering(cancer, tmp_path) -> None:
     X_train, X_test, y_train, _ = cancer
     est = CaesarLogisticRegression(key_bits=KEY, epochs=1, random_state=3).fit(halves(X_train[:128]),
                                                                                np.where(y_train[:128] == 1, "yes", "no"))
-    path = est.save(tmp_path / "model.npz")
-    loaded = CaesarLogisticRegression.load(path)
-    np.testing.assert_array_equal(loaded.predict(X_test), est.predict(X_test))
-    assert loaded.get_params() == est.get_params()
-    with np.load(path) as archive:
-        contents = {name: archive[name] for name in archive.files}
-    contents["coef_"] = contents["coef_"] * 1.01
-    np.savez(tmp_path / "edited.npz", **contents)
-    with pytest.raises(ValueError, match="modified or is corrupt"):
-        CaesarLogisticRegression.load(tmp_path / "edited.npz")
-    header = json.loads(bytes(contents["__meta__"]).decode())
-    contents["__meta__"] = np.frombuffer(json.dumps({**header, "version": 99}).encode(), np.uint8)
-    np.savez(tmp_path / "future.npz", **contents)
-    with pytest.raises(ValueError, match="format version 99"):
-        CaesarLogisticRegression.load(tmp_path / "future.npz")
+    assert_persists(est, X_test, tmp_path)
 
 
 def test_predict_on_blocks_and_full_matrix_and_feature_names(cancer) -> None:
