@@ -105,6 +105,42 @@ def is_ip(host: str) -> bool:
     return True
 
 
+def certificate_name(name: str) -> str:
+    """A DNS name as TLS compares it: case-insensitive, without a trailing dot."""
+    return name.lower().rstrip(".")
+
+
+def check_certificate_names(specs: Mapping[str, PartySpec]) -> None:
+    """Refuse certificate names that would let one party's certificate pass for another party.
+
+    Peers dial each party by its id and TLS accepts any certificate that carries the dialled
+    name, so no party's address host or ``hosts`` may be another party's id, and a ``hosts``
+    entry may not be any name of another party (its id, address host or hosts). Parties may
+    share an address host (several parties on one machine): peers never dial by host.
+    Wildcards are refused.
+    """
+    ids = {certificate_name(pid): pid for pid in specs}
+    carried: dict[str, set[str]] = {}
+    for pid, spec in specs.items():
+        for name in (spec.id, spec.host, *spec.hosts):
+            carried.setdefault(certificate_name(name), set()).add(pid)
+    for pid, spec in specs.items():
+        for key, names in (("address", (spec.host,)), ("hosts", spec.hosts)):
+            for name in names:
+                if "*" in name:
+                    raise ConfigError(f"parties.{pid}.{key}: wildcard name {name!r} is not allowed in a certificate")
+                owner = ids.get(certificate_name(name))
+                if owner is not None and owner != pid:
+                    raise ConfigError(
+                        f"parties.{pid}.{key}: {name!r} is the id of party {owner!r}; a certificate of {pid!r} with that "
+                        f"name would be accepted by peers dialling {owner!r}")
+                others = sorted(carried[certificate_name(name)] - {pid})
+                if key == "hosts" and others:
+                    raise ConfigError(
+                        f"parties.{pid}.hosts: {name!r} is also a certificate name of party {others[0]!r}; "
+                        "each extra host name must belong to one party")
+
+
 def load_federation(path: Path | str) -> Federation:
     """Read and validate a federation file (``.toml`` or ``.json``)."""
     path = Path(path)
@@ -177,6 +213,7 @@ def federation_from_dict(data: Any, base_dir: Path | str = ".") -> Federation:
     addresses = [s.address for s in specs.values()]
     if len(set(addresses)) != len(addresses):
         raise ConfigError(f"two parties share an address: {addresses}")
+    check_certificate_names(specs)
     return Federation(specs, tls_dir / "ca.pem", session, timeout, int(chunk_mib * MIB))
 
 
