@@ -1,19 +1,23 @@
-"""One party process: build the app's role, start the server, run the role over gRPC, shut down."""
+"""One party process: start the server, build the app's role, connect and agree, run the role over gRPC, shut down;
+on failure, name the party that failed and tell every peer."""
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 from mpcml import codec
-from mpcml.party import CommStats
+from mpcml.party import CommStats, PartyTimeout
 
+from .agreement import Agreement
 from .apps import build_role, load_app
 from .certs import load_tls
 from .config import Federation
-from .transport import GrpcParty, PartyServer
+from .failures import Failure, RunAborted, find_culprit
+from .transport import GrpcParty, PartyServer, PeerRefused, PeerUnreachable
 
 STOP_GRACE = 5.0  # seconds in-flight RPCs (e.g. the ack of a peer's last message) may take to finish
 
@@ -52,27 +56,92 @@ def run_party(
 ) -> PartyResult:
     """Run ``party_id``'s role of app ``protocol`` against its peers in ``federation``.
 
-    Inputs, certificates and the listening port are checked before anything is sent. Raises
-    :class:`~mpcml.party.PartyTimeout` (naming the silent peer) if a peer is silent longer than
-    ``federation.timeout``, and :class:`~parties.transport.PeerUnreachable` if a message cannot be delivered.
+    Certificates and the listening port are checked first; then the app builds the role from
+    the data and options, the party connects to every peer and compares the public
+    configuration (:mod:`parties.agreement`), and runs the role. If anything fails, in this
+    party or (told by ``Abort``) in another, it raises :class:`~parties.failures.RunAborted`
+    naming the party that failed and why, after telling every peer it can reach; a receive
+    that timed out names the party that really failed (:func:`~parties.failures.find_culprit`).
     The clock in the result starts once every peer is connected; ``progress`` gets one line then.
     """
     spec = federation.party(party_id)
-    role, args = build_role(load_app(protocol), party_id, federation.roles(), data, options or {})
+    app = load_app(protocol)
+    options = dict(options or {})
     tls = load_tls(federation, party_id) if secure else None
     peers = {pid: s.address for pid, s in federation.parties.items() if pid != party_id}
+    agreement = Agreement.of(protocol, federation.session, federation.roles(), options, getattr(app, "LOCAL_OPTIONS", ()))
     server = PartyServer(party_id, listen or spec.address, peers, federation.session, tls=tls,
-                         chunk_bytes=federation.chunk_bytes, on_refusal=on_refusal).start()
+                         chunk_bytes=federation.chunk_bytes, on_refusal=on_refusal, limits=federation.limits,
+                         timeout=federation.timeout, agreement=agreement).start()
     party = GrpcParty(party_id, peers, server, federation.session, tls=tls, timeout=federation.timeout,
-                      chunk_bytes=federation.chunk_bytes)
+                      chunk_bytes=federation.chunk_bytes, agreement=agreement)
+    grace = STOP_GRACE
     try:
+        role, args = build_role(app, party_id, federation.roles(), data, options)
         party.connect()
+        party.agree()
         if progress is not None:
             progress(f"{party_id}: connected to {', '.join(sorted(peers))}; running {protocol}")
         start = time.perf_counter()
-        output = role(party, **args) if isinstance(args, dict) else role(party, *args)
+        output = run_role(party, role, args)
         seconds = time.perf_counter() - start
+    except BaseException as exc:
+        grace = 0.0  # what is still arriving no longer matters, and peers know why: they were told before the stop
+        failure, unreachable = name_failure(party, exc)
+        failure = party.state.fail(failure)
+        party.tell_failure(failure, skip=unreachable)
+        if isinstance(exc, KeyboardInterrupt):
+            raise
+        raise RunAborted(failure) from exc
     finally:
         party.close()
-        server.stop(grace=STOP_GRACE)
+        server.stop(grace=grace)
     return PartyResult(output, party.stats, party.transport.as_dict(), seconds)
+
+
+def run_role(party: GrpcParty, role: Callable[..., Any], args: tuple | dict) -> Any:
+    """``role(party, *args)`` on a thread of its own; returns its output or raises its exception.
+
+    The calling thread waits for the role or for a failure the server records (an ``Abort``
+    from a peer), whichever comes first, so the party stops at once even while its role
+    computes; the role thread, a daemon, ends at its next receive or send.
+    """
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["output"] = role(party, **args) if isinstance(args, dict) else role(party, *args)
+        except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
+            outcome["error"] = exc
+        finally:
+            party.state.notify()
+
+    threading.Thread(target=target, name=f"mpcml-{party.id}-role", daemon=True).start()
+    party.state.wait(lambda: bool(outcome), None)
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["output"]
+
+
+def name_failure(party: GrpcParty, exc: BaseException) -> tuple[Failure, frozenset[str]]:
+    """Who failed, and why, when this party's run ended with ``exc``; and the peers that did not answer a probe.
+
+    A failure told by a peer is relayed as it is. A timeout waiting for peers (receiving,
+    connecting, or a send no peer accepted in time) is traced from the silent peers to the
+    party that really failed by probing every peer (:func:`~parties.failures.find_culprit`);
+    meanwhile this party still says it waits for them, so that a peer probing it follows the
+    same trail. Anything else is this party's own failure.
+    """
+    known = party.state.failure
+    if known is not None:
+        return known, frozenset()
+    if isinstance(exc, KeyboardInterrupt):
+        return Failure(party.id, "interrupted by its operator", party.id), frozenset()
+    suspects = exc.peers if isinstance(exc, PartyTimeout) else (exc.peer,) if isinstance(exc, PeerUnreachable) else ()
+    if isinstance(exc, PeerRefused) and exc.code == "RESOURCE_EXHAUSTED":
+        suspects = (exc.peer,)  # the peer did not read our earlier messages in time
+    if not suspects:
+        return Failure(party.id, f"{type(exc).__name__}: {exc}", party.id), frozenset()
+    with party.state.waiting(suspects):
+        views = party.probe()
+    return find_culprit(party.id, suspects, views, str(exc)), frozenset(p for p, view in views.items() if not view.reachable)

@@ -30,6 +30,7 @@ from . import AppContext, CheckResult, get_option, read_csv, shuffled_row_groups
 
 DESCRIPTION = "dropout-resilient coded logistic/linear regression (Lagrange coded data sharing, DReS-FL style)"
 DEMO_PARTIES = {"server": "server", **{f"client-{i}": "client" for i in range(8)}}
+LOCAL_OPTIONS = frozenset({"progress"})  # whether the server prints a line per round
 
 
 def app_config(server: str, clients: Sequence[str], options: Mapping[str, str]) -> CodedConfig:
