@@ -260,9 +260,9 @@ def _limits(data: Any, timeout: float, chunk_mib: float) -> Limits:
         idle = float(_number(data, "idle_timeout", DEFAULT_IDLE_TIMEOUT, 0.001, 86400))
         message = float(_number(data, "message_timeout", timeout, 0.001, 86400))
     except ConfigError as exc:
-        raise ConfigError(f"limits.{exc}") from None
+        raise ConfigError(f"limits: {exc}") from None
     if not isinstance(streams, int):
-        raise ConfigError(f"limits.'streams' must be a whole number, got {streams!r}")
+        raise ConfigError(f"limits: 'streams' must be a whole number, got {streams!r}")
     return Limits(int(buffer_mib * MIB), streams, idle, message)
 
 

@@ -106,24 +106,35 @@ class RunState:
     def __init__(self) -> None:
         self._cond = threading.Condition()
         self._waiting: Counter[str] = Counter()
+        self._timed_out: tuple[str, ...] = ()
         self._failure: Failure | None = None
         self._hooks: list[Callable[[Failure], None]] = []
 
     @contextlib.contextmanager
     def waiting(self, peers: Iterable[str]) -> Iterator[None]:
-        """Mark ``peers`` as waited on (receiving from them, or sending to them) for the duration."""
+        """Mark ``peers`` as waited on (receiving from them, or sending to them) for the duration.
+
+        A wait that ends in a timeout leaves its peers marked until the next wait begins: the
+        party is about to fail and name them, or (a protocol tolerating dropouts) to move on.
+        """
         peers = tuple(peers)
         with self._cond:
             self._waiting.update(peers)
+            self._timed_out = ()
         try:
             yield
+        except TimeoutError:
+            with self._cond:
+                self._timed_out = peers
+            raise
         finally:
             with self._cond:
                 self._waiting.subtract(peers)
 
     def waiting_for(self) -> list[str]:
+        """The peers this party waits for, or timed out waiting for in its last wait."""
         with self._cond:
-            return sorted(peer for peer, count in self._waiting.items() if count > 0)
+            return sorted({peer for peer, count in self._waiting.items() if count > 0} | set(self._timed_out))
 
     @property
     def failure(self) -> Failure | None:

@@ -12,7 +12,7 @@ from typing import Any, Callable, Mapping
 from mpcml import codec
 from mpcml.party import CommStats, PartyTimeout
 
-from .agreement import Agreement
+from .agreement import Agreement, ConfigurationMismatch
 from .apps import build_role, load_app
 from .certs import load_tls
 from .config import Federation
@@ -75,10 +75,11 @@ def run_party(
                          timeout=federation.timeout, agreement=agreement).start()
     party = GrpcParty(party_id, peers, server, federation.session, tls=tls, timeout=federation.timeout,
                       chunk_bytes=federation.chunk_bytes, agreement=agreement)
-    grace = STOP_GRACE
+    grace, connected = STOP_GRACE, False
     try:
         role, args = build_role(app, party_id, federation.roles(), data, options)
         party.connect()
+        connected = True
         party.agree()
         if progress is not None:
             progress(f"{party_id}: connected to {', '.join(sorted(peers))}; running {protocol}")
@@ -89,7 +90,11 @@ def run_party(
         grace = 0.0  # what is still arriving no longer matters, and peers know why: they were told before the stop
         failure, unreachable = name_failure(party, exc)
         failure = party.state.fail(failure)
-        party.tell_failure(failure, skip=unreachable)
+        # the party that told us, and the failed one, know; before every peer was connected, some may
+        # still be starting: the party that failed waits for them up to the deadline
+        own = failure.reporter == party_id
+        party.tell_failure(failure, skip=unreachable | ({failure.reporter, failure.culprit} - {party_id}),
+                           wait_for_peers=own and not connected)
         if isinstance(exc, KeyboardInterrupt):
             raise
         raise RunAborted(failure) from exc
@@ -141,7 +146,8 @@ def name_failure(party: GrpcParty, exc: BaseException) -> tuple[Failure, frozens
     if isinstance(exc, PeerRefused) and exc.code == "RESOURCE_EXHAUSTED":
         suspects = (exc.peer,)  # the peer did not read our earlier messages in time
     if not suspects:
-        return Failure(party.id, f"{type(exc).__name__}: {exc}", party.id), frozenset()
+        reason = str(exc) if isinstance(exc, ConfigurationMismatch) else f"{type(exc).__name__}: {exc}"
+        return Failure(party.id, reason, party.id), frozenset()
     with party.state.waiting(suspects):
         views = party.probe()
     return find_culprit(party.id, suspects, views, str(exc)), frozenset(p for p, view in views.items() if not view.reachable)

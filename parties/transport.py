@@ -203,12 +203,11 @@ class _Servicer:
 
     def __init__(
         self, owner: str, session: str, mailboxes: Mailboxes, peers: Iterable[str], secure: bool,
-        on_refusal: Callable[[str], None] | None, *, state: RunState, deadlines: Deadlines, chunk_bytes: int,
-        agreement: Agreement | None,
+        on_refusal: Callable[[str], None] | None, *, state: RunState, deadlines: Deadlines, agreement: Agreement | None,
     ) -> None:
         self._owner, self._session, self._mailboxes = owner, session, mailboxes
         self._peers, self._secure, self._on_refusal = frozenset(peers), secure, on_refusal
-        self._state, self._deadlines, self._chunk, self._agreement = state, deadlines, chunk_bytes, agreement
+        self._state, self._deadlines, self._agreement = state, deadlines, agreement
 
     def handler(self) -> grpc.GenericRpcHandler:
         def method(serve: Callable[..., Any], response: Any) -> grpc.RpcMethodHandler:
@@ -392,7 +391,6 @@ class PartyServer:
         chunk_bytes = check_chunk_bytes(chunk_bytes)
         if limits.buffer_bytes < chunk_bytes:
             raise ValueError(f"limits.buffer_mib ({limits.buffer_bytes / MIB:g}) must hold at least one chunk ({chunk_bytes // MIB} MiB)")
-        self.limits = limits
         self.state = RunState()
         self.mailboxes = Mailboxes(peers, PeerBudget(party_id, peers, limits))
         self.state.on_failure(lambda failure: self.mailboxes.inbox.abort(failure.describe()))
@@ -403,7 +401,7 @@ class PartyServer:
         )
         self._server.add_generic_rpc_handlers([_Servicer(
             party_id, session, self.mailboxes, peers, tls is not None, on_refusal,
-            state=self.state, deadlines=self._deadlines, chunk_bytes=chunk_bytes, agreement=agreement,
+            state=self.state, deadlines=self._deadlines, agreement=agreement,
         ).handler()])
         try:
             if tls is None:
@@ -487,8 +485,8 @@ class GrpcParty(Party):
             with self.state.waiting(futures):
                 if self.state.wait(lambda: all(f.done() for f in futures.values()), self.timeout):
                     return
-            missing = next(peer for peer, f in futures.items() if not f.done())
-            raise PeerUnreachable(self.id, missing, self.timeout, "no connection (not started, dead, or TLS refused)")
+                missing = next(peer for peer, f in futures.items() if not f.done())
+                raise PeerUnreachable(self.id, missing, self.timeout, "no connection (not started, dead, or TLS refused)")
         finally:
             for future in futures.values():
                 future.cancel()
@@ -527,12 +525,16 @@ class GrpcParty(Party):
             views[peer] = PeerView(True, tuple(status.waiting_for), failure)
         return views
 
-    def tell_failure(self, failure: Failure, skip: Iterable[str] = ()) -> None:
-        """Send ``Abort`` with ``failure`` to every peer but ``skip`` (known not to answer), each within :data:`CONTROL_TIMEOUT`."""
-        deadline = min(self.timeout / 4, CONTROL_TIMEOUT)
+    def tell_failure(self, failure: Failure, skip: Iterable[str] = (), *, wait_for_peers: bool = False) -> None:
+        """Send ``Abort`` with ``failure`` to every peer but ``skip`` (known not to answer).
+
+        Each peer has :data:`CONTROL_TIMEOUT` to answer, or with ``wait_for_peers`` (a failure at
+        set-up, when peers may still be starting) the party's timeout to come up and answer.
+        """
+        deadline = self.timeout if wait_for_peers else min(self.timeout / 4, CONTROL_TIMEOUT)
         request = wire_pb2.AbortNotice(sender=self.id, session=self._session, culprit=failure.culprit,
                                        reason=failure.reason[:MAX_REASON]).SerializeToString()
-        calls = self._call_all("Abort", request, timeout=deadline, wait_for_ready=False, skip=frozenset(skip))
+        calls = self._call_all("Abort", request, timeout=deadline, wait_for_ready=wait_for_peers, skip=frozenset(skip))
         for call in calls.values():
             with contextlib.suppress(grpc.RpcError, grpc.FutureTimeoutError, grpc.FutureCancelledError):
                 call.result(timeout=deadline + 1)

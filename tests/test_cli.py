@@ -62,6 +62,12 @@ def test_certs_command_makes_a_ca_and_party_certificates(fed_file, capsys):
         ('[parties.Alice]\naddress = "127.0.0.1:1"\n[parties.bob]\naddress = "127.0.0.1:2"\n', "party id 'Alice' is invalid"),
         ('chunk_mib = 16\n[parties.a]\naddress = "127.0.0.1:1"\n[parties.b]\naddress = "127.0.0.1:2"\n', "'chunk_mib' must be a number in [1, 4]"),
         ('colour = 1\n[parties.a]\naddress = "127.0.0.1:1"\n[parties.b]\naddress = "127.0.0.1:2"\n', "unknown key(s) ['colour']"),
+        ('[limits]\nstreams = 1\n[parties.a]\naddress = "127.0.0.1:1"\n[parties.b]\naddress = "127.0.0.1:2"\n',
+         "limits: 'streams' must be a number in [2, 64], got 1"),
+        ('chunk_mib = 4\n[limits]\nbuffer_mib = 3\n[parties.a]\naddress = "127.0.0.1:1"\n[parties.b]\naddress = "127.0.0.1:2"\n',
+         "limits: 'buffer_mib' must be a number in [4, 1.04858e+06], got 3"),
+        ('[limits]\nqueue = 3\n[parties.a]\naddress = "127.0.0.1:1"\n[parties.b]\naddress = "127.0.0.1:2"\n',
+         "limits: unknown key(s) ['queue']"),
     ],
 )
 def test_config_errors_are_one_line(tmp_path, capsys, text, message):
@@ -71,6 +77,11 @@ def test_config_errors_are_one_line(tmp_path, capsys, text, message):
     line = one_error_line(capsys)
     assert message in line, line
     assert str(path) in line
+
+
+def test_limits_default_to_the_documented_values(fed_file):
+    limits = load_federation(fed_file).limits
+    assert (limits.buffer_bytes, limits.streams, limits.idle_timeout, limits.message_timeout) == (512 << 20, 4, 30.0, 2.0)
 
 
 def test_json_federation_equals_toml(fed_file):

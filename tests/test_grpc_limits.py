@@ -142,7 +142,7 @@ def test_a_stalled_message_is_cancelled_after_the_idle_timeout_and_its_bytes_fre
         go_on.set()
         channel.close()
         assert err.value.code() == grpc.StatusCode.CANCELLED
-        assert 0.4 < seconds < 2, seconds
+        assert 0.4 < seconds < 3, seconds  # before: held until the client's 15 s
         assert eventually(lambda: refusals == ["'alice' refused: cancelled an RPC whose client sent no chunk for 0.5s (limits.idle_timeout)"])
         budget = alice._server.mailboxes.budget
         assert eventually(lambda: budget.buffered("bob") == 0 and budget.open_rpcs("bob") == 0)
@@ -171,7 +171,7 @@ def test_a_message_that_trickles_is_cancelled_at_the_message_timeout(federation)
         seconds = time.monotonic() - begin
         go_on.set()
         channel.close()
-        assert err.value.code() == grpc.StatusCode.CANCELLED and 1.4 < seconds < 2.5, seconds
+        assert err.value.code() == grpc.StatusCode.CANCELLED and 1.4 < seconds < 4, seconds  # the client would go on for 2.4 s, then wait 15
         assert eventually(lambda: refusals == [
             "'alice' refused: cancelled an RPC whose client took longer than 1.5s in all (limits.message_timeout)"])
         assert eventually(lambda: alice._server.mailboxes.budget.buffered("bob") == 0)

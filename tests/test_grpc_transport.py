@@ -22,9 +22,9 @@ IDS = ("alice", "bob", "dealer")
 SESSION = "test-session"
 
 
-def make_federation(base: Path):
-    ports = free_ports(len(IDS))
-    data = {"session": SESSION, "parties": {pid: {"address": f"127.0.0.1:{port}"} for pid, port in zip(IDS, ports)}}
+def make_federation(base: Path, ids=IDS):
+    ports = free_ports(len(ids))
+    data = {"session": SESSION, "parties": {pid: {"address": f"127.0.0.1:{port}"} for pid, port in zip(ids, ports)}}
     federation = federation_from_dict(data, base)
     write_federation_certs(federation)
     return federation
