@@ -60,18 +60,8 @@ def make_local_parties(ids: list[str] | tuple[str, ...], *, timeout: float = DEF
     return {pid: LocalParty(pid, tuple(p for p in ids if p != pid), inboxes, timeout=timeout) for pid in ids}
 
 
-def run_local(
-    roles: Mapping[str, Callable[..., Any]],
-    inputs: Mapping[str, Any] | None = None,
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
-) -> RunOutputs:
-    """Run ``roles[pid](party, *inputs[pid])`` for every party on its own thread.
-
-    ``inputs[pid]`` is a tuple of positional arguments or a dict of keyword arguments (missing:
-    no arguments). Returns ``{pid: output}`` with each party's communication in ``.stats``. If a role raises, the other parties are aborted
-    and :class:`PartyFailed` naming the first failing party is raised from its exception.
-    """
+def check_roles(roles: Mapping[str, Callable[..., Any]], inputs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The inputs, after checking that every role is callable and every input has a role."""
     inputs = dict(inputs or {})
     unknown = set(inputs) - set(roles)
     if unknown:
@@ -79,7 +69,21 @@ def run_local(
     for pid, role in roles.items():
         if not callable(role):
             raise TypeError(f"role for party {pid!r} is not callable")
-    parties = make_local_parties(list(roles), timeout=timeout)
+    return inputs
+
+
+def run_threads(
+    parties: Mapping[str, Party],
+    roles: Mapping[str, Callable[..., Any]],
+    inputs: Mapping[str, Any],
+    abort_all: Callable[[str], None],
+) -> RunOutputs:
+    """Run ``roles[pid](parties[pid], *inputs[pid])`` on one thread per party, whatever the transport.
+
+    When a role raises, ``abort_all(reason)`` wakes every waiting party (they raise
+    :class:`PartyAborted`) and :class:`PartyFailed` naming the first party that failed (not merely
+    aborted) is raised from its exception once every thread has ended.
+    """
     outputs = RunOutputs()
     failures: list[tuple[str, BaseException]] = []
     lock = threading.Lock()
@@ -93,7 +97,7 @@ def run_local(
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             with lock:
                 failures.append((pid, exc))
-            parties[pid].abort_all(f"stopped: party {pid!r} failed ({type(exc).__name__})")
+            abort_all(f"stopped: party {pid!r} failed ({type(exc).__name__})")
 
     threads = [threading.Thread(target=run, args=(pid,), name=f"mpcml-{pid}", daemon=True) for pid in roles]
     for thread in threads:
@@ -106,3 +110,21 @@ def run_local(
         raise PartyFailed(pid, exc) from exc
     outputs.stats = {pid: party.stats for pid, party in parties.items()}
     return outputs
+
+
+def run_local(
+    roles: Mapping[str, Callable[..., Any]],
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> RunOutputs:
+    """Run ``roles[pid](party, *inputs[pid])`` for every party on its own thread, over in-memory inboxes.
+
+    ``inputs[pid]`` is a tuple of positional arguments or a dict of keyword arguments (missing:
+    no arguments). Returns ``{pid: output}`` with each party's communication in ``.stats``. If a
+    role raises, the other parties are aborted and :class:`PartyFailed` naming the first failing
+    party is raised from its exception.
+    """
+    inputs = check_roles(roles, inputs)
+    parties = make_local_parties(list(roles), timeout=timeout)
+    return run_threads(parties, roles, inputs, next(iter(parties.values())).abort_all)

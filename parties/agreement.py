@@ -34,8 +34,9 @@ class Agreement:
     options: Mapping[str, str]
 
     @classmethod
-    def of(cls, protocol: str, session: str, roles: Mapping[str, str], options: Mapping[str, str],
+    def of(cls, protocol: str, session: str, roles: Mapping[str, str], options: Mapping[str, Any],
            local_options: Iterable[str] = ()) -> "Agreement":
+        """The configuration of a run; ``options`` maps each option to its value in effect (kept as ``str``)."""
         local = frozenset(local_options)
         return cls(protocol, session, dict(sorted(roles.items())),
                    {key: str(value) for key, value in sorted(options.items()) if key not in local})

@@ -13,7 +13,7 @@ from mpcml import codec
 from mpcml.party import CommStats, PartyTimeout
 
 from .agreement import Agreement, ConfigurationMismatch
-from .apps import build_role, load_app
+from .apps import build_role, effective_options, load_app, party_model
 from .certs import load_tls
 from .config import Federation
 from .failures import Failure, RunAborted, find_culprit
@@ -53,6 +53,8 @@ def run_party(
     listen: str | None = None,
     on_refusal: Callable[[str], None] | None = None,
     progress: Callable[[str], None] | None = None,
+    verbose: int = 0,
+    model_path: Path | None = None,
 ) -> PartyResult:
     """Run ``party_id``'s role of app ``protocol`` against its peers in ``federation``.
 
@@ -62,14 +64,20 @@ def run_party(
     party or (told by ``Abort``) in another, it raises :class:`~parties.failures.RunAborted`
     naming the party that failed and why, after telling every peer it can reach; a receive
     that timed out names the party that really failed (:func:`~parties.failures.find_culprit`).
-    The clock in the result starts once every peer is connected; ``progress`` gets one line then.
+    The clock in the result starts once every peer is connected; ``progress`` gets one line then;
+    ``verbose`` is handed to the app (a line per epoch, round or tree). With ``model_path`` the
+    party's fitted model (if it learns one) is saved there (:func:`parties.apps.party_model`).
     """
     spec = federation.party(party_id)
     app = load_app(protocol)
     options = dict(options or {})
     tls = load_tls(federation, party_id) if secure else None
     peers = {pid: s.address for pid, s in federation.parties.items() if pid != party_id}
-    agreement = Agreement.of(protocol, federation.session, federation.roles(), options, getattr(app, "LOCAL_OPTIONS", ()))
+    try:
+        public = effective_options(app, options)  # given or default: epochs=10 at one party agrees with the default 10
+    except ValueError:
+        public = options  # build_role raises the same error below, and tells the peers
+    agreement = Agreement.of(protocol, federation.session, federation.roles(), public, getattr(app, "LOCAL_OPTIONS", ()))
     server = PartyServer(party_id, listen or spec.address, peers, federation.session, tls=tls,
                          chunk_bytes=federation.chunk_bytes, on_refusal=on_refusal, limits=federation.limits,
                          timeout=federation.timeout, agreement=agreement).start()
@@ -77,7 +85,7 @@ def run_party(
                       chunk_bytes=federation.chunk_bytes, agreement=agreement)
     grace, connected = STOP_GRACE, False
     try:
-        role, args = build_role(app, party_id, federation.roles(), data, options)
+        role, args = build_role(app, party_id, federation.roles(), data, options, verbose)
         party.connect()
         connected = True
         party.agree()
@@ -101,6 +109,12 @@ def run_party(
     finally:
         party.close()
         server.stop(grace=grace)
+    if model_path is not None:
+        model = party_model(app, output, party_id, federation.roles(), options or {})
+        if model is None:
+            raise ValueError(f"party {party_id!r} learns no model it can use alone in this {protocol} run "
+                             "(see the protocol's docs for its outputs); drop --model")
+        model.save(model_path)
     return PartyResult(output, party.stats, party.transport.as_dict(), seconds)
 
 
