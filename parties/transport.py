@@ -577,30 +577,41 @@ class GrpcParty(Party):
             yield raw
 
     def _send_bytes(self, to: str, segments: list[memoryview]) -> None:
+        """Send one message: ``Deliver`` if it fits in a chunk, else ``Stream``.
+
+        A ``Stream`` runs as a future, so that a failure told by a peer cancels it at once. A
+        ``Deliver`` is a blocking call (a future costs about 0.2 ms more per message on loopback,
+        +40% on a small-message round trip); it ends at its deadline at the latest, and
+        :func:`parties.node.run_role` does not wait for it when the run aborts.
+        """
         size = sum(len(s) for s in segments)
         with self._send_locks[to], self.state.waiting((to,)):  # threads may send concurrently; messages to one peer keep their order
+            if self.state.failure is not None:
+                raise PartyAborted(self.state.failure.describe())
             chunks = self._chunks(to, segments, size)
-            stub, request = (self._stubs[to]["Deliver"], next(chunks)) if size <= self._chunk else (self._stubs[to]["Stream"], chunks)
-            call = self._track(stub.future(request, timeout=self.timeout, wait_for_ready=True))
             try:
-                call.result()
+                if size <= self._chunk:
+                    self._stubs[to]["Deliver"](next(chunks), timeout=self.timeout, wait_for_ready=True)
+                else:
+                    self._await(self._stubs[to]["Stream"].future(chunks, timeout=self.timeout, wait_for_ready=True))
             except grpc.RpcError as err:
                 raise self._send_error(to, err) from None
-            except grpc.FutureCancelledError:
-                raise PartyAborted(self.state.failure.describe()) from None
-            finally:
-                with self._in_flight_lock:
-                    self._in_flight.discard(call)
             self.transport.record_rpc()
             self._seq[to] += 1
 
-    def _track(self, call: grpc.Future) -> grpc.Future:
-        """Register a send in flight, so that a failure cancels it; refuse to start one after a failure."""
+    def _await(self, call: grpc.Future) -> None:
+        """Wait for ``call``, which a failure recorded meanwhile cancels (:class:`~mpcml.party.PartyAborted`)."""
         with self._in_flight_lock:
             self._in_flight.add(call)
-        if self.state.failure is not None:
-            call.cancel()
-        return call
+        try:
+            if self.state.failure is not None:
+                call.cancel()
+            call.result()
+        except grpc.FutureCancelledError:
+            raise PartyAborted(self.state.failure.describe()) from None
+        finally:
+            with self._in_flight_lock:
+                self._in_flight.discard(call)
 
     def _cancel_in_flight(self, failure: Failure) -> None:
         with self._in_flight_lock:
