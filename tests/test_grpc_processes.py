@@ -119,7 +119,7 @@ def test_a_killed_party_is_named_by_every_other_party_within_the_deadline(tmp_pa
             assert line.startswith(f"party {victim!r} failed: does not answer"), (pid, line)
 
 
-@pytest.mark.parametrize("victim", ["bob", "dealer"])
+@pytest.mark.parametrize("victim", ["dealer"])  # the dealer: the others wait on it through each other
 def test_a_frozen_party_is_named_within_the_deadline_and_a_probe(tmp_path, victim):
     """A frozen process (SIGSTOP) keeps its connections: the others time out, probe every peer, follow who
     waits on whom to the party that does not answer, and tell each other. Before: 8.6 s with a 3 s deadline,
