@@ -44,6 +44,21 @@ class PartyServiceStub:
                 request_serializer=parties_dot_wire__pb2.Chunk.SerializeToString,
                 response_deserializer=parties_dot_wire__pb2.Ack.FromString,
                 _registered_method=True)
+        self.Hello = channel.unary_unary(
+                '/mpcml.parties.v1.PartyService/Hello',
+                request_serializer=parties_dot_wire__pb2.ConfigDigest.SerializeToString,
+                response_deserializer=parties_dot_wire__pb2.ConfigReply.FromString,
+                _registered_method=True)
+        self.Abort = channel.unary_unary(
+                '/mpcml.parties.v1.PartyService/Abort',
+                request_serializer=parties_dot_wire__pb2.AbortNotice.SerializeToString,
+                response_deserializer=parties_dot_wire__pb2.Ack.FromString,
+                _registered_method=True)
+        self.Status = channel.unary_unary(
+                '/mpcml.parties.v1.PartyService/Status',
+                request_serializer=parties_dot_wire__pb2.Probe.SerializeToString,
+                response_deserializer=parties_dot_wire__pb2.PartyStatus.FromString,
+                _registered_method=True)
 
 
 class PartyServiceServicer:
@@ -63,6 +78,27 @@ class PartyServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def Hello(self, request, context):
+        """Compare the public configuration at session start.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Abort(self, request, context):
+        """A party failed.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Status(self, request, context):
+        """What are you waiting for?
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PartyServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -75,6 +111,21 @@ def add_PartyServiceServicer_to_server(servicer, server):
                     servicer.Stream,
                     request_deserializer=parties_dot_wire__pb2.Chunk.FromString,
                     response_serializer=parties_dot_wire__pb2.Ack.SerializeToString,
+            ),
+            'Hello': grpc.unary_unary_rpc_method_handler(
+                    servicer.Hello,
+                    request_deserializer=parties_dot_wire__pb2.ConfigDigest.FromString,
+                    response_serializer=parties_dot_wire__pb2.ConfigReply.SerializeToString,
+            ),
+            'Abort': grpc.unary_unary_rpc_method_handler(
+                    servicer.Abort,
+                    request_deserializer=parties_dot_wire__pb2.AbortNotice.FromString,
+                    response_serializer=parties_dot_wire__pb2.Ack.SerializeToString,
+            ),
+            'Status': grpc.unary_unary_rpc_method_handler(
+                    servicer.Status,
+                    request_deserializer=parties_dot_wire__pb2.Probe.FromString,
+                    response_serializer=parties_dot_wire__pb2.PartyStatus.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -131,6 +182,87 @@ class PartyService:
             '/mpcml.parties.v1.PartyService/Stream',
             parties_dot_wire__pb2.Chunk.SerializeToString,
             parties_dot_wire__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Hello(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpcml.parties.v1.PartyService/Hello',
+            parties_dot_wire__pb2.ConfigDigest.SerializeToString,
+            parties_dot_wire__pb2.ConfigReply.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Abort(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpcml.parties.v1.PartyService/Abort',
+            parties_dot_wire__pb2.AbortNotice.SerializeToString,
+            parties_dot_wire__pb2.Ack.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Status(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/mpcml.parties.v1.PartyService/Status',
+            parties_dot_wire__pb2.Probe.SerializeToString,
+            parties_dot_wire__pb2.PartyStatus.FromString,
             options,
             channel_credentials,
             insecure,

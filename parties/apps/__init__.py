@@ -39,6 +39,11 @@ are not apps. An app module defines exactly these seven names:
     tolerance that the fixed-point precision explains) and a one-line ``summary`` such as
     ``"max |error| vs numpy = 3.1e-06 (bound 2.4e-04)"``.
 
+Optionally, ``LOCAL_OPTIONS: frozenset[str]`` names options that concern only the party given
+them (an output folder, progress printing). Every other option is public: at session start the
+parties compare protocol, session, roles and options (:mod:`parties.agreement`) and refuse to
+run when they differ.
+
 Role outputs travel back to the launcher through :mod:`mpcml.codec`, so they must be
 codec-encodable (numpy arrays, numbers, str, bytes, lists/tuples/dicts of those).
 

@@ -36,6 +36,7 @@ from . import AppContext, CheckResult, get_option, read_csv, shuffled_row_groups
 
 DESCRIPTION = "secure vertical XGBoost: SS-XGB with a distributed model, or HE SecureBoost (label + holders [+ dealer])"
 DEMO_PARTIES = {"alice": "label", "bob": "holder", "dealer": "dealer"}
+LOCAL_OPTIONS = frozenset({"model_dir"})  # where this party saves its part of the model
 
 
 def _params(options: Mapping[str, str]) -> XGBParams:
