@@ -54,19 +54,19 @@ import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
-from .paillier import (
-    MASK_SIGMA,
+from .he import (
+    DEFAULT_SCHEME,
     EncryptedArray,
+    MaskedPacking,
     PrivateKey,
     PublicKey,
-    _object_array,
+    check_scheme,
     generate_keypair,
-    pack_ciphertexts,
-    pack_plain,
-    random_masks,
-    slots_per_ciphertext,
-    unpack_words,
+    public_key_from_wire,
+    statistical_masks,
 )
+from .he.conversion import MASK_SIGMA
+from .he.encoding import object_array as _object_array
 from .party import Party
 from .ring import ring_matmul
 from .triples import Shape, TripleSource, _shape, matmul_shape
@@ -108,9 +108,11 @@ def _bits_to_words(bits: np.ndarray) -> np.ndarray:
 class PaillierTriples(TripleSource):
     """Two-party triple source with no dealer; construct it at both players with the same ``players``.
 
-    ``key_bits`` sets this party's Paillier modulus (2048 for ~112-bit security; tests use 1024);
-    ``keypair`` reuses an existing ``(PublicKey, PrivateKey)``. ``timeout`` bounds each wait for the
-    peer (default: the party's), and must cover the peer's homomorphic work on the largest request.
+    ``he`` names the additively homomorphic scheme (:data:`mpcml.he.SCHEMES`; both players must use
+    the same); ``key_bits`` sets this party's modulus (2048 for ~112-bit security, the floor outside
+    tests); ``keypair`` reuses an existing ``(PublicKey, PrivateKey)`` of any scheme instead.
+    ``timeout`` bounds each wait for the peer (default: the party's), and must cover the peer's
+    homomorphic work on the largest request.
     """
 
     def __init__(
@@ -118,6 +120,7 @@ class PaillierTriples(TripleSource):
         party: Party,
         players: Sequence[str],
         *,
+        he: str = DEFAULT_SCHEME,
         key_bits: int = 2048,
         keypair: tuple[PublicKey, PrivateKey] | None = None,
         timeout: float | None = None,
@@ -135,12 +138,12 @@ class PaillierTriples(TripleSource):
         party.check_peer(self._peer, "player")
         self._timeout = timeout
         if keypair is None:
-            keypair = generate_keypair(key_bits)
+            keypair = generate_keypair(check_scheme(he), key_bits)
         self._pk, self._sk = keypair
         if not isinstance(self._pk, PublicKey) or not isinstance(self._sk, PrivateKey) or self._sk.public_key != self._pk:
-            raise ValueError("keypair must be a matching (PublicKey, PrivateKey) from mpcml.paillier")
+            raise ValueError("keypair must be a matching (PublicKey, PrivateKey) from mpcml.he")
         party.send(self._peer, self._pk.to_wire())
-        self._peer_pk = PublicKey.from_wire(self._recv())
+        self._peer_pk = public_key_from_wire(self._recv(), self._pk.scheme)
         self._rng = party.rng
         self._store: dict[int, np.ndarray] = {}
         self._handles = itertools.count()
@@ -160,30 +163,21 @@ class PaillierTriples(TripleSource):
 
     def _layout(self, key: PublicKey, width: int, group: int) -> int:
         """Slots per ciphertext under ``key``, a multiple of ``group`` so that no group straddles two."""
-        per_ct = slots_per_ciphertext(key, width) // group * group
-        if per_ct < 1:
-            raise ValueError(f"{group} slots of {width} bits do not fit a {key.bits}-bit key")
-        return per_ct
+        return MaskedPacking(width, group).slots(key)
 
     def _swap_masked(
-        self, terms: Sequence[mpz], masks: Sequence[int], width: int, incoming: int, *, group: int = 0
+        self, terms: Sequence[mpz], masks: Sequence[int], layout: MaskedPacking, incoming: int, *, prepacked: bool = False
     ) -> list[int]:
-        """Send ``Enc(term + mask)`` packed ``width`` bits a slot; return the peer's ``incoming`` slots decrypted.
+        """Send ``Enc(term + mask)`` packed as ``layout`` says; return the peer's ``incoming`` slots decrypted.
 
-        ``group=0``: ``terms`` hold one value each and are packed here (Horner). ``group=g``:
-        ``terms`` are already packed, ``g``-slot groups laid out by :meth:`_layout`. The packed
-        ciphertexts carry fresh randomness, uniform on the subgroup of the peer's DJN base.
+        ``terms`` hold one value each and are packed here (Horner), or with ``prepacked`` they are
+        already packed in ``layout.group``-slot groups. The packed ciphertexts carry fresh
+        randomness, uniform on the subgroup of the peer's base (:class:`mpcml.he.MaskedPacking`).
         """
-        per_out = self._layout(self._peer_pk, width, max(group, 1))
-        packed = list(terms) if group else pack_ciphertexts(self._peer_pk, terms, width)
-        plain = pack_plain(masks, per_out, width)
-        count = len(packed)
-        masked = EncryptedArray(self._peer_pk, _object_array(packed, (count,)), 0)
-        masked = masked + self._peer_pk.encrypt_int(_object_array(plain, (count,)), randomness="subgroup")
-        self._party.send(self._peer, masked.to_wire())
+        sealed = layout.seal(self._peer_pk, terms, masks, prepacked=prepacked, randomness="subgroup")
+        self._party.send(self._peer, sealed.to_wire())
         received = EncryptedArray.from_wire(self._pk, self._recv())
-        words = list(self._sk.decrypt_int(received).flat)
-        return unpack_words(words, self._layout(self._pk, width, max(group, 1)), width, incoming)
+        return layout.open(self._sk, received, incoming)
 
     def _to_shares(
         self, terms: Sequence[mpz], value_bits: int, incoming: int, *, values: int | None = None, group: int = 0
@@ -194,8 +188,9 @@ class PaillierTriples(TripleSource):
         shares ``f + m mod 2^64`` of the ``incoming`` values the peer computed under this party's key.
         Pre-packed ``terms`` (``group > 0``) hold ``values`` slots in all.
         """
-        masks = random_masks(self._rng, len(terms) if values is None else values, value_bits + MASK_SIGMA)
-        slots = self._swap_masked(terms, masks, value_bits + MASK_SIGMA + 1, incoming, group=group)
+        masks = statistical_masks(self._rng, len(terms) if values is None else values, value_bits, signed=False)
+        layout = MaskedPacking.for_values(value_bits, signed=False, group=max(group, 1))
+        slots = self._swap_masked(terms, masks, layout, incoming, prepacked=group > 0)
         mine = np.array([(-m) % _TWO64 for m in masks], dtype=np.uint64)
         return mine, np.array([v % _TWO64 for v in slots], dtype=np.uint64)
 
@@ -206,9 +201,9 @@ class PaillierTriples(TripleSource):
         so a slot is a single bit (2044 per 2048-bit ciphertext) and the pad hides ``v`` perfectly.
         """
         flips = self._rng.random_bits(len(terms))
-        n2 = self._peer_pk.nsquare
-        padded = [gmpy2.invert(c, n2) if m else c for c, m in zip(terms, flips)]
-        theirs = self._swap_masked(padded, [int(m) for m in flips], 1, incoming)
+        m = self._peer_pk.modulus
+        padded = [gmpy2.invert(c, m) if flip else c for c, flip in zip(terms, flips)]
+        theirs = self._swap_masked(padded, [int(flip) for flip in flips], MaskedPacking(1), incoming)
         return flips ^ np.array(theirs, dtype=np.uint64)
 
     def _cross_sum(self, terms: Sequence[mpz], value_bits: int) -> np.ndarray:
@@ -253,7 +248,7 @@ class PaillierTriples(TripleSource):
             plain += [sum(placed[int(t)]) << offset if bit else 0 for t, bit in zip(mine_pos, row)]
         peer_enc = self._exchange(_object_array(plain, (len(plain),)), size * len(peer_pos))
         peer_enc = peer_enc.reshape(size, len(peer_pos))
-        n2 = self._peer_pk.nsquare
+        n2 = self._peer_pk.modulus
         per_group = self._layout(self._peer_pk, width, slots) // slots
         packed = []
         for start in range(0, size, per_group):
@@ -284,7 +279,7 @@ class PaillierTriples(TripleSource):
         placed = [int(v) << (width * (k % per_mine)) for k, v in enumerate(a.ravel())]
         peer_a = self._exchange(_object_array(placed, (a.size,)), a.size)
         terms = list(peer_a.mul(b.ravel()).ciphertexts)
-        per_peer, n2 = self._layout(self._peer_pk, width, 1), self._peer_pk.nsquare
+        per_peer, n2 = self._layout(self._peer_pk, width, 1), self._peer_pk.modulus
         packed = [_product(terms[k : k + per_peer], n2) for k in range(0, len(terms), per_peer)]
         mine, decrypted = self._to_shares(packed, 2 * WORD_BITS, a.size, values=a.size, group=1)
         cross = (mine + decrypted).reshape(shape)

@@ -66,6 +66,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from mpcml import paillier
 from mpcml.dlog import dlog_table
+from mpcml.floors import check_key_bits
 from mpcml.dp import NoiseSource, analytic_gaussian_sigma, clip_l2, share_sigma
 from mpcml.fe import (
     DEFAULT_GROUP,
@@ -73,6 +74,7 @@ from mpcml.fe import (
     MIFEFunctionKey,
     MIFEMasterKey,
     MIFESlotKey,
+    config_group,
     group_by_name,
     label_bytes,
     mife_decrypt,
@@ -203,7 +205,8 @@ class HybridAlphaConfig:
         check_number("deadline", self.deadline)
         check_int("frac_bits", self.frac_bits, 0)
         check_number("max_abs", self.max_abs)
-        group_by_name(self.group)
+        config_group(self.group)
+        check_key_bits("paillier_bits", self.paillier_bits)
         if self.dp is not None and not isinstance(self.dp, DPConfig):
             raise TypeError(f"dp must be a DPConfig or None, got {type(self.dp).__name__}")
         if self.precompute and self.scheme != "fe":
@@ -613,7 +616,7 @@ class FedVConfig:
         if check_number("max_abs_w", self.max_abs_w) < 1:
             raise ValueError("max_abs_w must be at least 1 (the label slot's weight is -1)")
         check_int("min_nonzero", self.min_nonzero, 1)
-        group_by_name(self.group)
+        config_group(self.group)
 
     def width(self, pid: str) -> int:
         """Columns the party encrypts (its data, plus the intercept column at the active party)."""
