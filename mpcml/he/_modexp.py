@@ -8,21 +8,20 @@
   operands): ``gmpy2.powmod_base_list`` releases the GIL, so exponentiations of many bases to one
   exponent (decryption, Horner packing) run on two threads at 1.9x; plain ``powmod`` and ``mpz``
   multiplication hold the GIL (two threads: 0.8-1.0x), so comb encryptions and per-element
-  exponentiations go to a pool of *spawned* worker processes (1.7-1.9x; spawn, never fork, so it is
-  safe next to gRPC's threads). Only batches of at least :data:`PROCESS_MIN` items are split;
-  :func:`set_processes` (or ``MPCML_HE_PROCESSES``) sets the number of processes, 1 disables the pool.
-  Workers receive integers only (bases, exponents, ciphertexts the calling process already
-  validated), never a peer's bytes.
+  exponentiations go to worker processes (1.7-1.9x): fresh interpreters (:mod:`mpcml.he._worker`),
+  never forks, so they are safe next to gRPC's threads and do not re-run the caller's ``__main__``.
+  Only batches of at least :data:`PROCESS_MIN` items are split; :func:`set_processes` (or
+  ``MPCML_HE_PROCESSES``) sets the number of processes, 1 disables the workers. Workers receive
+  integers only (bases, exponents, ciphertexts the calling process already validated) through the
+  wire codec, never a peer's bytes and never pickle.
 """
 
 from __future__ import annotations
 
-import atexit
-import multiprocessing
 import os
 import threading
-from concurrent.futures import Executor, ProcessPoolExecutor, ThreadPoolExecutor
-from typing import Any, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, Sequence
 
 import gmpy2
 import numpy as np
@@ -33,7 +32,7 @@ PARALLEL_MIN = 8
 PROCESS_MIN = 64
 _threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="he")
 _lock = threading.Lock()
-_processes: dict[str, Any] = {"count": None, "pool": None}
+_processes: dict[str, int | None] = {"count": None}
 
 
 def parallel_powmod(bases: list[mpz], exponent: mpz, modulus: mpz, parallel: bool = True) -> list[mpz]:
@@ -52,11 +51,7 @@ def set_processes(count: int | None) -> None:
     """Use ``count`` processes (this one included) for large batches; ``None``: one per core."""
     if count is not None and (not isinstance(count, int) or count < 1):
         raise ValueError(f"count must be None or a positive integer, got {count!r}")
-    with _lock:
-        pool = _processes["pool"]
-        _processes.update(count=count, pool=None)
-    if pool is not None:
-        pool.shutdown(wait=False, cancel_futures=True)
+    _processes["count"] = count
 
 
 def processes() -> int:
@@ -68,39 +63,34 @@ def processes() -> int:
     return count
 
 
-def _pool() -> Executor:
-    with _lock:
-        if _processes["pool"] is None:
-            context = multiprocessing.get_context("spawn")
-            _processes["pool"] = ProcessPoolExecutor(max_workers=processes() - 1, mp_context=context)
-        return _processes["pool"]
+def split_map(task: str, items: Sequence[Any], *args: Any, min_items: int = PROCESS_MIN) -> list:
+    """``TASKS[task](items, *args)`` (a list, one result per item) in chunks over :func:`processes` processes.
 
-
-def _shutdown() -> None:
-    pool = _processes["pool"]
-    if pool is not None:
-        pool.shutdown(wait=True, cancel_futures=True)
-
-
-atexit.register(_shutdown)
-
-
-def split_map(task: Callable[..., list], items: Sequence[Any], *args: Any, min_items: int = PROCESS_MIN) -> list:
-    """``task(items, *args)`` (a list, one result per item) computed in chunks over :func:`processes` processes.
-
-    The calling thread computes the first chunk while the worker processes compute the others;
-    fewer than ``min_items`` items stay in this process.
+    The calling thread computes the first chunk while idle worker processes compute the others
+    (a chunk no worker is free for is computed here too); fewer than ``min_items`` items stay here.
     """
-    count = processes()
+    from . import _worker
+
+    count, func = processes(), TASKS[task]
     if count == 1 or len(items) < max(min_items, 2):
-        return task(items, *args)
+        return func(items, *args)
+    pool = _worker.pool(count - 1)
     size = -(-len(items) // count)
-    chunks = [items[k : k + size] for k in range(0, len(items), size)]
-    pool = _pool()
-    futures = [pool.submit(task, chunk, *args) for chunk in chunks[1:]]
-    out = task(chunks[0], *args)
-    for fut in futures:
-        out += fut.result()
+    chunks = [list(items[k : k + size]) for k in range(0, len(items), size)]
+    sent = []
+    for chunk in chunks[1:]:
+        worker = pool.take()
+        if worker is not None:
+            worker.send(task, (chunk, *args))
+        sent.append(worker)
+    out = func(chunks[0], *args)
+    try:
+        for chunk, worker in zip(chunks[1:], sent):
+            out += func(chunk, *args) if worker is None else worker.receive()
+    finally:
+        for worker in sent:
+            if worker is not None:
+                pool.give_back(worker)
     return out
 
 
@@ -111,7 +101,7 @@ def _powmod_pairs(pairs: Sequence[tuple[int, int]], modulus: int) -> list[mpz]:
 
 def powmod_pairs(bases: Sequence[mpz], exponents: Sequence[int], modulus: mpz) -> list[mpz]:
     """``[b_i^e_i mod modulus]`` (negative ``e_i`` invert), large batches over all cores."""
-    return split_map(_powmod_pairs, list(zip(bases, exponents)), modulus)
+    return [mpz(v) for v in split_map("powmod_pairs", list(zip(bases, exponents)), modulus)]
 
 
 # --- fixed-base comb ------------------------------------------------------------------------------
@@ -219,7 +209,7 @@ def fixed_products(
     bits = [max((int(e).bit_length() for e in column), default=1) or 1 for column in exponents]
     facts = [None] * count if factors is None else list(factors)
     items = list(zip(facts, *exponents))
-    return split_map(_fixed_products, items, [int(b) for b in bases], int(modulus), window, bits)
+    return [mpz(v) for v in split_map("fixed_products", items, [int(b) for b in bases], int(modulus), window, bits)]
 
 
 # --- products of powers ---------------------------------------------------------------------------
@@ -324,7 +314,7 @@ def combine(jobs: Sequence[tuple[Sequence[mpz], Sequence[Sequence[tuple[int, int
     if processes() == 1 or terms < 4 * PROCESS_MIN:
         return _combine_task(jobs, int(modulus))
     if len(jobs) >= processes():
-        return split_map(_combine_task, list(jobs), int(modulus), min_items=2)
+        return [[mpz(v) for v in part] for part in split_map("combine", list(jobs), int(modulus), min_items=2)]
     pieces, owners = [], []
     for j, (columns, rows) in enumerate(jobs):
         size = -(-len(rows) // processes())
@@ -334,8 +324,11 @@ def combine(jobs: Sequence[tuple[Sequence[mpz], Sequence[Sequence[tuple[int, int
             where = {col: k for k, col in enumerate(used)}
             pieces.append(([columns[col] for col in used], [[(where[col], e) for col, e in row] for row in part]))
             owners.append(j)
-    done = split_map(_combine_task, pieces, int(modulus), min_items=2)
+    done = [[mpz(v) for v in part] for part in split_map("combine", pieces, int(modulus), min_items=2)]
     out: list[list[mpz]] = [[] for _ in jobs]
     for j, part in zip(owners, done):
         out[j] += part
     return out
+
+
+TASKS = {"powmod_pairs": _powmod_pairs, "fixed_products": _fixed_products, "combine": _combine_task}

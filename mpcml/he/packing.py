@@ -67,9 +67,10 @@ def unpack_words(words: Sequence[int], per_ct: int, width: int, count: int) -> l
     slot = (1 << width) - 1
     out: list[int] = []
     for k, word in enumerate(words):
-        if word < 0 or word >> (width * per_ct):
+        used = min(per_ct, count - k * per_ct)
+        if word < 0 or word >> (width * used):
             raise ValueError("a packed value lies outside its slots")
-        out += [(int(word) >> (width * s)) & slot for s in range(min(per_ct, count - k * per_ct))]
+        out += [(int(word) >> (width * s)) & slot for s in range(used)]
     return out
 
 
