@@ -51,6 +51,7 @@ from .floors import check_key_bits
 from .he import _modexp
 from .he.keys import PrivateKey as BasePrivateKey
 from .he.keys import PublicKey as BasePublicKey
+from .he.encoding import check_frac_bits, object_array
 from .he.keys import check_randomness, wire_int
 
 MIN_KEY_BITS = 1024
@@ -202,6 +203,7 @@ class PrivateKey(BasePrivateKey):
         self.public_key = public_key
         self._p, self._p2, self._t = p, p * p, t
         self._q = q
+        self._p2_inv = gmpy2.invert(self._p2, q)
         gt = powmod(public_key.g, t, self._p2)
         if gt == 1:
             raise ValueError("g has no component of order p mod p^2")
@@ -211,6 +213,30 @@ class PrivateKey(BasePrivateKey):
     def max_bound_bits(self) -> int:
         """Plaintexts are below ``2^(|p| - 2)``: every decryption is already a single mod-p^2 exponentiation."""
         return self.public_key.prime_bits - 2
+
+    def encrypt_int(self, ints: Any, *, frac_bits: int = 0, name: str = "ints") -> Any:
+        """Encrypt as the key owner: the ciphertexts of :meth:`PublicKey.encrypt_int` (``randomness="djn"``)
+        computed mod ``p^2`` and mod ``q`` (moduli of 2/3 and 1/3 of ``|n|``) and joined by CRT: about 3x
+        cheaper than the public-key comb mod ``n``."""
+        pk = self.public_key
+        flat, shape = pk.plaintexts(ints, name)
+        magnitudes = [abs(v) for v in flat]
+        exps = _modexp.random_exponents(len(flat), pk.short_exponent_bits)
+        halves = []
+        for modulus in (self._p2, self._q):
+            powers = _modexp.fixed_products([pk.g % modulus, pk.h % modulus], [magnitudes, exps], modulus,
+                                            window=_WINDOW_BITS)
+            halves.append([gmpy2.invert(c, modulus) if v < 0 else c for c, v in zip(powers, flat)])
+        p2, q, p2_inv = self._p2, self._q, self._p2_inv
+        cts = [a + (b - a) * p2_inv % q * p2 for a, b in zip(*halves)]
+        return pk.array(object_array(cts, shape), check_frac_bits(frac_bits))
+
+    def prepare(self) -> None:
+        """Build now the CRT tables of :meth:`encrypt_int` (else built on first use)."""
+        pk = self.public_key
+        for modulus in (self._p2, self._q):
+            _modexp.fixed_base(pk.g % modulus, modulus, _WINDOW_BITS).ensure(pk.prime_bits)
+            _modexp.fixed_base(pk.h % modulus, modulus, _WINDOW_BITS).ensure(pk.short_exponent_bits)
 
     def _decrypt_values(self, cts: list[mpz], max_bits: int | None) -> list[int]:
         p, p2, l_inv, half = self._p, self._p2, self._l_inv, self._p >> 1

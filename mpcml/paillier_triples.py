@@ -212,12 +212,20 @@ class PaillierTriples(TripleSource):
         return mine + decrypted
 
     def _cross_matmul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """This party's share of ``a @ b`` (both operands additively shared, 1-D or 2-D)."""
-        peer_a = self._exchange(a, a.size).reshape(a.shape)
-        b2 = b.reshape(b.shape[0], -1)
-        terms = peer_a.matmul(b2)
+        """This party's share of ``a @ b`` (both operands additively shared, 1-D or 2-D).
+
+        Each party encrypts the smaller of its two operands (both decide alike from the public
+        shapes) and the peer multiplies it homomorphically by its own plaintext share of the other:
+        ``a_i @ Enc_j(b_j)`` is one fixed-base table per column of ``Enc_j(b_j)`` and a few
+        multiplications per entry of ``a_i`` (:class:`mpcml.he._modexp.ColumnPowers`).
+        """
         out_shape = matmul_shape(a.shape, b.shape)
         inner = a.shape[-1]
+        a2, b2 = a.reshape(-1, inner), b.reshape(inner, -1)
+        if b2.size <= a2.size:
+            terms = self._exchange(b2, b2.size).reshape(b2.shape).rmatmul(a2)
+        else:
+            terms = self._exchange(a2, a2.size).reshape(a2.shape).matmul(b2)
         cross = self._cross_sum(list(terms.ciphertexts.flat), 2 * WORD_BITS + inner.bit_length())
         return ring_matmul(a, b) + cross.reshape(out_shape)
 

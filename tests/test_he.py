@@ -250,3 +250,15 @@ def test_ou_structure_and_fast_decryption():
     assert p > 3 * pk.max_int and int(pk.g) % p != 1 and int(pk.h) == pow(int(pk.g), int(pk.n), int(pk.n))
     assert ou.security_bits(2048) == 112 and ou.security_bits(3072) == 128 and ou.prime_bits(2048) == 683
     assert pk.plaintext_bits == ou.prime_bits(KEY_BITS) - 2
+
+
+def test_key_owner_encryption_matches_public_encryption(keys):
+    """The key owner's CRT encryption (both schemes) gives ciphertexts of the same plaintexts, fresh each time."""
+    pk, sk = keys
+    v = np.array([[0, 1, -1], [2**200, -(2**200), pk.max_int]], dtype=object)
+    sk.prepare()
+    owner = sk.encrypt_int(v, frac_bits=3)
+    assert owner.shape == (2, 3) and owner.frac_bits == 3
+    np.testing.assert_array_equal(sk.decrypt_int(owner), v)
+    np.testing.assert_array_equal(sk.decrypt_int(owner - pk.encrypt_int(v, frac_bits=3)), np.zeros((2, 3), dtype=int))
+    assert len({int(c) for c in sk.encrypt_int(np.zeros(50, dtype=np.int64)).ciphertexts}) == 50

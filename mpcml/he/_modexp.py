@@ -36,8 +36,11 @@ _processes: dict[str, int | None] = {"count": None}
 
 
 def parallel_powmod(bases: list[mpz], exponent: mpz, modulus: mpz, parallel: bool = True) -> list[mpz]:
-    """``[b^exponent mod modulus]``, the list split over two GIL-free ``powmod_base_list`` calls."""
-    if not (parallel and len(bases) >= PARALLEL_MIN):
+    """``[b^exponent mod modulus]``, the list split over two GIL-free ``powmod_base_list`` calls.
+
+    One thread when ``parallel`` is false or :func:`processes` is 1.
+    """
+    if not (parallel and len(bases) >= PARALLEL_MIN and processes() > 1):
         return [powmod(b, exponent, modulus) for b in bases]
     half = len(bases) // 2
     fut = _threads.submit(gmpy2.powmod_base_list, bases[half:], exponent, modulus)
@@ -48,7 +51,8 @@ def parallel_powmod(bases: list[mpz], exponent: mpz, modulus: mpz, parallel: boo
 
 
 def set_processes(count: int | None) -> None:
-    """Use ``count`` processes (this one included) for large batches; ``None``: one per core."""
+    """Use ``count`` processes (this one included) for large batches; ``None``: one per core; 1: a single core
+    (no worker processes and no second thread)."""
     if count is not None and (not isinstance(count, int) or count < 1):
         raise ValueError(f"count must be None or a positive integer, got {count!r}")
     _processes["count"] = count
@@ -253,21 +257,25 @@ def multi_exp(terms: Sequence[tuple[mpz, int]], modulus: mpz) -> mpz:
 class ColumnPowers:
     """``columns[i] ^ e`` for the exponents of a sparse product, sharing work within a column.
 
-    A column used by at least ``_TABLE_MIN_USES`` non-zeros gets a fixed-base table
-    ``c^(d * 2^(4t))`` (``d < 16``): about ``4 * ceil(bits / 4)`` multiplications once, then
-    ``ceil(bits / 4) - 1`` per use instead of a ``bits``-bit exponentiation.
+    A column used by at least ``_TABLE_MIN_USES`` non-zeros gets a fixed-base table (window ``w``
+    chosen per column to minimise ``uses * ceil(bits/w) + ceil(bits/w) * 2^w`` multiplications:
+    ``ceil(bits / w)`` per use instead of a ``bits``-bit exponentiation); the other terms of a row
+    go through :func:`multi_exp` (16 or more) or one ``powmod`` each.
     """
 
-    _WIDTH = 4
-    _TABLE_MIN_USES = 16
+    _TABLE_MIN_USES = 8
     _LONG_ROW = 16
 
     def __init__(self, columns: Sequence[mpz], indices: np.ndarray, data: Sequence[int], modulus: mpz) -> None:
         self.columns, self.modulus = columns, modulus
         top = max((abs(int(e)) for e in data), default=0).bit_length()
         uses = np.bincount(np.asarray(indices, dtype=np.int64), minlength=len(columns)) if len(columns) else np.zeros(0)
-        tabled = np.flatnonzero(uses >= self._TABLE_MIN_USES).tolist() if top > self._WIDTH else []
-        self.tables = {col: FixedBase(columns[col], modulus, self._WIDTH).ensure(top) for col in tabled}
+        tabled = np.flatnonzero(uses >= self._TABLE_MIN_USES).tolist() if top > 2 else []
+        self.tables = {col: FixedBase(columns[col], modulus, self._window(int(uses[col]), top)).ensure(top) for col in tabled}
+
+    @staticmethod
+    def _window(uses: int, bits: int) -> int:
+        return min(range(2, 9), key=lambda w: -(-bits // w) * (uses + (1 << w)))
 
     def power(self, col: int, e: int) -> mpz:
         if e == 1:
@@ -277,11 +285,12 @@ class ColumnPowers:
 
     def product(self, terms: list[tuple[int, int]]) -> mpz:
         """``prod columns[col] ^ e`` over ``(col, e)`` with positive ``e``."""
-        if len(terms) >= self._LONG_ROW:
-            return multi_exp([(self.columns[col], e) for col, e in terms], self.modulus)
-        acc = ONE
+        m = self.modulus
+        rest = [(self.columns[col], e) for col, e in terms if col not in self.tables]
+        acc = multi_exp(rest, m) if len(rest) >= self._LONG_ROW else ONE
         for col, e in terms:
-            acc = acc * self.power(col, e) % self.modulus
+            if col in self.tables or len(rest) < self._LONG_ROW:
+                acc = acc * self.power(col, e) % m
         return acc
 
 

@@ -271,7 +271,7 @@ class PrivateKey(BasePrivateKey):
         """Plaintexts in ``[0, n)`` of raw ciphertexts (CRT; p- and q-halves on two threads)."""
         cts = [mpz(c) for c in ciphertexts]
         p, q = self._p, self._q
-        if self.parallel and len(cts) >= _modexp.PARALLEL_MIN:
+        if self.parallel and len(cts) >= _modexp.PARALLEL_MIN and _modexp.processes() > 1:
             fut = _modexp._threads.submit(gmpy2.powmod_base_list, cts, q - 1, self._q2)
             xp = gmpy2.powmod_base_list(cts, p - 1, self._p2)
             xq = fut.result()
