@@ -50,7 +50,6 @@ from __future__ import annotations
 import itertools
 from typing import Any, Sequence
 
-import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
@@ -67,6 +66,7 @@ from .he import (
 )
 from .he.conversion import MASK_SIGMA
 from .he.encoding import object_array as _object_array
+from .ot import OTExtension
 from .party import Party
 from .ring import ring_matmul
 from .triples import Shape, TripleSource, _shape, matmul_shape
@@ -95,14 +95,10 @@ def _product(cts: Sequence[mpz], modulus: mpz) -> mpz:
     return acc
 
 
-def _words_to_bits(words: np.ndarray) -> np.ndarray:
-    """``(size, 64)`` 0/1 array, column ``t`` holding bit ``t`` of each uint64 word."""
-    flat = np.asarray(words, dtype=np.uint64).ravel()
-    return (flat[:, None] >> np.arange(WORD_BITS, dtype=np.uint64)) & np.uint64(1)
-
-
 def _bits_to_words(bits: np.ndarray) -> np.ndarray:
-    return (np.asarray(bits, dtype=np.uint64) << np.arange(WORD_BITS, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
+    """uint64 words from 0/1 bits, 64 per word (bit ``t`` of a word from column ``t`` of ``bits.reshape(-1, 64)``)."""
+    rows = np.asarray(bits, dtype=np.uint64).reshape(-1, WORD_BITS)
+    return (rows << np.arange(WORD_BITS, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
 
 
 class PaillierTriples(TripleSource):
@@ -146,6 +142,7 @@ class PaillierTriples(TripleSource):
         self._peer_pk = public_key_from_wire(self._recv(), self._pk.scheme)
         self._rng = party.rng
         self._store: dict[int, np.ndarray] = {}
+        self._ots: OTExtension | None = None
         self._handles = itertools.count()
 
     def _recv(self) -> Any:
@@ -194,18 +191,6 @@ class PaillierTriples(TripleSource):
         mine = np.array([(-m) % _TWO64 for m in masks], dtype=np.uint64)
         return mine, np.array([v % _TWO64 for v in slots], dtype=np.uint64)
 
-    def _xor_shares(self, terms: Sequence[mpz], incoming: int) -> np.ndarray:
-        """XOR shares of bits: ``terms`` encrypt bits ``v`` under the peer's key; both directions combined.
-
-        Each bit is one-time padded inside the encryption, ``Enc(v)^(1 - 2m) * Enc(m) = Enc(v xor m)``,
-        so a slot is a single bit (2044 per 2048-bit ciphertext) and the pad hides ``v`` perfectly.
-        """
-        flips = self._rng.random_bits(len(terms))
-        m = self._peer_pk.modulus
-        padded = [gmpy2.invert(c, m) if flip else c for c, flip in zip(terms, flips)]
-        theirs = self._swap_masked(padded, [int(flip) for flip in flips], MaskedPacking(1), incoming)
-        return flips ^ np.array(theirs, dtype=np.uint64)
-
     def _cross_sum(self, terms: Sequence[mpz], value_bits: int) -> np.ndarray:
         """Shares of ``f(peer, me) + f(me, peer)`` slot by slot when both directions have the same layout."""
         mine, decrypted = self._to_shares(terms, value_bits, len(terms))
@@ -229,53 +214,58 @@ class PaillierTriples(TripleSource):
         cross = self._cross_sum(list(terms.ciphertexts.flat), 2 * WORD_BITS + inner.bit_length())
         return ring_matmul(a, b) + cross.reshape(out_shape)
 
-    def _bit_products(self, bits: np.ndarray, trunc_bits: int | None) -> list[np.ndarray]:
-        """Shares of ``S = sum_t 2^t p_t`` (and, with ``trunc_bits = f``, of ``sum_{t>=f} 2^(t-f) p_t`` and ``p_63``).
+    def _ot(self) -> OTExtension:
+        """The OT extension with the peer, set up (128 base OTs each way) on first use."""
+        if self._ots is None:
+            self._ots = OTExtension(lambda obj: self._party.send(self._peer, obj), self._recv, self._rng)
+        return self._ots
 
-        ``p_t = b_{0,t} b_{1,t}``; party ``i`` encrypts its bits at positions ``t ≡ i (mod 2)``, each
-        already multiplied by its weights in every slot of its element (``2^t``, ``2^(t-f)``, ``[t = 63]``
-        at slot offsets of ``w`` bits), so the peer only multiplies together the ciphertexts where
-        its own bit is 1: no exponentiation at all. Both parties do half the work.
+    def _bit_products(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``count`` products each way of a random bit of the sender and a random bit of the receiver.
+
+        Returns ``(my sender bits, my shares of their products, my receiver bits, my shares of theirs)``,
+        shares mod 2^64. Random OT: the sender has ``(r_0, r_1)``, the receiver its random choice ``c``
+        (its bit) and ``r_c``; the sender sends ``d = r_0 - r_1 + x`` for its bit ``x`` and keeps
+        ``-r_0``; the receiver keeps ``r_c + c d = r_0 + c x``: the shares add up to ``c x``.
         """
-        size = bits.shape[0]
-        slots = 1 if trunc_bits is None else 3
-        width = WORD_BITS + MASK_SIGMA + 1
-        mine_pos = np.arange(self._index, WORD_BITS, 2)
-        peer_pos = np.arange(1 - self._index, WORD_BITS, 2)
-
-        def weights(t: int) -> list[int]:
-            if trunc_bits is None:
-                return [1 << t]
-            return [1 << t, (1 << (t - trunc_bits)) if t >= trunc_bits else 0, int(t == WORD_BITS - 1)]
-
-        per_mine = self._layout(self._pk, width, slots)
-        placed = {int(t): [w << (width * k) for k, w in enumerate(weights(int(t)))] for t in mine_pos}
-        plain = []
-        for e, row in enumerate(bits[:, mine_pos]):
-            offset = width * (e * slots % per_mine)
-            plain += [sum(placed[int(t)]) << offset if bit else 0 for t, bit in zip(mine_pos, row)]
-        peer_enc = self._exchange(_object_array(plain, (len(plain),)), size * len(peer_pos))
-        peer_enc = peer_enc.reshape(size, len(peer_pos))
-        n2 = self._peer_pk.modulus
-        per_group = self._layout(self._peer_pk, width, slots) // slots
-        packed = []
-        for start in range(0, size, per_group):
-            acc = _ONE
-            for row_ct, row_bits in zip(peer_enc.ciphertexts[start : start + per_group], bits[start : start + per_group, peer_pos]):
-                for c, bit in zip(row_ct, row_bits):
-                    if bit:
-                        acc = acc * c % n2
-            packed.append(acc)
-        mine, decrypted = self._to_shares(packed, WORD_BITS, size * slots, values=size * slots, group=slots)
-        shares = (mine + decrypted).reshape(size, slots)
-        return [shares[:, k] for k in range(slots)]
+        x0, x1, choices, chosen = self._ot().extend(count)
+        r0, r1, rc = (v[:, :8].copy().view(np.uint64).ravel() for v in (x0, x1, chosen))
+        mine = self._rng.random_bits(count)
+        self._party.send(self._peer, {"d": (r0 - r1 + mine).astype(np.uint64)})
+        message = self._recv()
+        theirs = message.get("d") if isinstance(message, dict) else None
+        if not isinstance(theirs, np.ndarray) or theirs.dtype != np.uint64 or theirs.shape != (count,):
+            raise ValueError(f"peer {self._peer!r} sent a malformed bit-product correction")
+        chosen_bits = choices.astype(np.uint64)
+        return mine, np.uint64(0) - r0, chosen_bits, rc + chosen_bits * theirs
 
     def _random_word(self, shape: Shape, trunc_bits: int | None) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-        words = self._rng.random_uint64(shape)
-        bits = _words_to_bits(words)
-        products = self._bit_products(bits, trunc_bits)
-        r = words.ravel() - np.uint64(2) * products[0]
-        return words, r.reshape(shape), [p.reshape(shape) for p in products]
+        """A random word ``r`` XOR-shared as the parties' words and additively shared, with (``trunc_bits``)
+        shares of ``sum_{t>=f} 2^(t-f) p_t`` and ``p_63``, where ``p_t = b_{0,t} b_{1,t}``.
+
+        Party ``i`` is the OT sender for bit positions ``t ≡ i (mod 2)`` (its bits there are its own
+        random bits) and the receiver for the others (its bits there are its random OT choices), so
+        every ``p_t`` is one random-OT bit product (:meth:`_bit_products`); ``x xor y = x + y - 2xy``.
+        """
+        size = int(np.prod(shape, dtype=np.int64))
+        half = WORD_BITS // 2
+        sent_bits, sent_z, got_bits, got_z = self._bit_products(size * half)
+        mine_pos = np.arange(self._index, WORD_BITS, 2)
+        peer_pos = np.arange(1 - self._index, WORD_BITS, 2)
+        bits = np.empty((size, WORD_BITS), dtype=np.uint64)
+        z = np.empty((size, WORD_BITS), dtype=np.uint64)
+        bits[:, mine_pos], z[:, mine_pos] = sent_bits.reshape(size, half), sent_z.reshape(size, half)
+        bits[:, peer_pos], z[:, peer_pos] = got_bits.reshape(size, half), got_z.reshape(size, half)
+        words = _bits_to_words(bits)
+        powers = np.uint64(1) << np.arange(WORD_BITS, dtype=np.uint64)
+        total = (z * powers).sum(axis=1, dtype=np.uint64)
+        products = [total]
+        if trunc_bits is not None:
+            f = int(trunc_bits)
+            upper = (z[:, f:] * (np.uint64(1) << np.arange(WORD_BITS - f, dtype=np.uint64))).sum(axis=1, dtype=np.uint64)
+            products += [upper, z[:, WORD_BITS - 1]]
+        r = words - np.uint64(2) * total
+        return words.reshape(shape), r.reshape(shape), [p.reshape(shape) for p in products]
 
     # --- TripleSource ---------------------------------------------------------------------------
 
@@ -313,23 +303,24 @@ class PaillierTriples(TripleSource):
         return r, msb, low
 
     def binary_and(self, shape: Shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """AND triples from random OTs, one per bit each way (as in ABY): as sender of OT ``k`` this
+        party's ``a`` bit is ``x_0 xor x_1`` and its share of ``a_i b_j`` is ``x_0``; as receiver its
+        ``b`` bit is its choice ``c`` and its share of ``a_j b_i`` is ``x_c``."""
         shape = _checked_shape(shape)
-        a, b = self._rng.random_uint64(shape), self._rng.random_uint64(shape)
-        peer_a = self._exchange(_words_to_bits(a), a.size * WORD_BITS)
-        terms = [c if bit else _ONE for c, bit in zip(peer_a.ciphertexts, _words_to_bits(b).ravel())]
-        cross = self._xor_shares(terms, len(terms)).reshape(-1, WORD_BITS)
-        return a, b, ((a & b).ravel() ^ _bits_to_words(cross)).reshape(shape)
+        size = int(np.prod(shape, dtype=np.int64))
+        x0, x1, choices, chosen = self._ot().extend(size * WORD_BITS)
+        a = _bits_to_words((x0[:, 0] ^ x1[:, 0]) & 1)
+        b = _bits_to_words(choices)
+        cross = _bits_to_words(x0[:, 0] & 1) ^ _bits_to_words(chosen[:, 0] & 1)
+        return a.reshape(shape), b.reshape(shape), ((a & b) ^ cross).reshape(shape)
 
     def random_bit(self, shape: Shape) -> tuple[np.ndarray, np.ndarray]:
         shape = _checked_shape(shape)
-        bits = self._rng.random_bits(shape)
-        size = bits.size
-        encrypting = self._index == 0
-        peer_bits = self._exchange(bits if encrypting else bits[:0], 0 if encrypting else size)
-        terms = [] if encrypting else list(peer_bits.mul(bits.ravel()).ciphertexts.flat)
-        mine, decrypted = self._to_shares(terms, 1, size if encrypting else 0)
-        product = (decrypted if encrypting else mine).reshape(shape)
-        return bits - np.uint64(2) * product, bits
+        size = int(np.prod(shape, dtype=np.int64))
+        sent_bits, sent_z, got_bits, got_z = self._bit_products(size)
+        bits, product = (sent_bits, sent_z) if self._index == 0 else (got_bits, got_z)
+        bits = bits.astype(np.uint64)
+        return (bits - np.uint64(2) * product).reshape(shape), bits.reshape(shape)
 
     def edabit(self, shape: Shape) -> tuple[np.ndarray, np.ndarray]:
         words, r, _ = self._random_word(_checked_shape(shape), None)

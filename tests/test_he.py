@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from mpcml import codec, fixedpoint, he, ou, paillier
+from mpcml import codec, fixedpoint, he, ou
 from mpcml.csprng import Csprng
 from mpcml.he import MASK_SIGMA, EncryptedArray, MaskedPacking, PackedEncryptedArray
 

@@ -49,7 +49,7 @@ from .packing import (
 )
 
 SCHEMES = ("ou", "paillier")
-DEFAULT_SCHEME = "paillier"
+DEFAULT_SCHEME = "ou"
 DEFAULT_KEY_BITS = 2048
 
 

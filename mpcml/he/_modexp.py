@@ -29,7 +29,9 @@ from gmpy2 import mpz, powmod
 
 ONE = mpz(1)
 PARALLEL_MIN = 8
+THREAD_MIN_WORK = 1 << 15
 PROCESS_MIN = 64
+PROCESS_MIN_WORK = 1 << 16
 _threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="he")
 _lock = threading.Lock()
 _processes: dict[str, int | None] = {"count": None}
@@ -40,7 +42,8 @@ def parallel_powmod(bases: list[mpz], exponent: mpz, modulus: mpz, parallel: boo
 
     One thread when ``parallel`` is false or :func:`processes` is 1.
     """
-    if not (parallel and len(bases) >= PARALLEL_MIN and processes() > 1):
+    work = len(bases) * int(exponent).bit_length()
+    if not (parallel and len(bases) >= PARALLEL_MIN and work >= THREAD_MIN_WORK and processes() > 1):
         return [powmod(b, exponent, modulus) for b in bases]
     half = len(bases) // 2
     fut = _threads.submit(gmpy2.powmod_base_list, bases[half:], exponent, modulus)
@@ -67,16 +70,17 @@ def processes() -> int:
     return count
 
 
-def split_map(task: str, items: Sequence[Any], *args: Any, min_items: int = PROCESS_MIN) -> list:
+def split_map(task: str, items: Sequence[Any], *args: Any, work: int, min_items: int = PROCESS_MIN) -> list:
     """``TASKS[task](items, *args)`` (a list, one result per item) in chunks over :func:`processes` processes.
 
     The calling thread computes the first chunk while idle worker processes compute the others
-    (a chunk no worker is free for is computed here too); fewer than ``min_items`` items stay here.
+    (a chunk no worker is free for is computed here too). Batches of fewer than ``min_items``
+    items or an estimated ``work`` (modular multiplications) below :data:`PROCESS_MIN_WORK` stay here.
     """
     from . import _worker
 
     count, func = processes(), TASKS[task]
-    if count == 1 or len(items) < max(min_items, 2):
+    if count == 1 or len(items) < max(min_items, 2) or work < PROCESS_MIN_WORK:
         return func(items, *args)
     pool = _worker.pool(count - 1)
     size = -(-len(items) // count)
@@ -105,7 +109,9 @@ def _powmod_pairs(pairs: Sequence[tuple[int, int]], modulus: int) -> list[mpz]:
 
 def powmod_pairs(bases: Sequence[mpz], exponents: Sequence[int], modulus: mpz) -> list[mpz]:
     """``[b_i^e_i mod modulus]`` (negative ``e_i`` invert), large batches over all cores."""
-    return [mpz(v) for v in split_map("powmod_pairs", list(zip(bases, exponents)), modulus)]
+    pairs = list(zip(bases, exponents))
+    work = sum(int(e).bit_length() for e in exponents) * 5 // 4
+    return [mpz(v) for v in split_map("powmod_pairs", pairs, modulus, work=work)]
 
 
 # --- fixed-base comb ------------------------------------------------------------------------------
@@ -213,7 +219,8 @@ def fixed_products(
     bits = [max((int(e).bit_length() for e in column), default=1) or 1 for column in exponents]
     facts = [None] * count if factors is None else list(factors)
     items = list(zip(facts, *exponents))
-    return [mpz(v) for v in split_map("fixed_products", items, [int(b) for b in bases], int(modulus), window, bits)]
+    work = count * sum(-(-b // window) for b in bits)
+    return [mpz(v) for v in split_map("fixed_products", items, [int(b) for b in bases], int(modulus), window, bits, work=work)]
 
 
 # --- products of powers ---------------------------------------------------------------------------
@@ -319,11 +326,11 @@ def combine(jobs: Sequence[tuple[Sequence[mpz], Sequence[Sequence[tuple[int, int
 
     Rows of a single large job are split across processes (each receives only the columns it uses).
     """
-    terms = sum(len(row) for _, rows in jobs for row in rows)
-    if processes() == 1 or terms < 4 * PROCESS_MIN:
+    work = 16 * sum(len(row) for _, rows in jobs for row in rows)
+    if processes() == 1 or work < PROCESS_MIN_WORK:
         return _combine_task(jobs, int(modulus))
     if len(jobs) >= processes():
-        return [[mpz(v) for v in part] for part in split_map("combine", list(jobs), int(modulus), min_items=2)]
+        return [[mpz(v) for v in part] for part in split_map("combine", list(jobs), int(modulus), work=work, min_items=2)]
     pieces, owners = [], []
     for j, (columns, rows) in enumerate(jobs):
         size = -(-len(rows) // processes())
@@ -333,7 +340,7 @@ def combine(jobs: Sequence[tuple[Sequence[mpz], Sequence[Sequence[tuple[int, int
             where = {col: k for k, col in enumerate(used)}
             pieces.append(([columns[col] for col in used], [[(where[col], e) for col, e in row] for row in part]))
             owners.append(j)
-    done = [[mpz(v) for v in part] for part in split_map("combine", pieces, int(modulus), min_items=2)]
+    done = [[mpz(v) for v in part] for part in split_map("combine", pieces, int(modulus), work=work, min_items=2)]
     out: list[list[mpz]] = [[] for _ in jobs]
     for j, part in zip(owners, done):
         out[j] += part
