@@ -1,47 +1,50 @@
-"""Dealer-free correlated randomness for two parties from Paillier (no trusted helper).
+"""Dealer-free correlated randomness for two parties: additively homomorphic encryption and OT (no trusted helper).
 
 :class:`PaillierTriples` implements :class:`mpcml.triples.TripleSource` for exactly two compute
-parties, each holding its own Paillier key pair (Gilboa-style oblivious products: the
-"HE-based Beaver triple generation" of e.g. SPDZ's precursor in Damgård–Pastro–Smart–Zakarias,
-CRYPTO 2012, and of SecureML, Mohassel–Zhang S&P 2017, section 4.2 "LHE-based generation").
+parties. Word-level products come from additively homomorphic encryption, each party holding its
+own key pair of the scheme ``he`` (:mod:`mpcml.he`: Okamoto–Uchiyama by default, or Paillier):
+Gilboa-style oblivious products, the "HE-based Beaver triple generation" of e.g. SPDZ's precursor
+in Damgård–Pastro–Smart–Zakarias, CRYPTO 2012, and SecureML, Mohassel–Zhang S&P 2017, section 4.2.
+Bit-level correlations come from random oblivious transfer (:mod:`mpcml.ot`, IKNP extension), which
+costs a few AES blocks per bit where HE costs an encryption per bit (measured: one breast-cancer
+regression epoch spent 628 of 732 s in HE AND triples).
 
-Core step (:meth:`PaillierTriples._to_shares`): party ``i`` sends ``Enc_i(u_i)`` of its private
+HE core step (:meth:`PaillierTriples._to_shares`): party ``i`` sends ``Enc_i(u_i)`` of its private
 vector; party ``j`` computes ``Enc_i(f(u_i, v_j))`` for a function linear in ``u_i`` (a product
-with its own ``v_j``, a matrix product, a bit-weighted sum) with several results packed per
-ciphertext (party ``i`` encrypts each ``u`` already shifted to its slot where the layout allows,
-otherwise party ``j`` packs by Horner's rule ``acc^(2^w) * c``), adds a fresh encryption, with
-uniformly random ``r``, of a mask ``m`` drawn uniformly from ``[0, 2^(ℓ + σ))`` over the
-integers (``ℓ`` bounds the result, ``σ = 40``) and keeps ``-m mod 2^64``; party ``i`` decrypts
-``f + m`` exactly over the integers (no wrap mod n, see :func:`mpcml.paillier.mask_to_share`)
-and keeps it mod 2^64. Both directions run at once.
+with its own ``v_j``, a matrix product) with several results packed per ciphertext, adds fresh
+statistical masks and randomness (the shared "pack, mask, send, unpack" routine
+:class:`mpcml.he.MaskedPacking`: masks uniform in ``[0, 2^(ℓ + σ))`` over the integers, ``σ = 40``)
+and keeps ``-m mod 2^64``; party ``i`` decrypts ``f + m`` exactly over the integers and keeps it mod
+2^64. Both directions run at once.
 
-- ``mul``/``matmul``/``matmul_fixed``: random ``a = a_0 + a_1``, ``b = b_0 + b_1`` mod 2^64 (each
-  party draws its own shares); ``c_i = a_i b_i + (cross-term shares)`` with cross terms
-  ``a_0 b_1`` and ``a_1 b_0`` from the core step (2 rounds).
-- ``edabit``/``trunc``/``random_bit``: each party draws 64 random bits ``b_{i,t}``; the ring element
-  ``r = sum_t 2^t (b_{0,t} xor b_{1,t})`` is uniform and unknown to both, its XOR sharing is the
-  parties' words, and ``x xor y = x + y - 2xy`` turns the bit products (one core step, 2 rounds;
-  each encrypted bit already carries its weights, so the peer only multiplies ciphertexts) into
-  arithmetic shares of ``r``, of ``msb(r)`` and of ``(r mod 2^63) >> f`` -- exactly, with no
-  failure probability.
-- ``binary_and``: XOR cross terms ``a_{0,t} b_{1,t} xor a_{1,t} b_{0,t}`` per bit; each product
-  is one-time padded inside the encryption (``Enc(v)^(1-2m) Enc(m) = Enc(v xor m)``), so results
-  pack one bit per slot.
-- ``mask``: each party's own random share (free).
+# 1. ``mul``/``matmul``/``matmul_fixed``: random ``a = a_0 + a_1``, ``b = b_0 + b_1`` mod 2^64
+  (each party draws its own shares); ``c_i = a_i b_i + (cross-term shares)`` with cross terms
+  ``a_0 b_1`` and ``a_1 b_0`` from the HE core step (2 rounds). For a matrix product each party
+  encrypts the smaller operand (for the regression's fixed masked matrix: the 31-entry vector,
+  not the ``128 x 31`` mask).
+# 2. ``edabit``/``trunc``/``random_bit``: the ring element ``r = sum_t 2^t (b_{0,t} xor b_{1,t})``
+  is uniform and unknown to both, its XOR sharing is the parties' words, and
+  ``x xor y = x + y - 2xy`` turns the bit products ``p_t = b_{0,t} b_{1,t}`` into arithmetic shares
+  of ``r``, of ``msb(r)`` and of ``(r mod 2^63) >> f`` -- exactly, with no failure probability. Each
+  ``p_t`` is one random OT (party ``i`` sends for positions ``t ≡ i mod 2``): the receiver's bit is
+  its random choice, the sender corrects with ``r_0 - r_1 + x`` (2 rounds).
+# 3. ``binary_and``: one random OT per bit each way, as in ABY (Demmler–Schneider–Zohner, NDSS 2015):
+  the sender's ``a`` bit is ``x_0 xor x_1`` and its share of the cross term ``x_0``, the receiver's
+  ``b`` bit its choice ``c`` and its share ``x_c`` (1 round).
+# 4. ``mask``: each party's own random share (free).
 
 Threat model: semi-honest, two parties; each sees only the other's ciphertexts (semantically
-secure under DCR and the DJN short-exponent assumption, see :mod:`mpcml.paillier`) and
-plaintexts masked with 40 statistical bits (leakage at most 2^-40 per value); the masked
-results it decrypts carry fresh randomness uniform on the subgroup ``<hs>`` of its own key's DJN
-base, which holds the randomness of every ciphertext they were computed from (``"subgroup"`` in
-:meth:`mpcml.paillier.PublicKey.obfuscators`), so they are statistically independent of how they
-were computed. A malicious party could bias the randomness (no zero-knowledge proofs).
+secure under the scheme's assumption, see :mod:`mpcml.he`), plaintexts masked with 40 statistical
+bits (leakage at most 2^-40 per value) whose ciphertexts carry fresh randomness hiding how they
+were computed (``"subgroup"`` randomness of the scheme), and OT messages (semi-honest IKNP:
+computational, 128-bit). A malicious party could bias the randomness (no zero-knowledge proofs,
+no OT consistency checks).
 
 Cost per element and party at 2048-bit keys: ``mul`` one encryption, one 64-bit
-exponentiation, 1/12 of a decryption and 1/12 of a re-randomiser (``|n|/8`` modular
-multiplications); a ``trunc`` pair 32 encryptions, at most 32 multiplications and 1/6 of a
-decryption and re-randomiser; ``binary_and`` 64 encryptions and 1/32 of a decryption. The dealer
-(:class:`mpcml.triples.DealerTriples`) is orders of magnitude faster when a non-colluding helper
+exponentiation and a share of a decryption and of a re-randomiser; a matrix product one
+encryption per entry of the smaller operand and a few multiplications per entry of the larger
+(fixed-base tables per column); a ``trunc`` pair 32 OTs, an AND word 64 OTs (tens of microseconds).
+The dealer (:class:`mpcml.triples.DealerTriples`) is still far faster when a non-colluding helper
 is acceptable.
 """
 
