@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import os
 import threading
+from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Sequence
 
@@ -170,18 +171,22 @@ class FixedBase:
         return acc
 
 
-_tables: dict[tuple[int, int, int], FixedBase] = {}
+_tables: OrderedDict[tuple[int, int, int], FixedBase] = OrderedDict()
+MAX_TABLES = 48
 
 
 def fixed_base(base: mpz, modulus: mpz, window: int) -> FixedBase:
-    """The process-wide table of ``base`` mod ``modulus`` (created on first use; at most 16 kept)."""
+    """The process-wide table of ``base`` mod ``modulus`` (created on first use; the
+    :data:`MAX_TABLES` most recently used are kept: a key pair uses up to six, two parties in one
+    process and their peers' keys twice that)."""
     key = (int(base), int(modulus), window)
     with _lock:
         table = _tables.get(key)
         if table is None:
-            if len(_tables) >= 16:
-                _tables.pop(next(iter(_tables)))
+            if len(_tables) >= MAX_TABLES:
+                _tables.popitem(last=False)
             table = _tables[key] = FixedBase(base, modulus, window)
+        _tables.move_to_end(key)
         return table
 
 
