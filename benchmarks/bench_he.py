@@ -73,7 +73,7 @@ def primitive_rates(bits: int, count: int, phe_count: int, repeats: int) -> None
                 f" {statistics.median(rates[s]):>10,.0f}/s {ratio[s]:>6.1f}x" for s in SCHEMES))
     _modexp.set_processes(None)
     for scheme in SCHEMES:
-        he_details(scheme, *keys[scheme], data, count, repeats)
+        he_details(scheme, *keys[scheme], data, min(count, 400), repeats)
 
 
 def he_details(scheme: str, pk: he.PublicKey, sk: he.PrivateKey, data: np.random.Generator, count: int, repeats: int) -> None:
@@ -167,12 +167,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=None, help="runs per figure (default 3)")
     parser.add_argument("--before", default=None, help="another mpcml checkout whose dealer-free triples to time too")
     parser.add_argument("--skip-triples", action="store_true", help="primitives only")
+    parser.add_argument("--triples-only", action="store_true", help="dealer-free triples only")
     args = parser.parse_args(argv)
     bits = args.bits or (1024 if args.quick else 2048)
     count = args.count or (64 if args.quick else 2000)
     repeats = args.repeats or (1 if args.quick else 3)
     with insecure_test_keys(bits < 2048):
-        primitive_rates(bits, count, max(count // 20, 4), repeats)
+        if not args.triples_only:
+            primitive_rates(bits, count, max(count // 20, 4), repeats)
         if not args.skip_triples:
             triples(bits, 64 if args.quick else 400, repeats, args.before)
 
