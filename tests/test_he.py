@@ -262,3 +262,29 @@ def test_key_owner_encryption_matches_public_encryption(keys):
     np.testing.assert_array_equal(sk.decrypt_int(owner), v)
     np.testing.assert_array_equal(sk.decrypt_int(owner - pk.encrypt_int(v, frac_bits=3)), np.zeros((2, 3), dtype=int))
     assert len({int(c) for c in sk.encrypt_int(np.zeros(50, dtype=np.int64)).ciphertexts}) == 50
+
+
+def test_worker_processes_compute_what_one_process_computes(keys, monkeypatch):
+    """Batches split over a worker process (thresholds lowered so small test batches split) decrypt to
+    the same plaintexts: encryption (comb tables), per-element products and sparse products."""
+    from mpcml.he import _modexp
+
+    pk, sk = keys
+    monkeypatch.setattr(_modexp, "PROCESS_MIN_WORK", 0)
+    monkeypatch.setattr(_modexp, "PROCESS_MIN", 2)
+    monkeypatch.setattr(_modexp, "THREAD_MIN_WORK", 0)
+    x = data((40,), 19)
+    ints = np.arange(-20, 20)
+    matrix = sp.random(6, 40, density=0.5, format="csr", random_state=4, data_rvs=lambda k: np.arange(1, k + 1) % 7 - 3)
+    results = {}
+    for count in (1, 2):
+        _modexp.set_processes(count)
+        try:
+            enc = pk.encrypt(x)
+            results[count] = [sk.decrypt(enc), sk.decrypt(enc * ints), sk.decrypt(matrix @ enc), sk.decrypt_int(sk.encrypt_int(ints)).astype(np.int64)]
+        finally:
+            _modexp.set_processes(None)
+    expected = [fixed(x), fixed(x) * ints, matrix.toarray() @ fixed(x), ints]
+    for count in (1, 2):
+        for got, want in zip(results[count], expected):
+            np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)

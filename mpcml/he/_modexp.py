@@ -71,7 +71,7 @@ def processes() -> int:
     return count
 
 
-def split_map(task: str, items: Sequence[Any], *args: Any, work: int, min_items: int = PROCESS_MIN) -> list:
+def split_map(task: str, items: Sequence[Any], *args: Any, work: int, min_items: int | None = None) -> list:
     """``TASKS[task](items, *args)`` (a list, one result per item) in chunks over :func:`processes` processes.
 
     The calling thread computes the first chunk while idle worker processes compute the others
@@ -81,7 +81,7 @@ def split_map(task: str, items: Sequence[Any], *args: Any, work: int, min_items:
     from . import _worker
 
     count, func = processes(), TASKS[task]
-    if count == 1 or len(items) < max(min_items, 2) or work < PROCESS_MIN_WORK:
+    if count == 1 or len(items) < max(PROCESS_MIN if min_items is None else min_items, 2) or work < PROCESS_MIN_WORK:
         return func(items, *args)
     pool = _worker.pool(count - 1)
     size = -(-len(items) // count)

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import atexit
 import logging
+import os
 import queue
 import struct
 import subprocess
 import sys
 import threading
+from pathlib import Path
 from typing import Any, BinaryIO
 
 from .. import codec
@@ -45,9 +47,13 @@ class Worker:
     """One worker process; :meth:`send` a task, then :meth:`receive` its result (one task at a time)."""
 
     def __init__(self) -> None:
+        root = str(Path(__file__).resolve().parents[2])  # the worker runs this very mpcml, wherever it was imported from
+        path = os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))
         self.process = subprocess.Popen(
             [sys.executable, "-m", "mpcml.he._worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": path}, cwd=root,
         )
+        log.debug("started HE worker process %d", self.process.pid)
 
     def send(self, task: str, args: tuple) -> None:
         _write(self.process.stdin, [task, list(args)])

@@ -18,11 +18,10 @@ import scipy.sparse as sp
 from gmpy2 import mpz
 from numpy.typing import ArrayLike
 
+from ..fixedpoint import DEFAULT_FRAC_BITS
 from . import _modexp
 from .encoding import check_frac_bits, numeric, object_array, to_ints, values_at_scale
 from .keys import PublicKey
-
-DEFAULT_FRAC_BITS = 16
 
 
 class EncryptedArray:

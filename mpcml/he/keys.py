@@ -20,6 +20,7 @@ import numpy as np
 from gmpy2 import mpz
 from numpy.typing import ArrayLike
 
+from ..fixedpoint import DEFAULT_FRAC_BITS
 from .encoding import check_frac_bits, is_exact, numeric, object_array, to_ints, values_at_scale
 
 if TYPE_CHECKING:
@@ -134,7 +135,7 @@ class PublicKey(ABC):
         flat, shape = self.plaintexts(ints, name)
         return self.array(object_array(self._encrypt_values(flat, randomness), shape), frac_bits)
 
-    def encrypt(self, values: ArrayLike, frac_bits: int = 16) -> "EncryptedArray":
+    def encrypt(self, values: ArrayLike, frac_bits: int = DEFAULT_FRAC_BITS) -> "EncryptedArray":
         """Encrypt reals as fixed point ``round(x * 2^frac_bits)``; integer arrays are scaled likewise."""
         frac_bits = check_frac_bits(frac_bits)
         return self.encrypt_int(values_at_scale(values, frac_bits, "values"), frac_bits=frac_bits, name="values")

@@ -17,12 +17,11 @@ import numpy as np
 from gmpy2 import mpz
 from numpy.typing import ArrayLike
 
+from ..fixedpoint import DEFAULT_FRAC_BITS
 from . import _modexp
 from .array import EncryptedArray
 from .encoding import check_frac_bits, numeric, object_array, values_at_scale
 from .keys import PrivateKey, PublicKey
-
-DEFAULT_FRAC_BITS = 16
 
 
 def slots_per_ciphertext(public_key: PublicKey, width: int) -> int:
