@@ -1,15 +1,16 @@
 """Dealer-free correlated randomness for two parties: additively homomorphic encryption and OT (no trusted helper).
 
 :class:`PaillierTriples` implements :class:`mpcml.triples.TripleSource` for exactly two compute
-parties. Word-level products come from additively homomorphic encryption, each party holding its
+parties. Matrix products come from additively homomorphic encryption, each party holding its
 own key pair of the scheme ``he`` (:mod:`mpcml.he`: Okamoto–Uchiyama by default, or Paillier):
-Gilboa-style oblivious products, the "HE-based Beaver triple generation" of e.g. SPDZ's precursor
-in Damgård–Pastro–Smart–Zakarias, CRYPTO 2012, and SecureML, Mohassel–Zhang S&P 2017, section 4.2.
-Bit-level correlations come from random oblivious transfer (:mod:`mpcml.ot`, IKNP extension), which
-costs a few AES blocks per bit where HE costs an encryption per bit (measured: one breast-cancer
-regression epoch spent 628 of 732 s in HE AND triples).
+the "HE-based Beaver triple generation" of e.g. SPDZ's precursor in Damgård–Pastro–Smart–Zakarias,
+CRYPTO 2012, and SecureML, Mohassel–Zhang S&P 2017, section 4.2. Elementwise products and
+bit-level correlations come from random oblivious transfer (:mod:`mpcml.ot`, IKNP extension;
+Gilboa's products, CRYPTO 1999, and ABY's AND triples), which costs a few AES blocks per bit where
+HE costs an encryption per element or per bit (measured: one breast-cancer regression epoch spent
+628 of 732 s in HE AND triples).
 
-HE core step (:meth:`PaillierTriples._to_shares`): party ``i`` sends ``Enc_i(u_i)`` of its private
+HE core step (:meth:`PaillierTriples._cross_sum`): party ``i`` sends ``Enc_i(u_i)`` of its private
 vector; party ``j`` computes ``Enc_i(f(u_i, v_j))`` for a function linear in ``u_i`` (a product
 with its own ``v_j``, a matrix product) with several results packed per ciphertext, adds fresh
 statistical masks and randomness (the shared "pack, mask, send, unpack" routine
@@ -17,11 +18,12 @@ statistical masks and randomness (the shared "pack, mask, send, unpack" routine
 and keeps ``-m mod 2^64``; party ``i`` decrypts ``f + m`` exactly over the integers and keeps it mod
 2^64. Both directions run at once.
 
-# 1. ``mul``/``matmul``/``matmul_fixed``: random ``a = a_0 + a_1``, ``b = b_0 + b_1`` mod 2^64
-  (each party draws its own shares); ``c_i = a_i b_i + (cross-term shares)`` with cross terms
-  ``a_0 b_1`` and ``a_1 b_0`` from the HE core step (2 rounds). For a matrix product each party
-  encrypts the smaller operand (for the regression's fixed masked matrix: the 31-entry vector,
-  not the ``128 x 31`` mask).
+# 1. ``matmul``/``matmul_fixed``: random ``a = a_0 + a_1``, ``b = b_0 + b_1`` mod 2^64 (each party
+  draws its own shares); ``c_i = a_i b_i + (cross-term shares)`` with cross terms ``a_0 b_1`` and
+  ``a_1 b_0`` from the HE core step (2 rounds). Each party encrypts the smaller operand (for the
+  regression's fixed masked matrix: the 31-entry vector, not the ``128 x 31`` mask).
+  ``mul`` (elementwise): Gilboa by random OT, 64 per element each way: the receiver's ``b`` is its
+  64 random choice bits, the sender inputs ``a 2^k`` to OT ``k`` (2 rounds).
 # 2. ``edabit``/``trunc``/``random_bit``: the ring element ``r = sum_t 2^t (b_{0,t} xor b_{1,t})``
   is uniform and unknown to both, its XOR sharing is the parties' words, and
   ``x xor y = x + y - 2xy`` turns the bit products ``p_t = b_{0,t} b_{1,t}`` into arithmetic shares
@@ -40,10 +42,10 @@ were computed (``"subgroup"`` randomness of the scheme), and OT messages (semi-h
 computational, 128-bit). A malicious party could bias the randomness (no zero-knowledge proofs,
 no OT consistency checks).
 
-Cost per element and party at 2048-bit keys: ``mul`` one encryption, one 64-bit
-exponentiation and a share of a decryption and of a re-randomiser; a matrix product one
-encryption per entry of the smaller operand and a few multiplications per entry of the larger
-(fixed-base tables per column); a ``trunc`` pair 32 OTs, an AND word 64 OTs (tens of microseconds).
+Cost per element and party at 2048-bit keys: a matrix product one encryption per entry of the
+smaller operand and a few modular multiplications per entry of the larger (fixed-base tables per
+column), plus a share of a decryption and of a re-randomiser per output; a ``mul`` triple 64 OTs
+(each way), a ``trunc`` pair 32, an AND word 64 (an OT is a few AES blocks and 24 bytes).
 The dealer (:class:`mpcml.triples.DealerTriples`) is still far faster when a non-colluding helper
 is acceptable.
 """
@@ -67,8 +69,6 @@ from .he import (
     public_key_from_wire,
     statistical_masks,
 )
-from .he.conversion import MASK_SIGMA
-from .he.encoding import object_array as _object_array
 from .ot import OTExtension
 from .party import Party
 from .ring import ring_matmul
@@ -77,7 +77,6 @@ from .triples import Shape, TripleSource, _shape, matmul_shape
 WORD_BITS = 64
 _TWO64 = 1 << 64
 _LOW63 = np.uint64((1 << 63) - 1)
-_ONE = mpz(1)
 
 
 def _checked_shape(shape: Any, name: str = "shape") -> Shape:
@@ -89,13 +88,6 @@ def _checked_shape(shape: Any, name: str = "shape") -> Shape:
     if any(d < 0 for d in dims):
         raise ValueError(f"{name} must not have negative dimensions, got {dims}")
     return dims
-
-
-def _product(cts: Sequence[mpz], modulus: mpz) -> mpz:
-    acc = _ONE
-    for c in cts:
-        acc = acc * c % modulus
-    return acc
 
 
 def _bits_to_words(bits: np.ndarray) -> np.ndarray:
@@ -161,43 +153,19 @@ class PaillierTriples(TripleSource):
             raise ValueError(f"peer {self._peer!r} sent {theirs.size} ciphertexts, expected {peer_count}")
         return theirs
 
-    def _layout(self, key: PublicKey, width: int, group: int) -> int:
-        """Slots per ciphertext under ``key``, a multiple of ``group`` so that no group straddles two."""
-        return MaskedPacking(width, group).slots(key)
-
-    def _swap_masked(
-        self, terms: Sequence[mpz], masks: Sequence[int], layout: MaskedPacking, incoming: int, *, prepacked: bool = False
-    ) -> list[int]:
-        """Send ``Enc(term + mask)`` packed as ``layout`` says; return the peer's ``incoming`` slots decrypted.
-
-        ``terms`` hold one value each and are packed here (Horner), or with ``prepacked`` they are
-        already packed in ``layout.group``-slot groups. The packed ciphertexts carry fresh
-        randomness, uniform on the subgroup of the peer's base (:class:`mpcml.he.MaskedPacking`).
-        """
-        sealed = layout.seal(self._peer_pk, terms, masks, prepacked=prepacked, randomness="subgroup")
-        self._party.send(self._peer, sealed.to_wire())
-        received = EncryptedArray.from_wire(self._pk, self._recv())
-        return layout.open(self._sk, received, incoming)
-
-    def _to_shares(
-        self, terms: Sequence[mpz], value_bits: int, incoming: int, *, values: int | None = None, group: int = 0
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Turn ``terms`` (under the peer's key, plaintexts in ``[0, 2^value_bits)``) into shares.
-
-        Returns ``(mine, decrypted)``: this party's shares ``-m mod 2^64`` of its ``terms`` and its
-        shares ``f + m mod 2^64`` of the ``incoming`` values the peer computed under this party's key.
-        Pre-packed ``terms`` (``group > 0``) hold ``values`` slots in all.
-        """
-        masks = statistical_masks(self._rng, len(terms) if values is None else values, value_bits, signed=False)
-        layout = MaskedPacking.for_values(value_bits, signed=False, group=max(group, 1))
-        slots = self._swap_masked(terms, masks, layout, incoming, prepacked=group > 0)
-        mine = np.array([(-m) % _TWO64 for m in masks], dtype=np.uint64)
-        return mine, np.array([v % _TWO64 for v in slots], dtype=np.uint64)
-
     def _cross_sum(self, terms: Sequence[mpz], value_bits: int) -> np.ndarray:
-        """Shares of ``f(peer, me) + f(me, peer)`` slot by slot when both directions have the same layout."""
-        mine, decrypted = self._to_shares(terms, value_bits, len(terms))
-        return mine + decrypted
+        """HE core step: this party's shares of ``f(mine, peer's) + f(peer's, mine)`` slot by slot.
+
+        ``terms`` are ciphertexts under the peer's key of values in ``[0, 2^value_bits)``; they are
+        packed, masked and re-randomised by the shared routine :class:`mpcml.he.MaskedPacking` and sent;
+        this party keeps ``-m mod 2^64`` and adds the decrypted ``f + m`` of the peer's terms.
+        """
+        masks = statistical_masks(self._rng, len(terms), value_bits, signed=False)
+        layout = MaskedPacking.for_values(value_bits, signed=False)
+        self._party.send(self._peer, layout.seal(self._peer_pk, terms, masks, randomness="subgroup").to_wire())
+        received = layout.open(self._sk, EncryptedArray.from_wire(self._pk, self._recv()), len(terms))
+        mine = np.array([(-m) % _TWO64 for m in masks], dtype=np.uint64)
+        return mine + np.array([v % _TWO64 for v in received], dtype=np.uint64)
 
     def _cross_matmul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """This party's share of ``a @ b`` (both operands additively shared, 1-D or 2-D).
@@ -223,24 +191,31 @@ class PaillierTriples(TripleSource):
             self._ots = OTExtension(lambda obj: self._party.send(self._peer, obj), self._recv, self._rng)
         return self._ots
 
-    def _bit_products(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """``count`` products each way of a random bit of the sender and a random bit of the receiver.
+    def _ot_products(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Shares of ``x c`` mod 2^64 for this party's ``values`` ``x`` (as OT sender) and, the other way,
+        of the peer's values times this party's random choice bits ``c`` (one random OT per value, each way).
 
-        Returns ``(my sender bits, my shares of their products, my receiver bits, my shares of theirs)``,
-        shares mod 2^64. Random OT: the sender has ``(r_0, r_1)``, the receiver its random choice ``c``
-        (its bit) and ``r_c``; the sender sends ``d = r_0 - r_1 + x`` for its bit ``x`` and keeps
-        ``-r_0``; the receiver keeps ``r_c + c d = r_0 + c x``: the shares add up to ``c x``.
+        Returns ``(my shares as sender, my choice bits, my shares as receiver)``. Random OT: the sender
+        has ``(r_0, r_1)``, the receiver its choice ``c`` and ``r_c``; the sender sends
+        ``d = r_0 - r_1 + x`` and keeps ``-r_0``; the receiver keeps ``r_c + c d = r_0 + c x``.
         """
+        count = values.size
         x0, x1, choices, chosen = self._ot().extend(count)
         r0, r1, rc = (v[:, :8].copy().view(np.uint64).ravel() for v in (x0, x1, chosen))
-        mine = self._rng.random_bits(count)
-        self._party.send(self._peer, {"d": (r0 - r1 + mine).astype(np.uint64)})
+        self._party.send(self._peer, {"d": (r0 - r1 + values.ravel()).astype(np.uint64)})
         message = self._recv()
         theirs = message.get("d") if isinstance(message, dict) else None
         if not isinstance(theirs, np.ndarray) or theirs.dtype != np.uint64 or theirs.shape != (count,):
-            raise ValueError(f"peer {self._peer!r} sent a malformed bit-product correction")
+            raise ValueError(f"peer {self._peer!r} sent a malformed OT correction")
         chosen_bits = choices.astype(np.uint64)
-        return mine, np.uint64(0) - r0, chosen_bits, rc + chosen_bits * theirs
+        return np.uint64(0) - r0, chosen_bits, rc + chosen_bits * theirs
+
+    def _bit_products(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``count`` products each way of a random bit of the sender and a random bit of the receiver:
+        ``(my sender bits, my shares of their products, my receiver bits, my shares of theirs)``."""
+        mine = self._rng.random_bits(count).astype(np.uint64)
+        sent_z, got_bits, got_z = self._ot_products(mine)
+        return mine, sent_z, got_bits, got_z
 
     def _random_word(self, shape: Shape, trunc_bits: int | None) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
         """A random word ``r`` XOR-shared as the parties' words and additively shared, with (``trunc_bits``)
@@ -273,18 +248,18 @@ class PaillierTriples(TripleSource):
     # --- TripleSource ---------------------------------------------------------------------------
 
     def mul(self, shape: Shape, trunc_bits: int = 0) -> tuple[np.ndarray, ...]:
+        """Gilboa products by random OT, 64 per element each way: this party's ``b`` is built from its 64
+        random choice bits ``b = sum_k 2^k c_k``, and as sender it inputs ``a 2^k`` to OT ``k``, so the
+        receiver's shares add up to ``sum_k c_k a 2^k = a b`` mod 2^64."""
         shape = _checked_shape(shape)
-        a, b = self._rng.random_uint64(shape), self._rng.random_uint64(shape)
-        width = 2 * WORD_BITS + MASK_SIGMA + 1
-        per_mine = self._layout(self._pk, width, 1)
-        placed = [int(v) << (width * (k % per_mine)) for k, v in enumerate(a.ravel())]
-        peer_a = self._exchange(_object_array(placed, (a.size,)), a.size)
-        terms = list(peer_a.mul(b.ravel()).ciphertexts)
-        per_peer, n2 = self._layout(self._peer_pk, width, 1), self._peer_pk.modulus
-        packed = [_product(terms[k : k + per_peer], n2) for k in range(0, len(terms), per_peer)]
-        mine, decrypted = self._to_shares(packed, 2 * WORD_BITS, a.size, values=a.size, group=1)
-        cross = (mine + decrypted).reshape(shape)
-        return (a, b, a * b + cross, *(self.trunc(shape, trunc_bits) if trunc_bits else ()))
+        size = int(np.prod(shape, dtype=np.int64))
+        a = self._rng.random_uint64(size)
+        shifted = a[:, None] << np.arange(WORD_BITS, dtype=np.uint64)
+        sent_z, choices, got_z = self._ot_products(shifted)
+        b = _bits_to_words(choices)
+        cross = sent_z.reshape(size, WORD_BITS).sum(axis=1, dtype=np.uint64) + got_z.reshape(size, WORD_BITS).sum(axis=1, dtype=np.uint64)
+        return (a.reshape(shape), b.reshape(shape), (a * b + cross).reshape(shape),
+                *(self.trunc(shape, trunc_bits) if trunc_bits else ()))
 
     def matmul(self, shape_a: Shape, shape_b: Shape, trunc_bits: int = 0) -> tuple[np.ndarray, ...]:
         shape_a, shape_b = _checked_shape(shape_a, "shape_a"), _checked_shape(shape_b, "shape_b")
