@@ -9,11 +9,11 @@ from .fixedpoint import DEFAULT_FRAC_BITS, decode, encode
 from .local import PartyFailed, RunOutputs, make_local_parties, run_local
 from .party import CommStats, Party, PartyAborted, PartyTimeout
 from .sharing import reconstruct, share
-from .tensor import Session, SharedTensor
+from .tensor import Session, SharedTensor, make_session
 from .triples import DealerTriples, TripleSource, run_dealer
 
 __all__ = [
     "CodecError", "CommStats", "Csprng", "DEFAULT_FRAC_BITS", "DealerTriples", "Party", "PartyAborted",
     "PartyFailed", "PartyTimeout", "Session", "SharedTensor", "TripleSource", "decode", "encode",
-    "RunOutputs", "make_local_parties", "reconstruct", "run_dealer", "run_local", "share",
+    "RunOutputs", "make_local_parties", "make_session", "reconstruct", "run_dealer", "run_local", "share",
 ]

@@ -1,20 +1,35 @@
-"""``SharedTensor``: secret-shared fixed-point arrays and the arithmetic on them.
+"""``SharedTensor``: secret-shared fixed-point arrays and the arithmetic on them, on either engine.
 
 A :class:`Session` binds one party to the group of compute parties (``players``), a
-:class:`~mpcml.triples.TripleSource` and a fixed-point precision. A :class:`SharedTensor`
-holds this party's additive share (uint64, mod 2^64) of a real array encoded with
-``session.frac_bits`` fractional bits (see :mod:`mpcml.fixedpoint`). Every compute party runs
-the same sequence of operations on its own share (SPMD).
+secret-sharing *engine* (:mod:`mpcml.engine`) and a fixed-point precision. A
+:class:`SharedTensor` holds this party's raw share of a real array encoded with
+``session.frac_bits`` fractional bits (see :mod:`mpcml.fixedpoint`), or of a ring integer array
+(bits, indices: the ``*_ring``/``*_bits`` methods). Every compute party runs the same sequence
+of operations on its own share (SPMD); the same protocol code runs on both engines:
 
-Costs, for compute parties (dealer traffic aside):
+- ``"beaver"`` (default; :mod:`mpcml.beaver`): additive shares among ``k >= 2`` players,
+  correlated randomness from a :class:`~mpcml.triples.TripleSource` (a dealer that must not
+  collude with any player, or Paillier triples for two players). ``Session(party, players,
+  DealerTriples(...))``.
+- ``"rss3"`` (:mod:`mpcml.rss3`): replicated sharing among exactly three players with an honest
+  majority (no dealer; any single player learns nothing, two together learn everything).
+  ``Session(party, players, engine="rss3")``.
 
-- ``+``, ``-``, multiplication by a public integer, indexing, reshaping: local, free.
-- ``x * y`` and ``x @ y`` (Beaver): one round opening ``x - a`` and ``y - b``, then
-  one round of truncation (below).
-- multiplication by a public float: local product, then truncation.
-- truncation by ``f`` bits: the dealer's pair ``(r, msb(r), (r mod 2^63) >> f)``; the parties
-  open ``c = x + 2^62 + r`` (uniform) and compute ``x >> f`` locally up to one unit in the last
-  place, for any number of parties and with no failure probability while ``|x| < 2^62``.
+:func:`make_session` builds either. Costs (rounds between players; see the engines for bytes):
+
+============================================  ======  ======  ========================================
+operation                                     beaver  rss3    notes
+============================================  ======  ======  ========================================
+``+``, ``-``, ``* int``, indexing, reshaping  0       0       local
+``* public float``, ``@ public``, ``/ public``  1       2       local product, then truncation
+``x * y``, ``x @ y`` (shared)                 2       2       product, then truncation
+``x.mul(y, trunc_bits=0)``                    1       1       exact ring product (bits, integers)
+comparison (``<``, ``ltz_bits``)              8       9       exact on the whole ring
+``reveal()``, ``reveal(to=pid)``              1       1
+============================================  ======  ======  ========================================
+
+Truncation is exact up to one unit ``2^-frac_bits`` with no failure probability while the value
+is below ``2^62`` in the ring, on both engines.
 
 Comparisons (``<``, ``>``, ``<=``, ``>=``), ``relu``, ``sign``, ``argmax``/``max``, ``reciprocal``,
 ``sqrt``, ``sigmoid`` and ``x / y`` for shared ``y`` are in :mod:`mpcml.nonlinear`.
@@ -23,168 +38,221 @@ Comparisons (``<``, ``>``, ``<=``, ``>=``), ``relu``, ``sign``, ``argmax``/``max
 from __future__ import annotations
 
 import numbers
-from typing import Any, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
 
 from . import fixedpoint
-from .csprng import Csprng, new_seed
+from .beaver import BeaverEngine
+from .csprng import SEED_BYTES, Csprng, new_seed
+from .engine import ENGINES, Engine, check_players, check_trunc_bits
 from .party import Party
 from .ring import ring_matmul
-from .triples import TripleSource, matmul_shape
+from .rss3 import RSS3Engine
+from .schema import Array, Bytes, Int, ListOf, OneOf, Tuple
+from .triples import DealerTriples, TripleSource, matmul_shape
 
-_TWO62 = np.uint64(1 << 62)
-_LOW63 = np.uint64((1 << 63) - 1)
+_SEED_SHARE = Tuple(Bytes(SEED_BYTES), ListOf(Int(low=0)))
+_ARRAY_SHARE = Array(np.uint64)
+
+
+def _make_engine(party: Party, players: tuple[str, ...], triples: TripleSource | None, engine: str | None) -> Engine:
+    if engine is None or engine == "beaver":
+        if triples is None:
+            raise TypeError("the beaver engine needs a TripleSource (e.g. DealerTriples) as triples")
+        return BeaverEngine(party, players, triples)
+    if engine == "rss3":
+        if triples is not None:
+            raise ValueError("the rss3 engine makes its own randomness; pass no triple source")
+        return RSS3Engine(party, players)
+    raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
 
 
 class Session:
-    """The compute parties' shared context: who the players are, where triples come from, precision."""
+    """The compute parties' shared context: who the players are, the engine, the precision.
+
+    ``Session(party, players, triples, frac_bits)`` uses the ``"beaver"`` engine with that
+    :class:`~mpcml.triples.TripleSource`; ``Session(party, players, engine="rss3")`` the
+    replicated three-party engine (its constructor runs a one-round key exchange).
+    """
 
     def __init__(
         self,
         party: Party,
         players: Sequence[str],
-        triples: TripleSource,
+        triples: TripleSource | None = None,
         frac_bits: int = fixedpoint.DEFAULT_FRAC_BITS,
+        *,
+        engine: str | None = None,
     ) -> None:
-        players = tuple(players)
-        if len(players) < 2:
-            raise ValueError(f"players must name at least two compute parties, got {list(players)}")
-        if len(set(players)) != len(players):
-            raise ValueError(f"players contains duplicates: {list(players)}")
-        if party.id not in players:
-            raise ValueError(f"party {party.id!r} is not among the players {list(players)}")
-        for pid in players:
-            if pid != party.id:
-                party.check_peer(pid, "player")
-        if tuple(triples.players) != players:
-            raise ValueError(f"the triple source serves {list(triples.players)}, not {list(players)}")
+        players = check_players(party, players)
+        self.frac_bits = fixedpoint.check_frac_bits(frac_bits)
+        self.engine = _make_engine(party, players, triples, engine)
         self.party = party
         self.players = players
-        self.triples = triples
-        self.frac_bits = fixedpoint.check_frac_bits(frac_bits)
         self.index = players.index(party.id)
         self.is_leader = self.index == 0
         self.others = tuple(p for p in players if p != party.id)
 
+    @property
+    def triples(self) -> TripleSource:
+        """The triple source of a ``"beaver"`` session."""
+        if not isinstance(self.engine, BeaverEngine):
+            raise AttributeError(f"a {self.engine.name!r} session has no triple source")
+        return self.engine.triples
+
+    def _wrap(self, share: np.ndarray) -> "SharedTensor":
+        return SharedTensor(self, share)
+
     # --- moving values in and out ---------------------------------------------------------
 
     def input(self, value: ArrayLike | None, owner: str, *, name: str = "value") -> "SharedTensor":
-        """Secret-share ``value`` held by ``owner`` (others pass ``None``).
+        """Secret-share ``value`` held by player ``owner`` (others pass ``None``).
 
-        The owner encodes (raising on NaN/inf/overflow before anything is sent), gives every
-        other player a 32-byte PRG seed and keeps ``x - sum(PRG(seed_j))``.
+        The owner encodes (raising on NaN/inf/overflow before anything is sent). ``"beaver"``:
+        32-byte PRG seeds to the other players; ``"rss3"``: one message of the value's size.
         """
-        return SharedTensor(self, self.input_ring(
-            fixedpoint.encode(value, self.frac_bits, name=name) if self.party.id == owner else None, owner
-        ))
+        self.engine.check_owner(owner)
+        encoded = fixedpoint.encode(value, self.frac_bits, name=name) if self.party.id == owner else None
+        return self._wrap(self.engine.input(encoded, owner))
 
     def input_ring(self, encoded: np.ndarray | None, owner: str) -> np.ndarray:
-        """Share an already encoded uint64 array; returns this party's share."""
-        if owner not in self.players:
-            raise ValueError(f"owner {owner!r} is not among the players {list(self.players)}")
-        if self.party.id == owner:
-            encoded = np.asarray(encoded, dtype=np.uint64)
-            share = encoded.copy()
-            for pid in self.others:
-                seed = new_seed()
-                self.party.send(pid, [seed, list(encoded.shape)])
-                share -= Csprng(seed).random_uint64(encoded.shape)
-            return share
-        seed, shape = self.party.recv(owner)
-        return Csprng(seed).random_uint64(tuple(shape))
+        """Share an already encoded uint64 array (e.g. integers) held by ``owner``; returns the raw share."""
+        return self.engine.input(encoded, owner)
+
+    def input_external(self, owner: str, *, name: str = "value") -> "SharedTensor":
+        """Shares of an array input by ``owner``, a party that is not a player (it runs :func:`send_input`).
+
+        The players receive additive terms (a seed, or the last player an array) and the engine
+        turns them into its sharing (:meth:`from_additive`).
+        """
+        if owner in self.players:
+            raise ValueError(f"owner {owner!r} is a player: use Session.input")
+        self.party.check_peer(owner, "input owner")
+        if self.index < len(self.players) - 1:
+            seed, shape = self.party.recv(owner, expect=_SEED_SHARE, what=f"share seed of {name}")
+            term = Csprng(seed).random_uint64(tuple(shape))
+        else:
+            term = self.party.recv(owner, expect=_ARRAY_SHARE, what=f"share of {name}")
+        return self.from_additive(term)
+
+    def from_additive(self, mine: np.ndarray) -> "SharedTensor":
+        """Shares of the sum of every player's private uint64 array ``mine`` (equal shapes at all players).
+
+        ``"beaver"``: no message (the arrays are additive shares); ``"rss3"``: one re-sharing round.
+        Serves outside inputs and sums of private contributions (e.g. one indicator per player).
+        """
+        return self._wrap(self.engine.from_additive(np.asarray(mine, dtype=np.uint64)))
 
     def public(self, value: ArrayLike) -> "SharedTensor":
-        """A public value as a (trivially) shared tensor."""
-        encoded = fixedpoint.encode(value, self.frac_bits)
-        return SharedTensor(self, encoded if self.is_leader else np.zeros_like(encoded))
+        """A public value as a (trivially) shared fixed-point tensor."""
+        return self._wrap(self.engine.public(fixedpoint.encode(value, self.frac_bits)))
+
+    def public_ring(self, values: ArrayLike) -> "SharedTensor":
+        """Public ring integers (e.g. an all-ones selection) as a trivially shared tensor."""
+        return self._wrap(self.engine.public(_ring(values)))
 
     def zeros(self, shape: int | tuple[int, ...]) -> "SharedTensor":
-        return SharedTensor(self, np.zeros(shape, dtype=np.uint64))
+        return self._wrap(self.engine.zeros((shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)))
 
     def open(self, shares: Sequence[np.ndarray], *, binary: bool = False) -> list[np.ndarray]:
-        """Reconstruct several shared uint64 arrays at every player in one round."""
-        mine = [np.asarray(s, dtype=np.uint64) for s in shares]
-        self.party.send_all(self.others, mine)
-        totals = [s.copy() for s in mine]
-        for pid in self.others:
-            theirs = self.party.recv(pid)
-            if not isinstance(theirs, list) or len(theirs) != len(mine):
-                raise ValueError(f"player {pid!r} sent a malformed share list")
-            for total, other in zip(totals, theirs):
-                _check_peer_share(pid, other, total.shape)
-                if binary:
-                    total ^= other
-                else:
-                    total += other
-        return totals
+        """Reconstruct several raw shares at every player in one round."""
+        return self.engine.open([self.engine.check_share(s) for s in shares], binary)
 
     def open_to(self, share: np.ndarray, to: str) -> np.ndarray | None:
-        """Reconstruct a shared uint64 array at player ``to`` only."""
-        if to not in self.players:
-            raise ValueError(f"recipient {to!r} is not among the players {list(self.players)}")
-        if self.party.id != to:
-            self.party.send(to, share)
-            return None
-        total = np.asarray(share, dtype=np.uint64).copy()
-        for pid in self.others:
-            other = self.party.recv(pid)
-            _check_peer_share(pid, other, total.shape)
-            total += other
-        return total
+        """Reconstruct a raw share at player ``to`` only."""
+        return self.engine.open_to(self.engine.check_share(share), to)
+
+    def open_to_each(self, parts: Mapping[str, "SharedTensor"]) -> np.ndarray:
+        """Open ``parts[p]`` to player ``p``, for every player at once (one round); returns this
+        player's ring values. E.g. each player's columns of a shared one-hot."""
+        if set(parts) != set(self.players):
+            raise ValueError(f"parts must name every player {list(self.players)}, got {sorted(parts)}")
+        return self.engine.open_to_each({pid: _shared(t, f"parts[{pid!r}]", self).share for pid, t in parts.items()})
 
     def truncate(self, share: np.ndarray, bits: int | None = None, pair: Sequence[np.ndarray] | None = None) -> np.ndarray:
-        """Shares of ``x >> bits`` (arithmetic shift, up to one unit) from shares of ``x``; one round."""
-        bits = self.frac_bits if bits is None else bits
-        if bits == 0:
-            return share
-        r, r_msb, r_low = pair if pair is not None else self.triples.trunc(share.shape, bits)
-        shifted = share + r
-        if self.is_leader:
-            shifted = shifted + _TWO62
-        (c,) = self.open([shifted])
-        c_msb = c >> np.uint64(63)
-        # carry = msb(c) xor msb(r); as shares: r_msb where msb(c)=0, (1 - r_msb) where msb(c)=1
-        carry = np.where(c_msb == 1, (np.uint64(1) if self.is_leader else np.uint64(0)) - r_msb, r_msb)
-        result = carry * np.uint64(1 << (63 - bits)) - r_low
-        if self.is_leader:
-            result = result + ((c & _LOW63) >> np.uint64(bits)) - np.uint64(1 << (62 - bits))
-        return result
+        """Raw shares of ``x >> bits`` (default ``frac_bits``; arithmetic shift, up to one unit).
+
+        ``pair`` (``"beaver"`` only) supplies the truncation pair of a triple drawn with it.
+        """
+        bits = check_trunc_bits(self.frac_bits if bits is None else bits)
+        share = self.engine.check_share(share)
+        if pair is not None:
+            if not isinstance(self.engine, BeaverEngine):
+                raise ValueError("a truncation pair applies to the beaver engine only")
+            return self.engine.truncate(share, bits, pair)
+        return self.engine.truncate(share, bits)
 
     def mul_shares(self, x: np.ndarray, y: np.ndarray, trunc_bits: int | None = None) -> np.ndarray:
-        """Shares of ``x * y`` (elementwise, broadcast) by a Beaver triple, truncated by ``trunc_bits``.
+        """Raw shares of ``x * y`` (elementwise, broadcast), truncated by ``trunc_bits``.
 
         ``trunc_bits=None`` means ``frac_bits`` (a product of two fixed-point values); 0 keeps the
-        exact ring product (e.g. a fixed-point value times a shared integer bit). One round, plus
-        one for the truncation.
+        exact ring product (e.g. a fixed-point value times a shared integer bit).
         """
-        bits = self.frac_bits if trunc_bits is None else int(trunc_bits)
-        x, y = np.broadcast_arrays(np.asarray(x, dtype=np.uint64), np.asarray(y, dtype=np.uint64))
-        a, b, c, *pair = self.triples.mul(x.shape, bits)
-        d, e = self.open([x - a, y - b])
-        z = c + d * b + e * a
-        if self.is_leader:
-            z += d * e
-        return self.truncate(z, bits, pair=pair) if bits else z
+        return self._wrap(x).mul(self._wrap(y), trunc_bits).share
 
     def close(self) -> None:
-        self.triples.close()
+        self.engine.close()
 
 
-def _check_peer_share(pid: str, other: Any, shape: tuple[int, ...]) -> None:
-    """Reject a player's share unless it is a uint64 array of ``shape``."""
-    if not isinstance(other, np.ndarray) or other.shape != shape or other.dtype != np.uint64:
-        got = f"{other.dtype} array of shape {other.shape}" if isinstance(other, np.ndarray) else type(other).__name__
-        raise ValueError(f"player {pid!r} sent a share that is a {got}, expected a uint64 array of shape {shape}")
+def make_session(
+    party: Party,
+    players: Sequence[str],
+    engine: str = "beaver",
+    *,
+    dealer: str = "dealer",
+    frac_bits: int = fixedpoint.DEFAULT_FRAC_BITS,
+) -> Session:
+    """A session on ``engine``: ``"beaver"`` with triples from ``dealer`` (which runs
+    :func:`mpcml.triples.run_dealer`), or ``"rss3"`` (three players, no dealer)."""
+    if engine not in ENGINES:
+        raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
+    players = check_players(party, players)
+    fixedpoint.check_frac_bits(frac_bits)
+    if engine == "beaver":
+        return Session(party, players, DealerTriples(party, players, dealer=dealer), frac_bits)
+    return Session(party, players, frac_bits=frac_bits, engine=engine)
+
+
+def send_input(party: Party, players: Sequence[str], encoded: np.ndarray) -> None:
+    """Role of a party outside the players that inputs ``encoded`` (uint64): it splits it into
+    additive terms, sending a 32-byte PRG seed to each player but the last and the rest to the
+    last; the players call :meth:`Session.input_external`. Same on both engines."""
+    rest = np.asarray(encoded, dtype=np.uint64).copy()
+    for pid in players[:-1]:
+        seed = new_seed()
+        party.send(pid, [seed, list(rest.shape)])
+        rest -= Csprng(seed).random_uint64(rest.shape)
+    party.send(players[-1], rest)
+
+
+def receive_revealed(party: Party, players: Sequence[str], frac_bits: int | None = None) -> np.ndarray:
+    """Role of a party outside the players receiving a value the players send with
+    :meth:`SharedTensor.reveal_outside`: the sum of their terms, decoded unless ``frac_bits`` is None."""
+    total = None
+    for pid in players:
+        term = party.recv(pid, expect=_ARRAY_SHARE, what="output term")
+        if total is not None and term.shape != total.shape:
+            raise ValueError(f"compute party {pid!r} sent an output term of shape {term.shape}, expected {total.shape}")
+        total = term.copy() if total is None else total + term
+    return total if frac_bits is None else fixedpoint.decode(total, frac_bits)
 
 
 def leader_adds(session: Session, share: np.ndarray, public: Any) -> np.ndarray:
-    """Shares of ``secret + public`` (ring addition, broadcast): only the leader adds."""
-    public = np.asarray(public, dtype=np.uint64)
-    if session.is_leader:
-        return share + public
-    return np.broadcast_to(share, np.broadcast_shapes(share.shape, public.shape)).copy()
+    """Raw shares of ``secret + public`` (ring addition, broadcast): the engine adds the constant
+    where it belongs (``"beaver"``: the leader; ``"rss3"``: the two holders of component 0)."""
+    return session.engine.add_public(share, _ring(public))
+
+
+def _ring(values: Any) -> np.ndarray:
+    """Ring integers (any integer dtype, negative values wrap) as uint64."""
+    arr = np.asarray(values)
+    if arr.dtype == np.uint64:
+        return arr
+    if not (np.issubdtype(arr.dtype, np.integer) or arr.dtype == bool):
+        raise TypeError(f"ring values must be integers, got dtype {arr.dtype}")
+    return arr.astype(np.int64).view(np.uint64)
 
 
 def _is_int_like(value: Any) -> bool:
@@ -195,75 +263,178 @@ def _is_int_like(value: Any) -> bool:
     return isinstance(value, np.ndarray) and np.issubdtype(value.dtype, np.integer)
 
 
+def _shared(x: Any, name: str, session: Session) -> "SharedTensor":
+    if not isinstance(x, SharedTensor):
+        raise TypeError(f"{name} must be a SharedTensor, got {type(x).__name__}")
+    if x.session is not session:
+        raise ValueError(f"{name} belongs to a different session")
+    return x
+
+
+def _normalise_axis(axis: Any, ndim: int) -> int:
+    if not isinstance(axis, (int, np.integer)) or not -ndim <= axis < ndim:
+        raise ValueError(f"axis {axis!r} is out of range for {ndim} dimensions")
+    return int(axis) % ndim
+
+
+def _per_component(index: tuple) -> bool:
+    """Whether prefixing ``index`` with the component axis would move numpy's advanced-index axes:
+    several advanced indices (arrays, or arrays with integers) may be separated by slices."""
+    arrays = sum(isinstance(i, (np.ndarray, list)) for i in index)
+    integers = sum(isinstance(i, (int, np.integer)) and not isinstance(i, (bool, np.bool_)) for i in index)
+    return arrays >= 1 and arrays + integers >= 2
+
+
 class SharedTensor:
-    """This party's share of a secret fixed-point array."""
+    """This party's share of a secret array (fixed-point, or ring integers for the ``*_ring``/``*_bits`` methods).
+
+    ``share`` is the engine's raw share (``"beaver"``: the value's shape; ``"rss3"``:
+    ``(2, *shape)``). Every method here is engine-agnostic.
+    """
 
     __array_priority__ = 100  # so numpy defers `ndarray @ SharedTensor` to __rmatmul__
 
     def __init__(self, session: Session, share: np.ndarray) -> None:
         self.session = session
-        self.share = np.asarray(share, dtype=np.uint64)
+        self.share = session.engine.check_share(share)
 
     # --- shape --------------------------------------------------------------------------
 
     @property
+    def _lead(self) -> int:
+        return self.session.engine.lead
+
+    @property
     def shape(self) -> tuple[int, ...]:
-        return self.share.shape
+        return self.share.shape[self._lead :]
 
     @property
     def ndim(self) -> int:
-        return self.share.ndim
+        return self.share.ndim - self._lead
 
     @property
     def size(self) -> int:
-        return self.share.size
+        return int(np.prod(self.shape, dtype=np.int64))
 
     def __len__(self) -> int:
-        return len(self.share)
+        if not self.shape:
+            raise TypeError("len() of a 0-d SharedTensor")
+        return self.shape[0]
+
+    def __iter__(self) -> Iterator["SharedTensor"]:
+        return (self[i] for i in range(len(self)))
 
     def _new(self, share: np.ndarray) -> "SharedTensor":
         return SharedTensor(self.session, share)
 
+    def _lifted(self, ndim: int) -> np.ndarray:
+        """The raw share with singleton value axes in front, so it has ``ndim`` value axes."""
+        missing = ndim - self.ndim
+        if missing <= 0:
+            return self.share
+        lead = self.share.shape[: self._lead]
+        return self.share.reshape(lead + (1,) * missing + self.shape)
+
+    def _value_axis(self, axis: Any, ndim: int | None = None) -> int:
+        return _normalise_axis(axis, self.ndim if ndim is None else ndim) + self._lead
+
     @property
     def T(self) -> "SharedTensor":
-        return self._new(self.share.T)
+        return self.transpose()
 
-    def transpose(self, *axes: int) -> "SharedTensor":
-        return self._new(self.share.transpose(*axes))
+    def transpose(self, *axes: Any) -> "SharedTensor":
+        if len(axes) == 1 and isinstance(axes[0], (tuple, list)):
+            axes = tuple(axes[0])
+        order = tuple(range(self.ndim))[::-1] if not axes else axes
+        if sorted(_normalise_axis(a, self.ndim) for a in order) != list(range(self.ndim)):
+            raise ValueError(f"axes {axes} do not permute the {self.ndim} axes")
+        lead = tuple(range(self._lead))
+        return self._new(self.share.transpose(lead + tuple(self._value_axis(a) for a in order)))
+
+    def moveaxis(self, source: int, destination: int) -> "SharedTensor":
+        return self._new(np.moveaxis(self.share, self._value_axis(source), self._value_axis(destination)))
 
     def reshape(self, *shape: Any) -> "SharedTensor":
-        return self._new(self.share.reshape(*shape))
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = tuple(shape[0])
+        return self._new(self.share.reshape(self.share.shape[: self._lead] + tuple(shape)))
 
     def flatten(self) -> "SharedTensor":
-        return self._new(self.share.reshape(-1))
+        return self.reshape(-1)
 
     def __getitem__(self, index: Any) -> "SharedTensor":
-        return self._new(self.share[index])
+        if not self._lead:
+            return self._new(self.share[index])
+        index = index if isinstance(index, tuple) else (index,)
+        if _per_component(index):
+            return self._new(np.stack([component[index] for component in self.share]))
+        return self._new(self.share[(slice(None),) * self._lead + index])
 
-    def sum(self, axis: int | None = None, keepdims: bool = False) -> "SharedTensor":
-        return self._new(self.share.sum(axis=axis, keepdims=keepdims, dtype=np.uint64))
+    def broadcast_to(self, shape: Sequence[int]) -> "SharedTensor":
+        """A (read-only) view broadcast to ``shape``, as :func:`numpy.broadcast_to`."""
+        shape = tuple(shape)
+        return self._new(np.broadcast_to(self._lifted(len(shape)), self.share.shape[: self._lead] + shape))
+
+    def repeat(self, repeats: Any, axis: int) -> "SharedTensor":
+        return self._new(np.repeat(self.share, repeats, axis=self._value_axis(axis)))
+
+    def tile(self, reps: Sequence[int]) -> "SharedTensor":
+        reps = tuple(reps)
+        return self._new(np.tile(self._lifted(len(reps)), (1,) * self._lead + (1,) * (self.ndim - len(reps)) + reps))
+
+    def sum(self, axis: int | tuple[int, ...] | None = None, keepdims: bool = False) -> "SharedTensor":
+        if axis is None:
+            axes = tuple(range(self._lead, self.share.ndim))
+        else:
+            axes = tuple(self._value_axis(a) for a in (axis if isinstance(axis, tuple) else (axis,)))
+        return self._new(self.share.sum(axis=axes, keepdims=keepdims, dtype=np.uint64))
 
     @staticmethod
     def concatenate(tensors: Sequence["SharedTensor"], axis: int = 0) -> "SharedTensor":
         if not tensors:
             raise ValueError("need at least one tensor to concatenate")
-        return SharedTensor(tensors[0].session, np.concatenate([t.share for t in tensors], axis=axis))
+        first = tensors[0]
+        return first._new(np.concatenate([t.share for t in tensors], axis=first._value_axis(axis)))
 
     @staticmethod
     def stack(tensors: Sequence["SharedTensor"], axis: int = 0) -> "SharedTensor":
         if not tensors:
             raise ValueError("need at least one tensor to stack")
-        return SharedTensor(tensors[0].session, np.stack([t.share for t in tensors], axis=axis))
+        first = tensors[0]
+        return first._new(np.stack([t.share for t in tensors], axis=first._value_axis(axis, first.ndim + 1)))
+
+    def tensordot_public(self, weights: ArrayLike) -> "SharedTensor":
+        """``sum_t weights[t, ...] * self[t]``: :func:`numpy.tensordot` of public ring integers
+        ``weights`` (first axis) with this tensor's first axis; exact in the ring, local."""
+        weights = _ring(weights)
+        if weights.ndim < 1 or not self.shape or weights.shape[0] != self.shape[0]:
+            raise ValueError(f"weights of shape {weights.shape} do not match a first axis of length {self.shape[:1]}")
+        product = np.tensordot(weights, self.share, axes=(0, self._lead)).astype(np.uint64, copy=False)
+        return self._new(np.moveaxis(product, list(range(weights.ndim - 1)), list(range(self._lead, self._lead + weights.ndim - 1))))
 
     # --- linear operations ----------------------------------------------------------------
 
-    def _encode_public(self, value: ArrayLike) -> np.ndarray:
-        return fixedpoint.encode(value, self.session.frac_bits, name="public operand")
+    def _encode_public(self, value: ArrayLike, name: str = "public operand") -> np.ndarray:
+        return fixedpoint.encode(value, self.session.frac_bits, name=name)
+
+    def _pair(self, other: "SharedTensor") -> tuple[np.ndarray, np.ndarray]:
+        """Both raw shares with aligned value axes (for numpy broadcasting)."""
+        _shared(other, "operand", self.session)
+        ndim = max(self.ndim, other.ndim)
+        np.broadcast_shapes(self.shape, other.shape)
+        return self._lifted(ndim), other._lifted(ndim)
+
+    def add_ring(self, values: ArrayLike) -> "SharedTensor":
+        """Shares of ``secret + values`` for public ring integers (no fixed-point encoding)."""
+        values = _ring(values)
+        return self._new(self.session.engine.add_public(self._lifted(values.ndim), values))
 
     def __add__(self, other: Any) -> "SharedTensor":
         if isinstance(other, SharedTensor):
-            return self._new(self.share + other.share)
-        return self._new(leader_adds(self.session, self.share, self._encode_public(other)))
+            a, b = self._pair(other)
+            return self._new(a + b)
+        encoded = self._encode_public(other)
+        return self._new(self.session.engine.add_public(self._lifted(encoded.ndim), encoded))
 
     __radd__ = __add__
 
@@ -272,21 +443,50 @@ class SharedTensor:
 
     def __sub__(self, other: Any) -> "SharedTensor":
         if isinstance(other, SharedTensor):
-            return self._new(self.share - other.share)
+            a, b = self._pair(other)
+            return self._new(a - b)
         return self + (-np.asarray(other, dtype=np.float64))
 
     def __rsub__(self, other: Any) -> "SharedTensor":
         return (-self) + other
 
+    def not_bits(self) -> "SharedTensor":
+        """Shares of ``1 - b`` for shared integer bits ``b`` (local)."""
+        return (-self).add_ring(1)
+
     # --- products ----------------------------------------------------------------------
 
+    def mul(self, other: "SharedTensor", trunc_bits: int | None = None) -> "SharedTensor":
+        """Elementwise product with a shared tensor (broadcast), truncated by ``trunc_bits``.
+
+        ``None``: ``frac_bits`` (two fixed-point values); 0: the exact ring product (a value times
+        an integer bit, two integers). 1 round plus the truncation's.
+        """
+        bits = check_trunc_bits(self.session.frac_bits if trunc_bits is None else trunc_bits)
+        a, b = self._pair(other)
+        shape = np.broadcast_shapes(self.shape, other.shape)
+        lead = self.share.shape[: self._lead]
+        a, b = np.broadcast_to(a, lead + shape), np.broadcast_to(b, lead + shape)
+        return self._new(self.session.engine.mul(a, b, bits))
+
+    def mul_public(self, value: ArrayLike, *, name: str = "public operand") -> "SharedTensor":
+        """Product with a public real array (encoded with ``frac_bits``), then truncated."""
+        encoded = self._encode_public(value, name)
+        return self._new(self.session.engine.truncate(self._lifted(encoded.ndim) * encoded, self.session.frac_bits))
+
+    def truncate(self, bits: int | None = None) -> "SharedTensor":
+        """Shares of ``x >> bits`` (default ``frac_bits``), up to one unit; e.g. after integer scalings
+        ``w * k1 - g * k2`` with public integers carrying ``bits`` fractional bits."""
+        bits = check_trunc_bits(self.session.frac_bits if bits is None else bits)
+        return self._new(self.session.engine.truncate(self.share, bits))
+
     def __mul__(self, other: Any) -> "SharedTensor":
-        session = self.session
         if isinstance(other, SharedTensor):
-            return self._new(session.mul_shares(self.share, other.share))
+            return self.mul(other)
         if _is_int_like(other):
-            return self._new(self.share * np.asarray(other).astype(np.int64).view(np.uint64))
-        return self._new(session.truncate(self.share * self._encode_public(other)))
+            factor = np.asarray(other).astype(np.int64).view(np.uint64)
+            return self._new(self._lifted(factor.ndim) * factor)
+        return self.mul_public(other)
 
     __rmul__ = __mul__
 
@@ -298,27 +498,40 @@ class SharedTensor:
             raise ZeroDivisionError("division of a SharedTensor by a public zero")
         return self * (1.0 / divisor)
 
+    def matmul(self, other: "SharedTensor", trunc_bits: int | None = None) -> "SharedTensor":
+        """``self @ other`` for shared 1-D/2-D tensors, truncated by ``trunc_bits`` (default ``frac_bits``)."""
+        bits = check_trunc_bits(self.session.frac_bits if trunc_bits is None else trunc_bits)
+        _shared(other, "operand", self.session)
+        matmul_shape(self.shape, other.shape)
+        return self._new(self.session.engine.matmul(self.share, other.share, bits))
+
     def __matmul__(self, other: Any) -> "SharedTensor":
-        session = self.session
         if isinstance(other, SharedTensor):
-            matmul_shape(self.shape, other.shape)
-            a, b, c, *pair = session.triples.matmul(self.shape, other.shape, session.frac_bits)
-            d, e = session.open([self.share - a, other.share - b])
-            # z = c + d@b + a@e + d@e = c + d@(b + e) + a@e, with d@e added by the leader only
-            z = c + ring_matmul(d, b + e if session.is_leader else b) + ring_matmul(a, e)
-            return self._new(session.truncate(z, pair=pair))
+            return self.matmul(other)
         matmul_shape(self.shape, np.shape(other))
-        return self._new(session.truncate(ring_matmul(self.share, self._encode_public(other))))
+        product = ring_matmul(self.share, self._encode_public(other))
+        return self._new(self.session.engine.truncate(product, self.session.frac_bits))
 
     def __rmatmul__(self, other: Any) -> "SharedTensor":
         matmul_shape(np.shape(other), self.shape)
         encoded = self._encode_public(other)
-        return self._new(self.session.truncate(ring_matmul(encoded, self.share)))
+        if self._lead:
+            # per component: (E @ S)^T = S^T @ E^T, with S^T transposing the value axes only
+            flipped = np.swapaxes(self.share, -1, -2) if self.ndim == 2 else self.share
+            product = ring_matmul(flipped, encoded.T)
+            product = np.swapaxes(product, -1, -2) if product.ndim == self._lead + 2 else product
+        else:
+            product = ring_matmul(encoded, self.share)
+        return self._new(self.session.engine.truncate(product, self.session.frac_bits))
 
     def square(self) -> "SharedTensor":
         return self * self
 
     # --- non-linear operations (see mpcml.nonlinear) ---------------------------------------
+
+    def ltz_bits(self) -> "SharedTensor":
+        """Shares of the integer bits ``[x < 0]`` (x as a signed ring element); exact."""
+        return self._new(self.session.engine.ltz(self.share))
 
     def __lt__(self, other: Any) -> "SharedTensor":
         return nonlinear.lt(self, other)
@@ -345,6 +558,10 @@ class SharedTensor:
         """Shared one-hot of the maximum along ``axis`` (ties: lowest index)."""
         return nonlinear.argmax(self, axis)
 
+    def argmax_bits(self) -> "SharedTensor":
+        """Integer 0/1 shares of the one-hot argmax along the last axis (see :func:`mpcml.nonlinear.argmax_bits`)."""
+        return nonlinear.argmax_bits_of(self)
+
     def max(self, axis: int = -1) -> "SharedTensor":
         return nonlinear.max(self, axis)
 
@@ -357,18 +574,28 @@ class SharedTensor:
 
     # --- output ----------------------------------------------------------------------
 
+    def reveal_ring(self, to: str | None = None) -> np.ndarray | None:
+        """The plaintext ring values (uint64) at every player (``to=None``) or at player ``to`` only."""
+        if to is None:
+            (total,) = self.session.engine.open([self.share])
+            return total
+        return self.session.engine.open_to(self.share, to)
+
     def reveal(self, to: str | None = None) -> np.ndarray | None:
         """The plaintext float array at every player (``to=None``) or at player ``to`` only."""
-        if to is None:
-            (total,) = self.session.open([self.share])
-        else:
-            total = self.session.open_to(self.share, to)
-            if total is None:
-                return None
-        return fixedpoint.decode(total, self.session.frac_bits)
+        total = self.reveal_ring(to)
+        return None if total is None else fixedpoint.decode(total, self.session.frac_bits)
+
+    def reveal_outside(self, to: str) -> None:
+        """Send this player's term of the value to ``to``, a party that is not a player and
+        runs :func:`receive_revealed`."""
+        if to in self.session.players:
+            raise ValueError(f"{to!r} is a player: use reveal(to=...)")
+        self.session.party.check_peer(to, "recipient")
+        self.session.party.send(to, np.ascontiguousarray(self.session.engine.additive_part(self.share)))
 
     def __repr__(self) -> str:
-        return f"SharedTensor(shape={self.shape}, party={self.session.party.id!r})"
+        return f"SharedTensor(shape={self.shape}, party={self.session.party.id!r}, engine={self.session.engine.name!r})"
 
 
 from . import nonlinear  # noqa: E402 - nonlinear builds on the classes above

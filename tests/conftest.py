@@ -1,43 +1,92 @@
-"""Shared test fixtures."""
+"""Shared test fixtures: SPMD runs of compute parties on either engine, transports, wire logs."""
 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import pytest
 
+from mpcml import RunOutputs, Session, make_session, run_dealer
+from mpcml.engine import ENGINES
 from mpcml.floors import INSECURE_ENV
+from mpcml.recording import recorded_run
 
 # The suite uses 1024-bit HE keys and the INSECURE-dsa-1024-160 FE group where only arithmetic is
 # tested: lift the security floors for this process and the party processes it launches (tests of
 # the floors themselves switch it off with mpcml.floors.insecure_test_keys(False)).
 os.environ[INSECURE_ENV] = "1"
 
-from mpcml import DealerTriples, RunOutputs, Session, run_dealer, run_local
+
+def players_of(n: int) -> tuple[str, ...]:
+    return tuple(f"p{i}" for i in range(n))
 
 
-def run_players(n: int, body: Callable[[Session], Any], *, frac_bits: int = 16, timeout: float = 30.0) -> RunOutputs:
-    """Run ``body(session)`` at ``n`` compute parties ``p0..p{n-1}`` with a dealer; ``{pid: output}`` of the players."""
-    players = tuple(f"p{i}" for i in range(n))
+def run_players(n: int, body: Callable[[Session], Any], *, engine: str = "beaver", frac_bits: int = 16,
+                timeout: float = 30.0, runner: Callable[..., RunOutputs] | None = None) -> RunOutputs:
+    """Run ``body(session)`` at ``n`` compute parties ``p0..p{n-1}`` on ``engine`` (with a dealer
+    for ``"beaver"``); ``{pid: output}`` of the players. Parties are :class:`~mpcml.recording.RecordingParty`
+    proxies; ``runner`` is :func:`mpcml.run_local` unless given (e.g. ``parties.loopback.run_loopback``)."""
+    players = players_of(n)
 
     def compute(party):
-        session = Session(party, players, DealerTriples(party, players, dealer="dealer"), frac_bits)
+        session = make_session(party, players, engine, frac_bits=frac_bits)
         result = body(session)
         session.close()
         return result
 
     roles: dict[str, Callable] = {pid: compute for pid in players}
-    roles["dealer"] = lambda party: run_dealer(party, players)
-    outputs = run_local(roles, timeout=timeout)
-    outputs.pop("dealer")  # its stats stay in outputs.stats
+    if engine == "beaver":
+        roles["dealer"] = lambda party: run_dealer(party, players)
+    outputs = recorded_run(roles, timeout=timeout, **({} if runner is None else {"runner": runner}))
+    outputs.pop("dealer", None)  # its stats stay in outputs.stats
     return outputs
 
 
+@pytest.fixture(params=ENGINES)
+def engine(request) -> str:
+    return request.param
+
+
 @pytest.fixture
-def spmd() -> Callable[..., RunOutputs]:
-    """``spmd(n, body)``: run ``body(session)`` SPMD at n compute parties plus a dealer."""
-    return run_players
+def spmd(engine) -> Callable[..., RunOutputs]:
+    """``spmd(n, body)``: run ``body(session)`` SPMD on ``engine``; ``"beaver"`` at ``n`` compute
+    parties plus a dealer, ``"rss3"`` always at three players (whatever ``n``)."""
+
+    def run(n: int, body: Callable[[Session], Any], **kwargs: Any) -> RunOutputs:
+        return run_players(3 if engine == "rss3" else n, body, engine=engine, **kwargs)
+
+    return run
+
+
+@dataclass(frozen=True)
+class Setup:
+    """One engine at one number of players: ``setup(body)`` runs it."""
+
+    engine: str
+    n: int
+
+    def __call__(self, body: Callable[[Session], Any], **kwargs: Any) -> RunOutputs:
+        return run_players(self.n, body, engine=self.engine, **kwargs)
+
+    def __str__(self) -> str:
+        return f"{self.engine}-{self.n}"
+
+
+SETUPS = (Setup("beaver", 2), Setup("beaver", 3), Setup("rss3", 3))
+
+
+@pytest.fixture(params=SETUPS, ids=str)
+def mpc(request) -> Setup:
+    """Every engine at every number of players it runs: beaver with 2 and 3 players, rss3 with 3."""
+    return request.param
+
+
+def critical_rounds(outputs: RunOutputs, key: str = "depth") -> int:
+    """Rounds between players of a step: ``max`` over players of ``(before, after)`` depths."""
+    befores, afters = zip(*(out[key] for out in outputs.values()))
+    return max(afters) - max(befores)
 
 
 @pytest.fixture(params=["local", "grpc"])

@@ -11,6 +11,7 @@ from scipy.special import expit
 from mpcml import SharedTensor, decode, encode
 from mpcml import nonlinear as nl
 from mpcml.csprng import Csprng
+from tests.conftest import critical_rounds
 
 ULP = 2.0**-16
 
@@ -35,8 +36,8 @@ def _grid_values(data, size, scale):
     return base
 
 
-@pytest.mark.parametrize("n", [2, 3])
-def test_comparisons_are_exact(spmd, n):
+def test_comparisons_are_exact(mpc):
+    n = mpc.n
     data = np.random.default_rng(10 + n)
     x = _grid_values(data, 400, 50.0)
     y = np.roll(x, 1) if n == 2 else x[::-1].copy()
@@ -60,7 +61,7 @@ def test_comparisons_are_exact(spmd, n):
         "relu": np.maximum(x, 0), "method_relu": np.maximum(x, 0),
         "maximum": np.maximum(x, y), "maximum_pub": np.maximum(x, 3.0), "maximum_pub_left": np.maximum(pub, y),
     }
-    for pid, out in spmd(n, body).items():
+    for pid, out in mpc(body).items():
         for key, want in expected.items():
             np.testing.assert_array_equal(out[key], np.asarray(want, dtype=np.float64), err_msg=f"{key} at {pid}")
 
@@ -90,25 +91,33 @@ def test_lt_random_scales(spmd, seed, scale, n):
     np.testing.assert_array_equal(spmd(n, body)["p0"], (x < y).astype(float))
 
 
-def test_comparison_costs_eight_rounds(spmd):
+COMPARISON_ROUNDS = {"beaver": 8, "rss3": 9}
+
+
+def test_comparison_rounds_and_messages(spmd, engine):
     x = np.linspace(-3, 3, 50)
 
     def body(s):
         X = owned(s, x, "p0")
         X[:1].reveal()
-        before = s.party.stats.snapshot()
+        before, depth = s.party.stats.snapshot(), s.party.depth
         nl.ltz(X)
         after = s.party.stats.snapshot()
-        return {p: after.sent_to.get(p, 0) - before.sent_to.get(p, 0) for p in s.others}, after.messages_sent - before.messages_sent
+        return {"messages": after.messages_sent - before.messages_sent, "depth": (depth, s.party.depth)}
 
     out = spmd(3, body)
-    for pid, (_, messages) in out.items():
-        # 8 openings, each one message to each of the 2 other players; the last player adds 1 dealer request
-        assert messages == 8 * 2 + (1 if pid == "p2" else 0)
+    assert critical_rounds(out) == COMPARISON_ROUNDS[engine]
+    for pid, got in out.items():
+        if engine == "beaver":
+            # 8 openings, each one message to each of the 2 other players; the last player adds 1 dealer request
+            assert got["messages"] == 8 * 2 + (1 if pid == "p2" else 0)
+        else:
+            # 7 AND/re-sharing rounds of one message; the helper p0 then sends 2 (to p1 and p2),
+            # p1 and p2 send one each in the helper's round and one in the final swap
+            assert got["messages"] == 9
 
 
-@pytest.mark.parametrize("n", [2, 3])
-def test_where_shared_and_public_branches(spmd, n):
+def test_where_shared_and_public_branches(mpc):
     data = np.random.default_rng(3)
     x, a, b = q(data.normal(size=30)), q(data.normal(size=30)), q(data.normal(size=30))
 
@@ -120,7 +129,7 @@ def test_where_shared_and_public_branches(spmd, n):
             nl.where(cond, A, 2.0).reveal(), nl.where(cond, -1.0, B).reveal(),
         )
 
-    shared, public, mixed_a, mixed_b = spmd(n, body)["p1"]
+    shared, public, mixed_a, mixed_b = mpc(body)["p1"]
     tol = 2 * ULP  # one truncated product
     np.testing.assert_allclose(shared, np.where(x > 0, a, b), atol=tol, rtol=0)
     np.testing.assert_allclose(public, np.where(x > 0, a, b), atol=tol, rtol=0)
@@ -128,9 +137,8 @@ def test_where_shared_and_public_branches(spmd, n):
     np.testing.assert_allclose(mixed_b, np.where(x > 0, -1.0, b), atol=tol, rtol=0)
 
 
-@pytest.mark.parametrize("n", [2, 3])
 @pytest.mark.parametrize("k", [1, 2, 5, 8])
-def test_argmax_and_max_exact_with_ties_to_lowest_index(spmd, n, k):
+def test_argmax_and_max_exact_with_ties_to_lowest_index(mpc, k):
     data = np.random.default_rng(k)
     x = q(data.normal(scale=10, size=(12, k)))
     x[0] = 1.0  # all tied
@@ -146,7 +154,7 @@ def test_argmax_and_max_exact_with_ties_to_lowest_index(spmd, n, k):
             C.argmax(axis=1).reveal(), C.max(axis=1).reveal(),
         )
 
-    for am_last, am_first, mx_last, mx_first, am_cube, mx_cube in spmd(n, body).values():
+    for am_last, am_first, mx_last, mx_first, am_cube, mx_cube in mpc(body).values():
         np.testing.assert_array_equal(am_last, np.eye(k)[np.argmax(x, axis=-1)])
         np.testing.assert_array_equal(am_first, np.eye(12)[np.argmax(x, axis=0)].T)
         np.testing.assert_array_equal(mx_last, np.max(x, axis=-1))
@@ -155,9 +163,9 @@ def test_argmax_and_max_exact_with_ties_to_lowest_index(spmd, n, k):
         np.testing.assert_array_equal(mx_cube, np.max(cube, axis=1))
 
 
-@pytest.mark.parametrize("n", [2, 3])
 @pytest.mark.parametrize("k", [1, 2, 5, 33])
-def test_argmax_bits_is_numpy_argmax_with_ties_to_lowest_index(spmd, n, k):
+def test_argmax_bits_is_numpy_argmax_with_ties_to_lowest_index(mpc, k):
+    n = mpc.n
     data = np.random.default_rng(40 + k)
     x = q(data.normal(scale=10, size=(3, 10, k)))
     x[0, 0] = 2.5  # all tied
@@ -166,20 +174,23 @@ def test_argmax_bits_is_numpy_argmax_with_ties_to_lowest_index(spmd, n, k):
         x[0, 2, -1] = np.max(x[0, 2]) + ULP  # wins by one unit
         x[0, 3, 0] = np.max(x[0, 3]) + ULP  # the first candidate wins by one unit
         x[1, :, k // 2 :] = x[1, :, : k - k // 2]  # the second half repeats the first: ties everywhere
-    rounds = 9 * int(np.ceil(np.log2(k))) + (8 if k > 1 else 0)
+    c = COMPARISON_ROUNDS[mpc.engine]
+    rounds = (c + 1) * int(np.ceil(np.log2(k))) + (c if k > 1 else 0)
 
     def body(s):
         X = owned(s, x, f"p{n - 1}")
         X[:1].reveal()
-        before = s.party.stats.messages_sent
+        depth = s.party.depth
         bits = nl.argmax_bits(s, X.share)
-        used = (s.party.stats.messages_sent - before) / (n - 1)  # p0 sends one message per round to each player
+        depths = (depth, s.party.depth)
         (opened,) = s.open([bits])
-        return used, opened
+        return {"depth": depths, "onehot": opened, "method": X.argmax_bits().reveal_ring()}
 
-    out = spmd(n, body)
-    assert out["p0"][0] == rounds
-    for _, onehot in out.values():
+    out = mpc(body)
+    assert critical_rounds(out) == rounds
+    for got in out.values():
+        np.testing.assert_array_equal(got["method"], got["onehot"])
+    for onehot in (got["onehot"] for got in out.values()):
         np.testing.assert_array_equal(onehot, np.eye(k, dtype=np.uint64)[np.argmax(x, axis=-1)])
 
 
@@ -192,8 +203,8 @@ def _within(got, want):
     assert np.max(excess) <= 1.0, f"error {np.max(excess):.2f}x the documented bound"
 
 
-@pytest.mark.parametrize("n", [2, 3])
-def test_reciprocal_divide_sqrt_over_the_documented_range(spmd, n):
+def test_reciprocal_divide_sqrt_over_the_documented_range(mpc):
+    n = mpc.n
     data = np.random.default_rng(20 + n)
     x = q(np.exp(data.uniform(np.log(2.0**-8), np.log(2.0**24), 600)))
     x[:4] = [2.0**-8, 1.0, 0.5, 2.0**24 - 1]
@@ -206,7 +217,7 @@ def test_reciprocal_divide_sqrt_over_the_documented_range(spmd, n):
             nl.divide(3.0, X).reveal(), nl.sqrt(X).reveal(), X.sqrt().reveal(), nl.inv_sqrt(X).reveal(),
         )
 
-    recip, recip_m, quot, quot_op, quot_pub, root, root_m, inv_root = spmd(n, body)["p0"]
+    recip, recip_m, quot, quot_op, quot_pub, root, root_m, inv_root = mpc(body)["p0"]
     for got in (recip, recip_m):
         _within(got, 1 / x)
     for got in (quot, quot_op):
@@ -233,7 +244,7 @@ def test_reciprocal_custom_range_and_sqrt_of_zero(spmd):
 
 
 @pytest.mark.parametrize("method", sorted(nl.SIGMOID_METHODS))
-def test_sigmoid_methods_meet_their_bounds(spmd, method):
+def test_sigmoid_methods_meet_their_bounds(spmd, engine, method):
     spec = nl.SIGMOID_METHODS[method]
     limit = min(spec.valid_up_to, 60.0)
     x = q(np.concatenate([np.linspace(-limit, limit, 1201), [0.0, 1e-3, -1e-3]]))
@@ -243,23 +254,22 @@ def test_sigmoid_methods_meet_their_bounds(spmd, method):
     def body(s):
         X = owned(s, x)
         X[:1].reveal()
-        before = s.party.stats.messages_sent
+        depth = s.party.depth
         approx = nl.sigmoid(X, method)
-        rounds = s.party.stats.messages_sent - before  # p0 sends one message per round to p1
-        return rounds, approx.reveal(), X.sigmoid(method).reveal()
+        return {"depth": (depth, s.party.depth), "results": (approx.reveal(), X.sigmoid(method).reveal())}
 
-    rounds, *results = spmd(2, body)["p0"]
-    assert rounds == spec.rounds
-    for got in results:
+    out = spmd(2, body)
+    assert critical_rounds(out) == spec.rounds[engine]
+    for got in out["p0"]["results"]:
         error = np.abs(got - sigmoid(x))
         assert np.max(error) <= spec.max_error + 16 * ULP
         # the bound is tight: the method is not secretly better (or a different function)
         assert np.max(error) >= 0.9 * spec.max_error
 
 
-@pytest.mark.parametrize("n", [2, 3])
-def test_sigmoid_methods_follow_their_plaintext_replicas(spmd, n):
+def test_sigmoid_methods_follow_their_plaintext_replicas(mpc):
     """``SigmoidMethod.plain`` is the same approximation: within ``units`` fixed-point units on encoded inputs."""
+    n = mpc.n
     data = np.random.default_rng(n)
     x = {m: q(np.concatenate([data.uniform(-1, 1, 500) * min(spec.valid_up_to, 12.0), np.linspace(-3, 3, 601)]))
          for m, spec in nl.SIGMOID_METHODS.items()}
@@ -267,7 +277,7 @@ def test_sigmoid_methods_follow_their_plaintext_replicas(spmd, n):
     def body(s):
         return {m: nl.sigmoid(owned(s, v, f"p{n - 1}"), m).reveal() for m, v in x.items()}
 
-    for method, got in spmd(n, body)["p0"].items():
+    for method, got in mpc(body)["p0"].items():
         spec = nl.SIGMOID_METHODS[method]
         error = np.max(np.abs(got - spec.plain(x[method]))) / ULP
         assert error <= spec.units, (method, error)
@@ -285,16 +295,15 @@ def test_sigmoid_three_parties(spmd):
         assert np.max(np.abs(got - sigmoid(x))) <= nl.SIGMOID_METHODS[method].max_error + 16 * ULP
 
 
-@pytest.mark.parametrize("n", [2, 3])
-def test_spline_sigmoid_on_a_dense_grid(spmd, n):
+def test_spline_sigmoid_on_a_dense_grid(mpc):
     """``"spline"``: 6.2e-5 inside the knots, sigmoid(-8) = 3.35e-4 beyond; fixed point adds <= 4 units
     (coefficients rounded to half a unit, three truncated products with |u| <= 1/2)."""
     x = q(np.concatenate([np.linspace(-20, 20, 8001), np.arange(-8, 9) - ULP, [-1e4, 3e4]]))
 
     def body(s):
-        return nl.sigmoid(owned(s, x, f"p{n - 1}"), "spline").reveal()
+        return nl.sigmoid(owned(s, x, f"p{mpc.n - 1}"), "spline").reveal()
 
-    error = np.abs(spmd(n, body)["p0"] - sigmoid(x))
+    error = np.abs(mpc(body)["p0"] - sigmoid(x))
     inside = np.abs(x) < 8
     assert np.max(error[inside]) <= 6.2e-5 + 4 * ULP
     assert np.max(error) <= nl.SIGMOID_METHODS["spline"].max_error + 4 * ULP

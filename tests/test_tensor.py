@@ -1,4 +1,4 @@
-"""SharedTensor arithmetic vs numpy, share uniformity, exact communication, and input errors."""
+"""SharedTensor arithmetic vs numpy on both engines, share uniformity, exact communication, and input errors."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from scipy import stats as scistats
 
-from mpcml import SharedTensor, decode, encode
+from mpcml import SharedTensor, codec, decode, encode
 from mpcml.fixedpoint import max_abs
+from mpcml.recording import recorded_run
+from tests.conftest import critical_rounds, players_of, run_players
 
 ULP = 2.0**-16
 
@@ -23,35 +25,57 @@ def owned(session, value, owner="p0"):
     return session.input(value if session.party.id == owner else None, owner=owner)
 
 
-@pytest.mark.parametrize("n", [2, 3])
-def test_linear_and_product_ops_match_numpy(spmd, n):
+def ring(values):
+    """Signed integers as the ring elements (uint64) a reveal_ring returns."""
+    return np.asarray(values, dtype=np.int64).view(np.uint64)
+
+
+def test_linear_and_product_ops_match_numpy(mpc):
+    n = mpc.n
     data = np.random.default_rng(n)
     x, y = data.normal(scale=4, size=(6, 5)), data.normal(scale=4, size=(6, 5))
     w, v = data.normal(size=(5, 3)), data.normal(size=(5,))
     pub = data.normal(size=(6, 5))
+    rows = np.array([4, 0, 0, 2])
 
     def body(s):
         X, Y = owned(s, x, "p0"), owned(s, y, f"p{n - 1}")
         W, V = owned(s, w, "p1"), owned(s, v, "p0")
+        cube = SharedTensor.stack([X, Y], axis=1)  # (6, 2, 5)
         out = {
             "add": X + Y, "sub": X - Y, "neg": -X, "add_pub": X + pub, "radd_pub": pub + X, "rsub_pub": pub - X,
             "sub_pub": X - 2.5, "mul": X * Y, "mul_int": X * 3, "mul_float": X * 0.3, "rmul_arr": pub * X,
             "square": X.square(), "matmul": X @ W, "matvec": X @ V, "pub_matmul": pub.T @ X, "matmul_pub": X @ w,
-            "sum": X.sum(), "sum0": X.sum(axis=0), "T": X.T, "index": X[1:4, ::2], "reshape": X.reshape(5, 6),
-            "flatten": X.flatten(), "concat": SharedTensor.concatenate([X, Y], axis=1), "stack": SharedTensor.stack([X, Y]),
-            "div_pub": X / 4.0, "transpose": X.transpose(1, 0),
+            "vec_matmul": V @ W, "pubvec_matmul": v @ W, "pub_matvec": w.T @ V, "matmul_pubvec": X @ v,
+            "sum": X.sum(), "sum0": X.sum(axis=0), "sum_keep": X.sum(axis=-1, keepdims=True), "sum_axes": cube.sum(axis=(0, 2)),
+            "T": X.T, "index": X[1:4, ::2], "reshape": X.reshape(5, 6), "flatten": X.flatten(),
+            "concat": SharedTensor.concatenate([X, Y], axis=1), "concat_neg": SharedTensor.concatenate([X, Y], axis=-2),
+            "stack": SharedTensor.stack([X, Y]), "stack1": cube, "div_pub": X / 4.0, "transpose": X.transpose(1, 0),
+            "transpose3": cube.transpose(2, 0, 1), "moveaxis": cube.moveaxis(0, -1), "rows": X[rows], "rows_col": X[rows, 1],
+            "rows_gap": cube[rows, :, 3], "rows_cols": X[rows, rows], "newaxis": X[None, :, 2], "ellipsis": cube[..., 1],
+            "bool": X[x[:, 0] > 0], "repeat": X[:, :2].repeat(3, axis=1), "tile": V.tile((2, 2)),
+            "broadcast": V.broadcast_to((4, 5)), "bcast_add": X + V, "bcast_mul": X * V, "bcast_rsub": V - X,
+            "mul_public": X.mul_public(pub), "mul_public_wide": V.mul_public(pub[:, :5]), "matmul_method": X.matmul(W),
         }
         return {k: t.reveal() for k, t in out.items()}
 
-    outputs = spmd(n, body)
+    outputs = mpc(body)
     qx, qy, qw, qv, qp = q(x), q(y), q(w), q(v), q(pub)
+    qcube = np.stack([qx, qy], axis=1)
     expected = {
         "add": qx + qy, "sub": qx - qy, "neg": -qx, "add_pub": qx + qp, "radd_pub": qp + qx, "rsub_pub": qp - qx,
         "sub_pub": qx - 2.5, "mul": qx * qy, "mul_int": qx * 3, "mul_float": qx * q(0.3), "rmul_arr": qp * qx,
         "square": qx * qx, "matmul": qx @ qw, "matvec": qx @ qv, "pub_matmul": qp.T @ qx, "matmul_pub": qx @ qw,
-        "sum": qx.sum(), "sum0": qx.sum(axis=0), "T": qx.T, "index": qx[1:4, ::2], "reshape": qx.reshape(5, 6),
-        "flatten": qx.ravel(), "concat": np.concatenate([qx, qy], axis=1), "stack": np.stack([qx, qy]),
-        "div_pub": qx * q(0.25), "transpose": qx.T,
+        "vec_matmul": qv @ qw, "pubvec_matmul": qv @ qw, "pub_matvec": qw.T @ qv, "matmul_pubvec": qx @ qv,
+        "sum": qx.sum(), "sum0": qx.sum(axis=0), "sum_keep": qx.sum(axis=-1, keepdims=True), "sum_axes": qcube.sum(axis=(0, 2)),
+        "T": qx.T, "index": qx[1:4, ::2], "reshape": qx.reshape(5, 6), "flatten": qx.ravel(),
+        "concat": np.concatenate([qx, qy], axis=1), "concat_neg": np.concatenate([qx, qy], axis=-2),
+        "stack": np.stack([qx, qy]), "stack1": qcube, "div_pub": qx * q(0.25), "transpose": qx.T,
+        "transpose3": qcube.transpose(2, 0, 1), "moveaxis": np.moveaxis(qcube, 0, -1), "rows": qx[rows], "rows_col": qx[rows, 1],
+        "rows_gap": qcube[rows, :, 3], "rows_cols": qx[rows, rows], "newaxis": qx[None, :, 2], "ellipsis": qcube[..., 1],
+        "bool": qx[x[:, 0] > 0], "repeat": qx[:, :2].repeat(3, axis=1), "tile": np.tile(qv, (2, 2)),
+        "broadcast": np.broadcast_to(qv, (4, 5)), "bcast_add": qx + qv, "bcast_mul": qx * qv, "bcast_rsub": qv - qx,
+        "mul_public": qx * qp, "mul_public_wide": qv * qp[:, :5], "matmul_method": qx @ qw,
     }
     for pid in outputs:
         for key, want in expected.items():
@@ -59,6 +83,86 @@ def test_linear_and_product_ops_match_numpy(spmd, n):
             assert got.shape == np.shape(want), key
             # linear ops are exact on fixed-point values; one truncation adds < 2 units
             np.testing.assert_allclose(got, want, rtol=0, atol=2 * ULP, err_msg=f"{key} at {pid}")
+
+
+def test_share_level_methods_match_numpy(mpc):
+    """The engine-agnostic ring-level methods protocols use instead of touching raw shares."""
+    n = mpc.n
+    data = np.random.default_rng(7)
+    x = data.normal(scale=3, size=(5, 4))
+    g = data.normal(size=4)
+    bits = data.integers(0, 2, size=(5, 4))
+    keep = np.array([0.99, 0.5, 1.0, 0.25])
+    step = 0.0123
+    k_keep, k_step = np.rint(keep * 2.0**30).astype(np.int64), int(round(step * 2.0**30))
+    private = {f"p{i}": data.integers(-50, 50, size=(3, 2)) for i in range(n)}
+    weights = data.integers(-7, 8, size=(5, 3))
+
+    def body(s):
+        X, G = owned(s, x, "p0"), owned(s, g, f"p{n - 1}")
+        B = s.input_ring(bits.astype(np.uint64) if s.party.id == "p1" else None, "p1")
+        B = SharedTensor(s, B)
+        ones = s.public_ring(np.ones((5, 1), np.int64))
+        sums = s.from_additive(ring(private[s.party.id]))
+        mine = s.open_to_each({pid: sums.add_ring(int(pid[1:])) for pid in s.players})
+        update = (G * k_keep - X[0] * k_step).truncate(30)
+        out = {
+            "bits_times_x": B.mul(X, trunc_bits=0), "bits_and": B.mul(B.not_bits(), trunc_bits=0),
+            "not": B.not_bits(), "ones": ones, "add_ring": B.add_ring(np.arange(4) - 2), "sums": sums,
+            "ltz": (X - 1.0).ltz_bits(), "update": update, "int_prod": sums.mul(sums, trunc_bits=0),
+            "tensordot": B.tensordot_public(weights), "argmax_bits": X.argmax_bits(),
+            "select_rows": SharedTensor.concatenate([ones, B[:, :1]], axis=1).mul(X[:, :2], trunc_bits=0),
+        }
+        return {k: t.reveal_ring() for k, t in out.items()}, mine
+
+    total = sum(private.values())
+    qx, qg = q(x), q(g)
+    enc = lambda v: encode(v)  # noqa: E731 - fixed-point values as ring elements
+    expected = {
+        "bits_times_x": enc(bits * qx), "bits_and": ring(np.zeros((5, 4))), "not": ring(1 - bits),
+        "ones": ring(np.ones((5, 1))), "add_ring": ring(bits + np.arange(4) - 2), "sums": ring(total),
+        "ltz": ring(qx - 1.0 < 0), "int_prod": ring(total * total), "tensordot": ring(np.tensordot(weights, bits, axes=(0, 0))),
+        "argmax_bits": ring(np.eye(4, dtype=np.int64)[np.argmax(qx, axis=-1)]),
+        "select_rows": enc(np.concatenate([np.ones((5, 1)), bits[:, :1]], axis=1) * qx[:, :2]),
+    }
+    # (g * k_keep - x * k_step) >> 30: one truncation of exact integer products, error < 1 unit
+    update_want = (qg * k_keep - qx[0] * k_step) / 2.0**30
+    for pid, (out, mine) in mpc(body).items():
+        for key, want in expected.items():
+            np.testing.assert_array_equal(out[key], want, err_msg=f"{key} at {pid}")
+        np.testing.assert_allclose(decode(out["update"]), update_want, rtol=0, atol=ULP)
+        np.testing.assert_array_equal(mine, ring(total + int(pid[1:])))
+
+
+def test_outside_holder_inputs_and_receives(engine):
+    """A party that is not a player inputs with send_input and learns a result by receive_revealed."""
+    from mpcml import make_session, run_dealer
+    from mpcml.tensor import receive_revealed, send_input
+
+    players = players_of(3)
+    value = np.random.default_rng(3).normal(size=(4, 3))
+
+    def player(party):
+        s = make_session(party, players, engine)
+        x = s.input_external("holder", name="holder's x")
+        y = x * x + 1.5
+        y.reveal_outside("holder")
+        result = x.sum().reveal()
+        s.close()
+        return result
+
+    def holder(party):
+        send_input(party, players, encode(value))
+        return receive_revealed(party, players, 16)
+
+    roles = {pid: player for pid in players}
+    roles["holder"] = holder
+    if engine == "beaver":
+        roles["dealer"] = lambda party: run_dealer(party, players)
+    out = recorded_run(roles)
+    np.testing.assert_allclose(out["holder"], q(value) ** 2 + 1.5, rtol=0, atol=2 * ULP)  # one truncated product
+    for pid in players:
+        np.testing.assert_allclose(out[pid], q(value).sum(), rtol=0, atol=0)
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -108,6 +212,21 @@ def test_long_product_chain_error_grows_one_unit_per_truncation(spmd):
     assert np.max(np.abs(got - want)) <= ULP * sum(1.5**i for i in range(6))
 
 
+def test_truncation_is_exact_up_to_one_unit_near_the_range_limit(spmd):
+    """No failure probability: values up to 2^61 in the ring truncate to within one unit."""
+    big = np.array([2.0**61 - 1, -(2.0**61), 2.0**60 + 12345, -(2.0**59) - 7, 3.0, -3.0, 0.0] * 300)
+
+    def body(s):
+        x = SharedTensor(s, s.input_ring(big.astype(np.int64).view(np.uint64) if s.party.id == "p0" else None, "p0"))
+        return x.truncate(16).reveal_ring(), x.truncate(40).reveal_ring()
+
+    for by16, by40 in spmd(3, body).values():
+        for got, bits in ((by16, 16), (by40, 40)):
+            want = np.floor(big / 2.0**bits)
+            error = got.view(np.int64).astype(np.float64) - want
+            assert np.all((error >= 0) & (error <= 1)), bits
+
+
 # --- one party's shares are uniform and independent of the secret ------------------------------
 
 
@@ -123,8 +242,14 @@ def _top_byte_chi2_p(shares: np.ndarray) -> float:
     return scistats.chisquare(counts).pvalue
 
 
-@pytest.mark.parametrize("n", [2, 3])
-def test_single_party_shares_uniform_and_secret_independent(spmd, n):
+def _components(share: np.ndarray, lead: int) -> list[np.ndarray]:
+    return [share] if lead == 0 else list(share)
+
+
+def test_single_party_shares_uniform_and_secret_independent(mpc):
+    """Every share component is uniform and independent of the secret; the one exception is the
+    rss3 input's structural zero component (x_{j-1} = 0, held by the owner's two neighbours),
+    which is zero whatever the secret."""
     size = 1 << 14
     secrets = {"zero": np.zeros(size), "const": np.full(size, 12345.678)}
 
@@ -132,20 +257,23 @@ def test_single_party_shares_uniform_and_secret_independent(spmd, n):
         out = {}
         for name, value in secrets.items():
             x = owned(s, value, "p0")
-            out[name] = (x.share.copy(), (x * x).share.copy(), (x * 0.75).share.copy())
+            out[name] = [_components(t.share.copy(), s.engine.lead) for t in (x, x * x, x * 0.75)]
         return out
 
-    outputs = spmd(n, body)
+    outputs = mpc(body)
     for pid in outputs:
         for kind in range(3):
-            a, b = outputs[pid]["zero"][kind], outputs[pid]["const"][kind]
-            for shares in (a, b):
-                _bit_balance_ok(shares)
-                assert _top_byte_chi2_p(shares) > 1e-6
-            # same distribution for two different secrets: chi-square homogeneity on the top byte
-            ca = np.bincount((a >> np.uint64(56)).astype(np.int64), minlength=256)
-            cb = np.bincount((b >> np.uint64(56)).astype(np.int64), minlength=256)
-            assert scistats.chi2_contingency(np.stack([ca, cb]))[1] > 1e-6
+            for a, b in zip(outputs[pid]["zero"][kind], outputs[pid]["const"][kind]):
+                if mpc.engine == "rss3" and kind == 0 and not a.any():
+                    assert pid != "p0" and not b.any(), "only the input's x_{j-1} may be zero"
+                    continue
+                for shares in (a, b):
+                    _bit_balance_ok(shares)
+                    assert _top_byte_chi2_p(shares) > 1e-6
+                # same distribution for two different secrets: chi-square homogeneity on the top byte
+                ca = np.bincount((a >> np.uint64(56)).astype(np.int64), minlength=256)
+                cb = np.bincount((b >> np.uint64(56)).astype(np.int64), minlength=256)
+                assert scistats.chi2_contingency(np.stack([ca, cb]))[1] > 1e-6
 
 
 # --- communication accounting ---------------------------------------------------------------
@@ -162,7 +290,7 @@ def _list_bytes(*item_bytes: int) -> int:
 
 @pytest.mark.parametrize("n", [2, 3])
 @pytest.mark.parametrize("shapes", [((7, 5), (5, 3)), ((4, 9), (9,))])
-def test_beaver_matmul_communication_is_exact(spmd, n, shapes):
+def test_beaver_matmul_communication_is_exact(n, shapes):
     shape_a, shape_b = shapes
     shape_c = shape_a[:-1] + shape_b[1:]
     data = np.random.default_rng(1)
@@ -183,7 +311,7 @@ def test_beaver_matmul_communication_is_exact(spmd, n, shapes):
             "value": Z.reveal(),
         }
 
-    outputs = spmd(n, body)
+    outputs = run_players(n, body, engine="beaver")
     # round 1 opens [x - a, y - b]; round 2 opens the masked product for truncation
     per_peer = _list_bytes(_array_bytes(shape_a), _array_bytes(shape_b)) + _list_bytes(_array_bytes(shape_c))
     last = f"p{n - 1}"
@@ -202,6 +330,65 @@ def test_beaver_matmul_communication_is_exact(spmd, n, shapes):
             assert out["messages"] == 2 * (n - 1) and out["rounds"] == 2
 
 
+
+
+def _sent(s, before):
+    after = s.party.stats.snapshot()
+    return {p: after.sent_to.get(p, 0) - before.sent_to.get(p, 0) for p in s.others}
+
+
+@pytest.mark.parametrize("shapes", [((7, 5), (5, 3)), ((4, 9), (9,))])
+def test_rss3_communication_is_exact(shapes):
+    """Bytes between each ordered pair of players, for an input, an exact product, a truncated
+    matrix product (helper p0, the first helper of a session) and a reveal; critical-path rounds."""
+    shape_a, shape_b = shapes
+    shape_c = shape_a[:-1] + shape_b[1:]
+    data = np.random.default_rng(1)
+    x, y = data.normal(size=shape_a), data.normal(size=shape_b)
+
+    def body(s):
+        steps, depths = {}, {}
+        before, depth = s.party.stats.snapshot(), s.party.depth
+        X = owned(s, x, "p0")
+        steps["input"], depths["input"] = _sent(s, before), (depth, s.party.depth)
+        Y = owned(s, y, "p1")
+        before, depth = s.party.stats.snapshot(), s.party.depth
+        XX = X.mul(X, trunc_bits=0)
+        steps["mul"], depths["mul"] = _sent(s, before), (depth, s.party.depth)
+        before, depth = s.party.stats.snapshot(), s.party.depth
+        Z = X @ Y
+        steps["matmul"], depths["matmul"] = _sent(s, before), (depth, s.party.depth)
+        before, depth = s.party.stats.snapshot(), s.party.depth
+        value = Z.reveal()
+        steps["reveal"], depths["reveal"] = _sent(s, before), (depth, s.party.depth)
+        return steps, depths, value, XX.reveal_ring()
+
+    outputs = run_players(3, body, engine="rss3")
+    a, c = _array_bytes(shape_a), _array_bytes(shape_c)
+    shape_list = len(codec.encode(list(shape_a)))
+    expected = {
+        # the owner p0 sends x - x_0 to p1 and the shape to p2
+        "input": {"p0": {"p1": a, "p2": shape_list}, "p1": {"p0": 0, "p2": 0}, "p2": {"p0": 0, "p1": 0}},
+        # every player sends its re-randomised term to the previous player
+        "mul": {"p0": {"p1": 0, "p2": a}, "p1": {"p0": a, "p2": 0}, "p2": {"p0": 0, "p1": a}},
+        # helper p0: z_0 + 2^62 + r to p1 and, with p2's shares of msb(r) and r_low, to p2;
+        # p1 and p2 swap their terms, then their 2-out-of-2 results
+        "matmul": {"p0": {"p1": c, "p2": _list_bytes(c, _array_bytes((2, *shape_c)))},
+                   "p1": {"p0": 0, "p2": 2 * c}, "p2": {"p0": 0, "p1": 2 * c}},
+        # every player sends (a list of) its first component to the next
+        "reveal": {"p0": {"p1": _list_bytes(c), "p2": 0}, "p1": {"p0": 0, "p2": _list_bytes(c)},
+                   "p2": {"p0": _list_bytes(c), "p1": 0}},
+    }
+    rounds = {"input": 1, "mul": 1, "matmul": 2, "reveal": 1}
+    for pid, (steps, _, value, squared) in outputs.items():
+        np.testing.assert_allclose(value, q(x) @ q(y), atol=2 * ULP)
+        np.testing.assert_array_equal(squared, encode(x) * encode(x))
+        for step, sent in steps.items():
+            assert sent == expected[step][pid], (step, pid)
+    for step, want in rounds.items():
+        assert max(d[1][step][1] for d in outputs.values()) - max(d[1][step][0] for d in outputs.values()) == want, step
+
+
 # --- bad input is rejected before any message ------------------------------------------------
 
 
@@ -216,14 +403,30 @@ def test_bad_input_raises_before_any_message(spmd):
             "nan public": lambda: X + np.array([np.nan, 0, 0, 0]),
             "inf public": lambda: X * np.inf,
             "out of range": lambda: X + 1e40,
-            "mismatched add": lambda: X + SharedTensor(s, np.zeros((2, 2), np.uint64)),
-            "mismatched mul": lambda: X * SharedTensor(s, np.zeros((5,), np.uint64)),
+            "mismatched add": lambda: X + s.zeros((2, 2)),
+            "mismatched mul": lambda: X * s.zeros((5,)),
+            "mismatched exact mul": lambda: X.mul(s.zeros((5,)), trunc_bits=0),
             "mismatched matmul": lambda: X @ Y,
             "mismatched public matmul": lambda: X @ np.ones((3, 2)),
+            "mismatched public rmatmul": lambda: np.ones((2, 4)) @ X,
             "unknown owner": lambda: s.input(x, owner="mallory"),
+            "unknown ring owner": lambda: s.input_ring(np.ones(2, np.uint64), owner="mallory"),
             "unknown reveal target": lambda: X.reveal(to="mallory"),
             "unknown peer": lambda: s.party.send("mallory", 1),
             "non-numeric": lambda: X + np.array(["a"]),
+            "float ring values": lambda: X.add_ring(np.array([0.5])),
+            "truncate too far": lambda: X.truncate(63),
+            "negative truncation": lambda: X.mul(Y, trunc_bits=-1),
+            "bad axis": lambda: X.sum(axis=2),
+            "bad transpose": lambda: X.transpose(0, 0),
+            "bad moveaxis": lambda: X.moveaxis(0, 5),
+            "bad tensordot": lambda: X.tensordot_public(np.ones((4, 2), np.int64)),
+            "reveal outside to a player": lambda: X.reveal_outside("p1"),
+            "external input from a player": lambda: s.input_external("p1"),
+            "open to a subset": lambda: s.open_to_each({"p0": X}),
+            "open a non-tensor": lambda: s.open_to_each({p: x for p in s.players}),
+            "pair for the wrong engine": lambda: s.truncate(X.share, 16, pair=[X.share] * 3) if s.engine.name == "rss3" else s.truncate(X.share, 70),
+            "mul by a raw array": lambda: X.mul(np.ones((3, 4))),
         }
         if s.party.id == "p0":
             attempts["owner nan"] = lambda: s.input(np.array([1.0, np.nan]), owner="p0")
@@ -257,10 +460,10 @@ def test_error_messages_name_the_argument(spmd):
     assert all(spmd(2, body).values())
 
 
-def test_session_rejects_bad_players():
-    from mpcml import DealerTriples, Session, make_local_parties
+def test_session_rejects_bad_players_and_engines():
+    from mpcml import DealerTriples, Session, make_local_parties, make_session
 
-    parties = make_local_parties(["p0", "p1"])
+    parties = make_local_parties(["p0", "p1", "p2", "p3"])
 
     class Stub(DealerTriples):
         def __init__(self, players):  # no dealer: only the players matter for Session's checks
@@ -274,7 +477,21 @@ def test_session_rejects_bad_players():
         Session(parties["p0"], ["p0", "mallory"], Stub(["p0", "mallory"]))
     with pytest.raises(ValueError, match="serves"):
         Session(parties["p0"], ["p0", "p1"], Stub(["p1", "p0"]))
-    assert parties["p0"].stats.messages_sent == 0
+    with pytest.raises(TypeError, match="TripleSource"):
+        Session(parties["p0"], ["p0", "p1"])
+    with pytest.raises(ValueError, match="exactly three"):
+        Session(parties["p0"], ["p0", "p1"], engine="rss3")
+    with pytest.raises(ValueError, match="exactly three"):
+        Session(parties["p0"], ["p0", "p1", "p2", "p3"], engine="rss3")
+    with pytest.raises(ValueError, match="no triple source"):
+        Session(parties["p0"], ["p0", "p1", "p2"], Stub(["p0", "p1", "p2"]), engine="rss3")
+    with pytest.raises(ValueError, match="engine must be one of"):
+        Session(parties["p0"], ["p0", "p1", "p2"], engine="spdz")
+    with pytest.raises(ValueError, match="engine must be one of"):
+        make_session(parties["p0"], ["p0", "p1", "p2"], "aby3")
+    with pytest.raises(ValueError, match="frac_bits"):
+        make_session(parties["p0"], ["p0", "p1", "p2"], "rss3", frac_bits=99)
+    assert all(p.stats.messages_sent == 0 for p in parties.values())
 
 
 @pytest.mark.parametrize("sent", [np.zeros(3, np.uint64), np.zeros(2, np.float64), 7])
@@ -299,6 +516,33 @@ def test_open_and_open_to_reject_malformed_peer_shares(sent):
         with pytest.raises(PartyFailed, match="'p0'") as info:
             run_local({"p0": honest, "p1": cheat}, {"p0": (reveal_to,), "p1": (reveal_to,)}, timeout=5)
         assert isinstance(info.value.__cause__, ValueError) and "'p1' sent a share" in str(info.value.__cause__)
+
+
+@pytest.mark.parametrize("sent", [np.zeros(3, np.uint64), np.zeros(2, np.float64), 7])
+def test_rss3_rejects_malformed_peer_messages(sent):
+    """A player sends garbage where p0 expects its message, in an opening (from p2, p0's previous
+    player) and in a product's re-sharing (from p1, the next): p0 fails with a ProtocolError
+    naming the sender, never a hang."""
+    from mpcml import PartyFailed, Session, run_local
+    from mpcml.schema import ProtocolError
+
+    players = ("p0", "p1", "p2")
+
+    def honest(party, step):
+        s = Session(party, players, engine="rss3")
+        x = s.zeros(2)
+        return x.reveal() if step == "open" else x.mul(x, trunc_bits=0).share
+
+    def cheat(party, step):
+        Session(party, players, engine="rss3")  # the key exchange
+        party.send("p0", [sent] if step == "open" else sent)
+
+    for step, cheater in (("open", "p2"), ("product", "p1")):
+        roles = {pid: cheat if pid == cheater else honest for pid in players}
+        with pytest.raises(PartyFailed, match="'p0'") as info:
+            run_local(roles, {p: (step,) for p in players}, timeout=5)
+        assert isinstance(info.value.__cause__, ProtocolError)
+        assert f"{cheater!r} sent a malformed" in str(info.value.__cause__)
 
 
 @pytest.mark.parametrize("request_", [["matmul", [[2, 2]]], ["teleport", []], ["mul", 5], "not a list", ["mul", [[-1], 0]]])

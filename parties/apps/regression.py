@@ -126,11 +126,10 @@ def check(outputs: Mapping[str, Any], data: Mapping[str, Path], options: Mapping
         secure_intercept = np.asarray(outputs[config.label_holder]["intercept"])
     else:
         secure_coef, secure_intercept = np.asarray(lead["coef"]), np.asarray(lead["intercept"])
-    steps = lead["n_epochs"] * -(-X.shape[0] // config.batch_size)
-    bound = replay_tolerance(config, X, steps, lead["y_shift"])
+    bound = replay_tolerance(config, X, lead["seed"], lead["n_epochs"], lead["y_shift"])
     error = max(float(np.max(np.abs(secure_coef - coef))), float(np.max(np.abs(secure_intercept - intercept))))
     return CheckResult(error <= bound, f"max |weight error| vs the plaintext replay {error:.2e} (bound {bound:.2e}, "
-                                       f"{steps} steps)")
+                                       f"{lead['n_epochs']} epochs)")
 
 
 def model(output: Mapping[str, Any], ctx: AppContext) -> Any:

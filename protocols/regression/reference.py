@@ -78,21 +78,39 @@ def plaintext_sgd(X: np.ndarray, y: np.ndarray, config: RegressionConfig, seed: 
     return (w[:-1].T, w[-1]) if config.fit_intercept else (w.T, np.zeros(w.shape[1]))
 
 
-def replay_tolerance(config: RegressionConfig, X: np.ndarray, steps: int, y_shift: int) -> float:
-    """The largest ``|secure - replay|`` weight difference after ``steps`` mini-batch steps.
+def _max_slope(config: RegressionConfig) -> float:
+    """The largest slope of the activation: 1 for the squared loss, else measured on the approximation."""
+    if config.loss == "squared":
+        return 1.0
+    x = np.linspace(-64.0, 64.0, 1 << 16)
+    return float(np.max(np.abs(np.diff(SIGMOID_METHODS[config.sigmoid].plain(x))) / np.diff(x)))
 
-    Per step, in units ``2^-frac_bits`` of the scaled problem: one for the update's truncation,
-    ``eta / B`` for the gradient's truncation, and ``eta max|x| (1 + c)`` for the residual's error
-    (``z``'s truncation through a slope of at most 1, plus the approximation's own ``c`` units,
-    :attr:`mpcml.nonlinear.SigmoidMethod.units`) carried through ``(eta / B) X_B^T``. Summed over
-    the steps, assuming stable steps (``||I - (eta/B) X_B^T D X_B|| <= 1``: errors are not
-    amplified), then scaled back by the public target scale ``2^y_shift``.
+
+def replay_tolerance(config: RegressionConfig, X: np.ndarray, seed: bytes, epochs: int, y_shift: int) -> float:
+    """The largest ``|secure - replay|`` weight difference after ``epochs`` epochs of batches from ``seed``.
+
+    Each step adds, in units ``2^-frac_bits`` of the scaled problem, one for the update's
+    truncation, ``eta / B`` for the gradient's and ``eta max|x| (1 + c)`` for the residual's error
+    (``z``'s truncation through the activation's slope, at most 1, plus the approximation's own
+    ``c`` units, :attr:`mpcml.nonlinear.SigmoidMethod.units`) carried through ``(eta / B) X_B^T``.
+    A later step multiplies an earlier error by its Jacobian ``(1 - eta alpha) I - (eta / B) X_B^T
+    D X_B``, whose norm is at most ``max(1, eta L lambda_max(X_B^T X_B / B) - 1)`` with ``L`` the
+    activation's largest slope: 1 for a stable step, more for a diverging one. The bound is the sum
+    of each step's error times the product of the later steps' factors, scaled back by ``2^y_shift``.
     """
     c = SIGMOID_METHODS[config.sigmoid].units if config.loss == "logistic" else 0.0
-    x_max = max(float(np.max(np.abs(X))), 1.0 if config.fit_intercept else 0.0)
-    eta = config.learning_rate
-    per_step = 1.0 + eta / min(config.batch_size, X.shape[0]) + eta * x_max * (1.0 + c)
-    return steps * per_step * 2.0 ** (y_shift - config.frac_bits)
+    Xq = quantize(X, config.frac_bits)
+    if config.fit_intercept:
+        Xq = np.hstack([Xq, np.ones((Xq.shape[0], 1))])
+    x_max = float(np.max(np.abs(Xq)))
+    slope = _max_slope(config)
+    bound = 0.0
+    for epoch, rows in batch_schedule(seed, X.shape[0], epochs, config.batch_size):
+        eta = config.step_size(epoch)
+        xb = Xq[rows]
+        curvature = eta * slope * float(np.linalg.eigvalsh(xb.T @ xb / len(rows))[-1])
+        bound = bound * max(1.0, curvature - 1.0) + 1.0 + eta / len(rows) + eta * x_max * (1.0 + c)
+    return bound * 2.0 ** (y_shift - config.frac_bits)
 
 
 def _guard(w: np.ndarray, scales: Scales, config: RegressionConfig, epoch: int, wrapped: bool) -> None:
