@@ -57,6 +57,7 @@ from .he.keys import check_randomness, wire_int
 MIN_KEY_BITS = 1024
 HIDING_SIGMA = 64
 _WINDOW_BITS = 8
+_SHORT_WINDOW_BITS = 12  # h^r for 2λ-bit r: 19 multiplications from a 20 MB table (28 with 8-bit windows)
 _PRIME_CHECKS = 40
 
 
@@ -149,26 +150,33 @@ class PublicKey(BasePublicKey):
         """Build now the comb tables for ``g`` (all plaintexts) and ``h`` (``randomness``), e.g. during set-up."""
         check_randomness(randomness)
         _modexp.fixed_base(self.g, self.n, _WINDOW_BITS).ensure(self.prime_bits)
-        bits = self.short_exponent_bits if randomness == "djn" else self._hiding_bits()
-        _modexp.fixed_base(self.h, self.n, _WINDOW_BITS).ensure(bits)
+        if randomness == "djn":
+            _modexp.fixed_base(self.h, self.n, _SHORT_WINDOW_BITS).ensure(self.short_exponent_bits)
+        else:
+            _modexp.fixed_base(self.h, self.n, _WINDOW_BITS).ensure(self._hiding_bits())
 
-    def _exponents(self, count: int, randomness: str) -> list[int]:
+    def _exponents(self, count: int, randomness: str) -> tuple[list[int], int]:
+        """Random exponents of ``h`` for ``randomness`` and the comb width their table uses."""
         check_randomness(randomness)
-        bits = self.short_exponent_bits if randomness == "djn" else self._hiding_bits()
-        return _modexp.random_exponents(count, bits)
+        if randomness == "djn":
+            return _modexp.random_exponents(count, self.short_exponent_bits), _SHORT_WINDOW_BITS
+        return _modexp.random_exponents(count, self._hiding_bits()), _WINDOW_BITS
 
     def obfuscators(self, count: int, *, randomness: str = "djn") -> list[mpz]:
         """``count`` encryptions of zero ``h^r`` (see the module docstring for ``randomness``)."""
-        return _modexp.fixed_products([self.h], [self._exponents(count, randomness)], self.n, window=_WINDOW_BITS)
+        exponents, window = self._exponents(count, randomness)
+        return _modexp.fixed_products([self.h], [exponents], self.n, window=window)
 
-    def _signed_powers(self, values: Sequence[int], exponents: list[int] | None) -> list[mpz]:
-        """``g^v h^r`` for each signed ``v`` (``r`` from ``exponents``, none: ``r = 0``); negatives inverted."""
+    def _signed_powers(self, values: Sequence[int], randomness: str | None) -> list[mpz]:
+        """``g^v h^r`` for each signed ``v`` (``r`` drawn for ``randomness``; ``None``: ``r = 0``); negatives inverted."""
         magnitudes = [abs(int(v)) for v in values]
-        bases, columns = [self.g], [magnitudes]
-        if exponents is not None:
+        bases, columns, windows = [self.g], [magnitudes], [_WINDOW_BITS]
+        if randomness is not None:
+            exponents, window = self._exponents(len(values), randomness)
             bases.append(self.h)
             columns.append(exponents)
-        cts = _modexp.fixed_products(bases, columns, self.n, window=_WINDOW_BITS)
+            windows.append(window)
+        cts = _modexp.fixed_products(bases, columns, self.n, window=windows)
         n = self.n
         return [gmpy2.invert(c, n) if v < 0 else c for c, v in zip(cts, values)]
 
@@ -176,7 +184,7 @@ class PublicKey(BasePublicKey):
         return self._signed_powers(values, None)
 
     def _encrypt_values(self, values: list[int], randomness: str) -> list[mpz]:
-        return self._signed_powers(values, self._exponents(len(values), randomness))
+        return self._signed_powers(values, randomness)
 
     def to_wire(self) -> dict:
         """Codec-friendly form ``{"scheme": "ou", "n": n, "g": g}`` (the receiver computes ``h = g^n``)."""
@@ -225,7 +233,7 @@ class PrivateKey(BasePrivateKey):
         halves = []
         for modulus in (self._p2, self._q):
             powers = _modexp.fixed_products([pk.g % modulus, pk.h % modulus], [magnitudes, exps], modulus,
-                                            window=_WINDOW_BITS)
+                                            window=[_WINDOW_BITS, _SHORT_WINDOW_BITS])
             halves.append([gmpy2.invert(c, modulus) if v < 0 else c for c, v in zip(powers, flat)])
         p2, q, p2_inv = self._p2, self._q, self._p2_inv
         cts = [a + (b - a) * p2_inv % q * p2 for a, b in zip(*halves)]
@@ -236,7 +244,7 @@ class PrivateKey(BasePrivateKey):
         pk = self.public_key
         for modulus in (self._p2, self._q):
             _modexp.fixed_base(pk.g % modulus, modulus, _WINDOW_BITS).ensure(pk.prime_bits)
-            _modexp.fixed_base(pk.h % modulus, modulus, _WINDOW_BITS).ensure(pk.short_exponent_bits)
+            _modexp.fixed_base(pk.h % modulus, modulus, _SHORT_WINDOW_BITS).ensure(pk.short_exponent_bits)
 
     def _decrypt_values(self, cts: list[mpz], max_bits: int | None) -> list[int]:
         p, p2, l_inv, half = self._p, self._p2, self._l_inv, self._p >> 1

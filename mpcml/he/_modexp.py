@@ -198,10 +198,11 @@ def random_exponents(count: int, bits: int) -> list[int]:
     return [int.from_bytes(raw[k : k + width], "little") & mask for k in range(0, width * count, width)]
 
 
-def _fixed_products(items: Sequence[tuple], bases: Sequence[int], modulus: int, window: int, bits: Sequence[int]) -> list[mpz]:
+def _fixed_products(items: Sequence[tuple], bases: Sequence[int], modulus: int, windows: Sequence[int],
+                    bits: Sequence[int]) -> list[mpz]:
     """``factor * prod_j bases[j]^e_j mod modulus`` for each item ``(factor, e_0, e_1, ...)`` (factor 1: ``None``)."""
     m = mpz(modulus)
-    tables = [fixed_base(mpz(b), m, window).ensure(nb) for b, nb in zip(bases, bits)]
+    tables = [fixed_base(mpz(b), m, w).ensure(nb) for b, w, nb in zip(bases, windows, bits)]
     out = []
     for factor, *exps in items:
         acc = ONE if factor is None else mpz(factor)
@@ -213,19 +214,21 @@ def _fixed_products(items: Sequence[tuple], bases: Sequence[int], modulus: int, 
 
 
 def fixed_products(
-    bases: Sequence[mpz], exponents: Sequence[Sequence[int]], modulus: mpz, *, window: int = 8,
+    bases: Sequence[mpz], exponents: Sequence[Sequence[int]], modulus: mpz, *, window: int | Sequence[int] = 8,
     factors: Sequence[mpz] | None = None,
 ) -> list[mpz]:
     """``[factors[i] * prod_j bases[j]^exponents[j][i] mod modulus]`` from comb tables, over all cores.
 
-    Exponents must be non-negative. Each process builds (once) its own tables for the bases.
+    Exponents must be non-negative; ``window`` is the comb width, one for all bases or one per base.
+    Each process builds (once) its own tables for the bases.
     """
+    windows = [window] * len(bases) if isinstance(window, int) else list(window)
     count = len(exponents[0]) if exponents else len(factors or ())
     bits = [max((int(e).bit_length() for e in column), default=1) or 1 for column in exponents]
     facts = [None] * count if factors is None else list(factors)
     items = list(zip(facts, *exponents))
-    work = count * sum(-(-b // window) for b in bits)
-    return [mpz(v) for v in split_map("fixed_products", items, [int(b) for b in bases], int(modulus), window, bits, work=work)]
+    work = count * sum(-(-b // w) for b, w in zip(bits, windows))
+    return [mpz(v) for v in split_map("fixed_products", items, [int(b) for b in bases], int(modulus), windows, bits, work=work)]
 
 
 # --- products of powers ---------------------------------------------------------------------------
