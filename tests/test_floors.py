@@ -18,8 +18,10 @@ from mpcml import he, make_local_parties, ou, paillier
 from mpcml.dlog import INSECURE_TEST_GROUP
 from mpcml.floors import INSECURE_ENV, check_key_bits, insecure_test_keys
 from mpcml.paillier_triples import PaillierTriples
-from protocols.caesar import CaesarParams
-from protocols.fe_aggregation import FedVConfig, HybridAlphaConfig
+from protocols.caesar import CaesarConfig
+from protocols.fedv import FedVConfig
+from protocols.hybridalpha import HybridAlphaConfig
+from protocols.regression import RegressionConfig
 from protocols.xgb import SecureXGBClassifier
 
 WEAK = 1024
@@ -53,12 +55,13 @@ def test_weak_keys_from_the_wire_are_refused(scheme, weak_keys):
 
 def test_protocol_configs_refuse_weak_keys_and_the_insecure_group():
     with insecure_test_keys(False):
-        with pytest.raises(ValueError, match="key_bits=1024"):
-            CaesarParams(key_bits=WEAK).check()
+        for config in (lambda: CaesarConfig(key_bits=WEAK), lambda: RegressionConfig(key_bits=WEAK)):
+            with pytest.raises(ValueError, match="key_bits=1024"):
+                config()
         with pytest.raises(ValueError, match="paillier_bits=1024"):
-            HybridAlphaConfig(("a", "b"), 4, paillier_bits=WEAK)
-        for config in (lambda: HybridAlphaConfig(("a", "b"), 4, group=INSECURE_TEST_GROUP.name),
-                       lambda: FedVConfig(("a", "b"), (2, 2), 4, "a", group=INSECURE_TEST_GROUP.name)):
+            HybridAlphaConfig(paillier_bits=WEAK, parties=("a", "b"))
+        for config in (lambda: HybridAlphaConfig(group=INSECURE_TEST_GROUP.name, parties=("a", "b")),
+                       lambda: FedVConfig(group=INSECURE_TEST_GROUP.name, parties=("a", "b"), active="a")):
             with pytest.raises(ValueError, match="insecure test-only"):
                 config()
         with pytest.raises(ValueError, match="key_bits=1024"):
@@ -67,8 +70,8 @@ def test_protocol_configs_refuse_weak_keys_and_the_insecure_group():
         with pytest.raises(ValueError, match="floor"):
             PaillierTriples(parties["alice"], ("alice", "bob"), key_bits=WEAK)
         assert parties["alice"].stats.messages_sent == 0  # refused before anything was sent
-    CaesarParams(key_bits=WEAK).check()
-    HybridAlphaConfig(("a", "b"), 4, paillier_bits=WEAK, group=INSECURE_TEST_GROUP.name)
+    CaesarConfig(key_bits=WEAK)
+    HybridAlphaConfig(paillier_bits=WEAK, group=INSECURE_TEST_GROUP.name, parties=("a", "b"))
     with pytest.raises(TypeError, match="key_bits"):
         check_key_bits("key_bits", 2048.0)
 
