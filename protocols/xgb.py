@@ -29,6 +29,7 @@ from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.utils.validation import check_is_fitted
 
 from mpcml import run_dealer
+from mpcml.floors import check_key_bits
 
 from . import xgb_he, xgb_ss
 from .common import CommunicationReport, check_labels, check_party_ids, check_vertical_parts, run_parties
@@ -111,8 +112,7 @@ class _SecureXGB(BaseEstimator):
             roles = {pid: self._ss_role(ids, params, i) for i, pid in enumerate(ids)}
             roles[DEALER] = lambda party: run_dealer(party, ids)
         else:
-            if not isinstance(self.key_bits, int) or self.key_bits < 1024:
-                raise ValueError(f"key_bits must be an integer >= 1024, got {self.key_bits!r}")
+            check_key_bits("key_bits", self.key_bits)
             roles = {ids[0]: lambda party, x, y: xgb_he.train_label_holder(
                 party, ids[1:], x, y, params, key_bits=self.key_bits, progress=self._progress(ids[0]))}
             for pid in ids[1:]:
