@@ -28,7 +28,6 @@ import dataclasses
 import os
 import statistics
 import time
-from functools import partial
 
 import numpy as np
 from sklearn.datasets import load_breast_cancer

@@ -26,7 +26,7 @@ from typing import Any, Hashable, Sequence
 import gmpy2
 from gmpy2 import mpz
 
-from .paillier import multi_exp as bucket_multi_exp
+from .he._modexp import multi_exp as bucket_multi_exp
 
 _KEY_MASK = (1 << 128) - 1
 

@@ -54,6 +54,7 @@ from . import codec
 from .csprng import Csprng
 from .dlog import GROUP_3072, INSECURE_TEST_GROUP, Group, check_bound, dlog_table
 from .ec import SECP256K1
+from .floors import check_insecure_name
 
 Label = str | int | tuple
 
@@ -66,6 +67,12 @@ def group_by_name(name: str) -> Group:
     if name not in GROUPS:
         raise ValueError(f"unknown group {name!r}; known: {sorted(GROUPS)}")
     return GROUPS[name]
+
+
+def config_group(name: str, field: str = "group") -> Group:
+    """:func:`group_by_name` for a protocol configuration: the ``INSECURE-...-tests-only`` group is
+    refused unless the test-only switch of :mod:`mpcml.floors` is on."""
+    return group_by_name(check_insecure_name(field, group_by_name(name).name))
 
 
 def label_bytes(label: Label) -> bytes:

@@ -1,47 +1,52 @@
-"""Dealer-free correlated randomness for two parties from Paillier (no trusted helper).
+"""Dealer-free correlated randomness for two parties: additively homomorphic encryption and OT (no trusted helper).
 
 :class:`PaillierTriples` implements :class:`mpcml.triples.TripleSource` for exactly two compute
-parties, each holding its own Paillier key pair (Gilboa-style oblivious products: the
-"HE-based Beaver triple generation" of e.g. SPDZ's precursor in Damgård–Pastro–Smart–Zakarias,
-CRYPTO 2012, and of SecureML, Mohassel–Zhang S&P 2017, section 4.2 "LHE-based generation").
+parties. Matrix products come from additively homomorphic encryption, each party holding its
+own key pair of the scheme ``he`` (:mod:`mpcml.he`: Okamoto–Uchiyama by default, or Paillier):
+the "HE-based Beaver triple generation" of e.g. SPDZ's precursor in Damgård–Pastro–Smart–Zakarias,
+CRYPTO 2012, and SecureML, Mohassel–Zhang S&P 2017, section 4.2. Elementwise products and
+bit-level correlations come from random oblivious transfer (:mod:`mpcml.ot`, IKNP extension;
+Gilboa's products, CRYPTO 1999, and ABY's AND triples), which costs a few AES blocks per bit where
+HE costs an encryption per element or per bit (measured: one breast-cancer regression epoch spent
+628 of 732 s in HE AND triples).
 
-Core step (:meth:`PaillierTriples._to_shares`): party ``i`` sends ``Enc_i(u_i)`` of its private
+HE core step (:meth:`PaillierTriples._cross_sum`): party ``i`` sends ``Enc_i(u_i)`` of its private
 vector; party ``j`` computes ``Enc_i(f(u_i, v_j))`` for a function linear in ``u_i`` (a product
-with its own ``v_j``, a matrix product, a bit-weighted sum) with several results packed per
-ciphertext (party ``i`` encrypts each ``u`` already shifted to its slot where the layout allows,
-otherwise party ``j`` packs by Horner's rule ``acc^(2^w) * c``), adds a fresh encryption, with
-uniformly random ``r``, of a mask ``m`` drawn uniformly from ``[0, 2^(ℓ + σ))`` over the
-integers (``ℓ`` bounds the result, ``σ = 40``) and keeps ``-m mod 2^64``; party ``i`` decrypts
-``f + m`` exactly over the integers (no wrap mod n, see :func:`mpcml.paillier.mask_to_share`)
-and keeps it mod 2^64. Both directions run at once.
+with its own ``v_j``, a matrix product) with several results packed per ciphertext, adds fresh
+statistical masks and randomness (the shared "pack, mask, send, unpack" routine
+:class:`mpcml.he.MaskedPacking`: masks uniform in ``[0, 2^(ℓ + σ))`` over the integers, ``σ = 40``)
+and keeps ``-m mod 2^64``; party ``i`` decrypts ``f + m`` exactly over the integers and keeps it mod
+2^64. Both directions run at once.
 
-- ``mul``/``matmul``/``matmul_fixed``: random ``a = a_0 + a_1``, ``b = b_0 + b_1`` mod 2^64 (each
-  party draws its own shares); ``c_i = a_i b_i + (cross-term shares)`` with cross terms
-  ``a_0 b_1`` and ``a_1 b_0`` from the core step (2 rounds).
-- ``edabit``/``trunc``/``random_bit``: each party draws 64 random bits ``b_{i,t}``; the ring element
-  ``r = sum_t 2^t (b_{0,t} xor b_{1,t})`` is uniform and unknown to both, its XOR sharing is the
-  parties' words, and ``x xor y = x + y - 2xy`` turns the bit products (one core step, 2 rounds;
-  each encrypted bit already carries its weights, so the peer only multiplies ciphertexts) into
-  arithmetic shares of ``r``, of ``msb(r)`` and of ``(r mod 2^63) >> f`` -- exactly, with no
-  failure probability.
-- ``binary_and``: XOR cross terms ``a_{0,t} b_{1,t} xor a_{1,t} b_{0,t}`` per bit; each product
-  is one-time padded inside the encryption (``Enc(v)^(1-2m) Enc(m) = Enc(v xor m)``), so results
-  pack one bit per slot.
-- ``mask``: each party's own random share (free).
+# 1. ``matmul``/``matmul_fixed``: random ``a = a_0 + a_1``, ``b = b_0 + b_1`` mod 2^64 (each party
+  draws its own shares); ``c_i = a_i b_i + (cross-term shares)`` with cross terms ``a_0 b_1`` and
+  ``a_1 b_0`` from the HE core step (2 rounds). Each party encrypts the smaller operand (for the
+  regression's fixed masked matrix: the 31-entry vector, not the ``128 x 31`` mask).
+  ``mul`` (elementwise): Gilboa by random OT, 64 per element each way: the receiver's ``b`` is its
+  64 random choice bits, the sender inputs ``a 2^k`` to OT ``k`` (2 rounds).
+# 2. ``edabit``/``trunc``/``random_bit``: the ring element ``r = sum_t 2^t (b_{0,t} xor b_{1,t})``
+  is uniform and unknown to both, its XOR sharing is the parties' words, and
+  ``x xor y = x + y - 2xy`` turns the bit products ``p_t = b_{0,t} b_{1,t}`` into arithmetic shares
+  of ``r``, of ``msb(r)`` and of ``(r mod 2^63) >> f`` -- exactly, with no failure probability. Each
+  ``p_t`` is one random OT (party ``i`` sends for positions ``t ≡ i mod 2``): the receiver's bit is
+  its random choice, the sender corrects with ``r_0 - r_1 + x`` (2 rounds).
+# 3. ``binary_and``: one random OT per bit each way, as in ABY (Demmler–Schneider–Zohner, NDSS 2015):
+  the sender's ``a`` bit is ``x_0 xor x_1`` and its share of the cross term ``x_0``, the receiver's
+  ``b`` bit its choice ``c`` and its share ``x_c`` (1 round).
+# 4. ``mask``: each party's own random share (free).
 
 Threat model: semi-honest, two parties; each sees only the other's ciphertexts (semantically
-secure under DCR and the DJN short-exponent assumption, see :mod:`mpcml.paillier`) and
-plaintexts masked with 40 statistical bits (leakage at most 2^-40 per value); the masked
-results it decrypts carry fresh randomness uniform on the subgroup ``<hs>`` of its own key's DJN
-base, which holds the randomness of every ciphertext they were computed from (``"subgroup"`` in
-:meth:`mpcml.paillier.PublicKey.obfuscators`), so they are statistically independent of how they
-were computed. A malicious party could bias the randomness (no zero-knowledge proofs).
+secure under the scheme's assumption, see :mod:`mpcml.he`), plaintexts masked with 40 statistical
+bits (leakage at most 2^-40 per value) whose ciphertexts carry fresh randomness hiding how they
+were computed (``"subgroup"`` randomness of the scheme), and OT messages (semi-honest IKNP:
+computational, 128-bit). A malicious party could bias the randomness (no zero-knowledge proofs,
+no OT consistency checks).
 
-Cost per element and party at 2048-bit keys: ``mul`` one encryption, one 64-bit
-exponentiation, 1/12 of a decryption and 1/12 of a re-randomiser (``|n|/8`` modular
-multiplications); a ``trunc`` pair 32 encryptions, at most 32 multiplications and 1/6 of a
-decryption and re-randomiser; ``binary_and`` 64 encryptions and 1/32 of a decryption. The dealer
-(:class:`mpcml.triples.DealerTriples`) is orders of magnitude faster when a non-colluding helper
+Cost per element and party at 2048-bit keys: a matrix product one encryption per entry of the
+smaller operand and a few modular multiplications per entry of the larger (fixed-base tables per
+column), plus a share of a decryption and of a re-randomiser per output; a ``mul`` triple 64 OTs
+(each way), a ``trunc`` pair 32, an AND word 64 (an OT is a few AES blocks and 24 bytes).
+The dealer (:class:`mpcml.triples.DealerTriples`) is still far faster when a non-colluding helper
 is acceptable.
 """
 
@@ -50,23 +55,21 @@ from __future__ import annotations
 import itertools
 from typing import Any, Sequence
 
-import gmpy2
 import numpy as np
 from gmpy2 import mpz
 
-from .paillier import (
-    MASK_SIGMA,
+from .he import (
+    DEFAULT_SCHEME,
     EncryptedArray,
+    MaskedPacking,
     PrivateKey,
     PublicKey,
-    _object_array,
+    check_scheme,
     generate_keypair,
-    pack_ciphertexts,
-    pack_plain,
-    random_masks,
-    slots_per_ciphertext,
-    unpack_words,
+    public_key_from_wire,
+    statistical_masks,
 )
+from .ot import OTExtension
 from .party import Party
 from .ring import ring_matmul
 from .triples import Shape, TripleSource, _shape, matmul_shape
@@ -74,7 +77,6 @@ from .triples import Shape, TripleSource, _shape, matmul_shape
 WORD_BITS = 64
 _TWO64 = 1 << 64
 _LOW63 = np.uint64((1 << 63) - 1)
-_ONE = mpz(1)
 
 
 def _checked_shape(shape: Any, name: str = "shape") -> Shape:
@@ -88,29 +90,20 @@ def _checked_shape(shape: Any, name: str = "shape") -> Shape:
     return dims
 
 
-def _product(cts: Sequence[mpz], modulus: mpz) -> mpz:
-    acc = _ONE
-    for c in cts:
-        acc = acc * c % modulus
-    return acc
-
-
-def _words_to_bits(words: np.ndarray) -> np.ndarray:
-    """``(size, 64)`` 0/1 array, column ``t`` holding bit ``t`` of each uint64 word."""
-    flat = np.asarray(words, dtype=np.uint64).ravel()
-    return (flat[:, None] >> np.arange(WORD_BITS, dtype=np.uint64)) & np.uint64(1)
-
-
 def _bits_to_words(bits: np.ndarray) -> np.ndarray:
-    return (np.asarray(bits, dtype=np.uint64) << np.arange(WORD_BITS, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
+    """uint64 words from 0/1 bits, 64 per word (bit ``t`` of a word from column ``t`` of ``bits.reshape(-1, 64)``)."""
+    rows = np.asarray(bits, dtype=np.uint64).reshape(-1, WORD_BITS)
+    return (rows << np.arange(WORD_BITS, dtype=np.uint64)).sum(axis=1, dtype=np.uint64)
 
 
 class PaillierTriples(TripleSource):
     """Two-party triple source with no dealer; construct it at both players with the same ``players``.
 
-    ``key_bits`` sets this party's Paillier modulus (2048 for ~112-bit security; tests use 1024);
-    ``keypair`` reuses an existing ``(PublicKey, PrivateKey)``. ``timeout`` bounds each wait for the
-    peer (default: the party's), and must cover the peer's homomorphic work on the largest request.
+    ``he`` names the additively homomorphic scheme (:data:`mpcml.he.SCHEMES`; both players must use
+    the same); ``key_bits`` sets this party's modulus (2048 for ~112-bit security, the floor outside
+    tests); ``keypair`` reuses an existing ``(PublicKey, PrivateKey)`` of any scheme instead.
+    ``timeout`` bounds each wait for the peer (default: the party's), and must cover the peer's
+    homomorphic work on the largest request.
     """
 
     def __init__(
@@ -118,6 +111,7 @@ class PaillierTriples(TripleSource):
         party: Party,
         players: Sequence[str],
         *,
+        he: str = DEFAULT_SCHEME,
         key_bits: int = 2048,
         keypair: tuple[PublicKey, PrivateKey] | None = None,
         timeout: float | None = None,
@@ -135,14 +129,15 @@ class PaillierTriples(TripleSource):
         party.check_peer(self._peer, "player")
         self._timeout = timeout
         if keypair is None:
-            keypair = generate_keypair(key_bits)
+            keypair = generate_keypair(check_scheme(he), key_bits)
         self._pk, self._sk = keypair
         if not isinstance(self._pk, PublicKey) or not isinstance(self._sk, PrivateKey) or self._sk.public_key != self._pk:
-            raise ValueError("keypair must be a matching (PublicKey, PrivateKey) from mpcml.paillier")
+            raise ValueError("keypair must be a matching (PublicKey, PrivateKey) from mpcml.he")
         party.send(self._peer, self._pk.to_wire())
-        self._peer_pk = PublicKey.from_wire(self._recv())
+        self._peer_pk = public_key_from_wire(self._recv(), self._pk.scheme)
         self._rng = party.rng
         self._store: dict[int, np.ndarray] = {}
+        self._ots: OTExtension | None = None
         self._handles = itertools.count()
 
     def _recv(self) -> Any:
@@ -158,137 +153,113 @@ class PaillierTriples(TripleSource):
             raise ValueError(f"peer {self._peer!r} sent {theirs.size} ciphertexts, expected {peer_count}")
         return theirs
 
-    def _layout(self, key: PublicKey, width: int, group: int) -> int:
-        """Slots per ciphertext under ``key``, a multiple of ``group`` so that no group straddles two."""
-        per_ct = slots_per_ciphertext(key, width) // group * group
-        if per_ct < 1:
-            raise ValueError(f"{group} slots of {width} bits do not fit a {key.bits}-bit key")
-        return per_ct
-
-    def _swap_masked(
-        self, terms: Sequence[mpz], masks: Sequence[int], width: int, incoming: int, *, group: int = 0
-    ) -> list[int]:
-        """Send ``Enc(term + mask)`` packed ``width`` bits a slot; return the peer's ``incoming`` slots decrypted.
-
-        ``group=0``: ``terms`` hold one value each and are packed here (Horner). ``group=g``:
-        ``terms`` are already packed, ``g``-slot groups laid out by :meth:`_layout`. The packed
-        ciphertexts carry fresh randomness, uniform on the subgroup of the peer's DJN base.
-        """
-        per_out = self._layout(self._peer_pk, width, max(group, 1))
-        packed = list(terms) if group else pack_ciphertexts(self._peer_pk, terms, width)
-        plain = pack_plain(masks, per_out, width)
-        count = len(packed)
-        masked = EncryptedArray(self._peer_pk, _object_array(packed, (count,)), 0)
-        masked = masked + self._peer_pk.encrypt_int(_object_array(plain, (count,)), randomness="subgroup")
-        self._party.send(self._peer, masked.to_wire())
-        received = EncryptedArray.from_wire(self._pk, self._recv())
-        words = list(self._sk.decrypt_int(received).flat)
-        return unpack_words(words, self._layout(self._pk, width, max(group, 1)), width, incoming)
-
-    def _to_shares(
-        self, terms: Sequence[mpz], value_bits: int, incoming: int, *, values: int | None = None, group: int = 0
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Turn ``terms`` (under the peer's key, plaintexts in ``[0, 2^value_bits)``) into shares.
-
-        Returns ``(mine, decrypted)``: this party's shares ``-m mod 2^64`` of its ``terms`` and its
-        shares ``f + m mod 2^64`` of the ``incoming`` values the peer computed under this party's key.
-        Pre-packed ``terms`` (``group > 0``) hold ``values`` slots in all.
-        """
-        masks = random_masks(self._rng, len(terms) if values is None else values, value_bits + MASK_SIGMA)
-        slots = self._swap_masked(terms, masks, value_bits + MASK_SIGMA + 1, incoming, group=group)
-        mine = np.array([(-m) % _TWO64 for m in masks], dtype=np.uint64)
-        return mine, np.array([v % _TWO64 for v in slots], dtype=np.uint64)
-
-    def _xor_shares(self, terms: Sequence[mpz], incoming: int) -> np.ndarray:
-        """XOR shares of bits: ``terms`` encrypt bits ``v`` under the peer's key; both directions combined.
-
-        Each bit is one-time padded inside the encryption, ``Enc(v)^(1 - 2m) * Enc(m) = Enc(v xor m)``,
-        so a slot is a single bit (2044 per 2048-bit ciphertext) and the pad hides ``v`` perfectly.
-        """
-        flips = self._rng.random_bits(len(terms))
-        n2 = self._peer_pk.nsquare
-        padded = [gmpy2.invert(c, n2) if m else c for c, m in zip(terms, flips)]
-        theirs = self._swap_masked(padded, [int(m) for m in flips], 1, incoming)
-        return flips ^ np.array(theirs, dtype=np.uint64)
-
     def _cross_sum(self, terms: Sequence[mpz], value_bits: int) -> np.ndarray:
-        """Shares of ``f(peer, me) + f(me, peer)`` slot by slot when both directions have the same layout."""
-        mine, decrypted = self._to_shares(terms, value_bits, len(terms))
-        return mine + decrypted
+        """HE core step: this party's shares of ``f(mine, peer's) + f(peer's, mine)`` slot by slot.
+
+        ``terms`` are ciphertexts under the peer's key of values in ``[0, 2^value_bits)``; they are
+        packed, masked and re-randomised by the shared routine :class:`mpcml.he.MaskedPacking` and sent;
+        this party keeps ``-m mod 2^64`` and adds the decrypted ``f + m`` of the peer's terms.
+        """
+        masks = statistical_masks(self._rng, len(terms), value_bits, signed=False)
+        layout = MaskedPacking.for_values(value_bits, signed=False)
+        self._party.send(self._peer, layout.seal(self._peer_pk, terms, masks, randomness="subgroup").to_wire())
+        received = layout.open(self._sk, EncryptedArray.from_wire(self._pk, self._recv()), len(terms))
+        mine = np.array([(-m) % _TWO64 for m in masks], dtype=np.uint64)
+        return mine + np.array([v % _TWO64 for v in received], dtype=np.uint64)
 
     def _cross_matmul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-        """This party's share of ``a @ b`` (both operands additively shared, 1-D or 2-D)."""
-        peer_a = self._exchange(a, a.size).reshape(a.shape)
-        b2 = b.reshape(b.shape[0], -1)
-        terms = peer_a.matmul(b2)
+        """This party's share of ``a @ b`` (both operands additively shared, 1-D or 2-D).
+
+        Each party encrypts the smaller of its two operands (both decide alike from the public
+        shapes) and the peer multiplies it homomorphically by its own plaintext share of the other:
+        ``a_i @ Enc_j(b_j)`` is one fixed-base table per column of ``Enc_j(b_j)`` and a few
+        multiplications per entry of ``a_i`` (:class:`mpcml.he._modexp.ColumnPowers`).
+        """
         out_shape = matmul_shape(a.shape, b.shape)
         inner = a.shape[-1]
+        a2, b2 = a.reshape(-1, inner), b.reshape(inner, -1)
+        if b2.size <= a2.size:
+            terms = self._exchange(b2, b2.size).reshape(b2.shape).rmatmul(a2)
+        else:
+            terms = self._exchange(a2, a2.size).reshape(a2.shape).matmul(b2)
         cross = self._cross_sum(list(terms.ciphertexts.flat), 2 * WORD_BITS + inner.bit_length())
         return ring_matmul(a, b) + cross.reshape(out_shape)
 
-    def _bit_products(self, bits: np.ndarray, trunc_bits: int | None) -> list[np.ndarray]:
-        """Shares of ``S = sum_t 2^t p_t`` (and, with ``trunc_bits = f``, of ``sum_{t>=f} 2^(t-f) p_t`` and ``p_63``).
+    def _ot(self) -> OTExtension:
+        """The OT extension with the peer, set up (128 base OTs each way) on first use."""
+        if self._ots is None:
+            self._ots = OTExtension(lambda obj: self._party.send(self._peer, obj), self._recv, self._rng)
+        return self._ots
 
-        ``p_t = b_{0,t} b_{1,t}``; party ``i`` encrypts its bits at positions ``t ≡ i (mod 2)``, each
-        already multiplied by its weights in every slot of its element (``2^t``, ``2^(t-f)``, ``[t = 63]``
-        at slot offsets of ``w`` bits), so the peer only multiplies together the ciphertexts where
-        its own bit is 1: no exponentiation at all. Both parties do half the work.
+    def _ot_products(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Shares of ``x c`` mod 2^64 for this party's ``values`` ``x`` (as OT sender) and, the other way,
+        of the peer's values times this party's random choice bits ``c`` (one random OT per value, each way).
+
+        Returns ``(my shares as sender, my choice bits, my shares as receiver)``. Random OT: the sender
+        has ``(r_0, r_1)``, the receiver its choice ``c`` and ``r_c``; the sender sends
+        ``d = r_0 - r_1 + x`` and keeps ``-r_0``; the receiver keeps ``r_c + c d = r_0 + c x``.
         """
-        size = bits.shape[0]
-        slots = 1 if trunc_bits is None else 3
-        width = WORD_BITS + MASK_SIGMA + 1
-        mine_pos = np.arange(self._index, WORD_BITS, 2)
-        peer_pos = np.arange(1 - self._index, WORD_BITS, 2)
+        count = values.size
+        x0, x1, choices, chosen = self._ot().extend(count)
+        r0, r1, rc = (v[:, :8].copy().view(np.uint64).ravel() for v in (x0, x1, chosen))
+        self._party.send(self._peer, {"d": (r0 - r1 + values.ravel()).astype(np.uint64)})
+        message = self._recv()
+        theirs = message.get("d") if isinstance(message, dict) else None
+        if not isinstance(theirs, np.ndarray) or theirs.dtype != np.uint64 or theirs.shape != (count,):
+            raise ValueError(f"peer {self._peer!r} sent a malformed OT correction")
+        chosen_bits = choices.astype(np.uint64)
+        return np.uint64(0) - r0, chosen_bits, rc + chosen_bits * theirs
 
-        def weights(t: int) -> list[int]:
-            if trunc_bits is None:
-                return [1 << t]
-            return [1 << t, (1 << (t - trunc_bits)) if t >= trunc_bits else 0, int(t == WORD_BITS - 1)]
-
-        per_mine = self._layout(self._pk, width, slots)
-        placed = {int(t): [w << (width * k) for k, w in enumerate(weights(int(t)))] for t in mine_pos}
-        plain = []
-        for e, row in enumerate(bits[:, mine_pos]):
-            offset = width * (e * slots % per_mine)
-            plain += [sum(placed[int(t)]) << offset if bit else 0 for t, bit in zip(mine_pos, row)]
-        peer_enc = self._exchange(_object_array(plain, (len(plain),)), size * len(peer_pos))
-        peer_enc = peer_enc.reshape(size, len(peer_pos))
-        n2 = self._peer_pk.nsquare
-        per_group = self._layout(self._peer_pk, width, slots) // slots
-        packed = []
-        for start in range(0, size, per_group):
-            acc = _ONE
-            for row_ct, row_bits in zip(peer_enc.ciphertexts[start : start + per_group], bits[start : start + per_group, peer_pos]):
-                for c, bit in zip(row_ct, row_bits):
-                    if bit:
-                        acc = acc * c % n2
-            packed.append(acc)
-        mine, decrypted = self._to_shares(packed, WORD_BITS, size * slots, values=size * slots, group=slots)
-        shares = (mine + decrypted).reshape(size, slots)
-        return [shares[:, k] for k in range(slots)]
+    def _bit_products(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """``count`` products each way of a random bit of the sender and a random bit of the receiver:
+        ``(my sender bits, my shares of their products, my receiver bits, my shares of theirs)``."""
+        mine = self._rng.random_bits(count).astype(np.uint64)
+        sent_z, got_bits, got_z = self._ot_products(mine)
+        return mine, sent_z, got_bits, got_z
 
     def _random_word(self, shape: Shape, trunc_bits: int | None) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
-        words = self._rng.random_uint64(shape)
-        bits = _words_to_bits(words)
-        products = self._bit_products(bits, trunc_bits)
-        r = words.ravel() - np.uint64(2) * products[0]
-        return words, r.reshape(shape), [p.reshape(shape) for p in products]
+        """A random word ``r`` XOR-shared as the parties' words and additively shared, with (``trunc_bits``)
+        shares of ``sum_{t>=f} 2^(t-f) p_t`` and ``p_63``, where ``p_t = b_{0,t} b_{1,t}``.
+
+        Party ``i`` is the OT sender for bit positions ``t ≡ i (mod 2)`` (its bits there are its own
+        random bits) and the receiver for the others (its bits there are its random OT choices), so
+        every ``p_t`` is one random-OT bit product (:meth:`_bit_products`); ``x xor y = x + y - 2xy``.
+        """
+        size = int(np.prod(shape, dtype=np.int64))
+        half = WORD_BITS // 2
+        sent_bits, sent_z, got_bits, got_z = self._bit_products(size * half)
+        mine_pos = np.arange(self._index, WORD_BITS, 2)
+        peer_pos = np.arange(1 - self._index, WORD_BITS, 2)
+        bits = np.empty((size, WORD_BITS), dtype=np.uint64)
+        z = np.empty((size, WORD_BITS), dtype=np.uint64)
+        bits[:, mine_pos], z[:, mine_pos] = sent_bits.reshape(size, half), sent_z.reshape(size, half)
+        bits[:, peer_pos], z[:, peer_pos] = got_bits.reshape(size, half), got_z.reshape(size, half)
+        words = _bits_to_words(bits)
+        powers = np.uint64(1) << np.arange(WORD_BITS, dtype=np.uint64)
+        total = (z * powers).sum(axis=1, dtype=np.uint64)
+        products = [total]
+        if trunc_bits is not None:
+            f = int(trunc_bits)
+            upper = (z[:, f:] * (np.uint64(1) << np.arange(WORD_BITS - f, dtype=np.uint64))).sum(axis=1, dtype=np.uint64)
+            products += [upper, z[:, WORD_BITS - 1]]
+        r = words - np.uint64(2) * total
+        return words.reshape(shape), r.reshape(shape), [p.reshape(shape) for p in products]
 
     # --- TripleSource ---------------------------------------------------------------------------
 
     def mul(self, shape: Shape, trunc_bits: int = 0) -> tuple[np.ndarray, ...]:
+        """Gilboa products by random OT, 64 per element each way: this party's ``b`` is built from its 64
+        random choice bits ``b = sum_k 2^k c_k``, and as sender it inputs ``a 2^k`` to OT ``k``, so the
+        receiver's shares add up to ``sum_k c_k a 2^k = a b`` mod 2^64."""
         shape = _checked_shape(shape)
-        a, b = self._rng.random_uint64(shape), self._rng.random_uint64(shape)
-        width = 2 * WORD_BITS + MASK_SIGMA + 1
-        per_mine = self._layout(self._pk, width, 1)
-        placed = [int(v) << (width * (k % per_mine)) for k, v in enumerate(a.ravel())]
-        peer_a = self._exchange(_object_array(placed, (a.size,)), a.size)
-        terms = list(peer_a.mul(b.ravel()).ciphertexts)
-        per_peer, n2 = self._layout(self._peer_pk, width, 1), self._peer_pk.nsquare
-        packed = [_product(terms[k : k + per_peer], n2) for k in range(0, len(terms), per_peer)]
-        mine, decrypted = self._to_shares(packed, 2 * WORD_BITS, a.size, values=a.size, group=1)
-        cross = (mine + decrypted).reshape(shape)
-        return (a, b, a * b + cross, *(self.trunc(shape, trunc_bits) if trunc_bits else ()))
+        size = int(np.prod(shape, dtype=np.int64))
+        a = self._rng.random_uint64(size)
+        shifted = a[:, None] << np.arange(WORD_BITS, dtype=np.uint64)
+        sent_z, choices, got_z = self._ot_products(shifted)
+        b = _bits_to_words(choices)
+        cross = sent_z.reshape(size, WORD_BITS).sum(axis=1, dtype=np.uint64) + got_z.reshape(size, WORD_BITS).sum(axis=1, dtype=np.uint64)
+        return (a.reshape(shape), b.reshape(shape), (a * b + cross).reshape(shape),
+                *(self.trunc(shape, trunc_bits) if trunc_bits else ()))
 
     def matmul(self, shape_a: Shape, shape_b: Shape, trunc_bits: int = 0) -> tuple[np.ndarray, ...]:
         shape_a, shape_b = _checked_shape(shape_a, "shape_a"), _checked_shape(shape_b, "shape_b")
@@ -310,23 +281,24 @@ class PaillierTriples(TripleSource):
         return r, msb, low
 
     def binary_and(self, shape: Shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """AND triples from random OTs, one per bit each way (as in ABY): as sender of OT ``k`` this
+        party's ``a`` bit is ``x_0 xor x_1`` and its share of ``a_i b_j`` is ``x_0``; as receiver its
+        ``b`` bit is its choice ``c`` and its share of ``a_j b_i`` is ``x_c``."""
         shape = _checked_shape(shape)
-        a, b = self._rng.random_uint64(shape), self._rng.random_uint64(shape)
-        peer_a = self._exchange(_words_to_bits(a), a.size * WORD_BITS)
-        terms = [c if bit else _ONE for c, bit in zip(peer_a.ciphertexts, _words_to_bits(b).ravel())]
-        cross = self._xor_shares(terms, len(terms)).reshape(-1, WORD_BITS)
-        return a, b, ((a & b).ravel() ^ _bits_to_words(cross)).reshape(shape)
+        size = int(np.prod(shape, dtype=np.int64))
+        x0, x1, choices, chosen = self._ot().extend(size * WORD_BITS)
+        a = _bits_to_words((x0[:, 0] ^ x1[:, 0]) & 1)
+        b = _bits_to_words(choices)
+        cross = _bits_to_words(x0[:, 0] & 1) ^ _bits_to_words(chosen[:, 0] & 1)
+        return a.reshape(shape), b.reshape(shape), ((a & b) ^ cross).reshape(shape)
 
     def random_bit(self, shape: Shape) -> tuple[np.ndarray, np.ndarray]:
         shape = _checked_shape(shape)
-        bits = self._rng.random_bits(shape)
-        size = bits.size
-        encrypting = self._index == 0
-        peer_bits = self._exchange(bits if encrypting else bits[:0], 0 if encrypting else size)
-        terms = [] if encrypting else list(peer_bits.mul(bits.ravel()).ciphertexts.flat)
-        mine, decrypted = self._to_shares(terms, 1, size if encrypting else 0)
-        product = (decrypted if encrypting else mine).reshape(shape)
-        return bits - np.uint64(2) * product, bits
+        size = int(np.prod(shape, dtype=np.int64))
+        sent_bits, sent_z, got_bits, got_z = self._bit_products(size)
+        bits, product = (sent_bits, sent_z) if self._index == 0 else (got_bits, got_z)
+        bits = bits.astype(np.uint64)
+        return (bits - np.uint64(2) * product).reshape(shape), bits.reshape(shape)
 
     def edabit(self, shape: Shape) -> tuple[np.ndarray, np.ndarray]:
         words, r, _ = self._random_word(_checked_shape(shape), None)

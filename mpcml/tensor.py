@@ -50,7 +50,7 @@ from .engine import ENGINES, Engine, check_players, check_trunc_bits
 from .party import Party
 from .ring import ring_matmul
 from .rss3 import RSS3Engine
-from .schema import Array, Bytes, Int, ListOf, OneOf, Tuple
+from .schema import Array, Bytes, Int, ListOf, Tuple
 from .triples import DealerTriples, TripleSource, matmul_shape
 
 _SEED_SHARE = Tuple(Bytes(SEED_BYTES), ListOf(Int(low=0)))

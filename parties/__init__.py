@@ -2,6 +2,8 @@
 
 Modules: :mod:`parties.config` (federation file), :mod:`parties.certs` (CA and party
 certificates), :mod:`parties.transport` (party server with per-sender mailboxes, ``GrpcParty``),
+:mod:`parties.limits` (what one peer may make a server hold), :mod:`parties.failures` (naming
+the party that failed), :mod:`parties.agreement` (the configuration parties compare at set-up),
 :mod:`parties.framing` (chunk wire framing), :mod:`parties.node` (run one party),
 :mod:`parties.launcher` (spawn all parties, ``mpcml demo``), :mod:`parties.cli` (the ``mpcml``
 command) and :mod:`parties.apps` (one module per runnable protocol). See docs/parties.md.

@@ -11,9 +11,13 @@ new set.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import ipaddress
+import logging
 import os
+import stat
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +30,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from .config import Federation, PartySpec, is_ip
 
 VALID_DAYS = 365
+logger = logging.getLogger(__name__)
 
 
 class TlsError(ValueError):
@@ -95,10 +100,23 @@ def issue(
 
 
 def _write(path: Path, data: bytes, private: bool) -> None:
+    """Write ``data`` to a new file in the same folder, then rename it over ``path``.
+
+    The mode (0600 for keys, 0644 otherwise) is set before any byte is written, also when
+    ``path`` existed with another mode, and a symbolic link at ``path`` is replaced, never
+    followed.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600 if private else 0o644)
-    with os.fdopen(fd, "wb") as handle:
-        handle.write(data)
+    fd, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        os.fchmod(fd, 0o600 if private else 0o644)
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+        os.replace(temporary, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(temporary)
+        raise
 
 
 def key_pem(key: ec.EllipticCurvePrivateKey) -> bytes:
@@ -113,7 +131,8 @@ def write_federation_certs(federation: Federation, out_dir: Path | str | None = 
     """Make a CA and a certificate per party; write them where the federation expects them.
 
     With ``out_dir`` every file goes there (``ca.pem``, ``<id>.pem``, ``<id>.key``) instead.
-    Keys are written with mode 0600. Returns the written paths.
+    Keys get mode 0600 and certificates 0644, also when the files existed; a symbolic link in
+    their place is replaced, not followed (see :func:`_write`). Returns the written paths.
     """
     ca_key, ca_cert = make_ca()
     ca_path = federation.ca if out_dir is None else Path(out_dir) / "ca.pem"
@@ -132,19 +151,27 @@ def write_federation_certs(federation: Federation, out_dir: Path | str | None = 
     return written
 
 
-def _read(path: Path, what: str) -> bytes:
+def _read(path: Path, what: str) -> tuple[bytes, int]:
+    """The file's bytes and its mode (from the open file, so both describe the same file)."""
     try:
-        return Path(path).read_bytes()
+        with Path(path).open("rb") as handle:
+            return handle.read(), os.fstat(handle.fileno()).st_mode
     except OSError as exc:
         raise TlsError(f"cannot read {what} {str(path)!r}: {exc.strerror or exc} (make them with `mpcml certs`)") from None
 
 
 def load_tls(federation: Federation, party_id: str) -> TlsMaterial:
-    """Read and check one party's CA, certificate and key: parseable PEM, certificate named for the party and issued by the CA."""
+    """Read and check one party's CA, certificate and key: parseable PEM, certificate named for the party and issued by the CA.
+
+    Logs a warning when the key file is accessible to group or others.
+    """
     spec = federation.party(party_id)
-    ca_pem, party_cert_pem, party_key_pem = (
+    (ca_pem, _), (party_cert_pem, _), (party_key_pem, key_mode) = (
         _read(federation.ca, "CA certificate"), _read(spec.cert, "certificate"), _read(spec.key, "private key")
     )
+    if key_mode & 0o077:
+        logger.warning("private key %s is accessible to group or others (mode %s); restrict it with chmod 600",
+                       spec.key, oct(stat.S_IMODE(key_mode)))
     try:
         ca = x509.load_pem_x509_certificate(ca_pem)
     except ValueError:

@@ -9,6 +9,12 @@ TOML (``.toml``, read with :mod:`tomllib`) or JSON (``.json``), same structure::
     [tls]
     dir = "certs"                 # where `mpcml certs` wrote ca.pem, <id>.pem, <id>.key (default "certs")
 
+    [limits]                      # optional: what one authenticated peer may make this party's server hold
+    buffer_mib = 512              # bytes received from one peer and not yet read (a larger message is refused)
+    streams = 4                   # RPCs one peer may have open at once
+    idle_timeout = 30             # seconds a message may wait for its next chunk
+    message_timeout = 60          # seconds one message may take in all (default: timeout)
+
     [parties.alice]
     address = "10.0.0.5:50051"    # host:port this party listens on and its peers dial
     role = "left"                 # the app role (default: the party id)
@@ -37,7 +43,11 @@ from mpcml.party import DEFAULT_TIMEOUT
 PARTY_ID = re.compile(r"^[a-z][a-z0-9-]{0,31}$")
 MIB = 1 << 20
 DEFAULT_CHUNK_MIB = 2
-_TOP_KEYS = {"session", "timeout", "chunk_mib", "tls", "parties"}
+_TOP_KEYS = {"session", "timeout", "chunk_mib", "tls", "limits", "parties"}
+_LIMIT_KEYS = {"buffer_mib", "streams", "idle_timeout", "message_timeout"}
+DEFAULT_BUFFER_MIB = 512
+DEFAULT_STREAMS = 4
+DEFAULT_IDLE_TIMEOUT = 30.0
 _PARTY_KEYS = {"address", "role", "hosts", "cert", "key"}
 
 
@@ -64,12 +74,32 @@ class PartySpec:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """What one authenticated peer may make this party's server hold (docs/parties.md, "Limits").
+
+    ``buffer_bytes``: payload bytes received from one peer and not yet read by the protocol,
+    counting messages still arriving; a message larger than this is refused, a message that
+    does not fit yet waits (back-pressure) until the protocol reads or ``message_timeout``.
+    ``streams``: RPCs one peer may have open at once (more are refused at once).
+    ``idle_timeout``: seconds a message may wait for its next chunk; ``message_timeout``:
+    seconds one message may take from its first byte to its acknowledgement (``None``: the
+    federation timeout). A message past either is cancelled.
+    """
+
+    buffer_bytes: int = DEFAULT_BUFFER_MIB * MIB
+    streams: int = DEFAULT_STREAMS
+    idle_timeout: float = DEFAULT_IDLE_TIMEOUT
+    message_timeout: float | None = None
+
+
+@dataclass(frozen=True)
 class Federation:
     parties: dict[str, PartySpec]
     ca: Path
     session: str = "mpcml"
     timeout: float = DEFAULT_TIMEOUT
     chunk_bytes: int = DEFAULT_CHUNK_MIB * MIB
+    limits: Limits = Limits()
 
     def roles(self) -> dict[str, str]:
         """Party id -> role, for :class:`parties.apps.AppContext`."""
@@ -103,6 +133,42 @@ def is_ip(host: str) -> bool:
     except ValueError:
         return False
     return True
+
+
+def certificate_name(name: str) -> str:
+    """A DNS name as TLS compares it: case-insensitive, without a trailing dot."""
+    return name.lower().rstrip(".")
+
+
+def check_certificate_names(specs: Mapping[str, PartySpec]) -> None:
+    """Refuse certificate names that would let one party's certificate pass for another party.
+
+    Peers dial each party by its id and TLS accepts any certificate that carries the dialled
+    name, so no party's address host or ``hosts`` may be another party's id, and a ``hosts``
+    entry may not be any name of another party (its id, address host or hosts). Parties may
+    share an address host (several parties on one machine): peers never dial by host.
+    Wildcards are refused.
+    """
+    ids = {certificate_name(pid): pid for pid in specs}
+    carried: dict[str, set[str]] = {}
+    for pid, spec in specs.items():
+        for name in (spec.id, spec.host, *spec.hosts):
+            carried.setdefault(certificate_name(name), set()).add(pid)
+    for pid, spec in specs.items():
+        for key, names in (("address", (spec.host,)), ("hosts", spec.hosts)):
+            for name in names:
+                if "*" in name:
+                    raise ConfigError(f"parties.{pid}.{key}: wildcard name {name!r} is not allowed in a certificate")
+                owner = ids.get(certificate_name(name))
+                if owner is not None and owner != pid:
+                    raise ConfigError(
+                        f"parties.{pid}.{key}: {name!r} is the id of party {owner!r}; a certificate of {pid!r} with that "
+                        f"name would be accepted by peers dialling {owner!r}")
+                others = sorted(carried[certificate_name(name)] - {pid})
+                if key == "hosts" and others:
+                    raise ConfigError(
+                        f"parties.{pid}.hosts: {name!r} is also a certificate name of party {others[0]!r}; "
+                        "each extra host name must belong to one party")
 
 
 def load_federation(path: Path | str) -> Federation:
@@ -146,6 +212,7 @@ def federation_from_dict(data: Any, base_dir: Path | str = ".") -> Federation:
     if not isinstance(tls, dict) or set(tls) - {"dir"} or not isinstance(tls.get("dir", ""), str):
         raise ConfigError("[tls] may only hold dir = \"<folder>\"")
     tls_dir = base_dir / tls.get("dir", "certs")
+    limits = _limits(data.get("limits", {}), timeout, chunk_mib)
     parties = data.get("parties")
     if not isinstance(parties, dict) or len(parties) < 2:
         raise ConfigError("[parties] must define at least two parties")
@@ -177,7 +244,26 @@ def federation_from_dict(data: Any, base_dir: Path | str = ".") -> Federation:
     addresses = [s.address for s in specs.values()]
     if len(set(addresses)) != len(addresses):
         raise ConfigError(f"two parties share an address: {addresses}")
-    return Federation(specs, tls_dir / "ca.pem", session, timeout, int(chunk_mib * MIB))
+    check_certificate_names(specs)
+    return Federation(specs, tls_dir / "ca.pem", session, timeout, int(chunk_mib * MIB), limits)
+
+
+def _limits(data: Any, timeout: float, chunk_mib: float) -> Limits:
+    if not isinstance(data, dict):
+        raise ConfigError("[limits] must be a table")
+    unknown = set(data) - _LIMIT_KEYS
+    if unknown:
+        raise ConfigError(f"limits: unknown key(s) {sorted(unknown)}; allowed: {sorted(_LIMIT_KEYS)}")
+    try:
+        buffer_mib = _number(data, "buffer_mib", DEFAULT_BUFFER_MIB, chunk_mib, 1 << 20)
+        streams = _number(data, "streams", DEFAULT_STREAMS, 2, 64)
+        idle = float(_number(data, "idle_timeout", DEFAULT_IDLE_TIMEOUT, 0.001, 86400))
+        message = float(_number(data, "message_timeout", timeout, 0.001, 86400))
+    except ConfigError as exc:
+        raise ConfigError(f"limits: {exc}") from None
+    if not isinstance(streams, int):
+        raise ConfigError(f"limits: 'streams' must be a whole number, got {streams!r}")
+    return Limits(int(buffer_mib * MIB), streams, idle, message)
 
 
 def federation_toml(parties: Mapping[str, tuple[str, str]], *, session: str, timeout: float, tls_dir: str = "certs") -> str:

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12parties/wire.proto\x12\x10mpcml.parties.v1\"u\n\x05\x43hunk\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x0f\n\x07session\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\r\n\x05index\x18\x04 \x01(\r\x12\r\n\x05\x63ount\x18\x05 \x01(\r\x12\x12\n\ntotal_size\x18\x06 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x07 \x01(\x0c\"\x12\n\x03\x41\x63k\x12\x0b\n\x03seq\x18\x01 \x01(\x04\x32\x85\x01\n\x0cPartyService\x12\x39\n\x07\x44\x65liver\x12\x17.mpcml.parties.v1.Chunk\x1a\x15.mpcml.parties.v1.Ack\x12:\n\x06Stream\x12\x17.mpcml.parties.v1.Chunk\x1a\x15.mpcml.parties.v1.Ack(\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12parties/wire.proto\x12\x10mpcml.parties.v1\"u\n\x05\x43hunk\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x0f\n\x07session\x18\x02 \x01(\t\x12\x0b\n\x03seq\x18\x03 \x01(\x04\x12\r\n\x05index\x18\x04 \x01(\r\x12\r\n\x05\x63ount\x18\x05 \x01(\r\x12\x12\n\ntotal_size\x18\x06 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x07 \x01(\x0c\"\x12\n\x03\x41\x63k\x12\x0b\n\x03seq\x18\x01 \x01(\x04\"?\n\x0c\x43onfigDigest\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x0f\n\x07session\x18\x02 \x01(\t\x12\x0e\n\x06\x64igest\x18\x03 \x01(\x0c\"4\n\x0b\x43onfigReply\x12\x0e\n\x06\x64igest\x18\x01 \x01(\x0c\x12\x15\n\rconfiguration\x18\x02 \x01(\t\"O\n\x0b\x41\x62ortNotice\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x0f\n\x07session\x18\x02 \x01(\t\x12\x0f\n\x07\x63ulprit\x18\x03 \x01(\t\x12\x0e\n\x06reason\x18\x04 \x01(\t\"(\n\x05Probe\x12\x0e\n\x06sender\x18\x01 \x01(\t\x12\x0f\n\x07session\x18\x02 \x01(\t\"C\n\x0bPartyStatus\x12\x13\n\x0bwaiting_for\x18\x01 \x03(\t\x12\x0f\n\x07\x63ulprit\x18\x02 \x01(\t\x12\x0e\n\x06reason\x18\x03 \x01(\t2\xce\x02\n\x0cPartyService\x12\x39\n\x07\x44\x65liver\x12\x17.mpcml.parties.v1.Chunk\x1a\x15.mpcml.parties.v1.Ack\x12:\n\x06Stream\x12\x17.mpcml.parties.v1.Chunk\x1a\x15.mpcml.parties.v1.Ack(\x01\x12\x46\n\x05Hello\x12\x1e.mpcml.parties.v1.ConfigDigest\x1a\x1d.mpcml.parties.v1.ConfigReply\x12=\n\x05\x41\x62ort\x12\x1d.mpcml.parties.v1.AbortNotice\x1a\x15.mpcml.parties.v1.Ack\x12@\n\x06Status\x12\x17.mpcml.parties.v1.Probe\x1a\x1d.mpcml.parties.v1.PartyStatusb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,6 +35,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_CHUNK']._serialized_end=157
   _globals['_ACK']._serialized_start=159
   _globals['_ACK']._serialized_end=177
-  _globals['_PARTYSERVICE']._serialized_start=180
-  _globals['_PARTYSERVICE']._serialized_end=313
+  _globals['_CONFIGDIGEST']._serialized_start=179
+  _globals['_CONFIGDIGEST']._serialized_end=242
+  _globals['_CONFIGREPLY']._serialized_start=244
+  _globals['_CONFIGREPLY']._serialized_end=296
+  _globals['_ABORTNOTICE']._serialized_start=298
+  _globals['_ABORTNOTICE']._serialized_end=377
+  _globals['_PROBE']._serialized_start=379
+  _globals['_PROBE']._serialized_end=419
+  _globals['_PARTYSTATUS']._serialized_start=421
+  _globals['_PARTYSTATUS']._serialized_end=488
+  _globals['_PARTYSERVICE']._serialized_start=491
+  _globals['_PARTYSERVICE']._serialized_end=825
 # @@protoc_insertion_point(module_scope)

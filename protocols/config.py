@@ -28,6 +28,9 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
+from mpcml.fe import GROUPS, config_group
+from mpcml.floors import check_key_bits
+
 from .common import check_int, check_number
 
 Check = Callable[[str, Any], Any]
@@ -59,6 +62,18 @@ def one_of(*choices: str) -> Check:
         return value
 
     return check
+
+
+def he_key_bits(name: str, value: Any) -> int:
+    """An additively homomorphic modulus size: at least 2048 bits outside tests (:mod:`mpcml.floors`), at most 8192."""
+    return check_int(name, check_key_bits(name, value), 1024, 8192)
+
+
+def fe_group(name: str, value: Any) -> str:
+    """A shipped FE group's name; the ``INSECURE-...-tests-only`` group only with the test-only switch."""
+    if value not in GROUPS:
+        raise ValueError(f"{name} must be one of {sorted(GROUPS)}, got {value!r}")
+    return config_group(value, name).name
 
 
 def boolean(name: str, value: Any) -> bool:

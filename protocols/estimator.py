@@ -154,7 +154,8 @@ def encode_classes(y: Any, n_rows: int | None = None, name: str = "y") -> tuple[
     except TypeError:
         raise TypeError(f"{name} mixes label types that cannot be sorted (e.g. numbers and strings)") from None
     if len(classes) < 2:
-        raise ValueError(f"{name} contains a single class ({classes.tolist()}); a classifier needs at least two")
+        raise ValueError(f"{name} contains a single class ({classes.tolist()}; n_samples = {arr.shape[0]}); "
+                         "a classifier needs at least two")
     return classes, codes.astype(np.int64)
 
 

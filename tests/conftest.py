@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -9,7 +10,13 @@ import pytest
 
 from mpcml import RunOutputs, Session, make_session, run_dealer
 from mpcml.engine import ENGINES
+from mpcml.floors import INSECURE_ENV
 from mpcml.recording import recorded_run
+
+# The suite uses 1024-bit HE keys and the INSECURE-dsa-1024-160 FE group where only arithmetic is
+# tested: lift the security floors for this process and the party processes it launches (tests of
+# the floors themselves switch it off with mpcml.floors.insecure_test_keys(False)).
+os.environ[INSECURE_ENV] = "1"
 
 
 def players_of(n: int) -> tuple[str, ...]:

@@ -11,7 +11,6 @@ model, so it bounds every single weight.
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 
@@ -46,6 +45,7 @@ from protocols.caesar.config import plan, schedule_facts
 from protocols.caesar.packing import unpack_masked
 from protocols.caesar.protocol import encoded_blocks
 from protocols.estimator import Vertical
+from tests.contract import assert_persists
 
 KEY = 1024
 
@@ -335,21 +335,7 @@ def test_save_load_round_trip_and_tampering(cancer, tmp_path) -> None:
     X_train, X_test, y_train, _ = cancer
     est = CaesarLogisticRegression(key_bits=KEY, epochs=1, random_state=3).fit(halves(X_train[:128]),
                                                                                np.where(y_train[:128] == 1, "yes", "no"))
-    path = est.save(tmp_path / "model.npz")
-    loaded = CaesarLogisticRegression.load(path)
-    np.testing.assert_array_equal(loaded.predict(X_test), est.predict(X_test))
-    assert loaded.get_params() == est.get_params()
-    with np.load(path) as archive:
-        contents = {name: archive[name] for name in archive.files}
-    contents["coef_"] = contents["coef_"] * 1.01
-    np.savez(tmp_path / "edited.npz", **contents)
-    with pytest.raises(ValueError, match="modified or is corrupt"):
-        CaesarLogisticRegression.load(tmp_path / "edited.npz")
-    header = json.loads(bytes(contents["__meta__"]).decode())
-    contents["__meta__"] = np.frombuffer(json.dumps({**header, "version": 99}).encode(), np.uint8)
-    np.savez(tmp_path / "future.npz", **contents)
-    with pytest.raises(ValueError, match="format version 99"):
-        CaesarLogisticRegression.load(tmp_path / "future.npz")
+    assert_persists(est, X_test, tmp_path)
 
 
 def test_predict_on_blocks_and_full_matrix_and_feature_names(cancer) -> None:
@@ -466,33 +452,14 @@ def test_party_saves_the_revealed_model_and_predict_uses_it(tmp_path) -> None:
     np.testing.assert_allclose(table[:, 1:], model.predict_proba(X), rtol=1e-15)
 
 
-class _Halves(Vertical):
-    """A vertical layout for any X: its columns halved between A and B (scikit-learn's checks vary the width)."""
-
-    def __init__(self) -> None:
-        self.widths = ()
-
-    def split(self, X):
-        half = max(1, X.shape[1] // 2)
-        return [X[:, :half], X[:, half:]]
-
-
-class _AnyWidthCaesar(CaesarLogisticRegression):
-    """Test only: CAESAR with the columns of whatever X it is given halved between the two parties."""
-
-    def _layout(self):
-        return "vertical", _Halves()
-
-
 @pytest.mark.slow  # about 100 s: every scikit-learn check is a real secure fit
 def test_scikit_learn_estimator_checks() -> None:
-    """scikit-learn's checks, the columns halved between the parties; with a fixed ``partition=Vertical(a, b)``
-    every check whose data has another width than ``a + b`` cannot apply (it is refused, naming the widths)."""
+    """scikit-learn's checks with ``partition=Vertical(parts=2)``: the columns of whatever X halved between A and B."""
     from sklearn.utils.estimator_checks import check_estimator
 
-    check_estimator(_AnyWidthCaesar(key_bits=KEY, epochs=1, random_state=0), expected_failed_checks={
+    check_estimator(CaesarLogisticRegression(partition=Vertical(parts=2), key_bits=KEY, epochs=1, random_state=0),
+                    expected_failed_checks={
         "check_fit_idempotent": "the floors of randomly masked integer shares differ between runs (a few units "
                                 "2^-16 per step): two fits agree within replay_tolerance, not to the check's 1e-7",
         "check_fit2d_1feature": "CAESAR needs a column at each of its two parties; one feature cannot be split",
-        "check_fit2d_1sample": "one sample has one class; the message says 'a single class', not the check's words",
     })

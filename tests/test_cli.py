@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import socket
 import tomllib
 
@@ -61,6 +62,12 @@ def test_certs_command_makes_a_ca_and_party_certificates(fed_file, capsys):
         ('[parties.Alice]\naddress = "127.0.0.1:1"\n[parties.bob]\naddress = "127.0.0.1:2"\n', "party id 'Alice' is invalid"),
         ('chunk_mib = 16\n[parties.a]\naddress = "127.0.0.1:1"\n[parties.b]\naddress = "127.0.0.1:2"\n', "'chunk_mib' must be a number in [1, 4]"),
         ('colour = 1\n[parties.a]\naddress = "127.0.0.1:1"\n[parties.b]\naddress = "127.0.0.1:2"\n', "unknown key(s) ['colour']"),
+        ('[limits]\nstreams = 1\n[parties.a]\naddress = "127.0.0.1:1"\n[parties.b]\naddress = "127.0.0.1:2"\n',
+         "limits: 'streams' must be a number in [2, 64], got 1"),
+        ('chunk_mib = 4\n[limits]\nbuffer_mib = 3\n[parties.a]\naddress = "127.0.0.1:1"\n[parties.b]\naddress = "127.0.0.1:2"\n',
+         "limits: 'buffer_mib' must be a number in [4, 1.04858e+06], got 3"),
+        ('[limits]\nqueue = 3\n[parties.a]\naddress = "127.0.0.1:1"\n[parties.b]\naddress = "127.0.0.1:2"\n',
+         "limits: unknown key(s) ['queue']"),
     ],
 )
 def test_config_errors_are_one_line(tmp_path, capsys, text, message):
@@ -70,6 +77,11 @@ def test_config_errors_are_one_line(tmp_path, capsys, text, message):
     line = one_error_line(capsys)
     assert message in line, line
     assert str(path) in line
+
+
+def test_limits_default_to_the_documented_values(fed_file):
+    limits = load_federation(fed_file).limits
+    assert (limits.buffer_bytes, limits.streams, limits.idle_timeout, limits.message_timeout) == (512 << 20, 4, 30.0, 2.0)
 
 
 def test_json_federation_equals_toml(fed_file):
@@ -109,6 +121,8 @@ def test_port_in_use_is_one_line(fed_file, capsys):
 
 
 def test_bad_arguments_are_one_line(fed_file, capsys):
+    assert main(["certs", "--federation", str(fed_file)]) == 0  # the data is read once the party's certificate is
+    capsys.readouterr()
     base = ["party", "--federation", str(fed_file), "--id", "alice"]
     assert main([*base, "--protocol", "nosuch"]) == 1
     assert "unknown protocol 'nosuch'; available: " in one_error_line(capsys)
@@ -138,6 +152,66 @@ def test_insecure_demo_warns(capsys):
     out = capsys.readouterr()
     assert "INSECURE plaintext" in out.out and "-> OK" in out.out
     assert "WARNING: --insecure" in out.err
+
+
+# certificate names and key files (issue 15, item 3)
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        (('[parties.alice]', '[parties.alice]\nhosts = ["bob"]'), "parties.alice.hosts: 'bob' is the id of party 'bob'"),
+        (('[parties.alice]', '[parties.alice]\nhosts = ["Bob."]'), "parties.alice.hosts: 'Bob.' is the id of party 'bob'"),
+        (('address = "127.0.0.1:', 'address = "dealer:'), "parties.alice.address: 'dealer' is the id of party 'dealer'"),
+        (('[parties.alice]', '[parties.alice]\nhosts = ["bob.example.org"]'),
+         "parties.alice.hosts: 'bob.example.org' is also a certificate name of party 'bob'"),
+        (('[parties.alice]', '[parties.alice]\nhosts = ["*.example.org"]'), "wildcard name '*.example.org' is not allowed"),
+    ],
+    ids=["hosts-is-an-id", "hosts-is-an-id-other-case", "address-host-is-an-id", "hosts-shared", "wildcard"],
+)
+def test_certificate_names_of_one_party_may_not_name_another(fed_file, capsys, edit, message):
+    """Before, `mpcml certs` issued alice a certificate that passed the check when a peer dialled bob."""
+    fed_file.write_text(fed_file.read_text().replace(*edit, 1))
+    assert main(["certs", "--federation", str(fed_file)]) == 1
+    assert message in one_error_line(capsys)
+    assert not (fed_file.parent / "certs").exists()
+
+
+def test_parties_may_share_an_address_host(fed_file):
+    """Several parties on one machine: every demo federation has all parties on 127.0.0.1."""
+    assert {spec.host for spec in load_federation(fed_file).parties.values()} == {"127.0.0.1"}
+    assert main(["certs", "--federation", str(fed_file)]) == 0
+
+
+def test_key_files_are_rewritten_0600_and_symlinks_are_not_followed(fed_file, tmp_path):
+    certs = fed_file.parent / "certs"
+    certs.mkdir()
+    (certs / "alice.key").write_text("old key")
+    (certs / "alice.key").chmod(0o644)
+    victim = tmp_path / "victim.txt"
+    victim.write_text("not a key")
+    victim.chmod(0o644)
+    (certs / "bob.key").symlink_to(victim)
+    assert main(["certs", "--federation", str(fed_file)]) == 0
+    for pid in ("alice", "bob", "dealer"):
+        key = certs / f"{pid}.key"
+        assert not key.is_symlink() and oct(key.stat().st_mode & 0o777) == "0o600", pid
+        assert key.read_text().startswith("-----BEGIN PRIVATE KEY-----")
+    assert victim.read_text() == "not a key" and oct(victim.stat().st_mode & 0o777) == "0o644"
+    assert sorted(p.name for p in certs.iterdir()) == ["alice.key", "alice.pem", "bob.key", "bob.pem", "ca.pem",
+                                                        "dealer.key", "dealer.pem"]  # no temporary files left
+
+
+def test_load_tls_warns_when_the_key_is_readable_by_others(fed_file, caplog):
+    assert main(["certs", "--federation", str(fed_file)]) == 0
+    federation = load_federation(fed_file)
+    with caplog.at_level(logging.WARNING, logger="parties.certs"):
+        load_tls(federation, "alice")
+    assert not caplog.records
+    federation.parties["alice"].key.chmod(0o640)
+    with caplog.at_level(logging.WARNING, logger="parties.certs"):
+        load_tls(federation, "alice")
+    assert [r.getMessage() for r in caplog.records] == [
+        f"private key {federation.parties['alice'].key} is accessible to group or others (mode 0o640); restrict it with chmod 600"]
 
 
 def test_options_lists_every_option_with_its_default(capsys):

@@ -11,7 +11,6 @@ same polynomial model is bounded separately (:func:`float_gap_bound`).
 from __future__ import annotations
 
 import itertools
-import json
 import logging
 import time
 from dataclasses import replace
@@ -40,9 +39,7 @@ from protocols.coded import (
     RoundFailed,
     Scales,
     SIGMOID_SLOPE,
-    check_weights,
     client_setup,
-    coded_client,
     coded_gradient,
     decode_gradient,
     design,
@@ -52,9 +49,9 @@ from protocols.coded import (
     roles,
     zero_masks,
 )
-from protocols.coded.analysis import client_facts
 from protocols.coded.coding import residues, weight_integers
 from protocols.estimator import Horizontal
+from tests.contract import assert_persists
 
 ROUND_TIMEOUT = 0.5  # seconds: only rounds that fail wait this long
 MIN_P_VALUE = 1e-6  # chi-square tests: a false alarm once in a million runs
@@ -568,23 +565,7 @@ def test_pipeline_and_cross_validation_with_a_simulated_partition(cancer):
 def test_save_load_round_trip_and_tampering(cancer, tmp_path):
     X_train, X_test, y_train, _ = cancer
     est = CodedLogisticRegression(partition=Horizontal(5), n_rounds=5).fit(X_train, np.where(y_train == 1, "yes", "no"))
-    path = est.save(tmp_path / "model.npz")
-    loaded = CodedLogisticRegression.load(path)
-    np.testing.assert_array_equal(loaded.predict(X_test), est.predict(X_test))
-    assert loaded.get_params() == est.get_params()
-    with np.load(path) as archive:
-        contents = {name: archive[name] for name in archive.files}
-    contents["coef_"] = contents["coef_"] * 1.01
-    np.savez(tmp_path / "edited.npz", **contents)
-    with pytest.raises(ValueError, match="modified or is corrupt"):
-        CodedLogisticRegression.load(tmp_path / "edited.npz")
-    header = json.loads(bytes(contents["__meta__"]).decode())
-    contents["__meta__"] = np.frombuffer(json.dumps({**header, "version": 99}).encode(), np.uint8)
-    np.savez(tmp_path / "future.npz", **contents)
-    with pytest.raises(ValueError, match="format version 99"):
-        CodedLogisticRegression.load(tmp_path / "future.npz")
-    with pytest.raises(ValueError, match="CodedLogisticRegression"):
-        CodedLinearRegression.load(path)
+    assert_persists(est, X_test, tmp_path, other=CodedLinearRegression)
 
 
 def test_predict_on_blocks_and_full_matrix_and_feature_names(cancer):

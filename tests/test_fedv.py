@@ -10,7 +10,6 @@ amplify it). FE runs on secp256k1; data sets are cut to a few dozen rows for spe
 
 from __future__ import annotations
 
-import json
 import logging
 
 import numpy as np
@@ -26,7 +25,6 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-import protocols.estimator
 from protocols.common import logistic
 from protocols.estimator import Vertical
 from protocols.fedv import (
@@ -40,6 +38,7 @@ from protocols.fedv import (
     replay_tolerance,
 )
 from protocols.fedv.protocol import FedVPolicy
+from tests.contract import assert_persists
 
 G = "secp256k1"
 
@@ -56,20 +55,6 @@ def cancer() -> tuple[np.ndarray, ...]:
 def diabetes() -> tuple[np.ndarray, np.ndarray]:
     X, y = load_diabetes(return_X_y=True)
     return StandardScaler().fit_transform(X)[:80], y[:80]  # targets in their own units (up to 346)
-
-
-@pytest.fixture
-def runs(monkeypatch) -> list:
-    """Records every in-process run an estimator starts (a refusal must come before the first)."""
-    started: list = []
-    original = protocols.estimator.run_parties
-
-    def recording(*args, **kwargs):
-        started.append(args)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(protocols.estimator, "run_parties", recording)
-    return started
 
 
 def assert_replays(est, blocks: list, y: np.ndarray) -> float:
@@ -299,22 +284,7 @@ def test_save_load_blocks_feature_names_and_tampering(cancer, tmp_path) -> None:
     np.testing.assert_array_equal(est.predict(test), est.predict([X_test[:, :5], X_test[:, 5:]]))
     with pytest.raises(ValueError, match="feature names"):
         est.predict(test[columns[::-1]])
-    path = est.save(tmp_path / "model.npz")
-    loaded = FedVClassifier.load(path)
-    np.testing.assert_array_equal(loaded.predict_proba(X_test), est.predict_proba(X_test))
-    with np.load(path) as archive:
-        contents = {name: archive[name] for name in archive.files}
-    contents["intercept_"] = contents["intercept_"] + 1.0
-    np.savez(tmp_path / "edited.npz", **contents)
-    with pytest.raises(ValueError, match="modified or is corrupt"):
-        FedVClassifier.load(tmp_path / "edited.npz")
-    header = json.loads(bytes(contents["__meta__"]).decode())
-    contents["__meta__"] = np.frombuffer(json.dumps({**header, "version": 99}).encode(), np.uint8)
-    np.savez(tmp_path / "future.npz", **contents)
-    with pytest.raises(ValueError, match="format version 99"):
-        FedVClassifier.load(tmp_path / "future.npz")
-    with pytest.raises(ValueError, match="FedVClassifier"):
-        FedVRegressor.load(path)
+    assert_persists(est, X_test, tmp_path, other=FedVRegressor)
 
 
 def test_verbose_logs_a_line_per_epoch_with_the_loss(cancer, caplog) -> None:

@@ -14,7 +14,7 @@ import pytest
 from mpcml import PartyTimeout, codec
 from parties import wire_pb2, wire_pb2_grpc
 from parties.certs import TlsMaterial, load_tls, write_federation_certs
-from parties.config import MIB, federation_from_dict
+from parties.config import MIB, Limits, federation_from_dict
 from parties.launcher import free_ports
 from parties.transport import HEADROOM, SERVICE, GrpcParty, PartyServer, PeerRefused, PeerUnreachable, TransportError, channel_options
 
@@ -22,9 +22,9 @@ IDS = ("alice", "bob", "dealer")
 SESSION = "test-session"
 
 
-def make_federation(base: Path):
-    ports = free_ports(len(IDS))
-    data = {"session": SESSION, "parties": {pid: {"address": f"127.0.0.1:{port}"} for pid, port in zip(IDS, ports)}}
+def make_federation(base: Path, ids=IDS):
+    ports = free_ports(len(ids))
+    data = {"session": SESSION, "parties": {pid: {"address": f"127.0.0.1:{port}"} for pid, port in zip(ids, ports)}}
     federation = federation_from_dict(data, base)
     write_federation_certs(federation)
     return federation
@@ -41,12 +41,14 @@ def other_ca(tmp_path_factory):
     return make_federation(tmp_path_factory.mktemp("other"))
 
 
-def start(federation, pid, *, timeout=3.0, chunk_bytes=2 * MIB, refusals=None):
+def start(federation, pid, *, timeout=3.0, chunk_bytes=2 * MIB, refusals=None, limits=Limits(), agreement=None):
     tls = load_tls(federation, pid)
     peers = {p: s.address for p, s in federation.parties.items() if p != pid}
     server = PartyServer(pid, federation.parties[pid].address, peers, SESSION, tls=tls, chunk_bytes=chunk_bytes,
-                         on_refusal=None if refusals is None else refusals.append).start()
-    return GrpcParty(pid, peers, server, SESSION, tls=tls, timeout=timeout, chunk_bytes=chunk_bytes), server
+                         on_refusal=None if refusals is None else refusals.append, limits=limits, timeout=timeout,
+                         agreement=agreement).start()
+    party = GrpcParty(pid, peers, server, SESSION, tls=tls, timeout=timeout, chunk_bytes=chunk_bytes, agreement=agreement)
+    return party, server
 
 
 @contextlib.contextmanager
@@ -255,7 +257,7 @@ def test_bad_chunk_headers_session_and_sequence_are_refused(federation, receiver
         with pytest.raises(grpc.RpcError) as err:
             stub.Deliver(message, timeout=2)
         assert err.value.code() == code
-    torn = [wire_pb2.Chunk(sender="bob", session=SESSION, seq=0, index=i, count=3, total_size=30, data=b"x" * 10) for i in (0, 2)]
+    torn = [wire_pb2.Chunk(sender="bob", session=SESSION, seq=0, index=i, count=3, total_size=3 * MIB, data=b"x" * 10) for i in (0, 2)]
     with pytest.raises(grpc.RpcError) as err:
         stub.Stream(iter(torn), timeout=2)
     assert err.value.code() == grpc.StatusCode.INVALID_ARGUMENT and "inconsistent headers" in err.value.details()

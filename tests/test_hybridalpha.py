@@ -10,7 +10,6 @@ not amplify it). FE runs on secp256k1 and Paillier on 1024-bit keys, for speed.
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from dataclasses import replace
@@ -28,7 +27,6 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-import protocols.estimator
 from mpcml import run_local
 from mpcml.dlog import dlog_table
 from mpcml.dp import analytic_gaussian_sigma
@@ -45,6 +43,7 @@ from protocols.hybridalpha import (
     replay_tolerance,
     roles,
 )
+from tests.contract import assert_persists
 
 G = "secp256k1"
 FIVE = tuple(f"p{i}" for i in range(5))
@@ -90,20 +89,6 @@ def cancer() -> tuple[np.ndarray, ...]:
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=1, stratify=y)
     scaler = StandardScaler().fit(X_train)
     return scaler.transform(X_train), scaler.transform(X_test), y_train, y_test
-
-
-@pytest.fixture
-def runs(monkeypatch) -> list:
-    """Records every in-process run an estimator starts (a refusal must come before the first)."""
-    started: list = []
-    original = protocols.estimator.run_parties
-
-    def recording(*args, **kwargs):
-        started.append(args)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(protocols.estimator, "run_parties", recording)
-    return started
 
 
 def assert_replays(est: HybridAlphaLogisticRegression, parts: list) -> float:
@@ -366,21 +351,7 @@ def test_save_load_blocks_feature_names_and_tampering(cancer, tmp_path) -> None:
                                   est.predict([X_test[:50], X_test[50:]]))
     with pytest.raises(ValueError, match="feature names"):
         est.predict(pd.DataFrame(X_test, columns=columns)[columns[::-1]])
-    path = est.save(tmp_path / "model.npz")
-    loaded = HybridAlphaLogisticRegression.load(path)
-    np.testing.assert_array_equal(loaded.predict_proba(X_test), est.predict_proba(X_test))
-    assert loaded.get_params() == est.get_params()
-    with np.load(path) as archive:
-        contents = {name: archive[name] for name in archive.files}
-    contents["coef_"] = contents["coef_"] * 1.01
-    np.savez(tmp_path / "edited.npz", **contents)
-    with pytest.raises(ValueError, match="modified or is corrupt"):
-        HybridAlphaLogisticRegression.load(tmp_path / "edited.npz")
-    header = json.loads(bytes(contents["__meta__"]).decode())
-    contents["__meta__"] = np.frombuffer(json.dumps({**header, "version": 99}).encode(), np.uint8)
-    np.savez(tmp_path / "future.npz", **contents)
-    with pytest.raises(ValueError, match="format version 99"):
-        HybridAlphaLogisticRegression.load(tmp_path / "future.npz")
+    assert_persists(est, X_test, tmp_path)
 
 
 def test_verbose_logs_a_line_per_round(cancer, caplog) -> None:

@@ -302,7 +302,7 @@ def test_wire_round_trip_and_malformed(keys):
     with pytest.raises(ValueError):
         PublicKey.from_wire({"n": 15})
     with pytest.raises(ValueError):
-        PublicKey.from_wire({**pk.to_wire(), "hs": 1})
+        PublicKey.from_wire({**pk.to_wire(), "h": 1})
     with pytest.raises(ValueError, match="n"):
         PublicKey.from_wire({"m": 3})
 
@@ -343,8 +343,8 @@ def test_mask_to_share_reconstructs(keys, frac_in, frac_out, pack):
     x = x.reshape(2, 12)
     enc = pk.encrypt(x, frac_bits=frac_in)
     masked, mine = mask_to_share(enc, frac_bits_out=frac_out, rng=Csprng(), pack=pack)
-    width = 62 + max(frac_in - frac_out, 0) + MASK_SIGMA + 2
-    assert masked.size == (-(-24 // ((pk.bits - 4) // width)) if pack else 24)
+    width = 62 + max(frac_in - frac_out, 0) + MASK_SIGMA + 1  # |x| < 2^(62 + shift), masks 40 bits wider, one carry bit
+    assert masked.size == (-(-24 // (pk.plaintext_bits // width)) if pack else 24)
     wire = codec.decode(codec.encode(masked.to_wire()))
     received = EncryptedArray.from_wire(pk, wire)
     theirs = unmask_share(sk, received, frac_bits_out=frac_out, shape=x.shape if pack else None)
@@ -373,7 +373,7 @@ def test_packing_round_trip_sums_and_headroom(keys):
     pk, sk = keys
     rows = data((5, 40), 14)
     packed = encrypt_packed(pk, rows, slot_bits=48, max_summands=8)
-    slots = (pk.bits - 2) // 48
+    slots = pk.plaintext_bits // 48
     assert packed.shape == (5, 40) and packed.ciphertexts.shape == (5, -(-40 // slots))
     np.testing.assert_array_equal(decrypt_packed(sk, packed), fixed(rows))
     np.testing.assert_allclose(decrypt_packed(sk, packed.sum())[0], fixed(rows).sum(0), atol=1e-9)

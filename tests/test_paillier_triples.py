@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from mpcml import Session, make_local_parties, run_local
-from mpcml.paillier import generate_keypair
+from mpcml import he
 from mpcml.paillier_triples import PaillierTriples
 from mpcml.ring import ring_matmul
 from mpcml.sharing import reconstruct
@@ -16,9 +16,9 @@ F = 16
 LOW63 = np.uint64((1 << 63) - 1)
 
 
-@pytest.fixture(scope="module")
-def keypairs():
-    return {pid: generate_keypair(1024) for pid in PLAYERS}
+@pytest.fixture(scope="module", params=he.SCHEMES)
+def keypairs(request):
+    return {pid: he.generate_keypair(request.param, 1024) for pid in PLAYERS}
 
 
 def draw_everything(party, keypair):

@@ -18,6 +18,7 @@ from sklearn.preprocessing import StandardScaler
 import protocols.estimator
 from protocols.estimator import Horizontal
 from protocols.pca import PCAConfig, SecurePCA, model_tolerance, reference_model
+from tests.contract import assert_persists
 
 KEY_BITS = 1024
 
@@ -141,8 +142,7 @@ def test_pipeline_set_output_and_feature_names(cancer: np.ndarray) -> None:
 
 def test_save_and_load(cancer: np.ndarray, tmp_path) -> None:
     est = SecurePCA(n_components=3, variant="ss").fit(np.array_split(cancer, 2))
-    loaded = SecurePCA.load(est.save(tmp_path / "pca.npz"))
-    np.testing.assert_array_equal(loaded.transform(cancer), est.transform(cancer))
+    assert_persists(est, cancer, tmp_path)
 
 
 def test_bad_input(cancer: np.ndarray) -> None:

@@ -8,7 +8,6 @@ docstring): a few units ``2^-16`` per step.
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import replace
 
@@ -36,6 +35,7 @@ from protocols.regression import (
     reference_scales,
     replay_tolerance,
 )
+from tests.contract import assert_persists
 
 UNIT = 2.0**-16
 
@@ -350,26 +350,7 @@ def test_save_load_round_trip_and_tampering(cancer, tmp_path) -> None:
     X_train, X_test, y_train, _ = cancer
     est = SecureLogisticRegression(epochs=2, random_state=3).fit(np.array_split(X_train, 2, axis=1),
                                                                  np.where(y_train == 1, "yes", "no"))
-    path = est.save(tmp_path / "model.npz")
-    loaded = SecureLogisticRegression.load(path)
-    np.testing.assert_array_equal(loaded.predict(X_test), est.predict(X_test))
-    assert loaded.get_params() == est.get_params()
-    with np.load(path) as archive:
-        contents = {name: archive[name] for name in archive.files}
-    contents["coef_"] = contents["coef_"] * 1.01  # an edited model
-    np.savez(tmp_path / "edited.npz", **contents)
-    with pytest.raises(ValueError, match="modified or is corrupt"):
-        SecureLogisticRegression.load(tmp_path / "edited.npz")
-    header = json.loads(bytes(contents["__meta__"]).decode())
-    contents["__meta__"] = np.frombuffer(json.dumps({**header, "version": 99}).encode(), np.uint8)
-    np.savez(tmp_path / "future.npz", **contents)
-    with pytest.raises(ValueError, match="format version 99; this mpcml reads version 1"):
-        SecureLogisticRegression.load(tmp_path / "future.npz")
-    (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 not a zip")
-    with pytest.raises(ValueError, match="not a readable mpcml model file"):
-        SecureLogisticRegression.load(tmp_path / "junk.npz")
-    with pytest.raises(ValueError, match="SecureLogisticRegression"):
-        SecureLinearRegression.load(path)
+    assert_persists(est, X_test, tmp_path, other=SecureLinearRegression)
 
 
 def test_predict_on_blocks_and_full_matrix_and_feature_names(cancer) -> None:

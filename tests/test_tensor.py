@@ -11,7 +11,7 @@ from scipy import stats as scistats
 from mpcml import SharedTensor, codec, decode, encode
 from mpcml.fixedpoint import max_abs
 from mpcml.recording import recorded_run
-from tests.conftest import critical_rounds, players_of, run_players
+from tests.conftest import players_of, run_players
 
 ULP = 2.0**-16
 

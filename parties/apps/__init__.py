@@ -39,6 +39,11 @@ are not apps. An app module defines exactly these seven names:
     tolerance that the fixed-point precision explains) and a one-line ``summary`` such as
     ``"max |error| vs numpy = 3.1e-06 (bound 2.4e-04)"``.
 
+Optionally, ``LOCAL_OPTIONS: frozenset[str]`` names options that concern only the party given
+them (an output folder, progress printing). Every other option is public: at session start the
+parties compare protocol, session, roles and options (:mod:`parties.agreement`) and refuse to
+run when they differ.
+
 Role outputs travel back to the launcher through :mod:`mpcml.codec`, so they must be
 codec-encodable (numpy arrays, numbers, str, bytes, lists/tuples/dicts of those).
 
@@ -75,10 +80,8 @@ from protocols.config import ProtocolConfig
 from protocols.progress import Progress
 
 REQUIRED = ("DESCRIPTION", "DEMO_PARTIES", "CONFIG", "DEMO", "demo_data", "build", "check")
-TRANSITIONAL = ("CONFIG", "DEMO")  # apps not yet converted to a ProtocolConfig parse options with get_option
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
-T = TypeVar("T")
 C = TypeVar("C", bound=ProtocolConfig)
 
 
@@ -110,9 +113,6 @@ class AppContext:
         """The per-step progress of this party (lines at ``--verbose``)."""
         return Progress(total, unit, verbose=self.verbose, name=self.party_id)
 
-    def option(self, name: str, kind: Callable[[str], T], default: T) -> T:
-        return get_option(self.options, name, kind, default)
-
     def parties_for(self, role: str) -> tuple[str, ...]:
         """Ids of all parties with ``role``, sorted."""
         return tuple(sorted(pid for pid, r in self.federation.items() if r == role))
@@ -128,24 +128,6 @@ class AppContext:
         if self.data is None:
             raise ValueError(f"party {self.party_id!r} (role {self.role!r}) needs a data file (--data)")
         return self.data
-
-
-def get_option(options: Mapping[str, str], name: str, kind: Callable[[str], T], default: T) -> T:
-    """Transitional (apps without ``CONFIG``): ``kind(options[name])``, or ``default`` if absent."""
-    if name not in options:
-        return default
-    try:
-        return kind(options[name])
-    except (TypeError, ValueError):
-        raise ValueError(f"option {name!r} must be {getattr(kind, '__name__', kind)}, got {options[name]!r}") from None
-
-
-def get_flag(options: Mapping[str, str], name: str, default: bool = False) -> bool:
-    """Transitional (apps without ``CONFIG``): an on/off option given as 0 or 1."""
-    value = get_option(options, name, int, int(default))
-    if value not in (0, 1):
-        raise ValueError(f"option {name!r} must be 0 or 1, got {value}")
-    return bool(value)
 
 
 def parse(options: Mapping[str, str], config: type[C], other: type[ProtocolConfig] | None = None, **topology: Any) -> C:
@@ -211,7 +193,7 @@ def load_app(name: str) -> ModuleType:
     if not isinstance(name, str) or not _NAME.match(name) or name not in available_apps():
         raise ValueError(f"unknown protocol {name!r}; available: {', '.join(available_apps())}")
     module = importlib.import_module(f"{__name__}.{name}")
-    missing = [attr for attr in REQUIRED if not hasattr(module, attr) and attr not in TRANSITIONAL]
+    missing = [attr for attr in REQUIRED if not hasattr(module, attr)]
     if missing:
         raise ValueError(f"app module parties.apps.{name} lacks {', '.join(missing)}")
     return module

@@ -31,7 +31,7 @@ from scipy.sparse.linalg import LinearOperator, eigsh
 from mpcml.paillier import MASK_SIGMA
 
 from ..common import check_party_ids
-from ..config import ProtocolConfig, boolean, integer, number, one_of, option, optional
+from ..config import ProtocolConfig, boolean, he_key_bits, integer, number, one_of, option, optional
 from ..regression.config import batch_schedule
 
 SIGMOIDS = ("linear", "cubic")
@@ -70,7 +70,7 @@ class CaesarConfig(ProtocolConfig):
     fit_intercept: bool = option(True, "learn an intercept (a column of ones at the label party B)", boolean)
     output: str = option("own", "`own` (A learns w_A, B learns w_B and the intercept), `reveal` (both learn "
                          "every weight) or `shared` (the weights stay additively shared)", one_of(*OUTPUTS))
-    key_bits: int = option(2048, "Paillier modulus size of each party's key pair", integer(1024, 8192))
+    key_bits: int = option(2048, "Paillier modulus size of each party's key pair", he_key_bits)
     frac_bits: int = option(16, "fractional bits of the residuals (and of non-integer features)", integer(8, 32))
     report_loss: bool = option(False, "B learns each epoch's mean squared residual (one number per epoch)", boolean)
     random_state: int | None = option(None, "seed of the public batch order (none: B draws a fresh one)",

@@ -45,7 +45,7 @@ import numpy as np
 from mpcml.fe import DEFAULT_GROUP, GROUPS, group_by_name
 
 from ..common import check_party_ids
-from ..config import ProtocolConfig, boolean, integer, number, one_of, option
+from ..config import ProtocolConfig, boolean, fe_group, integer, number, one_of, option
 from ..fe_authority import search_bound, searchable
 
 MODELS = ("logistic", "svm", "linear")
@@ -71,7 +71,7 @@ class FedVConfig(ProtocolConfig):
                               "samples); such a batch contributes no data gradient", integer(2))
     init_scale: float = option(0.01, "the initial value of every weight (not zero: the TPA refuses a key with a "
                                "party's weights all zero)", number(high=1.0))
-    group: str = option(DEFAULT_GROUP.name, f"FE group, one of {sorted(GROUPS)}", one_of(*GROUPS))
+    group: str = option(DEFAULT_GROUP.name, f"FE group, one of {sorted(GROUPS)}", fe_group)
     parties: tuple[str, ...] = ()
     active: str | None = None
     tpa: str = "tpa"

@@ -32,7 +32,7 @@ from mpcml.dp import analytic_gaussian_sigma, share_sigma
 from mpcml.fe import DEFAULT_GROUP, GROUPS, group_by_name
 
 from ..common import check_party_ids
-from ..config import ProtocolConfig, boolean, integer, number, one_of, option, optional
+from ..config import ProtocolConfig, boolean, fe_group, he_key_bits, integer, number, one_of, option, optional
 from ..fe_authority import searchable
 
 SCHEMES = ("fe", "paillier-packed", "phe", "plain")
@@ -72,8 +72,8 @@ class HybridAlphaConfig(ProtocolConfig):
                                       optional(number()))
     dp_delta: float = option(1e-5, "delta of the per-round DP guarantee", _probability)
     dp_clip: float = option(1.0, "L2 norm each party clips its update to (with DP)", number())
-    group: str = option(DEFAULT_GROUP.name, f"FE group, one of {sorted(GROUPS)}", one_of(*GROUPS))
-    paillier_bits: int = option(2048, "Paillier modulus size of the Paillier baselines", integer(1024, 8192))
+    group: str = option(DEFAULT_GROUP.name, f"FE group, one of {sorted(GROUPS)}", fe_group)
+    paillier_bits: int = option(2048, "Paillier modulus size of the Paillier baselines", he_key_bits)
     precompute: bool = option(False, "`fe` only: prepare every round's encryption masks and key pads at set-up",
                               boolean)
     parties: tuple[str, ...] = ()

@@ -25,7 +25,7 @@ from mpcml.party import Party
 from mpcml.triples import DealerTriples, TripleSource
 
 from ..common import check_party_ids
-from ..config import ProtocolConfig, boolean, integer, number, one_of, option, optional
+from ..config import ProtocolConfig, boolean, he_key_bits, integer, number, one_of, option, optional
 
 LOSSES = ("squared", "logistic")
 PARTITIONS = ("vertical", "horizontal")
@@ -65,7 +65,7 @@ class RegressionConfig(ProtocolConfig):
                             _frac_bits)
     triples: str = option("dealer", "`dealer` (a helper party deals Beaver triples) or `paillier` (two compute "
                           "parties make their own)", one_of(*TRIPLES))
-    key_bits: int = option(2048, "Paillier modulus size for `triples=paillier`", integer(1024, 8192))
+    key_bits: int = option(2048, "Paillier modulus size for `triples=paillier`", he_key_bits)
     random_state: int | None = option(None, "seed of the public batch order (none: a fresh one from the CSPRNG)",
                                       optional(integer(-(2**63), 2**63 - 1)))
     holders: tuple[str, ...] = ()

@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 
@@ -27,7 +26,7 @@ from mpcml.nonlinear import SIGMOID_METHODS
 from mpcml.party import Party
 
 from ..common import check_party_ids
-from ..config import ProtocolConfig, integer, number, one_of, option, optional
+from ..config import ProtocolConfig, he_key_bits, integer, number, one_of, option, optional
 
 METHODS = ("ss", "he")
 LOSSES = ("logistic", "squared")
@@ -48,10 +47,6 @@ RESIDUAL_BOUND = 16.0
 HE_RESIDUAL_BITS = 30
 """SecureBoost, squared loss: the guard's bound ``2^30`` on every scaled residual (lowered where
 ``n 2^(30 + 24)`` would not fit int64)."""
-
-
-def _key_bits(name: str, value: Any) -> int:
-    return integer(1024, 16384)(name, value)
 
 
 @dataclass(frozen=True)
@@ -79,7 +74,7 @@ class XGBConfig(ProtocolConfig):
                          "`rss3` (replicated, exactly three players, no dealer; honest majority)", one_of(*ENGINES))
     sigmoid: str = option("spline", f"secure sigmoid of `ss` with the logistic loss, one of {sorted(SIGMOID_METHODS)}",
                           one_of(*SIGMOID_METHODS))
-    key_bits: int = option(2048, "Paillier modulus size of `he`", _key_bits)
+    key_bits: int = option(2048, "Paillier modulus size of `he`", he_key_bits)
     random_state: int | None = option(None, "seed of the row and column sampling (none: each party samples from its "
                                       "CSPRNG); anyone who knows it can redo every party's sampling",
                                       optional(integer(-(2**63), 2**63 - 1)))
