@@ -137,8 +137,6 @@ def parse(options: Mapping[str, str], config: type[C], other: type[ProtocolConfi
 
 def effective_options(app: ModuleType, options: Mapping[str, str]) -> dict[str, Any]:
     """Every option of ``app`` with the value in effect (given or default); an unknown key is a ``ValueError``."""
-    if not hasattr(app, "CONFIG"):  # transitional: an app not yet converted knows its options only in build
-        return dict(options)
     given = {**app.CONFIG.parse_options(options, extra=app.DEMO.option_names()),
              **app.DEMO.parse_options(options, extra=app.CONFIG.option_names())}
     return {**app.CONFIG.defaults(), **app.DEMO.defaults(), **given}
