@@ -202,16 +202,19 @@ def make_session(
     engine: str = "beaver",
     *,
     dealer: str = "dealer",
+    triples: TripleSource | None = None,
     frac_bits: int = fixedpoint.DEFAULT_FRAC_BITS,
 ) -> Session:
-    """A session on ``engine``: ``"beaver"`` with triples from ``dealer`` (which runs
-    :func:`mpcml.triples.run_dealer`), or ``"rss3"`` (three players, no dealer)."""
+    """A session on ``engine``: ``"beaver"`` with ``triples`` (default: from ``dealer``, which runs
+    :func:`mpcml.triples.run_dealer`), or ``"rss3"`` (three players, no dealer, no ``triples``)."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     players = check_players(party, players)
     fixedpoint.check_frac_bits(frac_bits)
     if engine == "beaver":
-        return Session(party, players, DealerTriples(party, players, dealer=dealer), frac_bits)
+        return Session(party, players, triples or DealerTriples(party, players, dealer=dealer), frac_bits)
+    if triples is not None:
+        raise ValueError(f"the {engine} engine makes its own randomness; pass no triple source")
     return Session(party, players, frac_bits=frac_bits, engine=engine)
 
 
@@ -230,9 +233,10 @@ def send_input(party: Party, players: Sequence[str], encoded: np.ndarray) -> Non
 def receive_revealed(party: Party, players: Sequence[str], frac_bits: int | None = None) -> np.ndarray:
     """Role of a party outside the players receiving a value the players send with
     :meth:`SharedTensor.reveal_outside`: the sum of their terms, decoded unless ``frac_bits`` is None."""
+    terms = party.gather(players, expect=_ARRAY_SHARE, what="output term")
     total = None
     for pid in players:
-        term = party.recv(pid, expect=_ARRAY_SHARE, what="output term")
+        term = terms[pid]
         if total is not None and term.shape != total.shape:
             raise ValueError(f"compute party {pid!r} sent an output term of shape {term.shape}, expected {total.shape}")
         total = term.copy() if total is None else total + term
