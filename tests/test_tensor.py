@@ -371,10 +371,10 @@ def test_rss3_communication_is_exact(shapes):
         "input": {"p0": {"p1": a, "p2": shape_list}, "p1": {"p0": 0, "p2": 0}, "p2": {"p0": 0, "p1": 0}},
         # every player sends its re-randomised term to the previous player
         "mul": {"p0": {"p1": 0, "p2": a}, "p1": {"p0": a, "p2": 0}, "p2": {"p0": 0, "p1": a}},
-        # helper p0: z_0 + 2^62 + r to p1 and, with p2's shares of msb(r) and r_low, to p2;
-        # p1 and p2 swap their terms, then their 2-out-of-2 results
-        "matmul": {"p0": {"p1": c, "p2": _list_bytes(c, _array_bytes((2, *shape_c)))},
-                   "p1": {"p0": 0, "p2": 2 * c}, "p2": {"p0": 0, "p1": 2 * c}},
+        # helper p0: [z_0 + 2^62 + r] to p1 and, with p2's shares of msb(r) and r_low, to p2;
+        # p1 and p2 swap [their terms], then their 2-out-of-2 results
+        "matmul": {"p0": {"p1": _list_bytes(c), "p2": _list_bytes(_list_bytes(c), _list_bytes(c, c))},
+                   "p1": {"p0": 0, "p2": _list_bytes(c) + c}, "p2": {"p0": 0, "p1": _list_bytes(c) + c}},
         # every player sends (a list of) its first component to the next
         "reveal": {"p0": {"p1": _list_bytes(c), "p2": 0}, "p1": {"p0": 0, "p2": _list_bytes(c)},
                    "p2": {"p0": _list_bytes(c), "p1": 0}},

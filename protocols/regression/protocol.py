@@ -24,14 +24,14 @@ Training, at the compute parties (the holders by default):
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
 from mpcml import fixedpoint
 from mpcml.csprng import SEED_BYTES, new_seed
 from mpcml.masked import MaskedMatrix
-from mpcml.nonlinear import SIGMOID_METHODS
+from mpcml.nonlinear import sigmoid
 from mpcml.party import Party
 from mpcml.schema import Bool, Bytes, Int, Nothing, OneOf, Record, Tuple
 from mpcml.tensor import Session, SharedTensor, receive_revealed, send_input
@@ -153,9 +153,15 @@ def step_factors(config: RegressionConfig, epoch: int, batch_rows: int, n_weight
     return np.rint(keep * 2.0**STEP_BITS).astype(np.int64), int(round(step / batch_rows * 2.0**STEP_BITS))
 
 
-def _update(w: SharedTensor, grad: SharedTensor, k_keep: np.ndarray, k_step: int) -> SharedTensor:
-    """``w * keep - step * grad`` with one truncation (the public factors carry STEP_BITS bits)."""
-    return (w * k_keep[:, None] - grad * k_step).truncate(STEP_BITS)
+def _step(masked: MaskedMatrix, w: SharedTensor, ys: SharedTensor, rows: np.ndarray, config: RegressionConfig,
+          k_keep: np.ndarray, k_step: int) -> SharedTensor:
+    """Step 5 on one batch: the products stay at ``2 frac_bits`` until a truncation they need anyway."""
+    f = w.session.frac_bits
+    z = masked.matmul(w, rows, truncate=False)
+    p = sigmoid(z, config.sigmoid, extra_bits=f) if config.loss == "logistic" else z.truncate()
+    grad = masked.t_matmul(p - ys[rows], rows, truncate=False)
+    # w * keep - step * (grad >> f), both truncations in the rounds of one; the factors carry STEP_BITS bits
+    return grad.truncate_update(w * k_keep[:, None], k_step, STEP_BITS)
 
 
 def _epoch_check(w: SharedTensor, previous: SharedTensor, config: RegressionConfig,
@@ -171,6 +177,17 @@ def _epoch_check(w: SharedTensor, previous: SharedTensor, config: RegressionConf
     return int(round(values[0])), (float(values[1]) if config.tol is not None else None)
 
 
+def _plan(seed: bytes, n: int, config: RegressionConfig) -> Iterator[tuple[tuple, np.ndarray | None, int]]:
+    """The steps of training, ``(key, rows, epoch)``: every mini-batch, then the epoch's guard (the
+    dealer's randomness for each is prefetched a step ahead: :meth:`mpcml.tensor.Session.prefetched`)."""
+    schedule = batch_schedule(seed, n, config.epochs, config.batch_size)
+    for epoch in range(config.epochs):
+        for _ in range(-(-n // config.batch_size)):
+            _, rows = next(schedule)
+            yield ("batch", len(rows)), rows, epoch
+        yield ("guard",), None, epoch
+
+
 def train_shared(session: Session, xs: SharedTensor, ys: SharedTensor, config: RegressionConfig, scales: Scales,
                  seed: bytes, on_epoch: Callable[[int, bool, float | None], None] | None = None
                  ) -> tuple[SharedTensor, int]:
@@ -181,16 +198,12 @@ def train_shared(session: Session, xs: SharedTensor, ys: SharedTensor, config: R
     w = session.zeros((d, ys.shape[1]))
     previous = w
     epochs_run = 0
-    schedule = batch_schedule(seed, n, config.epochs, config.batch_size)
-    activation = SIGMOID_METHODS[config.sigmoid].func if config.loss == "logistic" else None
-    for epoch in range(config.epochs):
-        for _ in range(-(-n // config.batch_size)):
-            _, rows = next(schedule)
+    steps = session.prefetched(_plan(seed, n, config))
+    for key, rows, epoch in steps:
+        if key[0] == "batch":
             # 5. one mini-batch step
-            z = masked.matmul(w, rows)
-            error = (activation(z) if activation else z) - ys[rows]
-            grad = masked.t_matmul(error, rows)
-            w = _update(w, grad, *step_factors(config, epoch, len(rows), d))
+            w = _step(masked, w, ys, rows, config, *step_factors(config, epoch, len(rows), d))
+            continue
         epochs_run = epoch + 1
         # 6. the guard (and the early-stopping norm)
         outside, change = _epoch_check(w, previous, config, scales)
@@ -202,6 +215,7 @@ def train_shared(session: Session, xs: SharedTensor, ys: SharedTensor, config: R
             on_epoch(epoch, stop, change)
         if stop:
             break
+    steps.close()
     masked.release()
     return w, epochs_run
 
