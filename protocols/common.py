@@ -130,6 +130,18 @@ def check_labels(y: Any, n_rows: int, *, binary: bool, name: str = "y", both_cla
     return arr
 
 
+def check_targets(y: Any, n_rows: int, *, binary: bool, name: str, both_classes: bool = True) -> np.ndarray:
+    """A label holder's targets as an ``(n, K)`` matrix: a vector checked by :func:`check_labels` (one
+    column), or a matrix (e.g. one 0/1 column per one-vs-rest class); finite, 0/1 when ``binary``."""
+    y = np.asarray(y, dtype=np.float64)
+    targets = y if y.ndim == 2 else check_labels(y, n_rows, binary=binary, name=name, both_classes=both_classes)[:, None]
+    if targets.shape[0] != n_rows or not np.all(np.isfinite(targets)):
+        raise ValueError(f"{name} must be finite with one row per row of X ({n_rows})")
+    if binary and not np.all(np.isin(targets, (0.0, 1.0))):
+        raise ValueError(f"{name} must hold 0/1 targets")
+    return targets
+
+
 def check_horizontal_pairs(parts: Any, name: str = "X", *, binary: bool) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """``(blocks, labels)`` of a horizontal partition given as ``(X_i, y_i)`` pairs, one per holder.
 

@@ -7,7 +7,7 @@ options, so the defaults live in one place. Two input forms, one ``partition`` p
 - **a federation** (``partition="vertical"`` or ``"horizontal"``, the default for the protocol):
   ``fit([X_a, X_b, ...], y)`` with one column block per holder (vertical), or
   ``fit([(X_a, y_a), (X_b, y_b), ...])`` with one row block per holder (horizontal);
-- **a simulation** (``partition=Vertical(15, 15)``, ``Horizontal(3)``, or a list of ints meaning
+- **a simulation** (``partition=Vertical(15, 15)``, ``Vertical(parts=2)``, ``Horizontal(3)``, or a list of ints meaning
   the protocol's own kind): ``fit(X, y)`` with full matrices, split as described, so that
   ``Pipeline``, ``cross_val_score`` and ``GridSearchCV`` work unchanged and every fold is a real
   secure fit. This mode is for evaluation by someone who may see all the data; a real federation
@@ -51,30 +51,40 @@ from .progress import Progress
 
 
 class Vertical:
-    """Simulation layout: the columns of a full ``X`` go to the holders in order, ``widths[i]`` to holder ``i``."""
+    """Simulation layout: the columns of a full ``X`` go to the holders in order, ``widths[i]`` to holder ``i``;
+    or, with ``parts=k``, in ``k`` contiguous near-equal groups of however many columns ``X`` has."""
 
     kind = "vertical"
 
-    def __init__(self, *widths: int | Sequence[int]) -> None:
+    def __init__(self, *widths: int | Sequence[int], parts: int | None = None) -> None:
+        if parts is not None:
+            if widths or isinstance(parts, bool) or not isinstance(parts, (int, np.integer)) or parts < 2:
+                raise ValueError(f"Vertical(parts=k) needs k >= 2 and no widths, got parts={parts!r}, widths={widths}")
+            self.widths, self.parts = (), int(parts)
+            return
         flat = tuple(widths[0]) if len(widths) == 1 and isinstance(widths[0], (list, tuple)) else widths
         if len(flat) < 2 or not all(isinstance(w, (int, np.integer)) and not isinstance(w, bool) and w > 0 for w in flat):
             raise ValueError(f"Vertical needs at least two positive column counts, got {list(flat)}")
-        self.widths = tuple(int(w) for w in flat)
+        self.widths, self.parts = tuple(int(w) for w in flat), None
 
     def split(self, X: Any) -> list:
+        if self.parts is not None:
+            if X.shape[1] < self.parts:
+                raise ValueError(f"partition {self!r} needs at least {self.parts} columns: n_features = {X.shape[1]}")
+            return [X[:, cols] for cols in np.array_split(np.arange(X.shape[1]), self.parts)]
         if X.shape[1] != sum(self.widths):
             raise ValueError(f"partition {self!r} splits {sum(self.widths)} columns but X has {X.shape[1]}")
         stops = np.cumsum(self.widths)
         return [X[:, stop - w: stop] for w, stop in zip(self.widths, stops)]
 
     def to_json(self) -> dict:
-        return {"vertical": list(self.widths)}
+        return {"vertical": list(self.widths) if self.parts is None else {"parts": self.parts}}
 
     def __eq__(self, other: object) -> bool:
-        return isinstance(other, Vertical) and other.widths == self.widths
+        return isinstance(other, Vertical) and (other.widths, other.parts) == (self.widths, self.parts)
 
     def __repr__(self) -> str:
-        return f"Vertical{self.widths}"
+        return f"Vertical{self.widths}" if self.parts is None else f"Vertical(parts={self.parts})"
 
 
 class Horizontal:
@@ -104,7 +114,8 @@ class Horizontal:
 
 def _layout_from_json(value: Any) -> Any:
     if isinstance(value, dict) and list(value) == ["vertical"]:
-        return Vertical(*value["vertical"])
+        layout = value["vertical"]
+        return Vertical(parts=layout["parts"]) if isinstance(layout, dict) else Vertical(*layout)
     if isinstance(value, dict) and list(value) == ["horizontal"]:
         return Horizontal(value["horizontal"])
     return value
@@ -143,7 +154,8 @@ def encode_classes(y: Any, n_rows: int | None = None, name: str = "y") -> tuple[
     except TypeError:
         raise TypeError(f"{name} mixes label types that cannot be sorted (e.g. numbers and strings)") from None
     if len(classes) < 2:
-        raise ValueError(f"{name} contains a single class ({classes.tolist()}); a classifier needs at least two")
+        raise ValueError(f"{name} contains a single class ({classes.tolist()}; n_samples = {arr.shape[0]}); "
+                         "a classifier needs at least two")
     return classes, codes.astype(np.int64)
 
 
@@ -343,8 +355,15 @@ class SecureEstimator(BaseEstimator):
     # --- persistence -----------------------------------------------------------------------------
 
     def save(self, path: Any) -> Any:
-        """Write the fitted model to ``path`` (see :mod:`protocols.persistence`); returns the path."""
+        """Write the fitted model to ``path`` (see :mod:`protocols.persistence`); returns the path.
+
+        A model left shared (``weight_shares_``, from ``output="shared"``) is refused: it exists only
+        as the parties' shares, each of which keeps its own.
+        """
         check_is_fitted(self, "n_features_in_")
+        if hasattr(self, "weight_shares_"):
+            raise ValueError('a model trained with output="shared" exists only as the parties\' shares; each party '
+                             "keeps its own (mpcml party writes it), there is nothing to save here")
         arrays, attributes = {}, {}
         for name in ("n_features_in_", "feature_names_in_", "block_widths_", "classes_", *self.saved_attributes):
             if not hasattr(self, name):

@@ -118,3 +118,19 @@ def wire_log(monkeypatch) -> list:
 
     monkeypatch.setattr(Party, "_decoded", recording)
     return received
+
+
+@pytest.fixture
+def runs(monkeypatch) -> list:
+    """Records every in-process run an estimator starts (a refusal must come before the first)."""
+    import protocols.estimator
+
+    started: list = []
+    original = protocols.estimator.run_parties
+
+    def recording(*args, **kwargs):
+        started.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(protocols.estimator, "run_parties", recording)
+    return started

@@ -30,7 +30,6 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-import protocols.estimator
 from mpcml.csprng import Csprng
 from mpcml.lagrange import DEFAULT_PRIME, lagrange_matrix
 from mpcml.local import PartyFailed, make_local_parties, run_local, run_threads
@@ -87,20 +86,6 @@ def assert_replays(config: CodedConfig, parts: list, weights: np.ndarray) -> Non
     """Tolerance 0 (see the module docstring)."""
     expected, _ = plaintext_training(config, parts)
     assert np.array_equal(weights, expected), np.max(np.abs(weights - expected))
-
-
-@pytest.fixture
-def runs(monkeypatch) -> list:
-    """Records every in-process run an estimator starts (a refusal must come before the first)."""
-    started: list = []
-    original = protocols.estimator.run_parties
-
-    def recording(*args, **kwargs):
-        started.append(args)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(protocols.estimator, "run_parties", recording)
-    return started
 
 
 @pytest.fixture(scope="module")

@@ -111,7 +111,8 @@ def _replay(X, y, dp, n_players, seed, activation=LINEAR.plain):
 
 
 @pytest.mark.parametrize("loss,n_players,colluders", [("logistic", 2, None), ("logistic", 3, 1), ("squared", 2, None)])
-def test_secure_dp_sgd_follows_the_plaintext_replay(spmd, cancer, loss, n_players, colluders):
+def test_secure_dp_sgd_follows_the_plaintext_replay(spmd, engine, cancer, loss, n_players, colluders):
+    n_players = 3 if engine == "rss3" else n_players  # the replicated engine always runs three players
     X, y = cancer
     X, y = X[:120, :6], y[:120]
     if loss == "squared":

@@ -25,7 +25,6 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-import protocols.estimator
 from mpcml import DealerTriples, Session, run_dealer, run_local
 from mpcml.masked import MaskedMatrix
 from protocols.estimator import Horizontal, Vertical
@@ -167,20 +166,6 @@ def test_string_labels_map_back(cancer) -> None:
 
 
 # --- the range analysis: the plaintext model or a clear error before any message ----------------------
-
-
-@pytest.fixture
-def runs(monkeypatch) -> list:
-    """Records every in-process run an estimator starts (a refusal must come before the first)."""
-    started: list = []
-    original = protocols.estimator.run_parties
-
-    def recording(*args, **kwargs):
-        started.append(args)
-        return original(*args, **kwargs)
-
-    monkeypatch.setattr(protocols.estimator, "run_parties", recording)
-    return started
 
 
 def test_targets_in_the_hundreds_of_thousands_are_scaled(diabetes) -> None:

@@ -1,15 +1,13 @@
 """CAESAR sparse logistic regression (Chen et al., KDD 2021) as two party processes.
 
 Roles: ``features`` (party A: a CSV of its feature columns) and ``labels`` (party B: a CSV of its
-feature columns with the 0/1 label as the last column); rows are aligned. A learns its weights
-``w_A``, B learns ``w_B`` and the intercept. Threat model and leakage: see :mod:`protocols.caesar`.
-
-Options: ``epochs`` (5), ``batch_size`` (100), ``learning_rate`` (2.0), ``l2`` (0), ``sigmoid``
-(``linear`` | ``cubic``), ``key_bits`` (Paillier modulus, 2048), ``frac_bits`` (16), ``shuffle``
-(0 or 1, default 0: rows in order; 1: B draws each epoch's order with its CSPRNG and outputs it,
-so ``check`` replays it either way),
-``report_loss`` (0 or 1: B also learns each epoch's mean squared residual), and
-for the demo data ``rows`` (400), ``cols`` (200, split evenly) and ``density`` (0.05).
+feature columns with the label as the last column: 0/1); rows are aligned. With the default
+``output=own`` A learns its weights ``w_A``, B learns ``w_B`` and the intercept; with
+``output=reveal`` both learn the whole model (``mpcml party --model`` saves it for ``mpcml
+predict``); with ``output=shared`` each keeps its shares (secure prediction:
+:mod:`protocols.caesar.prediction`). Threat model and leakage: see :mod:`protocols.caesar`.
+Options: the fields of :class:`protocols.caesar.CaesarConfig` (``mpcml options caesar``), and for
+the demo data ``rows``, ``cols`` (split evenly) and ``density``.
 
 Demo data: synthetic one-hot sparse features with a known logistic model
 (:func:`protocols.caesar.make_sparse_logistic`), written as dense CSV.
@@ -17,61 +15,96 @@ Demo data: synthetic one-hot sparse features with a known logistic model
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 
-from protocols.caesar import CaesarParams, make_sparse_logistic, reference_fit, run_party_a, run_party_b, weight_error_bound
+from protocols.caesar import CaesarConfig, CaesarLogisticRegression, make_sparse_logistic, reference_fit, replay_tolerance, roles
+from protocols.config import ProtocolConfig, integer, number, option
 
-from . import AppContext, CheckResult, get_flag, get_option, read_csv, write_csv
+from . import AppContext, CheckResult, parse, read_csv, write_csv
 
 DESCRIPTION = "CAESAR: two-party sparse logistic regression, Paillier products + secret sharing (features + labels)"
 DEMO_PARTIES = {"alice": "features", "bob": "labels"}
+CONFIG = CaesarConfig
 
 
-def params_from_options(options: Mapping[str, str]) -> CaesarParams:
-    return CaesarParams(
-        learning_rate=get_option(options, "learning_rate", float, 2.0),
-        epochs=get_option(options, "epochs", int, 5),
-        batch_size=get_option(options, "batch_size", int, 100),
-        l2=get_option(options, "l2", float, 0.0),
-        sigmoid=get_option(options, "sigmoid", str, "linear"),
-        shuffle=get_flag(options, "shuffle"),
-        key_bits=get_option(options, "key_bits", int, 2048),
-        frac_bits=get_option(options, "frac_bits", int, 16),
-        report_loss=get_flag(options, "report_loss"),
-    ).check()
+@dataclass(frozen=True)
+class DEMO(ProtocolConfig):
+    """The synthetic one-hot demo data."""
+
+    rows: int = option(400, "rows of demo data", integer(2))
+    cols: int = option(200, "one-hot columns (alice the first half, bob the rest)", integer(2))
+    density: float = option(0.05, "fraction of ones per row", number(high=1.0))
 
 
-def build(ctx: AppContext) -> tuple[Callable[..., Any], tuple]:
+def _config(options: Mapping[str, str], federation: Mapping[str, str]) -> CaesarConfig:
+    found = {role: sorted(p for p, r in federation.items() if r == role) for role in ("features", "labels")}
+    for role, parties in found.items():
+        if len(parties) != 1:
+            raise ValueError(f"the federation must have exactly one party with role {role!r}, found {parties}")
+    return parse(options, CONFIG, DEMO, features=found["features"][0], labels=found["labels"][0])
+
+
+def build(ctx: AppContext) -> tuple[Callable[..., Any], dict]:
     if ctx.role not in ("features", "labels"):
         raise ValueError(f"caesar has roles features and labels, not {ctx.role!r}")
-    params = params_from_options(ctx.options)
-    data = read_csv(ctx.require_data())
+    config = _config(ctx.options, ctx.federation)
+    table = read_csv(ctx.require_data())
     if ctx.role == "features":
-        return run_party_a, (ctx.party_for("labels"), data, params)
-    if data.shape[1] < 2:
+        data = (table, None)
+    elif table.shape[1] < 2:
         raise ValueError(f"the labels party's file {str(ctx.data)!r} needs feature columns and a last label column")
-    return run_party_b, (ctx.party_for("features"), data[:, :-1], data[:, -1], params)
+    else:
+        data = (table[:, :-1], table[:, -1])
+    party_roles, inputs = roles(config, {ctx.party_id: data}, progress=ctx.progress(config.epochs, "epoch"))
+    return party_roles[ctx.party_id], inputs[ctx.party_id]
 
 
 def demo_data(out_dir: Path, seed: int, options: Mapping[str, str]) -> dict[str, Path]:
-    rows, cols = get_option(options, "rows", int, 400), get_option(options, "cols", int, 200)
-    x, y, _ = make_sparse_logistic(rows, cols, get_option(options, "density", float, 0.05), seed=seed)
+    demo = parse(options, DEMO, CONFIG)
+    x, y, _ = make_sparse_logistic(demo.rows, demo.cols, demo.density, seed=seed)
     dense = x.toarray()
+    half = demo.cols // 2
     return {
-        "alice": write_csv(Path(out_dir) / "alice.csv", dense[:, : cols // 2]),
-        "bob": write_csv(Path(out_dir) / "bob.csv", np.column_stack([dense[:, cols // 2 :], y])),
+        "alice": write_csv(Path(out_dir) / "alice.csv", dense[:, :half]),
+        "bob": write_csv(Path(out_dir) / "bob.csv", np.column_stack([dense[:, half:], y])),
     }
 
 
 def check(outputs: Mapping[str, Any], data: Mapping[str, Path], options: Mapping[str, str]) -> CheckResult:
-    params = params_from_options(options)
-    x_a, b = read_csv(data["alice"]), read_csv(data["bob"])
-    x_b, y = b[:, :-1], b[:, -1]
-    ref_w, ref_b = reference_fit([x_a, x_b], y, params, orders=outputs["bob"]["orders"])
-    bound = weight_error_bound([x_a, x_b], ref_w, params, len(y))
-    got = np.concatenate([np.asarray(outputs["alice"]), np.asarray(outputs["bob"]["coef"])])
-    error = max(float(np.max(np.abs(got - np.concatenate(ref_w)))), abs(outputs["bob"]["intercept"] - ref_b))
-    return CheckResult(error <= bound, f"{len(got)} weights + intercept: max |error| vs plaintext = {error:.2e} (bound {bound:.2e})")
+    """Replays the same algorithm in plaintext (same batches from the agreed seed, sigmoid and
+    quantisation) and compares the weights within :func:`protocols.caesar.replay_tolerance`."""
+    config = _config(options, DEMO_PARTIES)
+    x_a, table = read_csv(data["alice"]), read_csv(data["bob"])
+    blocks, y = [x_a, table[:, :-1]], table[:, -1]
+    seed = outputs["bob"]["seed"]
+    coef, intercept = reference_fit(blocks, y, config, seed)
+    bound = replay_tolerance(blocks, config, seed)
+    if config.output == "shared":
+        return CheckResult(outputs["alice"]["weight_shares"] is not None and outputs["bob"]["weight_shares"] is not None,
+                           "output=shared: the weights stay shared (compare with the estimator's secure prediction)")
+    if config.output == "reveal":
+        got, got_b = np.asarray(outputs["alice"]["coef"]), np.asarray(outputs["alice"]["intercept"])
+    else:
+        got = np.hstack([np.asarray(outputs["alice"]["coef"]), np.asarray(outputs["bob"]["coef"])])
+        got_b = np.asarray(outputs["bob"]["intercept"])
+    error = max(float(np.max(np.abs(got - coef))), float(np.max(np.abs(got_b - intercept))))
+    return CheckResult(error <= bound, f"{got.size} weights + intercept: max |error| vs the plaintext replay = "
+                                       f"{error:.2e} (bound {bound:.2e})")
+
+
+def model(output: Mapping[str, Any], ctx: AppContext) -> Any:
+    """With ``output=reveal`` the whole model as a fitted estimator (labels 0/1 in process mode); else ``None``."""
+    config = _config(ctx.options, ctx.federation)
+    if config.output != "reveal":
+        return None
+    estimator = CaesarLogisticRegression(**{k: v for k, v in config.options().items()
+                                            if k in CaesarLogisticRegression.param_defaults()})
+    estimator.coef_ = np.asarray(output["coef"], dtype=np.float64)
+    estimator.intercept_ = np.asarray(output["intercept"], dtype=np.float64)
+    estimator.n_features_in_, estimator.n_iter_ = estimator.coef_.shape[1], int(output["n_epochs"])
+    estimator.classes_ = np.array([0.0, 1.0])
+    return estimator

@@ -1,92 +1,107 @@
-"""FedV: vertical federated training (logistic regression by default) with two FE steps per
-gradient and no message between data holders.
+"""FedV (Xu et al. 2021): vertical logistic regression, SVM or linear regression with two functional-encryption
+steps per gradient and no message between data holders, as party processes.
 
-Threat model and leakage: see :mod:`protocols.fe_aggregation` (the aggregator learns per-sample
-scores ``w^T x`` and the gradients; for logistic regression and SVM also the labels).
+Roles: ``tpa``, ``aggregator``, ``active`` (one; data: its feature columns with the label or target
+in the last column) and ``passive`` (data: feature columns of the same rows). Parties are ordered
+active first, then passive by id (the column order of the model). Threat model and leakage: see
+:mod:`protocols.fedv` (the aggregator learns the scores, the gradients, the model and, for
+logistic regression and the SVM, the labels; the TPA every party's weights and the batch's
+errors, each in a secret order). Options: the fields of :class:`protocols.fedv.FedVConfig`
+(``mpcml options fedv``). The aggregator learns the model (``mpcml party --model``).
 
-Roles: ``tpa``, ``aggregator``, ``active`` (one; data: its feature columns with the label in the
-last column) and ``passive`` (data: feature columns). Parties are ordered active first, then
-passive by id. Options: ``model`` (``logistic``, ``linear``, ``svm``; default ``logistic``),
-``epochs`` (default 5), ``learning_rate`` (0.5), ``batch_size`` (0 = full batch), ``widths``
-(columns per party in that order, default ``10,10,10`` as in the demo data), ``samples``
-(rows, default 569), ``group`` (FE group name).
+Demo data: ``load_breast_cancer`` (``load_diabetes`` for ``model=linear``) standardised, its
+columns split among alice (active), bob and carol; ``rows`` keeps the first rows only.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
-from sklearn.datasets import load_breast_cancer
+from sklearn.datasets import load_breast_cancer, load_diabetes
 from sklearn.preprocessing import StandardScaler
 
-from mpcml.fe import DEFAULT_GROUP
-from protocols.fe_aggregation import FedVConfig, fedv_aggregator, fedv_party, fedv_tpa, plaintext_fedv
+from protocols.config import ProtocolConfig, integer, option
+from protocols.fedv import FedVClassifier, FedVConfig, FedVRegressor, plaintext_fedv, reference_plan, replay_tolerance, roles
 
-from . import AppContext, CheckResult, get_option, read_csv, write_csv
+from . import AppContext, CheckResult, parse, read_csv, write_csv
 
 DESCRIPTION = "FedV: vertical logistic/linear regression or SVM with functional encryption (no peer-to-peer)"
 DEMO_PARTIES = {"tpa": "tpa", "aggregator": "aggregator", "alice": "active", "bob": "passive", "carol": "passive"}
+CONFIG = FedVConfig
 
 
-def _widths(text: str) -> tuple[int, ...]:
-    return tuple(int(v) for v in text.split(","))
+@dataclass(frozen=True)
+class DEMO(ProtocolConfig):
+    rows: int = option(0, "demo rows to keep (0: all)", integer(0))
 
 
-def config_from(options: Mapping[str, str], parties: tuple[str, ...], tpa: str, aggregator: str) -> FedVConfig:
-    return FedVConfig(
-        parties, get_option(options, "widths", _widths, (10, 10, 10)), get_option(options, "samples", int, 569),
-        parties[0], get_option(options, "model", str, "logistic"), get_option(options, "epochs", int, 5),
-        get_option(options, "batch_size", int, 0), get_option(options, "learning_rate", float, 0.5), tpa=tpa,
-        aggregator=aggregator, group=get_option(options, "group", str, DEFAULT_GROUP.name),
-    )
+def _config(options: Mapping[str, str], federation: Mapping[str, str]) -> FedVConfig:
+    found = {role: sorted(p for p, r in federation.items() if r == role) for role in ("tpa", "aggregator", "active")}
+    for role, ids in found.items():
+        if len(ids) != 1:
+            raise ValueError(f"the federation must have exactly one party with role {role!r}, found {ids}")
+    passive = sorted(p for p, r in federation.items() if r == "passive")
+    return parse(options, CONFIG, DEMO, parties=(found["active"][0], *passive), active=found["active"][0],
+                 tpa=found["tpa"][0], aggregator=found["aggregator"][0])
 
 
 def build(ctx: AppContext) -> tuple[Callable[..., Any], dict]:
-    parties = (ctx.party_for("active"), *ctx.parties_for("passive"))
-    config = config_from(ctx.options, parties, ctx.party_for("tpa"), ctx.party_for("aggregator"))
-    if ctx.role == "tpa":
-        return fedv_tpa, {"config": config}
-    if ctx.role == "aggregator":
-        return fedv_aggregator, {"config": config}
-    if ctx.role not in ("active", "passive"):
+    config = _config(ctx.options, ctx.federation)
+    if ctx.role not in ("tpa", "aggregator", "active", "passive"):
         raise ValueError(f"fedv has roles tpa, aggregator, active and passive, not {ctx.role!r}")
-    data = read_csv(ctx.require_data())
-    if ctx.role == "active":
-        return fedv_party, {"config": config, "X": data[:, :-1], "y": data[:, -1]}
-    return fedv_party, {"config": config, "X": data}
+    data = {}
+    if ctx.role in ("active", "passive"):
+        table = read_csv(ctx.require_data())
+        if ctx.role == "active" and table.shape[1] < 2:
+            raise ValueError(f"data file {str(ctx.data)!r} needs feature columns and a last label column")
+        data[ctx.party_id] = (table[:, :-1], table[:, -1]) if ctx.role == "active" else (table, None)
+    party_roles, inputs = roles(config, data, progress=ctx.progress(config.epochs, "epoch"))
+    return party_roles[ctx.party_id], inputs.get(ctx.party_id, {})
 
 
 def demo_data(out_dir: Path, seed: int, options: Mapping[str, str]) -> dict[str, Path]:
-    X, y = load_breast_cancer(return_X_y=True)
-    X = np.clip(StandardScaler().fit_transform(X), -15, 15)
-    cuts = np.cumsum(get_option(options, "widths", _widths, (10, 10, 10)))[:-1]
-    blocks = np.split(X, cuts, axis=1)
-    return {
-        "alice": write_csv(Path(out_dir) / "alice.csv", np.column_stack([blocks[0], y])),
-        "bob": write_csv(Path(out_dir) / "bob.csv", blocks[1]),
-        "carol": write_csv(Path(out_dir) / "carol.csv", blocks[2]),
-    }
+    given = {**CONFIG.parse_options(options, extra=DEMO.option_names()),
+             **DEMO.parse_options(options, extra=CONFIG.option_names())}
+    X, y = (load_diabetes if given.get("model") == "linear" else load_breast_cancer)(return_X_y=True)
+    keep = given.get("rows") or len(y)
+    X, y = StandardScaler().fit_transform(X)[:keep], y[:keep].astype(np.float64)
+    blocks = np.array_split(X, 3, axis=1)
+    out = Path(out_dir)
+    return {"alice": write_csv(out / "alice.csv", np.column_stack([blocks[0], y])),
+            "bob": write_csv(out / "bob.csv", blocks[1]), "carol": write_csv(out / "carol.csv", blocks[2])}
 
 
 def check(outputs: Mapping[str, Any], data: Mapping[str, Path], options: Mapping[str, str]) -> CheckResult:
-    parties = ("alice", "bob", "carol")
-    config = config_from(options, parties, "tpa", "aggregator")
-    active = read_csv(data["alice"])
-    blocks = [active[:, :-1], read_csv(data["bob"]), read_csv(data["carol"])]
+    """Replays the same gradient descent on the same quantised integers and compares the models within :func:`protocols.fedv.replay_tolerance`."""
+    config = _config(options, DEMO_PARTIES)
+    active = read_csv(data[config.active])
+    blocks = [active[:, :-1] if pid == config.active else read_csv(data[pid]) for pid in config.parties]
     y = active[:, -1]
-    result = next(v for v in outputs.values() if isinstance(v, dict) and "initial" in v)
-    ref = plaintext_fedv(blocks, y, config, result["initial"])
-    error = max(float(np.max(np.abs(result["weights"][p] - ref[p]))) for p in parties)
-    scores = lambda w: sum(b @ w[p][: b.shape[1]] for b, p in zip(blocks, parties)) + w["alice"][-1]  # noqa: E731
-    if config.model == "linear":
-        fit = lambda w: float(np.mean((scores(w) - y) ** 2))  # noqa: E731
-        name = "MSE"
+    result = outputs[config.aggregator]
+    reference = plaintext_fedv(blocks, y, config)
+    error = max(float(np.max(np.abs(result["coef"] - reference["coef"]))),
+                float(np.max(np.abs(result["intercept"] - reference["intercept"]))))
+    bound = replay_tolerance(config, reference_plan(config, blocks, y))
+    loss = result["history"][-1]["loss"]
+    return CheckResult(error <= bound, f"{config.model}, {config.epochs} epochs: last epoch's loss {loss:.4g}; "
+                                       f"max |w - replay| = {error:.2e} (bound {bound:.2e})")
+
+
+def model(output: Mapping[str, Any], ctx: AppContext) -> Any:
+    """The aggregator's model as a fitted estimator (labels 0/1 in process mode); the other roles learn none."""
+    config = _config(ctx.options, ctx.federation)
+    if ctx.party_id != config.aggregator:
+        return None
+    cls = FedVRegressor if config.linear else FedVClassifier
+    estimator = cls(**{k: v for k, v in config.options().items() if k in cls.param_defaults()})
+    coef, intercept = np.asarray(output["coef"], dtype=np.float64), np.asarray(output["intercept"], dtype=np.float64)
+    estimator.n_features_in_, estimator.n_iter_ = coef.shape[1], config.epochs
+    estimator.block_widths_ = list(output["plan"]["widths"])
+    if config.linear:
+        estimator.coef_, estimator.intercept_ = coef[0], float(intercept[0])
     else:
-        fit = lambda w: float(np.mean((scores(w) > 0) == (y > 0.5)))  # noqa: E731
-        name = "accuracy"
-    got, want = fit(result["weights"]), fit(ref)
-    return CheckResult(bool(abs(got - want) <= 0.01 and error <= 0.01),
-                       f"{config.model}, {config.epochs} epochs: {name} {got:.4f} vs plaintext {want:.4f}; "
-                       f"max |w - plaintext w| = {error:.2e}")
+        estimator.coef_, estimator.intercept_, estimator.classes_ = coef, intercept, np.array([0.0, 1.0])
+    return estimator

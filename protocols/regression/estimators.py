@@ -94,12 +94,6 @@ class _SecureRegression(LinearModel, SecureEstimator):
         scores = self.run(party_roles, inputs)[querier]
         return scores.ravel() if scores.shape[1] == 1 else scores
 
-    def save(self, path: Any) -> Any:
-        if getattr(self, "config_", None) is not None and self.config_.output == "shared":
-            raise ValueError('a model trained with output="shared" exists only as the compute parties\' shares; '
-                             "each party keeps its own share (mpcml party writes it), there is nothing to save here")
-        return super().save(path)
-
 
 class SecureLinearRegression(RegressorMixin, LinearRegressorMixin, _SecureRegression):
     """Secure linear regression (squared loss) by mini-batch gradient descent; see :mod:`protocols.regression`.

@@ -37,7 +37,7 @@ from mpcml.schema import Bool, Bytes, Int, Nothing, OneOf, Record, Tuple
 from mpcml.tensor import Session, SharedTensor, receive_revealed, send_input
 from mpcml.triples import run_dealer
 
-from ..common import check_labels, check_matrix, magnitude_bits
+from ..common import check_matrix, check_targets, magnitude_bits
 from ..progress import Progress
 from .config import STEP_BITS, RegressionConfig, Scales, batch_schedule, guard_error, plan
 
@@ -58,15 +58,8 @@ def holder_input(config: RegressionConfig, holder: str, X: Any, y: Any) -> tuple
         return X, None
     if y is None:
         raise ValueError(f"holder {holder!r} must provide labels y")
-    y = np.asarray(y, dtype=np.float64)
-    targets = y if y.ndim == 2 else check_labels(y, X.shape[0], binary=config.loss == "logistic",
-                                                 name=f"y of holder {holder!r}",
-                                                 both_classes=config.partition == "vertical")[:, None]
-    if targets.shape[0] != X.shape[0] or not np.all(np.isfinite(targets)):
-        raise ValueError(f"y of holder {holder!r} must be finite with one row per row of X ({X.shape[0]})")
-    if config.loss == "logistic" and not np.all(np.isin(targets, (0.0, 1.0))):
-        raise ValueError(f"y of holder {holder!r} must hold 0/1 targets for the logistic loss")
-    return X, targets
+    return X, check_targets(y, X.shape[0], binary=config.loss == "logistic", name=f"y of holder {holder!r}",
+                            both_classes=config.partition == "vertical")
 
 
 def holder_facts(config: RegressionConfig, X: np.ndarray, y: np.ndarray | None) -> dict[str, Any]:
