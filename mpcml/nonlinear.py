@@ -7,16 +7,18 @@ semi-honest, honest majority of three). Everything here is built from the engine
 truncations and comparisons, whose every received message is masked by fresh uniform
 randomness, so the players learn nothing beyond the outputs they choose to reveal.
 
-**Comparison** (``ltz``, the core of everything here) is the engine's: ``"beaver"`` opens
-``x + r`` for an edaBit ``r`` and runs a Kogge-Stone carry circuit with XOR-shared Beaver ANDs
-(8 rounds); ``"rss3"`` decomposes the replicated components with a carry-save adder and runs the
-same circuit with replicated ANDs (9 rounds). Both are exact on every ring value, whatever the
-array size, with no failure probability. Results are fixed-point 0.0/1.0, so they multiply
-directly with other shared values.
+**Comparison** (``ltz``, the core of everything here) is the engine's: the players open
+``x + r`` and get ``msb(x)`` from tables of ``r`` dealt by a helper in one more round
+(:mod:`mpcml.comparison`; ``"beaver"``: the dealer, 3 rounds with the bit made arithmetic;
+``"rss3"``: one player deals for the other two, 4 rounds), or, for a triple source without
+tables (Paillier), with a Kogge-Stone carry circuit (8 rounds). Exact on every ring value,
+whatever the array size, with no failure probability. Results are fixed-point 0.0/1.0, so they
+multiply directly with other shared values.
 
-**Selection** multiplies by the comparison's integer bit (an exact ring product, one round),
-so ``relu``, ``maximum``, ``argmax``, ``argmax_bits`` and ``max`` are exact. They run a tournament:
-``ceil(log2 k)`` levels of one comparison plus one product. On ties the lowest index wins, as
+**Selection** multiplies by the comparison's integer bit exactly, in the comparison's last
+round (:meth:`~mpcml.tensor.SharedTensor.ltz_select`), so ``relu``, ``maximum``, ``argmax``,
+``argmax_bits`` and ``max`` are exact and cost the rounds of their comparisons. They run a
+tournament: ``ceil(log2 k)`` levels of one comparison. On ties the lowest index wins, as
 in ``numpy.argmax``. ``argmax`` carries each survivor's one-hot row (``O(k^2)`` products, fewest
 rounds); ``argmax_bits`` carries its index (``O(k)``) and turns the winner's index into a one-hot
 with one more comparison: for long axes (e.g. thousands of split candidates).
@@ -391,7 +393,10 @@ class SigmoidMethod:
     for ``|x| <= valid_up_to`` (the internal truncations and coefficient roundings; asserted by
     tests/test_nonlinear.py). ``bounded`` says whether its values stay in ``[0, 1]`` for every input
     up to ``ring_safe(frac_bits)``, the largest ``|x|`` for which every internal product stays inside
-    the ring (beyond it the result is garbage)."""
+    the ring (beyond it the result is garbage). ``wide_input``: an input with extra fractional bits
+    (:func:`sigmoid`'s ``extra_bits``, e.g. an untruncated product) is used as it is, so the result
+    is within ``units`` of ``plain`` of that exact input (otherwise the input is truncated to
+    ``frac_bits`` first, one unit more on the input)."""
 
     func: Callable[[SharedTensor, int], SharedTensor]
     plain: Callable[[np.ndarray], np.ndarray]
@@ -402,6 +407,7 @@ class SigmoidMethod:
     rounds: dict[str, int]
     bounded: bool
     description: str
+    wide_input: bool = False
 
 
 def _clipped_linear(x: SharedTensor, slope: float, extra_bits: int = 0) -> SharedTensor:
@@ -508,12 +514,12 @@ SIGMOID_METHODS: dict[str, SigmoidMethod] = {
     "linear": SigmoidMethod(
         lambda x, e: _clipped_linear(x, 0.1771, e), lambda x: np.clip(0.5 + 0.1771 * x, 0.0, 1.0),
         lambda f: 2.0 ** (62 - 2 * f) / 0.1771, 3, 0.0561, float("inf"), {"beaver": 3, "rss3": 4},
-        True, "clip(0.5 + 0.1771 x, 0, 1): the minimax clipped line; two comparisons in one batch",
+        True, "clip(0.5 + 0.1771 x, 0, 1): the minimax clipped line; two comparisons in one batch", wide_input=True,
     ),
     "secureml": SigmoidMethod(
         lambda x, e: _clipped_linear(x, 1.0, e), lambda x: np.clip(0.5 + x, 0.0, 1.0),
         lambda f: 2.0 ** (62 - 2 * f), 1, 0.3776, float("inf"), {"beaver": 3, "rss3": 4},
-        True, "clip(x + 0.5, 0, 1): SecureML's piecewise-linear activation (Mohassel & Zhang 2017)",
+        True, "clip(x + 0.5, 0, 1): SecureML's piecewise-linear activation (Mohassel & Zhang 2017)", wide_input=True,
     ),
     "poly": SigmoidMethod(
         _truncated_first(_odd_polynomial), _plain_polynomial,
@@ -540,16 +546,18 @@ are compute-party rounds at any number of parties, per engine:
 ==============  ==========  ===============  ==============  ============
 name            max error   valid for |x| <  rounds (beaver)  rounds (rss3)
 ==============  ==========  ===============  ==============  ============
-``"linear"``    0.0561      any              10              11
-``"secureml"``  0.3776      any              10              11
+``"linear"``    0.0561      any              3               4
+``"secureml"``  0.3776      any              3               4
 ``"poly"``      0.0204      6                8               10
-``"sqrt"``      0.0222      6996             40              47
-``"spline"``    3.36e-4     any              14              15
+``"sqrt"``      0.0222      6996             35              42
+``"spline"``    3.36e-4     any              9               10
 ==============  ==========  ===============  ==============  ============
 
-(``"rss3"``: comparisons take 9 rounds instead of 8 and a truncation after a public factor 2
-instead of 1; products with truncation take 2 on both.) Fixed-point arithmetic adds a few units
-``2^-frac_bits`` (measured for ``"spline"``: 1.8 units).
+(``"rss3"``: comparisons take 4 rounds instead of 3 and a truncation after a public factor 2
+instead of 1; products with truncation take 2 on both. With a triple source without tables,
+``"beaver"`` comparisons take 8.) The clipped lines take an untruncated product as it is
+(``extra_bits``, :attr:`SigmoidMethod.wide_input`) at no extra round. Fixed-point arithmetic adds
+a few units ``2^-frac_bits`` (measured for ``"spline"``: 1.8 units).
 """
 
 

@@ -51,15 +51,19 @@ own CSPRNG.
   2 rounds (a product with truncation: 2 rounds in all), ``8n`` elements in total.
   The helper receives nothing; ``a`` and ``b`` receive only values masked by ``r`` or by a
   stream they do not hold.
-- comparison ``[x < 0]``: bit decomposition in binary sharing. ``x_0 + x_1 + x_2`` is reduced
-  to ``s + 2 maj(x_0, x_1, x_2)`` by a carry-save adder (``s`` is the share itself read as XOR
-  shares; ``P_i``'s term of ``maj`` is ``x_i & x_{i+1}``: one re-sharing round), then
-  ``msb(s + carry)`` by a Kogge-Stone carry circuit on whole words (generate/propagate 1 round,
-  5 levels of two ANDs, the last level's AND local), each AND one round
-  (``z_i = x_i y_i ^ x_i y_{i+1} ^ x_{i+1} y_i ^ beta_i``); the three-out-of-three msb becomes
-  arithmetic with a helper's random bit ``b``: ``a`` and ``b`` learn ``e = msb ^ b`` and set
-  ``[msb] = e + [b] - 2e[b]`` (2 rounds, the first merged with the last AND). 9 rounds for any
-  array size, exact on every ring element.
+- two truncations in one (:meth:`RSS3Engine.truncate_update`, ``(base - (x >> f) g) >> F``): the
+  helper blinds its term of ``base`` twice, folding in the part of ``x >> f`` it knows for each
+  value of ``msb(c)``, so ``a`` and ``b`` learn everything in one swap; 2 rounds.
+- comparison ``[x < 0]``: the dealt comparison of :mod:`mpcml.comparison` with the helper as the
+  dealer of ``a`` and ``b``. 1. The helper blinds its term of ``x`` with ``r`` and deals (to ``b``;
+  ``a``'s shares come from ``k_h``) the tables of ``r mod 2^63``, the mask products, a random bit
+  and a Beaver triple per multiplicand; ``a`` and ``b`` swap terms and learn ``c = x + r``.
+  2. They swap the masked table bits (16 bits per element) and hold XOR shares of ``msb(x)``.
+  3. They open ``e = msb ^ bit`` (and the Beaver differences of each requested product
+  ``[x < 0] v``): 2-out-of-2 arithmetic shares of the bit and the products. 4. One swap makes
+  them replicated. 4 rounds for any array size, exact on every ring element; a truncation
+  requested alongside (:meth:`RSS3Engine.ltz`) is blinded in step 1 and made replicated in
+  step 2. The helper sends 312 bytes per element to ``b`` (the tables).
 - reveal to all: ``P_i`` sends ``x_i`` to ``P_{i+1}`` (1 round); to one player ``j``: ``P_{j-1}``
   sends ``x_{j-1}``; to a party outside the players: every player sends ``x_i``.
 """

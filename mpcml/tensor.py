@@ -24,7 +24,9 @@ operation                                     beaver  rss3    notes
 ``* public float``, ``@ public``, ``/ public``  1       2       local product, then truncation
 ``x * y``, ``x @ y`` (shared)                 2       2       product, then truncation
 ``x.mul(y, trunc_bits=0)``                    1       1       exact ring product (bits, integers)
-comparison (``<``, ``ltz_bits``)              8       9       exact on the whole ring
+``g.truncate_update(w, k, bits)``             1       2       ``(w - (g >> f) k) >> bits``, both truncations
+comparison (``<``, ``ltz_bits``)              3       4       exact on the whole ring (8 on beaver without a dealer)
+``x.ltz_select(values, truncate)``            3       4       bits, ``bits * v`` and truncations alongside
 ``reveal()``, ``reveal(to=pid)``              1       1
 ============================================  ======  ======  ========================================
 

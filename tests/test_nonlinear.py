@@ -276,12 +276,25 @@ def test_sigmoid_methods_follow_their_plaintext_replicas(mpc):
          for m, spec in nl.SIGMOID_METHODS.items()}
 
     def body(s):
-        return {m: nl.sigmoid(owned(s, v, f"p{n - 1}"), m).reveal() for m, v in x.items()}
+        out = {}
+        for m, v in x.items():
+            X = owned(s, v, f"p{n - 1}")
+            # the same values with 16 and 40 more fractional bits (an untruncated product; 40: the
+            # clipped lines' line would not fit the ring at 2 * 16 + 40 bits and is truncated first)
+            out[m] = [nl.sigmoid(X, m).reveal(), nl.sigmoid(X * (1 << 16), m, extra_bits=16).reveal()]
+            if m in ("linear", "secureml"):
+                small = X * 0.25
+                out[m + " 40"] = [nl.sigmoid(small * (1 << 40), m, extra_bits=40).reveal(), small.reveal()]
+        return out
 
-    for method, got in mpc(body)["p0"].items():
-        spec = nl.SIGMOID_METHODS[method]
-        error = np.max(np.abs(got - spec.plain(x[method]))) / ULP
-        assert error <= spec.units, (method, error)
+    results = mpc(body)["p0"]
+    for method, spec in nl.SIGMOID_METHODS.items():
+        for got in results[method]:
+            error = np.max(np.abs(got - spec.plain(x[method]))) / ULP
+            assert error <= spec.units, (method, error)
+        if method in ("linear", "secureml"):
+            got, small = results[method + " 40"]
+            assert np.max(np.abs(got - spec.plain(small))) / ULP <= spec.units + 1, method  # one truncation more
 
 
 def test_sigmoid_three_parties(spmd):
@@ -337,6 +350,11 @@ def test_nonlinear_bad_input_raises_before_any_message(spmd):
             "where shapes": lambda: nl.where(cond, np.ones(5), 0.0),
             "nan operand": lambda: nl.lt(X, np.nan),
             "float iterations": lambda: nl.reciprocal(X, iterations=2.5),
+            "negative extra bits": lambda: nl.sigmoid(X, "linear", extra_bits=-1),
+            "too many extra bits": lambda: nl.sigmoid(X, "spline", extra_bits=47),
+            "select a shorter value": lambda: X.ltz_select([X[0]]),
+            "select a foreign tensor": lambda: X.ltz_select([np.ones((2, 3))]),
+            "update of another shape": lambda: X.truncate_update(X[0], 3, 10),
         }
         failures = []
         for name, attempt in attempts.items():

@@ -505,7 +505,8 @@ def test_party_app_options(tmp_path) -> None:
     options = {"loss": "squared", "epochs": "1", "batch_size": "30", "triples": "paillier", "key_bits": "1024"}
     (tmp_path / "full").mkdir()
     full = app.demo_data(tmp_path / "full", 0, options)
-    data = {pid: write_csv(tmp_path / f"{pid}.csv", read_csv(path)[:60]) for pid, path in full.items()}
+    # paillier: two holders, alice (with the labels) and bob
+    data = {pid: write_csv(tmp_path / f"{pid}.csv", read_csv(full[pid])[:60]) for pid in ("alice", "bob")}
     local = run_app_local("regression", data, options, federation={"alice": "label", "bob": "holder"}, timeout=120)
     result = app.check(local, data, options)
     assert result.ok, result.summary
