@@ -482,11 +482,12 @@ def test_per_iteration_communication_is_independent_of_rows(cancer) -> None:
 
 
 @pytest.mark.slow  # spawns one process per party
-def test_party_processes_match_in_process(tmp_path) -> None:
+def test_party_processes_match_in_process(tmp_path, engine) -> None:
+    """The demo federation (three holders and a dealer, which has nothing to do on rss3) as processes."""
     from parties.apps import load_app, run_app_local
     from parties.launcher import run_processes
 
-    options = {"epochs": "2", "batch_size": "64", "random_state": "3"}
+    options = {"epochs": "2", "batch_size": "64", "random_state": "3", "engine": engine}
     app = load_app("regression")
     data = app.demo_data(tmp_path, 0, options)
     local = run_app_local("regression", data, options, timeout=60)
