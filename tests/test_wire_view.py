@@ -111,3 +111,30 @@ def test_every_received_array_is_uniform_and_secret_independent(engine, wire_log
                 if a.shape == b.shape and not _is_bits(a) and not _is_bits(b):
                     _assert_uniform(a + b, f"{engine}: sum of arrays {i}, {i + 1} received by {pid}")
                     _assert_uniform(a ^ b, f"{engine}: xor of arrays {i}, {i + 1} received by {pid}")
+
+
+def test_values_opened_in_a_comparison_are_uniform_and_secret_independent(engine, monkeypatch):
+    """What a player reconstructs in a comparison (its own share plus the others'), not just what it
+    receives: ``c = x + r`` and the masked table bits ``d``, recorded where :mod:`mpcml.comparison`
+    uses them, are uniform for constant secrets and distributed alike for two of them."""
+    from mpcml import comparison
+
+    opened: list = []
+    original = comparison.msb
+
+    def recording(c, d, *args, **kwargs):
+        opened.append((c.copy(), d.copy()))
+        return original(c, d, *args, **kwargs)
+
+    monkeypatch.setattr(comparison, "msb", recording)
+    seen = {}
+    for name, (value, _) in SECRETS.items():
+        opened.clear()
+        run_players(3, lambda s, v=value: s.input(np.full(SIZE, v) if s.party.id == "p0" else None, "p0").ltz_bits(),
+                    engine=engine, timeout=120)
+        assert opened, "no comparison used the dealt tables"
+        seen[name] = opened[0]
+        for what, a in zip(("c", "masked table bits"), opened[0]):
+            _assert_uniform(a, f"{engine}: opened {what} of the secret {name}")
+    for i, what in enumerate(("c", "masked table bits")):
+        _same_distribution(seen["zero"][i], seen["const"][i], f"{engine}: opened {what}")
