@@ -130,45 +130,50 @@ def _mask_products() -> np.ndarray:
 
 
 def _chunks(values: np.ndarray) -> np.ndarray:
-    """The :data:`CHUNKS` chunks of ``values mod 2^63`` (last axis), as int64."""
-    low = values & _LOW63
-    shifts = np.arange(CHUNKS, dtype=np.uint64) * np.uint64(CHUNK_BITS)
-    return ((low[..., None] >> shifts) & np.uint64((1 << CHUNK_BITS) - 1)).astype(np.int64)
+    """The :data:`CHUNKS` chunks of ``values mod 2^63`` (a new last axis): its little-endian bytes."""
+    low = np.ascontiguousarray(np.asarray(values, dtype=np.uint64) & _LOW63)
+    return low.astype("<u8", copy=False).view(np.uint8).reshape(low.shape + (CHUNKS,))
+
+
+@functools.cache
+def _unary() -> np.ndarray:
+    """``(256, TABLE_WORDS)`` words: row ``v`` has its first ``v`` bits set (the table ``[u < v]``)."""
+    bits = np.arange(1 << CHUNK_BITS)[None, :] < np.arange(1 << CHUNK_BITS)[:, None]
+    return np.packbits(bits, axis=1, bitorder="little").view("<u8").astype(np.uint64)
 
 
 def deal(r: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The helper's derived values for the random ``r`` and mask words ``masks`` (low 16 bits used):
     ``(r_63, tables (..., CHUNKS, TABLE_WORDS), mask products (..., PRODUCT_WORDS))``, all to be XOR-shared."""
     r = np.asarray(r, dtype=np.uint64)
-    below = _chunks(r)[..., None] - 64 * np.arange(TABLE_WORDS, dtype=np.int64)  # entries of each word below r'_j
-    count = np.clip(below, 0, 64).astype(np.uint64)
-    tables = np.where(count >= 64, _ONES, (np.uint64(1) << np.minimum(count, np.uint64(63))) - np.uint64(1))
-    products = _mask_products()[(np.asarray(masks, dtype=np.uint64) & _MASK16).astype(np.int64)]
+    tables = _unary()[_chunks(r)]
+    products = _mask_products()[(np.asarray(masks, dtype=np.uint64) & _MASK16).astype(np.intp)]
     return r >> np.uint64(63), tables, products
 
 
-def _entry(tables: np.ndarray, index: np.ndarray) -> np.ndarray:
-    """Bit ``index`` (shape ``(..., CHUNKS)``) of each chunk's table share, as uint64 0/1."""
-    words = np.take_along_axis(tables, (index >> 6)[..., None], axis=-1)[..., 0]
-    return (words >> (index & 63).astype(np.uint64)) & np.uint64(1)
+def _entries(tables: np.ndarray, index: np.ndarray) -> np.ndarray:
+    """Bit ``index[..., j]`` of chunk ``j``'s table share, for every chunk, as uint8 0/1."""
+    table_bytes = np.ascontiguousarray(tables).astype("<u8", copy=False).view(np.uint8).reshape(-1)
+    rows = np.arange(index.size, dtype=np.intp) * (TABLE_WORDS * 8)
+    picked = table_bytes[rows + (index.reshape(-1) >> 3)]
+    return ((picked >> (index.reshape(-1) & 7)) & 1).reshape(index.shape)
 
 
 def masked_bits(c: np.ndarray, tables: np.ndarray, masks: np.ndarray, leader: bool) -> np.ndarray:
     """This player's share of ``d = (lt, eq) xor m`` (uint16), from the public ``c`` and its shares."""
-    chunk = _chunks(np.asarray(c, dtype=np.uint64))
-    lt = _entry(tables, chunk)
-    le = _entry(tables, np.maximum(chunk - 1, 0))
-    le = np.where(chunk == 0, np.uint64(1) if leader else np.uint64(0), le)  # T_j[-1] = 1, a public constant
-    eq = lt ^ le
-    shifts = np.arange(CHUNKS, dtype=np.uint64)
-    word = np.bitwise_or.reduce(lt << shifts, axis=-1) | np.bitwise_or.reduce(eq << (shifts + np.uint64(CHUNKS)), axis=-1)
-    return ((word ^ masks) & _MASK16).astype(np.uint16)
+    chunk = _chunks(c).astype(np.intp)
+    lt = _entries(tables, chunk)
+    le = _entries(tables, np.maximum(chunk - 1, 0))
+    le[chunk == 0] = 1 if leader else 0  # T_j[-1] = 1, a public constant
+    packed = np.packbits(np.concatenate([lt, lt ^ le], axis=-1).astype(bool), axis=-1, bitorder="little")
+    word = packed.astype("<u1").view("<u2")[..., 0].astype(np.uint16)
+    return word ^ (np.asarray(masks, dtype=np.uint64) & _MASK16).astype(np.uint16)
 
 
 def msb(c: np.ndarray, d: np.ndarray, r63: np.ndarray, products: np.ndarray, leader: bool) -> np.ndarray:
     """This player's XOR share (uint64 0/1) of ``msb(c - r)`` from the public ``c`` and opened ``d``."""
     coef, const = _coefficients()
-    index = np.asarray(d, dtype=np.int64)
+    index = np.asarray(d, dtype=np.intp)
     share = np.bitwise_xor.reduce(coef[index] & products, axis=-1)
     share = (np.bitwise_count(share) & 1).astype(np.uint64) ^ (r63 & np.uint64(1))
     if leader:
