@@ -13,10 +13,9 @@ dealer, the dealer's work inside the timed region) and the ``"rss3"`` engine (th
 dealer), run back to back in each repeat; the ratio is rss3 / beaver per repeat, median over
 repeats. Operations: a 10,000 x 100 by 100 x 1 product, an n x n product, a batch of
 comparisons and of ``"linear"`` and ``"sqrt"`` sigmoids, and the breast-cancer logistic
-regression (10 epochs, batch 128, ``"linear"`` sigmoid) written with the engine-agnostic API
-exactly as :func:`protocols.regression.protocol.train_shared` runs it (input sharing, masked matrix,
-training and the reveal of the weights all timed), with its train AUC against the plaintext
-replay's. Bytes: sent between players, and to/from the dealer; rounds: between players on the
+regression (10 epochs, batch 128, ``"linear"`` sigmoid): input sharing, then
+:func:`protocols.regression.train_shared` (masked matrix, training, the per-epoch guard) and the
+reveal of the weights, all timed, with its train AUC against the plaintext replay's. Bytes: sent between players, and to/from the dealer; rounds: between players on the
 critical path (:class:`mpcml.recording.RecordingParty`; dealer round trips not counted). The engine
 runs use one BLAS thread per call (three party threads share the machine's cores).
 """
@@ -36,14 +35,11 @@ from threadpoolctl import threadpool_limits
 from benchmarks.timing import timed
 from mpcml import DealerTriples, Session, SharedTensor, make_session, run_dealer, run_local
 from mpcml.csprng import Csprng
-from mpcml.masked import MaskedMatrix
 from mpcml.nonlinear import sigmoid
 from mpcml.recording import recorded_run
 from mpcml.ring import ring_matmul
 from protocols.common import logistic
-from protocols.regression import RegressionConfig, plaintext_sgd
-from protocols.regression.config import STEP_BITS, batch_schedule
-from protocols.regression.protocol import step_factors
+from protocols.regression import RegressionConfig, plaintext_sgd, train_shared
 from protocols.regression.reference import reference_scales
 
 PLAYERS = ("alice", "bob")
@@ -174,29 +170,16 @@ def regression_inputs() -> tuple[np.ndarray, np.ndarray, RegressionConfig]:
     return X, y.astype(np.float64), config
 
 
-def train(session: Session, block: np.ndarray | None, y: np.ndarray | None, config: RegressionConfig,
-          weight_bound: float) -> np.ndarray:
-    """:func:`protocols.regression.protocol.train_shared` (steps 4-6) written with the engine-agnostic
-    API: alice holds the first half of the columns and the labels, bob the second half (vertical);
-    the same masked matrix, batches, sigmoid, fused update and per-epoch guard; returns the weights."""
+def train(session: Session, block: np.ndarray | None, y: np.ndarray | None, config: RegressionConfig) -> np.ndarray:
+    """Steps 3-6 of :mod:`protocols.regression` at a player: alice holds the first half of the
+    columns and the labels, bob the second half (vertical); :func:`protocols.regression.train_shared`
+    (masked matrix, batches, sigmoid, fused update, per-epoch guard); returns the revealed weights."""
     xs = SharedTensor.concatenate([session.input(block if session.party.id == h else None, owner=h) for h in ("alice", "bob")], axis=1)
     ys = session.input(None if y is None else y[:, None], owner="alice")
     xs = SharedTensor.concatenate([xs, session.public(np.ones((xs.shape[0], 1)))], axis=1)
-    n, d = xs.shape
-    masked = MaskedMatrix(xs)
-    w = session.zeros((d, 1))
-    schedule = batch_schedule(config.seed, n, config.epochs, config.batch_size)
-    for epoch in range(config.epochs):
-        for _ in range(-(-n // config.batch_size)):
-            _, rows = next(schedule)
-            error = sigmoid(masked.matmul(w, rows), method=config.sigmoid) - ys[rows]
-            grad = masked.t_matmul(error, rows)
-            k_keep, k_step = step_factors(config, epoch, len(rows), d)
-            w = (w * k_keep[:, None] - grad * k_step).truncate(STEP_BITS)
-        outside = SharedTensor.stack([w + weight_bound, (-w) + weight_bound]).ltz_bits()
-        if outside.sum().reveal_ring():
-            raise OverflowError(f"the weights left [-{weight_bound}, {weight_bound}] in epoch {epoch}")
-    masked.release()
+    X, labels, _ = regression_inputs()
+    scales = reference_scales(config, X, labels[:, None])
+    w, _ = train_shared(session, xs, ys, config, scales, config.seed)
     return w.reveal()[:, 0]
 
 
@@ -204,11 +187,10 @@ def regression(engine: str) -> dict[str, float]:
     """The timed training run on ``engine``, with the train AUC of the weights it reveals."""
     X, y, config = regression_inputs()
     halves = np.array_split(X, 2, axis=1)
-    bound = reference_scales(config, X, y[:, None]).weight_bound
 
     def compute(session: Session, block=None, labels=None):
         weights = []
-        figures = timed_step(session, lambda: weights.append(train(session, block, labels, config, bound)))
+        figures = timed_step(session, lambda: weights.append(train(session, block, labels, config)))
         return {**figures, "weights": weights[0]}
 
     outputs, _ = run_engine(engine, compute, {"alice": (halves[0], y), "bob": (halves[1], None)})

@@ -23,13 +23,15 @@ from __future__ import annotations
 
 import abc
 import functools
-from typing import Any, Callable, Mapping, Sequence, TypeVar
+from typing import Any, Callable, Mapping, Sequence, TypeVar, Union
 
 import numpy as np
 
 from .party import Party
 
 Shape = tuple[int, ...]
+Multiplicands = Union[Sequence[np.ndarray], Callable[[list[np.ndarray]], Sequence[np.ndarray]]]
+"""What :meth:`Engine.ltz` multiplies its bits by: raw shares, or a function of the truncated raw shares."""
 ENGINES = ("beaver", "rss3")
 """The engine names :class:`~mpcml.tensor.Session` and :func:`~mpcml.tensor.make_session` accept."""
 
@@ -69,6 +71,44 @@ def check_trunc_bits(bits: Any) -> int:
     if isinstance(bits, (bool, np.bool_)) or not isinstance(bits, (int, np.integer)) or not 0 <= bits <= 62:
         raise ValueError(f"truncation bits must be an integer in [0, 62], got {bits!r}")
     return int(bits)
+
+
+_TWO62 = np.uint64(1 << 62)
+_LOW63 = np.uint64((1 << 63) - 1)
+
+
+@ring_arithmetic
+def truncation_secret(bits: int, r_msb: np.ndarray, r_low: np.ndarray, leader: bool, c_msb: int) -> np.ndarray:
+    """The part of :func:`truncation_share` that does not depend on ``c`` beyond ``msb(c) = c_msb``:
+    the share of ``carry 2^(63 - bits) - (r mod 2^63) >> bits``. Known before ``c`` is opened for
+    each value of ``msb(c)``, which lets a later value that depends on the truncation be opened in
+    the same round (once per value of the bit, with independent masks)."""
+    carry = ((np.uint64(1) if leader else np.uint64(0)) - r_msb) if c_msb else r_msb
+    return carry * np.uint64(1 << (63 - bits)) - r_low
+
+
+def truncation_public(c: np.ndarray, bits: int) -> np.ndarray:
+    """The leader's public term of :func:`truncation_share`: ``(c mod 2^63) >> bits - 2^(62 - bits)``."""
+    with np.errstate(over="ignore"):
+        return ((c & _LOW63) >> np.uint64(bits)) - np.uint64(1 << (62 - bits))
+
+
+@ring_arithmetic
+def truncation_share(c: np.ndarray, bits: int, r_msb: np.ndarray, r_low: np.ndarray, leader: bool) -> np.ndarray:
+    """A player's additive share of ``x >> bits`` (up to one unit, for ``|x| < 2^62``) from the opened
+    ``c = x + 2^62 + r`` and its shares of ``msb(r)`` and ``(r mod 2^63) >> bits`` (the leader adds
+    the public terms). ``x + 2^62`` and ``r mod 2^63`` sum to ``c mod 2^63`` plus ``2^63`` times the
+    carry ``msb(c) xor msb(r)``, so ``x >> bits = (c mod 2^63) >> bits - (r mod 2^63) >> bits +
+    carry 2^(63 - bits) - 2^(62 - bits)``, off by at most one unit (the two floors)."""
+    # carry = msb(c) xor msb(r); as shares: r_msb where msb(c)=0, (1 - r_msb) where msb(c)=1
+    result = np.where(c >> np.uint64(63) == 1, truncation_secret(bits, r_msb, r_low, leader, 1),
+                      truncation_secret(bits, r_msb, r_low, leader, 0))
+    return result + truncation_public(c, bits) if leader else result
+
+
+def widen(bits: np.ndarray, shape: Shape) -> np.ndarray:
+    """Per-element ``bits`` broadcast over the trailing axes of ``shape`` (a multiplicand's value shape)."""
+    return np.broadcast_to(bits.reshape(bits.shape + (1,) * (len(shape) - bits.ndim)), shape)
 
 
 class Engine(abc.ABC):
@@ -135,8 +175,9 @@ class Engine(abc.ABC):
         """Shares of the sum of every player's private ring array ``mine`` (equal shapes)."""
 
     @abc.abstractmethod
-    def open(self, shares: Sequence[np.ndarray], binary: bool = False) -> list[np.ndarray]:
-        """The secrets of several raw shares at every player, in one round (``binary``: XOR shares)."""
+    def open(self, shares: Sequence[np.ndarray], binary: bool | Sequence[bool] = False) -> list[np.ndarray]:
+        """The secrets of several raw shares at every player, in one round (``binary``: XOR shares;
+        one flag for all or one per share)."""
 
     @abc.abstractmethod
     def open_to(self, share: np.ndarray, to: str) -> np.ndarray | None:
@@ -151,6 +192,13 @@ class Engine(abc.ABC):
         """Shares of ``x >> bits`` (arithmetic shift, up to one unit) for ``|x| < 2^62``."""
 
     @abc.abstractmethod
+    def truncate_update(self, x: np.ndarray, bits: int, base: np.ndarray, factor: np.ndarray, out_bits: int
+                        ) -> np.ndarray:
+        """Shares of ``(base - (x >> bits) * factor) >> out_bits`` for public ring integers ``factor``
+        (broadcast to ``x``): both truncations (each up to one unit, values below ``2^62``) in the
+        rounds of one."""
+
+    @abc.abstractmethod
     def mul(self, x: np.ndarray, y: np.ndarray, trunc_bits: int) -> np.ndarray:
         """Elementwise ``x * y`` for shares of equal value shapes, then truncated by ``trunc_bits`` (0: exact)."""
 
@@ -159,8 +207,13 @@ class Engine(abc.ABC):
         """``x @ y`` (1-D or 2-D values, shapes checked by the caller), then truncated by ``trunc_bits``."""
 
     @abc.abstractmethod
-    def ltz(self, x: np.ndarray) -> np.ndarray:
-        """Shares of the integer bit ``[x < 0]`` (x as a signed ring element), exact on the whole ring."""
+    def ltz(self, x: np.ndarray, times: Multiplicands = (), truncate: Sequence[tuple[np.ndarray, int]] = ()
+            ) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+        """``(bits, products, truncated)``: shares of the integer bits ``[x < 0]`` (x as a signed ring
+        element, exact on the whole ring) and, in the same rounds, ``truncated``: each ``(share,
+        bits)`` of ``truncate`` shifted right (as :meth:`truncate`), and ``products``: the exact ring
+        products ``[x < 0] * v`` for each multiplicand ``v`` of ``times`` (raw shares whose value
+        shape is ``x``'s plus trailing axes, the bit broadcast over them), or of ``times(truncated)``."""
 
     @abc.abstractmethod
     def prepare_matrix(self, x: np.ndarray) -> Any:

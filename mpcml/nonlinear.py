@@ -7,16 +7,18 @@ semi-honest, honest majority of three). Everything here is built from the engine
 truncations and comparisons, whose every received message is masked by fresh uniform
 randomness, so the players learn nothing beyond the outputs they choose to reveal.
 
-**Comparison** (``ltz``, the core of everything here) is the engine's: ``"beaver"`` opens
-``x + r`` for an edaBit ``r`` and runs a Kogge-Stone carry circuit with XOR-shared Beaver ANDs
-(8 rounds); ``"rss3"`` decomposes the replicated components with a carry-save adder and runs the
-same circuit with replicated ANDs (9 rounds). Both are exact on every ring value, whatever the
-array size, with no failure probability. Results are fixed-point 0.0/1.0, so they multiply
-directly with other shared values.
+**Comparison** (``ltz``, the core of everything here) is the engine's: the players open
+``x + r`` and get ``msb(x)`` from tables of ``r`` dealt by a helper in one more round
+(:mod:`mpcml.comparison`; ``"beaver"``: the dealer, 3 rounds with the bit made arithmetic;
+``"rss3"``: one player deals for the other two, 4 rounds), or, for a triple source without
+tables (Paillier), with a Kogge-Stone carry circuit (8 rounds). Exact on every ring value,
+whatever the array size, with no failure probability. Results are fixed-point 0.0/1.0, so they
+multiply directly with other shared values.
 
-**Selection** multiplies by the comparison's integer bit (an exact ring product, one round),
-so ``relu``, ``maximum``, ``argmax``, ``argmax_bits`` and ``max`` are exact. They run a tournament:
-``ceil(log2 k)`` levels of one comparison plus one product. On ties the lowest index wins, as
+**Selection** multiplies by the comparison's integer bit exactly, in the comparison's last
+round (:meth:`~mpcml.tensor.SharedTensor.ltz_select`), so ``relu``, ``maximum``, ``argmax``,
+``argmax_bits`` and ``max`` are exact and cost the rounds of their comparisons. They run a
+tournament: ``ceil(log2 k)`` levels of one comparison. On ties the lowest index wins, as
 in ``numpy.argmax``. ``argmax`` carries each survivor's one-hot row (``O(k^2)`` products, fewest
 rounds); ``argmax_bits`` carries its index (``O(k)``) and turns the winner's index into a one-hot
 with one more comparison: for long axes (e.g. thousands of split candidates).
@@ -100,20 +102,6 @@ def ltz_bits(session: Session, x: np.ndarray) -> np.ndarray:
     return SharedTensor(session, x).ltz_bits().share
 
 
-def _select(bits: list[SharedTensor], values: list[SharedTensor]) -> list[SharedTensor]:
-    """``bits[i] * values[i]`` for integer 0/1 bits, exact, all in one product round."""
-    shapes = [np.broadcast_shapes(b.shape, v.shape) for b, v in zip(bits, values)]
-    flat_b = SharedTensor.concatenate([b.broadcast_to(shape).flatten() for b, shape in zip(bits, shapes)])
-    flat_v = SharedTensor.concatenate([v.broadcast_to(shape).flatten() for v, shape in zip(values, shapes)])
-    product = flat_b.mul(flat_v, trunc_bits=0)
-    out, start = [], 0
-    for shape in shapes:
-        size = int(np.prod(shape, dtype=np.int64))
-        out.append(product[start : start + size].reshape(shape))
-        start += size
-    return out
-
-
 # --- comparison and selection -----------------------------------------------------------------
 
 
@@ -155,7 +143,7 @@ def sign(x: SharedTensor) -> SharedTensor:
 def relu(x: SharedTensor) -> SharedTensor:
     """``max(x, 0)``, exact: ``x - [x < 0] * x``; one comparison and one exact product."""
     x = _shared(x, "x")
-    (neg_part,) = _select([x.ltz_bits()], [x])
+    _, (neg_part,), _ = x.ltz_select([x])
     return x - neg_part
 
 
@@ -178,7 +166,7 @@ def where(cond: SharedTensor, a: Any, b: Any) -> SharedTensor:
 def maximum(x: Any, y: Any) -> SharedTensor:
     """Elementwise ``max(x, y)`` (either operand may be public), exact: ``x + [x < y] (y - x)``."""
     d = _difference(x, y)
-    (step,) = _select([d.ltz_bits()], [-d])
+    _, (step,), _ = d.ltz_select([-d])
     return step + x
 
 
@@ -193,8 +181,7 @@ def _tournament(values: SharedTensor, carried: SharedTensor) -> tuple[SharedTens
         half = m // 2
         lo_v, hi_v = values[..., 0 : 2 * half : 2], values[..., 1 : 2 * half : 2]
         lo_c, hi_c = carried[..., 0 : 2 * half : 2, :], carried[..., 1 : 2 * half : 2, :]
-        take_hi = (lo_v - hi_v).ltz_bits()  # ties keep the lower index
-        dv, dc = _select([take_hi, take_hi[..., None]], [hi_v - lo_v, hi_c - lo_c])
+        _, (dv, dc), _ = (lo_v - hi_v).ltz_select([hi_v - lo_v, hi_c - lo_c])  # ties keep the lower index
         new_v, new_c = lo_v + dv, lo_c + dc
         if m % 2:
             new_v = SharedTensor.concatenate([new_v, values[..., -1:]], axis=-1)
@@ -406,9 +393,12 @@ class SigmoidMethod:
     for ``|x| <= valid_up_to`` (the internal truncations and coefficient roundings; asserted by
     tests/test_nonlinear.py). ``bounded`` says whether its values stay in ``[0, 1]`` for every input
     up to ``ring_safe(frac_bits)``, the largest ``|x|`` for which every internal product stays inside
-    the ring (beyond it the result is garbage)."""
+    the ring (beyond it the result is garbage). ``wide_input``: an input with extra fractional bits
+    (:func:`sigmoid`'s ``extra_bits``, e.g. an untruncated product) is used as it is, so the result
+    is within ``units`` of ``plain`` of that exact input (otherwise the input is truncated to
+    ``frac_bits`` first, one unit more on the input)."""
 
-    func: Callable[[SharedTensor], SharedTensor]
+    func: Callable[[SharedTensor, int], SharedTensor]
     plain: Callable[[np.ndarray], np.ndarray]
     ring_safe: Callable[[int], float]
     units: float
@@ -417,17 +407,32 @@ class SigmoidMethod:
     rounds: dict[str, int]
     bounded: bool
     description: str
+    wide_input: bool = False
 
 
-def _clipped_linear(x: SharedTensor, slope: float) -> SharedTensor:
-    """``clip(0.5 + slope * x, 0, 1)``: one batched pair of comparisons, then
-    ``[|slope x| <= 1/2] (0.5 + slope x) + [slope x > 1/2]`` with the line kept at ``2 frac_bits``
-    fractional bits and truncated inside the selecting product (one product with truncation)."""
+def _clipped_linear(x: SharedTensor, slope: float, extra_bits: int = 0) -> SharedTensor:
+    """``clip(0.5 + slope * x, 0, 1)`` for ``x`` with ``frac_bits + extra_bits`` fractional bits, in the
+    rounds of one comparison: ``below = [x < -edge]`` and ``above = [x > edge]`` (``edge = 1/(2 slope)``)
+    in one batch, the line ``l = 0.5 + slope x`` truncated to ``frac_bits`` alongside (the slope
+    carries ``frac_bits`` bits), and ``l - below l - above l + above`` from the exact products
+    ``below l``, ``above l`` made in the comparison's last round. Where a bit is set the line cancels
+    exactly, so its truncation only has to be right inside the edges: ``|slope x| <= 1/2`` fits the
+    ring while ``2 frac_bits + extra_bits <= 62`` (else ``x`` is truncated first, one truncation more)."""
     f = x.session.frac_bits
-    edge = 0.5 / slope
-    below, above = SharedTensor.stack([x + edge, (-x) + edge]).ltz_bits()
-    line = (x * int(fixedpoint.encode(slope, f))).add_ring(1 << (2 * f - 1))  # 0.5 + slope x at 2f bits
-    return (below + above).not_bits().mul(line, trunc_bits=f) + _fixed(above)
+    if 2 * f + extra_bits > 62:
+        x, extra_bits = x.truncate(extra_bits), 0
+    scale = f + extra_bits
+    edge = int(round(0.5 / slope * 2.0**scale))
+    compared = SharedTensor.stack([x.add_ring(edge), (-x).add_ring(edge)])
+    product = x * int(fixedpoint.encode(slope, f))  # slope x at scale + f bits
+
+    def lines(truncated: list[SharedTensor]) -> list[SharedTensor]:
+        line = truncated[0].add_ring(1 << (f - 1))  # 0.5 + slope x at f bits
+        return [SharedTensor.stack([line, line])]
+
+    (_, above), (selected,), (scaled,) = compared.ltz_select(lines, [(product, scale)])
+    line = scaled.add_ring(1 << (f - 1))
+    return line - selected[0] - selected[1] + _fixed(above)
 
 
 _POLY_HALF_WIDTH = 6.0
@@ -500,31 +505,36 @@ def _spline(x: SharedTensor) -> SharedTensor:
     return acc
 
 
+def _truncated_first(func: Callable[[SharedTensor], SharedTensor]) -> Callable[[SharedTensor, int], SharedTensor]:
+    """A method on ``frac_bits`` inputs, for inputs with ``extra_bits`` more (one truncation first)."""
+    return lambda x, extra_bits: func(x.truncate(extra_bits) if extra_bits else x)
+
+
 SIGMOID_METHODS: dict[str, SigmoidMethod] = {
     "linear": SigmoidMethod(
-        lambda x: _clipped_linear(x, 0.1771), lambda x: np.clip(0.5 + 0.1771 * x, 0.0, 1.0),
-        lambda f: 2.0 ** (62 - 2 * f) / 0.1771, 3, 0.0561, float("inf"), {"beaver": 10, "rss3": 11},
-        True, "clip(0.5 + 0.1771 x, 0, 1): the minimax clipped line; two comparisons in one batch",
+        lambda x, e: _clipped_linear(x, 0.1771, e), lambda x: np.clip(0.5 + 0.1771 * x, 0.0, 1.0),
+        lambda f: 2.0 ** (62 - 2 * f) / 0.1771, 3, 0.0561, float("inf"), {"beaver": 3, "rss3": 4},
+        True, "clip(0.5 + 0.1771 x, 0, 1): the minimax clipped line; two comparisons in one batch", wide_input=True,
     ),
     "secureml": SigmoidMethod(
-        lambda x: _clipped_linear(x, 1.0), lambda x: np.clip(0.5 + x, 0.0, 1.0),
-        lambda f: 2.0 ** (62 - 2 * f), 1, 0.3776, float("inf"), {"beaver": 10, "rss3": 11},
-        True, "clip(x + 0.5, 0, 1): SecureML's piecewise-linear activation (Mohassel & Zhang 2017)",
+        lambda x, e: _clipped_linear(x, 1.0, e), lambda x: np.clip(0.5 + x, 0.0, 1.0),
+        lambda f: 2.0 ** (62 - 2 * f), 1, 0.3776, float("inf"), {"beaver": 3, "rss3": 4},
+        True, "clip(x + 0.5, 0, 1): SecureML's piecewise-linear activation (Mohassel & Zhang 2017)", wide_input=True,
     ),
     "poly": SigmoidMethod(
-        _odd_polynomial, _plain_polynomial,
+        _truncated_first(_odd_polynomial), _plain_polynomial,
         lambda f: _POLY_HALF_WIDTH * (2.0 ** (62 - 2 * f) / abs(_POLY_COEFFS[2])) ** 0.2, 5, 0.0204, _POLY_HALF_WIDTH,
         {"beaver": 8, "rss3": 10},
         False, "degree-5 odd minimax polynomial on [-6, 6]; multiplications only; diverges outside [-6, 6]",
     ),
     "sqrt": SigmoidMethod(
-        _algebraic, lambda x: 0.5 + 0.5 * (_SQRT_SLOPE * x) / np.sqrt(1.0 + (_SQRT_SLOPE * x) ** 2),
+        _truncated_first(_algebraic), lambda x: 0.5 + 0.5 * (_SQRT_SLOPE * x) / np.sqrt(1.0 + (_SQRT_SLOPE * x) ** 2),
         lambda f: min(2.0 ** (_SQRT_HI / 2), 2.0 ** (31 - f)) / _SQRT_SLOPE, 3, 0.0222,
-        4096 / _SQRT_SLOPE, {"beaver": 40, "rss3": 47}, True,
+        4096 / _SQRT_SLOPE, {"beaver": 35, "rss3": 42}, True,
         "0.5 + 0.5 z / sqrt(1 + z^2), z = 0.58543 x (scale fitted for minimax error); saturates correctly",
     ),
     "spline": SigmoidMethod(
-        _spline, _plain_spline, lambda f: 2.0 ** (62 - f), 3, 3.36e-4, float("inf"), {"beaver": 14, "rss3": 15}, True,
+        _truncated_first(_spline), _plain_spline, lambda f: 2.0 ** (62 - f), 3, 3.36e-4, float("inf"), {"beaver": 9, "rss3": 10}, True,
         "cubic least-squares fit on each unit segment of [-8, 8) (error 6.2e-5 there), 0 below, 1 above "
         "(error sigmoid(-8) = 3.35e-4); one batched comparison with the 17 knots, three products",
     ),
@@ -536,25 +546,37 @@ are compute-party rounds at any number of parties, per engine:
 ==============  ==========  ===============  ==============  ============
 name            max error   valid for |x| <  rounds (beaver)  rounds (rss3)
 ==============  ==========  ===============  ==============  ============
-``"linear"``    0.0561      any              10              11
-``"secureml"``  0.3776      any              10              11
+``"linear"``    0.0561      any              3               4
+``"secureml"``  0.3776      any              3               4
 ``"poly"``      0.0204      6                8               10
-``"sqrt"``      0.0222      6996             40              47
-``"spline"``    3.36e-4     any              14              15
+``"sqrt"``      0.0222      6996             35              42
+``"spline"``    3.36e-4     any              9               10
 ==============  ==========  ===============  ==============  ============
 
-(``"rss3"``: comparisons take 9 rounds instead of 8 and a truncation after a public factor 2
-instead of 1; products with truncation take 2 on both.) Fixed-point arithmetic adds a few units
-``2^-frac_bits`` (measured for ``"spline"``: 1.8 units).
+(``"rss3"``: comparisons take 4 rounds instead of 3 and a truncation after a public factor 2
+instead of 1; products with truncation take 2 on both. With a triple source without tables,
+``"beaver"`` comparisons take 8.) The clipped lines take an untruncated product as it is
+(``extra_bits``, :attr:`SigmoidMethod.wide_input`) at no extra round. Fixed-point arithmetic adds
+a few units ``2^-frac_bits`` (measured for ``"spline"``: 1.8 units).
 """
 
 
-def sigmoid(x: SharedTensor, method: str = "sqrt") -> SharedTensor:
-    """Approximate logistic sigmoid of a shared tensor by a method from :data:`SIGMOID_METHODS`."""
+def sigmoid(x: SharedTensor, method: str = "sqrt", extra_bits: int = 0) -> SharedTensor:
+    """Approximate logistic sigmoid of a shared tensor by a method from :data:`SIGMOID_METHODS`.
+
+    ``extra_bits``: ``x`` carries ``frac_bits + extra_bits`` fractional bits (e.g. an untruncated
+    product, ``extra_bits = frac_bits``); the clipped lines use them directly (their truncation
+    runs alongside the comparison), the other methods truncate ``x`` first. The result has
+    ``frac_bits``.
+    """
     x = _shared(x, "x")
     if method not in SIGMOID_METHODS:
         raise ValueError(f"unknown sigmoid method {method!r}; choose one of {sorted(SIGMOID_METHODS)}")
-    return SIGMOID_METHODS[method].func(x)
+    if isinstance(extra_bits, (bool, np.bool_)) or not isinstance(extra_bits, (int, np.integer)) or not (
+            0 <= extra_bits <= 62 - x.session.frac_bits):
+        raise ValueError(f"extra_bits must be an integer in [0, {62 - x.session.frac_bits}], got {extra_bits!r}")
+    return SIGMOID_METHODS[method].func(x, int(extra_bits))
+
 
 
 __all__ = [

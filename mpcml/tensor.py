@@ -24,7 +24,9 @@ operation                                     beaver  rss3    notes
 ``* public float``, ``@ public``, ``/ public``  1       2       local product, then truncation
 ``x * y``, ``x @ y`` (shared)                 2       2       product, then truncation
 ``x.mul(y, trunc_bits=0)``                    1       1       exact ring product (bits, integers)
-comparison (``<``, ``ltz_bits``)              8       9       exact on the whole ring
+``g.truncate_update(w, k, bits)``             1       2       ``(w - (g >> f) k) >> bits``, both truncations
+comparison (``<``, ``ltz_bits``)              3       4       exact on the whole ring (8 on beaver without a dealer)
+``x.ltz_select(values, truncate)``            3       4       bits, ``bits * v`` and truncations alongside
 ``reveal()``, ``reveal(to=pid)``              1       1
 ============================================  ======  ======  ========================================
 
@@ -38,7 +40,7 @@ Comparisons (``<``, ``>``, ``<=``, ``>=``), ``relu``, ``sign``, ``argmax``/``max
 from __future__ import annotations
 
 import numbers
-from typing import Any, Iterator, Mapping, Sequence
+from typing import Any, Callable, Iterable, Iterator, Mapping, Sequence
 
 import numpy as np
 from numpy.typing import ArrayLike
@@ -192,8 +194,77 @@ class Session:
         """
         return self._wrap(x).mul(self._wrap(y), trunc_bits).share
 
+    def prefetched(self, steps: Iterable[tuple]) -> "Prefetched":
+        """``steps`` (tuples starting ``(key, rows)``) to run one by one, with the dealer's randomness for
+        each step requested in one message one step ahead: see :class:`Prefetched`."""
+        return Prefetched(self, steps)
+
     def close(self) -> None:
         self.engine.close()
+
+
+class Prefetched:
+    """Repeated steps (e.g. training iterations) whose correlated randomness the dealer sends ahead.
+
+    Iterating yields the given steps (tuples starting ``(key, rows)``) for the caller to run. The
+    first step of each ``key`` runs as is while its requests to the dealer are recorded; a later
+    step with that ``key`` is prefetched (the recording, with a masked matrix's row selection
+    replaced by the step's ``rows``) in one message while the step before it runs, so it costs no
+    round trip to the dealer. A step that draws anything else than its key's recording raises
+    ``RuntimeError``. Call :meth:`close` after the last step run (a step prefetched but not run,
+    e.g. after early stopping, is then drawn and discarded). Only the ``"beaver"`` engine with a
+    dealer (:class:`~mpcml.triples.DealerTriples`) has anything to prefetch; on other engines the
+    steps are simply yielded. Every player must run the same steps.
+    """
+
+    def __init__(self, session: "Session", steps: Iterable[tuple]) -> None:
+        self._source = session.engine.triples if isinstance(session.engine, BeaverEngine) else None
+        self._steps = steps
+
+    def __iter__(self) -> Iterator[tuple]:
+        source, patterns = self._source, {}
+        items = iter(self._steps)
+        current, queued = next(items, None), False
+        while current is not None:
+            following = next(items, None)
+            key, rows = current[0], current[1]
+            if source is None:
+                yield current
+            elif key in patterns:
+                if not queued:
+                    source.prefetch(_bind_rows(patterns[key], rows))
+                queued = following is not None and following[0] in patterns
+                if queued:
+                    source.prefetch(_bind_rows(patterns[following[0]], following[1]))
+                yield current
+            else:
+                with source.recording() as drawn:
+                    yield current
+                if drawn is not None:
+                    patterns[key] = [_unbind_rows(request, rows) for request in drawn]
+                queued = False
+            current = following
+
+    def close(self) -> None:
+        """Draw and discard what was prefetched for a step that did not run (keeps every party's
+        streams in step with the dealer's)."""
+        if self._source is not None:
+            self._source.discard()
+
+
+_ROWS = "<rows>"
+
+
+def _unbind_rows(request: tuple[str, tuple], rows: np.ndarray | None) -> tuple:
+    """A recorded request as a template: a masked-matrix product's row selection equal to ``rows`` marked."""
+    kind, args = request
+    if kind == "matmul_fixed" and rows is not None and args[2] is not None and np.array_equal(args[2], rows):
+        args = (*args[:2], _ROWS, *args[3:])
+    return (kind, *args)
+
+
+def _bind_rows(pattern: list[tuple], rows: np.ndarray | None) -> list[tuple]:
+    return [tuple(rows if a is _ROWS else a for a in request) for request in pattern]
 
 
 def make_session(
@@ -202,16 +273,19 @@ def make_session(
     engine: str = "beaver",
     *,
     dealer: str = "dealer",
+    triples: TripleSource | None = None,
     frac_bits: int = fixedpoint.DEFAULT_FRAC_BITS,
 ) -> Session:
-    """A session on ``engine``: ``"beaver"`` with triples from ``dealer`` (which runs
-    :func:`mpcml.triples.run_dealer`), or ``"rss3"`` (three players, no dealer)."""
+    """A session on ``engine``: ``"beaver"`` with ``triples`` (default: from ``dealer``, which runs
+    :func:`mpcml.triples.run_dealer`), or ``"rss3"`` (three players, no dealer, no ``triples``)."""
     if engine not in ENGINES:
         raise ValueError(f"engine must be one of {ENGINES}, got {engine!r}")
     players = check_players(party, players)
     fixedpoint.check_frac_bits(frac_bits)
     if engine == "beaver":
-        return Session(party, players, DealerTriples(party, players, dealer=dealer), frac_bits)
+        return Session(party, players, triples or DealerTriples(party, players, dealer=dealer), frac_bits)
+    if triples is not None:
+        raise ValueError(f"the {engine} engine makes its own randomness; pass no triple source")
     return Session(party, players, frac_bits=frac_bits, engine=engine)
 
 
@@ -230,9 +304,10 @@ def send_input(party: Party, players: Sequence[str], encoded: np.ndarray) -> Non
 def receive_revealed(party: Party, players: Sequence[str], frac_bits: int | None = None) -> np.ndarray:
     """Role of a party outside the players receiving a value the players send with
     :meth:`SharedTensor.reveal_outside`: the sum of their terms, decoded unless ``frac_bits`` is None."""
+    terms = party.gather(players, expect=_ARRAY_SHARE, what="output term")
     total = None
     for pid in players:
-        term = party.recv(pid, expect=_ARRAY_SHARE, what="output term")
+        term = terms[pid]
         if total is not None and term.shape != total.shape:
             raise ValueError(f"compute party {pid!r} sent an output term of shape {term.shape}, expected {total.shape}")
         total = term.copy() if total is None else total + term
@@ -480,6 +555,20 @@ class SharedTensor:
         bits = check_trunc_bits(self.session.frac_bits if bits is None else bits)
         return self._new(self.session.engine.truncate(self.share, bits))
 
+    def truncate_update(self, base: "SharedTensor", factor: ArrayLike, out_bits: int, bits: int | None = None
+                        ) -> "SharedTensor":
+        """``(base - self.truncate(bits) * factor).truncate(out_bits)`` for public integers ``factor``
+        (broadcast to this shape; e.g. a gradient at ``2 frac_bits`` folded into a weight update), with
+        both truncations in the rounds of one (each up to one unit): 1 round on ``"beaver"``, 2 on ``"rss3"``."""
+        bits = check_trunc_bits(self.session.frac_bits if bits is None else bits)
+        out_bits = check_trunc_bits(out_bits)
+        base = _shared(base, "base", self.session)
+        if base.shape != self.shape:
+            raise ValueError(f"base has shape {base.shape}, expected {self.shape}")
+        factor = _ring(factor)
+        np.broadcast_shapes(factor.shape, self.shape)
+        return self._new(self.session.engine.truncate_update(self.share, bits, base.share, factor, out_bits))
+
     def __mul__(self, other: Any) -> "SharedTensor":
         if isinstance(other, SharedTensor):
             return self.mul(other)
@@ -531,7 +620,34 @@ class SharedTensor:
 
     def ltz_bits(self) -> "SharedTensor":
         """Shares of the integer bits ``[x < 0]`` (x as a signed ring element); exact."""
-        return self._new(self.session.engine.ltz(self.share))
+        bits, _, _ = self.session.engine.ltz(self.share)
+        return self._new(bits)
+
+    def ltz_select(
+        self,
+        values: Sequence["SharedTensor"] | Callable[[list["SharedTensor"]], Sequence["SharedTensor"]] = (),
+        truncate: Sequence[tuple["SharedTensor", int]] = (),
+    ) -> tuple["SharedTensor", list["SharedTensor"], list["SharedTensor"]]:
+        """``(bits, products, truncated)`` in the rounds of one comparison: the integer bits ``[x < 0]``
+        (exact), the exact ring products ``bits * v`` for each of ``values`` (value shape ``x.shape``
+        plus trailing axes, over which the bit is broadcast) and ``t.truncate(bits)`` for each
+        ``(t, bits)`` of ``truncate``. ``values`` may be a function of the truncated tensors, evaluated
+        locally between the rounds (e.g. a line through a truncated product, selected by the bits)."""
+        engine = self.session.engine
+        pairs = [(_shared(t, "truncate", self.session).share, check_trunc_bits(b)) for t, b in truncate]
+
+        def check(v: Any) -> np.ndarray:
+            v = _shared(v, "values", self.session)
+            if v.shape[: self.ndim] != self.shape:
+                raise ValueError(f"a value of shape {v.shape} does not extend the compared shape {self.shape}")
+            return v.share
+
+        if callable(values):
+            times: Any = lambda truncated: [check(v) for v in values([self._new(t) for t in truncated])]  # noqa: E731
+        else:
+            times = [check(v) for v in values]
+        bits, products, truncated = engine.ltz(self.share, times, pairs)
+        return self._new(bits), [self._new(p) for p in products], [self._new(t) for t in truncated]
 
     def __lt__(self, other: Any) -> "SharedTensor":
         return nonlinear.lt(self, other)

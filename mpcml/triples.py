@@ -15,27 +15,47 @@ party together learn every other party's inputs.
 
 Dealer traffic per request: the request (kind and shapes, tens of bytes) and one codec list of
 the last party's shares of the derived arrays (for a matmul: ``c``, ``msb(r)`` and the shifted
-``r``; for a comparison: the XOR shares of ``r``, the AND-triple products and the random bit
-both ways): 8 bytes per element plus 3 + 8·ndim bytes of header per array and 9 per list.
+``r``; for a comparison: ``msb(r)``, the tables and the mask products of
+:mod:`mpcml.comparison`, 39 words per element): 8 bytes per element plus 3 + 8·ndim bytes of
+header per array and 9 per list.
 
-A dealer-free source (e.g. Paillier-based, for two parties) implements the same methods.
+**Requests in bulk.** Each request is a round trip between the last party and the dealer. The
+players can instead *prefetch* a known sequence of requests (:meth:`DealerTriples.prefetch`,
+the same call at every player): the last party sends them in one message and the dealer answers
+with one message, which the last party reads when the first of them is drawn; every draw then
+checks it is the next prefetched request. Sent one step ahead (e.g. the next training
+iteration's requests, recorded once with :meth:`DealerTriples.recording`:
+:class:`mpcml.tensor.Prefetcher`), the reply is there before it is needed and the dealer costs
+no round. The dealer still learns only the shapes and the order of operations.
+
+A dealer-free source (e.g. Paillier-based, for two parties) implements the same methods (without
+:meth:`TripleSource.table`, so the beaver engine compares with a carry circuit instead).
 """
 
 from __future__ import annotations
 
 import abc
+import collections
+import contextlib
+import functools
 import itertools
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from .csprng import Csprng, new_seed
+from . import comparison
+from .csprng import SEED_BYTES, Csprng, new_seed
 from .party import Party
 from .ring import ring_matmul
+from .schema import Array, Bytes, ListOf
 from .sharing import reconstruct
 
 Shape = tuple[int, ...]
+Request = tuple[str, tuple]
+"""A normalised request: ``(kind, args)``."""
 _LOW63 = np.uint64((1 << 63) - 1)
+_REPLY = ListOf(Array(np.uint64))
+_BATCH_REPLY = ListOf(_REPLY)
 
 
 def _shape(shape: Any) -> Shape:
@@ -59,6 +79,8 @@ class TripleSource(abc.ABC):
     """Correlated randomness for the compute parties ``players``; all methods return this party's shares."""
 
     players: tuple[str, ...]
+    deals_tables = False
+    """Whether :meth:`table` is available (the dealt comparison of :mod:`mpcml.comparison`)."""
 
     @abc.abstractmethod
     def mul(self, shape: Shape, trunc_bits: int = 0) -> tuple[np.ndarray, ...]:
@@ -109,6 +131,30 @@ class TripleSource(abc.ABC):
         ``shape``. The default draws them separately; a source may batch them.
         """
         return (*self.edabit(shape), *self.binary_and((int(and_words), *_shape(shape))), *self.random_bit(shape))
+
+    def table(self, shape: Shape) -> tuple[np.ndarray, ...]:
+        """The dealt comparison's randomness (:mod:`mpcml.comparison`), where :attr:`deals_tables`.
+
+        Returns ``(r, masks, r_63, tables, products)``: ``r`` arithmetic, the rest XOR shares.
+        """
+        raise NotImplementedError(f"{type(self).__name__} deals no comparison tables")
+
+    def prefetch(self, requests: Sequence[tuple]) -> None:
+        """Announce the next draws (``(kind, *args)`` tuples as :meth:`DealerTriples.prefetch`); the
+        default draws each on demand and ignores the announcement."""
+
+    @property
+    def prefetched(self) -> int:
+        """Requests announced and not yet drawn (0 where the source does not prefetch)."""
+        return 0
+
+    def discard(self) -> None:
+        """Draw and drop every announced request not drawn yet (the default has none)."""
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[list[Request] | None]:
+        """Record the draws made inside the block (``None`` where the source cannot prefetch)."""
+        yield None
 
     def close(self) -> None:
         """Release resources (the dealer session); the default does nothing."""
@@ -165,12 +211,13 @@ def _edabit(g: _Builder, store: dict, shape: Shape) -> tuple[np.ndarray, ...]:
     return r, g.derived(shape, lambda: r, binary=True)
 
 
-def _comparison(g: _Builder, store: dict, shape: Shape, and_words: int) -> tuple[np.ndarray, ...]:
-    return (
-        *_edabit(g, store, shape),
-        *_binary_and(g, store, (and_words, *shape)),
-        *_random_bit(g, store, shape),
-    )
+def _table(g: _Builder, store: dict, shape: Shape) -> tuple[np.ndarray, ...]:
+    r, masks = g.random(shape), g.random(shape, binary=True)
+    dealt = functools.cache(lambda: comparison.deal(r, masks))  # computed at the dealer only
+    r63 = g.derived(shape, lambda: dealt()[0], binary=True)
+    tables = g.derived((*shape, comparison.CHUNKS, comparison.TABLE_WORDS), lambda: dealt()[1], binary=True)
+    products = g.derived((*shape, comparison.PRODUCT_WORDS), lambda: dealt()[2], binary=True)
+    return r, masks, r63, tables, products
 
 
 def _mask(g: _Builder, store: dict, handle: int, shape: Shape) -> tuple[np.ndarray, ...]:
@@ -202,7 +249,7 @@ _RECIPES: dict[str, Callable[..., tuple[np.ndarray, ...]]] = {
     "and": _binary_and,
     "bit": _random_bit,
     "edabit": _edabit,
-    "cmp": _comparison,
+    "table": _table,
     "mask": _mask,
     "matmul_fixed": _matmul_fixed,
     "release": _release,
@@ -252,10 +299,8 @@ class _DealerBuilder(_Builder):
 
 def _request_args(kind: str, args: tuple) -> tuple:
     """Normalise request arguments so party and dealer run the recipe on identical values."""
-    if kind in ("mul", "trunc", "and", "bit", "edabit"):
+    if kind in ("mul", "trunc", "and", "bit", "edabit", "table"):
         return (_shape(args[0]), *[int(a) for a in args[1:]])
-    if kind == "cmp":
-        return (_shape(args[0]), int(args[1]))
     if kind == "matmul":
         return (_shape(args[0]), _shape(args[1]), int(args[2]))
     if kind == "mask":
@@ -268,12 +313,32 @@ def _request_args(kind: str, args: tuple) -> tuple:
     raise ValueError(f"unknown correlated-randomness request {kind!r}")
 
 
+def _same_request(a: Request, b: Request) -> bool:
+    """Whether two normalised requests are equal (row arrays compared by value)."""
+    if a[0] != b[0] or len(a[1]) != len(b[1]):
+        return False
+    for x, y in zip(a[1], b[1]):
+        if isinstance(x, np.ndarray) or isinstance(y, np.ndarray):
+            if not (isinstance(x, np.ndarray) and isinstance(y, np.ndarray) and np.array_equal(x, y)):
+                return False
+        elif x != y:
+            return False
+    return True
+
+
+def _wire(request: Request) -> list:
+    return [request[0], list(request[1])]
+
+
 class DealerTriples(TripleSource):
     """Compute-party side of the dealer (server-aided) triple source.
 
     Construct it at every compute party with the same ``players`` order while the dealer runs
-    :func:`run_dealer` with the same order.
+    :func:`run_dealer` with the same order. :meth:`prefetch` announces the next draws in bulk
+    (the same call at every player); :meth:`recording` lists the draws of a block of code.
     """
+
+    deals_tables = True
 
     def __init__(self, party: Party, players: Sequence[str], dealer: str) -> None:
         self.players = tuple(players)
@@ -285,20 +350,88 @@ class DealerTriples(TripleSource):
         self._party = party
         self._dealer = dealer
         self._is_last = party.id == self.players[-1]
-        self._prg = Csprng(party.recv(dealer))
+        self._prg = Csprng(party.recv(dealer, expect=Bytes(SEED_BYTES), what="dealer seed"))
         self._store: dict[int, np.ndarray] = {}
         self._handles = itertools.count()
         self._closed = False
+        self._queue: collections.deque[Request] = collections.deque()  # prefetched, not yet drawn
+        self._batches: collections.deque[int] = collections.deque()  # sizes of the replies not yet read
+        self._replies: collections.deque[list] = collections.deque()  # read, not yet drawn
+        self._recordings: list[list[Request]] = []
+
+    def _receive_batch(self) -> None:
+        size = self._batches.popleft()
+        batch = self._party.recv(self._dealer, expect=_BATCH_REPLY, what="prefetched correlated randomness")
+        if len(batch) != size:
+            raise ValueError(f"the dealer answered {len(batch)} prefetched requests, expected {size}")
+        self._replies.extend(batch)
+
+    def _reply(self) -> list:
+        """The dealer's derived shares for the next prefetched request (the last player only)."""
+        if not self._replies:
+            self._receive_batch()
+        return self._replies.popleft()
 
     def _draw(self, kind: str, *args: Any) -> tuple[np.ndarray, ...]:
         if self._closed:
             raise RuntimeError("the triple source is closed")
-        args = _request_args(kind, args)
+        request = (kind, _request_args(kind, args))
+        for recording in self._recordings:
+            recording.append(request)
         from_dealer = None
+        if self._queue:
+            expected = self._queue.popleft()
+            if not _same_request(expected, request):
+                raise RuntimeError(f"correlated randomness drawn out of the prefetched order: {kind!r} requested, "
+                                   f"{expected[0]!r} prefetched (every player must prefetch and draw the same sequence)")
+            if self._is_last:
+                from_dealer = self._reply()
+        elif self._is_last:
+            self._party.send(self._dealer, _wire(request))
+            from_dealer = self._party.recv(self._dealer, expect=_REPLY, what=f"shares of a {kind!r} request")
+        return _RECIPES[kind](_PartyBuilder(self._prg, from_dealer), self._store, *request[1])
+
+    def prefetch(self, requests: Sequence[tuple]) -> None:
+        """Announce the next draws, ``(kind, *args)`` each with the arguments of the method that draws
+        them (e.g. ``("mul", shape, trunc_bits)``; :meth:`recording` lists them in this form, normalised).
+
+        The last player sends them to the dealer in one message (no wait); each later draw must be
+        the next announced request, in order, or a ``RuntimeError`` names the mismatch.
+        """
+        if self._closed:
+            raise RuntimeError("the triple source is closed")
+        batch = [(kind, _request_args(kind, tuple(args))) for kind, *args in requests]
+        if not batch:
+            return
+        self._queue.extend(batch)
         if self._is_last:
-            self._party.send(self._dealer, [kind, list(args)])
-            from_dealer = self._party.recv(self._dealer)
-        return _RECIPES[kind](_PartyBuilder(self._prg, from_dealer), self._store, *args)
+            # read the replies already requested first: they are due now, and a send, a receive and a
+            # send again would cost this player a round of its own
+            while self._batches:
+                self._receive_batch()
+            self._party.send(self._dealer, ["batch", [_wire(r) for r in batch]])
+            self._batches.append(len(batch))
+
+    @contextlib.contextmanager
+    def recording(self) -> Iterator[list[Request]]:
+        """The draws made inside the block, as normalised ``(kind, args)`` requests."""
+        drawn: list[Request] = []
+        self._recordings.append(drawn)
+        try:
+            yield drawn
+        finally:
+            self._recordings.remove(drawn)
+
+    @property
+    def prefetched(self) -> int:
+        """Requests announced and not yet drawn."""
+        return len(self._queue)
+
+    def discard(self) -> None:
+        """Draw and drop every prefetched request not drawn yet, so the streams stay in step with the dealer's."""
+        while self._queue:
+            kind, args = self._queue[0]
+            self._draw(kind, *args)
 
     def mul(self, shape: Shape, trunc_bits: int = 0) -> tuple[np.ndarray, ...]:
         return self._draw("mul", shape, trunc_bits)
@@ -318,8 +451,8 @@ class DealerTriples(TripleSource):
     def edabit(self, shape: Shape) -> tuple[np.ndarray, np.ndarray]:
         return self._draw("edabit", shape)
 
-    def comparison(self, shape: Shape, and_words: int) -> tuple[np.ndarray, ...]:
-        return self._draw("cmp", shape, and_words)
+    def table(self, shape: Shape) -> tuple[np.ndarray, ...]:
+        return self._draw("table", shape)
 
     def mask(self, shape: Shape) -> tuple[int, np.ndarray]:
         handle = next(self._handles)
@@ -335,14 +468,33 @@ class DealerTriples(TripleSource):
         self._draw("release", handle)
 
     def close(self) -> None:
+        """End the dealer session; replies to prefetched requests that were never drawn are read first."""
         if not self._closed and self._is_last:
+            while self._batches:
+                self._receive_batch()
             self._party.send(self._dealer, ["close", []])
         self._closed = True
+
+
+def _serve(party: Party, last: str, request: Any, prgs: list[Csprng], store: dict) -> tuple[str, list]:
+    """Run one request's recipe at the dealer; ``(kind, the last player's derived shares)``."""
+    if not (isinstance(request, list) and len(request) == 2 and isinstance(request[0], str)
+            and isinstance(request[1], list)):
+        raise ValueError(f"malformed request from {last!r}")
+    kind, args = request
+    try:
+        normalised = _request_args(kind, tuple(args))
+    except (TypeError, IndexError, ValueError) as exc:
+        raise ValueError(f"malformed {kind!r} request from {last!r}: {exc}") from None
+    builder = _DealerBuilder(prgs, party.rng)
+    _RECIPES[kind](builder, store, *normalised)
+    return kind, builder.for_last
 
 
 def run_dealer(party: Party, players: Sequence[str], *, idle_timeout: float | None = None) -> dict[str, int]:
     """The dealer's role: seed every compute party, then answer the last party until it closes.
 
+    Answers single requests and prefetched batches (one reply holding each request's shares).
     Returns the number of requests served per kind. ``idle_timeout`` bounds the wait between
     requests (default: the party's timeout).
     """
@@ -360,16 +512,15 @@ def run_dealer(party: Party, players: Sequence[str], *, idle_timeout: float | No
     last = players[-1]
     while True:
         request = party.recv(last, timeout=idle_timeout)
-        if not (isinstance(request, list) and len(request) == 2 and isinstance(request[0], str)):
-            raise ValueError(f"malformed request from {last!r}")
-        kind, args = request
-        if kind == "close":
+        if isinstance(request, list) and len(request) == 2 and request[0] == "close":
             return served
-        try:
-            normalised = _request_args(kind, tuple(args))
-        except (TypeError, IndexError, ValueError) as exc:
-            raise ValueError(f"malformed {kind!r} request from {last!r}: {exc}") from None
-        builder = _DealerBuilder(prgs, party.rng)
-        _RECIPES[kind](builder, store, *normalised)
-        party.send(last, builder.for_last)
-        served[kind] = served.get(kind, 0) + 1
+        if isinstance(request, list) and len(request) == 2 and request[0] == "batch":
+            if not isinstance(request[1], list):
+                raise ValueError(f"malformed batch of requests from {last!r}")
+            answers = [_serve(party, last, item, prgs, store) for item in request[1]]
+            party.send(last, [shares for _, shares in answers])
+        else:
+            answers = [_serve(party, last, request, prgs, store)]
+            party.send(last, answers[0][1])
+        for kind, _ in answers:
+            served[kind] = served.get(kind, 0) + 1

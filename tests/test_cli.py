@@ -239,8 +239,8 @@ def test_party_saves_its_model_and_predict_uses_it(tmp_path, capsys):
                         + (["--model", str(model_file)] if pid == "alice" else []), tmp_path / f"{pid}.log")
              for pid in app.DEMO_PARTIES}
     assert all(proc.wait(120) == 0 for proc in procs.values()), [(tmp_path / f"{p}.log").read_text() for p in procs]
-    alice, bob = read_csv(data["alice"]), read_csv(data["bob"])
-    X = np.hstack([alice[:, :-1], bob])
+    alice = read_csv(data["alice"])
+    X = np.hstack([alice[:, :-1], *(read_csv(data[pid]) for pid in sorted(data) if pid != "alice")])
     write_csv(tmp_path / "X.csv", X, [f"x{i}" for i in range(X.shape[1])])
     assert main(["predict", "--model", str(model_file), "--data", str(tmp_path / "X.csv"),
                  "--output", str(tmp_path / "P.csv")]) == 0

@@ -101,24 +101,33 @@ def assert_replays(est, X: np.ndarray, y: np.ndarray) -> float:
 # --- the secure fits replay the plaintext algorithm -------------------------------------------------
 
 
+def _compute_parties(engine: str, holders: int) -> dict[str, int]:
+    """The estimator's topology on ``engine``: rss3 computes on exactly three parties, the holders or three servers."""
+    return {"engine": engine, "n_servers": 3 if engine == "rss3" and holders != 3 else 0}
+
+
 @pytest.mark.parametrize("partition", ["vertical", "horizontal"])
 @pytest.mark.parametrize("holders", [2, 3])
-def test_linear_regression_replays_plaintext_sgd(diabetes, partition: str, holders: int, transport: str) -> None:
+def test_linear_regression_replays_plaintext_sgd(diabetes, partition: str, holders: int, engine: str,
+                                                 transport: str) -> None:
     X, y = diabetes[0][:200], diabetes[1][:200]
     est = SecureLinearRegression(partition=partition, label_party=holders - 1 if partition == "vertical" else 0,
-                                 epochs=4, batch_size=50, alpha=0.05, decay=0.2, random_state=holders)
+                                 epochs=4, batch_size=50, alpha=0.05, decay=0.2, random_state=holders,
+                                 **_compute_parties(engine, holders))
     est.fit(*_split(X, y, holders, partition))
     assert est.y_shift_ == 9  # max |y| = 346 < 2^9: the targets are trained as y / 512
     assert_replays(est, X, y)
     assert est.n_iter_ == est.epochs and est.communication_.total_bytes > 0
+    assert ("dealer" in est.communication_.per_party) == (engine == "beaver")
 
 
 @pytest.mark.parametrize("sigmoid", ["linear", "spline"])
 @pytest.mark.parametrize("partition", ["vertical", "horizontal"])
-def test_logistic_regression_replays_plaintext_sgd(cancer, partition: str, sigmoid: str) -> None:
+def test_logistic_regression_replays_plaintext_sgd(cancer, partition: str, sigmoid: str, engine: str) -> None:
     X, y = cancer[0][:160], cancer[2][:160]
+    holders = 3 if engine == "rss3" else 2
     est = SecureLogisticRegression(partition=partition, sigmoid=sigmoid, epochs=10, batch_size=64, alpha=0.02,
-                                   learning_rate=0.2, random_state=7).fit(*_split(X, y, 2, partition))
+                                   learning_rate=0.2, random_state=7, engine=engine).fit(*_split(X, y, holders, partition))
     assert_replays(est, X, y)
 
 
@@ -266,13 +275,13 @@ def _leaves(messages: list) -> list:
 # --- outputs, servers, triples ---------------------------------------------------------------------
 
 
-def test_outputs_own_and_shared_with_secure_prediction(cancer) -> None:
+def test_outputs_own_and_shared_with_secure_prediction(cancer, engine) -> None:
     X_train, X_test, y_train, _ = cancer
     X_train, y_train = X_train[:200], y_train[:200]
     blocks = np.array_split(X_train, 3, axis=1)
-    reveal = SecureLogisticRegression(epochs=3, random_state=5).fit(blocks, y_train)
-    own = SecureLogisticRegression(epochs=3, random_state=5, output="own", label_party=1).fit(blocks, y_train)
-    shared = SecureLogisticRegression(epochs=3, random_state=5, output="shared").fit(blocks, y_train)
+    reveal = SecureLogisticRegression(epochs=3, random_state=5, engine=engine).fit(blocks, y_train)
+    own = SecureLogisticRegression(epochs=3, random_state=5, output="own", label_party=1, engine=engine).fit(blocks, y_train)
+    shared = SecureLogisticRegression(epochs=3, random_state=5, output="shared", engine=engine).fit(blocks, y_train)
     # the same run (same seed, same triples' distribution): both replay the plaintext algorithm
     assert_replays(own, X_train, y_train)
     assert_replays(reveal, X_train, y_train)
@@ -424,6 +433,14 @@ def test_bad_input(cancer) -> None:
         RegressionConfig(holders=("alice",), label_holder="alice")
     with pytest.raises(ValueError, match="dealer"):
         RegressionConfig(holders=("alice", "dealer"), label_holder="alice")
+    with pytest.raises(ValueError, match=r'engine="rss3" needs exactly three compute parties.*n_servers=3'):
+        SecureLogisticRegression(engine="rss3").fit([a, b], y_train)
+    with pytest.raises(ValueError, match=r'engine="rss3" needs exactly three compute parties'):
+        SecureLinearRegression(engine="rss3", n_servers=2).fit(np.array_split(X_train, 3, axis=1), y_train)
+    with pytest.raises(ValueError, match=r"triples='paillier' applies to engine=\"beaver\" only"):
+        SecureLinearRegression(engine="rss3", triples="paillier").fit(np.array_split(X_train, 3, axis=1), y_train)
+    with pytest.raises(ValueError, match="engine must be one of"):
+        SecureLinearRegression(engine="aby3").fit([a, b], y_train)
 
 
 def test_per_iteration_communication_is_independent_of_rows(cancer) -> None:
@@ -446,11 +463,12 @@ def test_per_iteration_communication_is_independent_of_rows(cancer) -> None:
 
 
 @pytest.mark.slow  # spawns one process per party
-def test_party_processes_match_in_process(tmp_path) -> None:
+def test_party_processes_match_in_process(tmp_path, engine) -> None:
+    """The demo federation (three holders and a dealer, which has nothing to do on rss3) as processes."""
     from parties.apps import load_app, run_app_local
     from parties.launcher import run_processes
 
-    options = {"epochs": "2", "batch_size": "64", "random_state": "3"}
+    options = {"epochs": "2", "batch_size": "64", "random_state": "3", "engine": engine}
     app = load_app("regression")
     data = app.demo_data(tmp_path, 0, options)
     local = run_app_local("regression", data, options, timeout=60)
@@ -469,13 +487,14 @@ def test_party_app_options(tmp_path) -> None:
     options = {"loss": "squared", "epochs": "1", "batch_size": "30", "triples": "paillier", "key_bits": "1024"}
     (tmp_path / "full").mkdir()
     full = app.demo_data(tmp_path / "full", 0, options)
-    data = {pid: write_csv(tmp_path / f"{pid}.csv", read_csv(path)[:60]) for pid, path in full.items()}
+    # paillier: two holders, alice (with the labels) and bob
+    data = {pid: write_csv(tmp_path / f"{pid}.csv", read_csv(full[pid])[:60]) for pid in ("alice", "bob")}
     local = run_app_local("regression", data, options, federation={"alice": "label", "bob": "holder"}, timeout=120)
     result = app.check(local, data, options)
     assert result.ok, result.summary
     with pytest.raises(ValueError, match="exactly one party with role 'dealer'"):
         run_app_local("regression", data, {**options, "triples": "dealer"}, federation={"alice": "label", "bob": "holder"})
-    with pytest.raises(ValueError, match=r"unknown option 'epocs'; valid options: alpha, batch_size, decay, epochs"):
+    with pytest.raises(ValueError, match=r"unknown option 'epocs'; valid options: alpha, batch_size, decay, engine, epochs"):
         run_app_local("regression", data, {"epocs": "1"})
     with pytest.raises(ValueError, match="option 'epochs' must be int, got 'two'"):
         run_app_local("regression", data, {"epochs": "two"})

@@ -29,7 +29,7 @@ def test_rss3_products_and_comparisons_over_grpc_mtls():
 
     outputs = run_players(3, body, engine="rss3", timeout=60.0, runner=partial(run_loopback, secure=True))
     qx, qy = decode(encode(x)), decode(encode(y))
-    assert critical_rounds(outputs) == 10  # a comparison and an exact product, as in-process
+    assert critical_rounds(outputs) == 4  # a comparison with its product in the last round, as in-process
     for pid, out in outputs.items():
         np.testing.assert_allclose(out["product"], qx @ qy, rtol=0, atol=2 * ULP)  # one truncation
         np.testing.assert_array_equal(out["relu"], np.maximum(qx, 0))  # exact

@@ -9,9 +9,10 @@ from hypothesis import strategies as st
 from scipy import stats as scistats
 
 from mpcml import SharedTensor, codec, decode, encode
+from mpcml.masked import MaskedMatrix
 from mpcml.fixedpoint import max_abs
 from mpcml.recording import recorded_run
-from tests.conftest import players_of, run_players
+from tests.conftest import critical_rounds, players_of, run_players
 
 ULP = 2.0**-16
 
@@ -132,6 +133,109 @@ def test_share_level_methods_match_numpy(mpc):
             np.testing.assert_array_equal(out[key], want, err_msg=f"{key} at {pid}")
         np.testing.assert_allclose(decode(out["update"]), update_want, rtol=0, atol=ULP)
         np.testing.assert_array_equal(mine, ring(total + int(pid[1:])))
+
+
+FUSED_ROUNDS = {"beaver": (3, 1), "rss3": (4, 2)}  # (ltz_select, truncate_update): one comparison's, one truncation's
+
+
+def test_fused_comparison_and_truncations_match_numpy(mpc):
+    """``ltz_select``: the bits ``[x < 0]``, exact products ``bits * v`` (the bit broadcast over a
+    trailing axis, and a value computed from a truncation made alongside) in the rounds of one
+    comparison; ``truncate_update``: ``(w - (g >> f) k) >> 30`` in the rounds of one truncation."""
+    n = mpc.n
+    data = np.random.default_rng(11)
+    x = data.normal(scale=2, size=(6, 4))
+    x[0] = [0.0, ULP, -ULP, -1e-9]
+    v, t = data.normal(size=(6, 4, 3)), data.normal(scale=3, size=(6, 4))
+    g, w = data.normal(scale=5, size=(5, 2)), data.normal(size=(5, 2))
+    k_keep, k_step = np.rint(np.linspace(0.5, 1, 5) * 2.0**30).astype(np.int64), int(round(0.0123 * 2.0**30))
+
+    def body(s):
+        X, V, T = owned(s, x, "p0"), owned(s, v, f"p{n - 1}"), owned(s, t, "p1")
+        G, W = owned(s, g, "p1"), owned(s, w, "p0")
+        T2, G2 = T * (1 << 16), G * (1 << 16)  # at 2 frac_bits, as an untruncated product
+        X[:1].reveal()
+        before = s.party.depth
+        bits, (times_v, times_t), (truncated,) = X.ltz_select(lambda tr: [V, tr[0] + 0.5], [(T2, 16)])
+        middle = s.party.depth
+        update = G2.truncate_update(W * k_keep[:, None], k_step, 30)
+        after = s.party.depth
+        out = {"bits": bits, "times_v": times_v, "times_t": times_t, "truncated": truncated, "update": update}
+        return {"depth": (before, middle), "depth2": (middle, after), **{k: o.reveal_ring() for k, o in out.items()}}
+
+    outputs = mpc(body)
+    assert (critical_rounds(outputs), critical_rounds(outputs, "depth2")) == FUSED_ROUNDS[mpc.engine]
+    qx, qv, qt, qg, qw = q(x), q(v), q(t), q(g), q(w)
+    below = qx < 0
+    for out in outputs.values():
+        np.testing.assert_array_equal(out["bits"], ring(below))
+        np.testing.assert_array_equal(out["times_v"], encode(below[..., None] * qv))
+        truncated = decode(out["truncated"])
+        np.testing.assert_allclose(truncated, qt, rtol=0, atol=ULP)  # an exact multiple of 2^16: at most one unit
+        np.testing.assert_array_equal(decode(out["times_t"]), below * (truncated + 0.5))
+        # g >> 16 is off by less than a unit, scaled by k_step / 2^30 < 1, then one more truncation
+        want = (qw * k_keep[:, None] - qg * k_step) / 2.0**30
+        np.testing.assert_allclose(decode(out["update"]), want, rtol=0, atol=2 * ULP)
+
+
+def _steps_run(prefetch: bool, stop_after: int | None = None, change_step: int | None = None):
+    """Two players and the dealer run six steps (four masked-matrix steps on different rows, two of
+    another kind); returns the results and the last player's messages to the dealer."""
+    data = np.random.default_rng(3)
+    x, w0 = data.normal(size=(20, 4)), data.normal(size=4)
+    rows = [data.choice(20, 8, replace=False) for _ in range(4)]
+    plan = [("step", r) for r in rows[:2]] + [("other", None)] + [("step", r) for r in rows[2:]] + [("other", None)]
+
+    def body(s):
+        X, w = owned(s, x, "p0"), owned(s, w0, "p1")
+        masked = MaskedMatrix(X)
+        steps = s.prefetched(plan) if prefetch else plan
+        results, before = [], s.party.stats.rounds
+        for i, (key, rows_i) in enumerate(steps):
+            if key == "step":
+                z = masked.matmul(w, rows_i)
+                results.append((masked.t_matmul(z.relu(), rows_i) * 0.5).reveal())
+            else:
+                results.append((w * w if i == change_step else w.sigmoid("linear")).reveal())
+            if i == stop_after:
+                break
+        if prefetch:
+            steps.close()
+        rounds = s.party.stats.rounds - before
+        results.append((w * 3.0).reveal())  # the streams are still in step with the dealer's
+        masked.release()
+        return results, rounds
+
+    out = run_players(2, body)
+    # the last player's rounds beyond the first's: its round trips to the dealer
+    return out["p1"][0], out["p1"][1] - out["p0"][1], x, w0, rows
+
+
+def test_prefetched_steps_cost_no_dealer_round_trips_and_check_their_order():
+    """``Session.prefetched``: the first step of each kind runs as is (one request per operation);
+    every later step's requests go to the dealer in one message a step ahead; results are those of
+    the plain run; a step that draws out of the recorded order raises; ``close`` after stopping early
+    discards what was prefetched and the streams stay in step."""
+    plain, plain_trips, x, w0, rows = _steps_run(False)
+    fetched, fetched_trips, _, _, _ = _steps_run(True)
+    qx, qw = q(x), q(w0)
+    for i, r in enumerate(rows):
+        z = qx[r] @ qw
+        j = i if i < 2 else i + 1
+        for got in (plain, fetched):
+            np.testing.assert_allclose(got[j], qx[r].T @ np.maximum(z, 0) * 0.5, rtol=0, atol=20 * ULP)
+    for got in (plain, fetched):
+        np.testing.assert_allclose(got[-1], 3 * qw, rtol=0, atol=ULP)
+    # plain: every operation is a round trip to the dealer (matmul, relu, t_matmul, the public
+    # product: 4 per step; the sigmoid: 2, its products drawn after its truncation); prefetched: the
+    # first "step" and "other" steps as plain (recorded), a step right after a recorded one waits
+    # once for its own prefetch (and announces the next), the last two steps wait for nothing
+    assert plain_trips == 4 + 4 + 2 + 4 + 4 + 2
+    assert fetched_trips == 4 + 1 + 2 + 1 + 0 + 0
+    with pytest.raises(Exception, match="out of the prefetched order"):
+        _steps_run(True, change_step=5)
+    early, _, _, _, _ = _steps_run(True, stop_after=3)
+    np.testing.assert_allclose(early[-1], 3 * qw, rtol=0, atol=ULP)
 
 
 def test_outside_holder_inputs_and_receives(engine):
@@ -371,10 +475,10 @@ def test_rss3_communication_is_exact(shapes):
         "input": {"p0": {"p1": a, "p2": shape_list}, "p1": {"p0": 0, "p2": 0}, "p2": {"p0": 0, "p1": 0}},
         # every player sends its re-randomised term to the previous player
         "mul": {"p0": {"p1": 0, "p2": a}, "p1": {"p0": a, "p2": 0}, "p2": {"p0": 0, "p1": a}},
-        # helper p0: z_0 + 2^62 + r to p1 and, with p2's shares of msb(r) and r_low, to p2;
-        # p1 and p2 swap their terms, then their 2-out-of-2 results
-        "matmul": {"p0": {"p1": c, "p2": _list_bytes(c, _array_bytes((2, *shape_c)))},
-                   "p1": {"p0": 0, "p2": 2 * c}, "p2": {"p0": 0, "p1": 2 * c}},
+        # helper p0: [z_0 + 2^62 + r] to p1 and, with p2's shares of msb(r) and r_low, to p2;
+        # p1 and p2 swap [their terms], then their 2-out-of-2 results
+        "matmul": {"p0": {"p1": _list_bytes(c), "p2": _list_bytes(_list_bytes(c), _list_bytes(c, c))},
+                   "p1": {"p0": 0, "p2": _list_bytes(c) + c}, "p2": {"p0": 0, "p1": _list_bytes(c) + c}},
         # every player sends (a list of) its first component to the next
         "reveal": {"p0": {"p1": _list_bytes(c), "p2": 0}, "p1": {"p0": 0, "p2": _list_bytes(c)},
                    "p2": {"p0": _list_bytes(c), "p1": 0}},

@@ -5,11 +5,13 @@ masked by triples, truncation pairs and edaBits, the dealer's derived shares; ``
 re-shared terms masked by zero sharings, the helper's blinded terms and dealt shares, the
 2-out-of-2 swaps, input terms; the bit-to-arithmetic step's 0/1 words are uniform bits). The
 ``wire_log`` fixture records each player's received messages while the players run a computation
-on constant secrets (the worst case for a leak) and reveal nothing; every uint64 array of at least
+on constant secrets (the worst case for a leak) and reveal nothing; every unsigned integer array
+(uint64 ring words, and the uint16 masked table bits of the dealt comparison) of at least
 ``SIZE / 4`` elements is tested:
 
-- words: no bit position is biased (z-score < 5.5, as the share tests) and the top four bits pass
-  a chi-square test against uniform (p > 1e-6); 0/1 arrays: the count of ones is balanced;
+- words: no bit position of the word's width is biased (z-score < 5.5, as the share tests) and
+  the top four bits pass a chi-square test against uniform (p > 1e-6); 0/1 arrays: the count of
+  ones is balanced;
 - the sum and XOR of consecutive same-shaped word arrays a player receives are uniform too
   (two messages masked with the same randomness would fail);
 - the same message under two different secrets has the same distribution (chi-square
@@ -21,6 +23,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import stats as scistats
 
+from mpcml import nonlinear as nl
 from tests.conftest import players_of, run_players
 
 SIZE = 4096
@@ -28,7 +31,7 @@ SECRETS = {"zero": (0.0, 0.0), "const": (12345.678, -3.25)}
 
 
 def _arrays(obj):
-    if isinstance(obj, np.ndarray) and obj.dtype == np.uint64:
+    if isinstance(obj, np.ndarray) and obj.dtype.kind == "u":
         yield obj
     elif isinstance(obj, list):
         for item in obj:
@@ -36,11 +39,15 @@ def _arrays(obj):
 
 
 def _computation(s, x_value: float, y_value: float) -> None:
-    """Inputs, products, truncation, matrix product, comparison, relu, sigmoid, argmax; no output."""
+    """Inputs, products, truncation, matrix product, comparison (alone, with products and a truncation
+    alongside), relu, sigmoid (also of an untruncated product), argmax, a fused double truncation; no output."""
     x = s.input(np.full(SIZE, x_value) if s.party.id == "p0" else None, "p0")
     y = s.input(np.full(SIZE, y_value) if s.party.id == "p1" else None, "p1")
     x * y, x * 0.75, x.reshape(64, 64) @ y.reshape(64, 64), x.ltz_bits(), (x - y).relu()
-    x.sigmoid("linear"), (x * 0.001).reshape(SIZE // 4, 4).argmax_bits(), s.from_additive(np.full(SIZE, 7, np.uint64))
+    x.ltz_select(lambda truncated: [truncated[0]], [(x * 3, 2)])
+    x.sigmoid("linear"), nl.sigmoid(x.mul(y, trunc_bits=0), "linear", extra_bits=16)
+    (x * 0.001).reshape(SIZE // 4, 4).argmax_bits(), s.from_additive(np.full(SIZE, 7, np.uint64))
+    (x * (1 << 16)).truncate_update(y * 1000, 3, 10)
 
 
 def _views(wire_log: list, start: int, players: tuple[str, ...]) -> dict[str, list[np.ndarray]]:
@@ -57,12 +64,13 @@ def _is_bits(a: np.ndarray) -> bool:
 
 
 def _word_z(a: np.ndarray) -> float:
-    ones = np.array([np.count_nonzero((a >> np.uint64(b)) & np.uint64(1)) for b in range(64)])
+    words = a.astype(np.uint64)
+    ones = np.array([np.count_nonzero((words >> np.uint64(b)) & np.uint64(1)) for b in range(8 * a.itemsize)])
     return float(np.max(np.abs(ones - a.size / 2) / np.sqrt(a.size / 4)))
 
 
 def _top_nibble(a: np.ndarray) -> np.ndarray:
-    return np.bincount((a.ravel() >> np.uint64(60)).astype(np.int64), minlength=16)
+    return np.bincount((a.ravel().astype(np.uint64) >> np.uint64(8 * a.itemsize - 4)).astype(np.int64), minlength=16)
 
 
 def _assert_uniform(a: np.ndarray, what: str) -> None:
@@ -103,3 +111,30 @@ def test_every_received_array_is_uniform_and_secret_independent(engine, wire_log
                 if a.shape == b.shape and not _is_bits(a) and not _is_bits(b):
                     _assert_uniform(a + b, f"{engine}: sum of arrays {i}, {i + 1} received by {pid}")
                     _assert_uniform(a ^ b, f"{engine}: xor of arrays {i}, {i + 1} received by {pid}")
+
+
+def test_values_opened_in_a_comparison_are_uniform_and_secret_independent(engine, monkeypatch):
+    """What a player reconstructs in a comparison (its own share plus the others'), not just what it
+    receives: ``c = x + r`` and the masked table bits ``d``, recorded where :mod:`mpcml.comparison`
+    uses them, are uniform for constant secrets and distributed alike for two of them."""
+    from mpcml import comparison
+
+    opened: list = []
+    original = comparison.msb
+
+    def recording(c, d, *args, **kwargs):
+        opened.append((c.copy(), d.copy()))
+        return original(c, d, *args, **kwargs)
+
+    monkeypatch.setattr(comparison, "msb", recording)
+    seen = {}
+    for name, (value, _) in SECRETS.items():
+        opened.clear()
+        run_players(3, lambda s, v=value: s.input(np.full(SIZE, v) if s.party.id == "p0" else None, "p0").ltz_bits(),
+                    engine=engine, timeout=120)
+        assert opened, "no comparison used the dealt tables"
+        seen[name] = opened[0]
+        for what, a in zip(("c", "masked table bits"), opened[0]):
+            _assert_uniform(a, f"{engine}: opened {what} of the secret {name}")
+    for i, what in enumerate(("c", "masked table bits")):
+        _same_distribution(seen["zero"][i], seen["const"][i], f"{engine}: opened {what}")

@@ -1,19 +1,24 @@
 """Secret-shared matrix product: ``left`` holds X, ``right`` holds Y, both learn X @ Y.
 
-Threat model: semi-honest, no collusion between the dealer and a compute party. Each compute
-party secret-shares its matrix additively over Z_2^64 (fixed point, :mod:`mpcml.fixedpoint`);
-the product is one Beaver matrix multiplication (Beaver, CRYPTO 1991) with a dealer triple
-``(A, B, C = A @ B)``: the parties open ``E = X - A`` and ``F = Y - B`` (uniform, so they learn
-nothing) and compute shares of ``X @ Y = C + E @ B + A @ F + E @ F``, then truncate.
-``left`` and ``right`` learn the product and each other's matrix shapes; the dealer learns only
-the shapes (it sees no share of the inputs).
+Threat model: semi-honest; the third party (role ``dealer``) colludes with neither ``left`` nor
+``right``. Fixed point over Z_2^64 (:mod:`mpcml.fixedpoint`) on either engine (option ``engine``):
 
-Before sharing, each party announces its matrix's shape and ``ceil(log2 max|.|)`` (so both learn
-the other's magnitude to a power of two), and both refuse a product that could leave the ring
+- ``beaver`` (default): ``left`` and ``right`` share their matrices additively; the product is one
+  Beaver matrix multiplication (Beaver, CRYPTO 1991) with a dealer triple ``(A, B, C = A @ B)``:
+  they open ``E = X - A`` and ``F = Y - B`` (uniform, so they learn nothing) and compute shares of
+  ``X @ Y = C + E @ B + A @ F + E @ F``, then truncate. The dealer learns only the shapes.
+- ``rss3``: replicated sharing among ``left``, ``right`` and the third party as a compute party
+  holding no input (:mod:`mpcml.rss3`; honest majority: any one of the three learns nothing, two
+  together learn everything, the same trust the dealer needs). The product sends only its result;
+  it is opened to ``left`` and ``right``, the third party learns the shapes and nothing else.
+
+``left`` and ``right`` learn the product and each other's matrix shapes. Before sharing, each
+announces its matrix's shape and ``ceil(log2 max|.|)`` to the other compute parties (so they learn
+its magnitude to a power of two), and all refuse a product that could leave the ring
 (``k max|X| max|Y| >= 2^(62 - 2 frac_bits)``) with an error naming the bound.
 
-Options: ``frac_bits`` (``mpcml options matmul``); demo data: ``n``, ``k``, ``m`` (X is n x k, Y is
-k x m).
+Options: ``frac_bits``, ``engine`` (``mpcml options matmul``); demo data: ``n``, ``k``, ``m`` (X is
+n x k, Y is k x m).
 """
 
 from __future__ import annotations
@@ -24,14 +29,16 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from mpcml import DEFAULT_FRAC_BITS, DealerTriples, Session, run_dealer
+from mpcml import DEFAULT_FRAC_BITS, fixedpoint, run_dealer
+from mpcml.engine import ENGINES
 from mpcml.schema import Int, Record
+from mpcml.tensor import Session, SharedTensor, make_session
 from protocols.common import magnitude_bits
-from protocols.config import ProtocolConfig, integer, option
+from protocols.config import ProtocolConfig, integer, one_of, option
 
 from . import AppContext, CheckResult, demo_generator, parse, read_csv, write_csv
 
-DESCRIPTION = "secret-shared matrix product X @ Y of two parties' private matrices (dealer triples)"
+DESCRIPTION = "secret-shared matrix product X @ Y of two parties' private matrices (dealer triples, or rss3)"
 DEMO_PARTIES = {"alice": "left", "bob": "right", "dealer": "dealer"}
 FACTS = Record(rows=Int(low=1), cols=Int(low=1), bits=Int(-64, 2048))
 
@@ -39,6 +46,8 @@ FACTS = Record(rows=Int(low=1), cols=Int(low=1), bits=Int(-64, 2048))
 @dataclass(frozen=True)
 class CONFIG(ProtocolConfig):
     frac_bits: int = option(DEFAULT_FRAC_BITS, "fractional bits of the fixed-point encoding", integer(0, 30))
+    engine: str = option("beaver", "`beaver` (the dealer deals Beaver triples) or `rss3` (replicated sharing; the "
+                         "dealer party is the third compute party)", one_of(*ENGINES))
 
 
 @dataclass(frozen=True)
@@ -48,10 +57,30 @@ class DEMO(ProtocolConfig):
     m: int = option(30, "columns of Y", integer(1))
 
 
-def exchange_magnitudes(party: Any, peer: str, matrix: np.ndarray) -> dict[str, int]:
-    """1. Send this matrix's shape and magnitude to ``peer``; returns the peer's."""
-    party.send(peer, {"rows": int(matrix.shape[0]), "cols": int(matrix.shape[1]), "bits": magnitude_bits(matrix)})
-    return party.recv(peer, expect=FACTS, what="shape and magnitude")
+def compute_parties(players: Sequence[str], helper: str, engine: str) -> tuple[str, ...]:
+    """The session's players: the two holders, and for ``rss3`` the third party (``helper``) as well."""
+    return (*players, helper) if engine == "rss3" else tuple(players)
+
+
+def exchange_facts(party: Any, players: Sequence[str], helper: str, engine: str, facts: dict | None
+                   ) -> dict[str, dict[str, int]]:
+    """1. A holder sends its matrix's ``facts`` (shape and a magnitude) to the other compute parties;
+    returns both holders' facts at every compute party."""
+    compute = compute_parties(players, helper, engine)
+    if facts is not None:
+        party.send_all([p for p in compute if p != party.id], facts)
+    got = party.gather([p for p in players if p != party.id], expect=FACTS, what="shape and magnitude")
+    return {**got, **({party.id: facts} if facts is not None else {})}
+
+
+def reveal_to_holders(result: SharedTensor, players: Sequence[str]) -> np.ndarray | None:
+    """The value at both holders (one round); the third player of ``rss3`` opens only zeros."""
+    session = result.session
+    if len(session.players) == len(players):
+        return result.reveal()
+    parts = {pid: result if pid in players else session.zeros(result.shape) for pid in session.players}
+    opened = session.open_to_each(parts)
+    return fixedpoint.decode(opened, session.frac_bits) if session.party.id in players else None
 
 
 def check_product_bits(bits: int, frac_bits: int) -> None:
@@ -61,26 +90,36 @@ def check_product_bits(bits: int, frac_bits: int) -> None:
                          f"frac_bits={frac_bits}; scale the matrices down or use frac_bits={max(0, (61 - bits) // 2)}")
 
 
-def multiply(party: Any, players: Sequence[str], dealer: str, matrix: np.ndarray | None, frac_bits: int) -> np.ndarray:
+def open_session(party: Any, players: Sequence[str], helper: str, engine: str, frac_bits: int) -> Session:
+    """The compute parties' session on ``engine`` (``beaver``: triples from ``helper``, the dealer)."""
+    return make_session(party, compute_parties(players, helper, engine), engine, dealer=helper, frac_bits=frac_bits)
+
+
+def multiply(party: Any, players: Sequence[str], dealer: str, matrix: np.ndarray | None, frac_bits: int,
+             engine: str = "beaver") -> np.ndarray | None:
     """Compute-party role: share X (at ``players[0]``) and Y (at ``players[1]``), reveal X @ Y to both.
 
+    With ``engine="rss3"`` the party ``dealer`` runs this role too, as the third player, with no
+    matrix (it returns ``None``).
+
     1. Exchange shapes and magnitudes and refuse a product that could leave the ring.
-    2. Share X and Y; one Beaver matrix product and one truncation; reveal.
+    2. Share X and Y; one matrix product and one truncation; reveal to ``players``.
     """
-    peer = players[1] if party.id == players[0] else players[0]
+    facts = None
+    if matrix is not None:
+        facts = {"rows": int(matrix.shape[0]), "cols": int(matrix.shape[1]), "bits": magnitude_bits(matrix)}
     # 1. shapes and magnitudes
-    theirs = exchange_magnitudes(party, peer, matrix)
-    left, right = ((matrix.shape, magnitude_bits(matrix)), ((theirs["rows"], theirs["cols"]), theirs["bits"]))
-    if party.id == players[1]:
-        left, right = right, left
-    if left[0][1] != right[0][0]:
-        raise ValueError(f"X is {left[0]} and Y is {right[0]}: the inner dimensions differ")
-    check_product_bits(left[0][1].bit_length() + left[1] + right[1], frac_bits)
+    known = exchange_facts(party, players, dealer, engine, facts)
+    left, right = known[players[0]], known[players[1]]
+    if left["cols"] != right["rows"]:
+        raise ValueError(f"X is {(left['rows'], left['cols'])} and Y is {(right['rows'], right['cols'])}: "
+                         "the inner dimensions differ")
+    check_product_bits(left["cols"].bit_length() + left["bits"] + right["bits"], frac_bits)
     # 2. the product on shares
-    session = Session(party, players, DealerTriples(party, players, dealer=dealer), frac_bits)
+    session = open_session(party, players, dealer, engine, frac_bits)
     x = session.input(matrix if party.id == players[0] else None, owner=players[0], name="left matrix")
     y = session.input(matrix if party.id == players[1] else None, owner=players[1], name="right matrix")
-    product = (x @ y).reveal()
+    product = reveal_to_holders(x @ y, players)
     session.close()
     return product
 
@@ -96,12 +135,14 @@ def _players(ctx: AppContext) -> tuple[str, str]:
 
 def build(ctx: AppContext) -> tuple[Callable[..., Any], tuple]:
     players = _players(ctx)
+    config = ctx.config()
     if ctx.role == "dealer":
+        if config.engine == "rss3":
+            return multiply, (players, ctx.party_id, None, config.frac_bits, config.engine)
         return deal, (players,)
     if ctx.role not in ("left", "right"):
         raise ValueError(f"matmul has roles left, right and dealer, not {ctx.role!r}")
-    config = ctx.config()
-    return multiply, (players, ctx.party_for("dealer"), read_csv(ctx.require_data()), config.frac_bits)
+    return multiply, (players, ctx.party_for("dealer"), read_csv(ctx.require_data()), config.frac_bits, config.engine)
 
 
 def demo_data(out_dir: Path, seed: int, options: Mapping[str, str]) -> dict[str, Path]:

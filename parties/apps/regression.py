@@ -2,15 +2,20 @@
 
 Roles: ``label`` (a data holder whose CSV's last column is the label; vertical partition),
 ``holder`` (more data holders: vertical, their feature columns of the same rows; horizontal,
-their rows with the label as the last column) and ``dealer`` (Beaver triples; sees no data; with
-``triples=paillier`` two holders make their own triples and a federation needs no dealer).
-The holders are the compute parties, in the order of their sorted ids (which fixes the column
-order of a vertical model). Threat model and leakage: see :mod:`protocols.regression`; by
-default every holder learns all the weights. Options: the fields of
-:class:`protocols.regression.RegressionConfig` (``mpcml options regression``).
+their rows with the label as the last column) and ``dealer`` (Beaver triples for
+``engine=beaver``; sees no data; with ``triples=paillier`` two holders make their own triples and
+a federation needs no dealer). The holders are the compute parties, in the order of their sorted
+ids (which fixes the column order of a vertical model); ``engine=rss3`` needs exactly three of
+them and no dealer (a federation's ``dealer``, if it has one, has nothing to do and returns at
+once). Threat model and leakage: see :mod:`protocols.regression`; by default every holder learns
+all the weights. Options: the fields of :class:`protocols.regression.RegressionConfig`
+(``mpcml options regression``).
 
-Demo data: ``load_breast_cancer`` standardised (logistic) or ``load_diabetes`` (squared loss;
-features standardised, targets in their own units), split between alice (label holder) and bob.
+Demo federation: alice (label holder), bob and carol (holders) and a dealer, so the same demo runs
+on either engine (``mpcml demo regression --option engine=rss3``). Demo data:
+``load_breast_cancer`` standardised (logistic) or ``load_diabetes`` (squared loss; features
+standardised, targets in their own units), split into three blocks (vertical: columns, alice's
+with the labels; horizontal: rows).
 """
 
 from __future__ import annotations
@@ -35,8 +40,9 @@ from protocols.regression import (
 
 from . import AppContext, CheckResult, parse, read_csv, write_csv
 
-DESCRIPTION = "secure linear/logistic regression by mini-batch SGD on secret-shared data (holders + dealer)"
-DEMO_PARTIES = {"alice": "label", "bob": "holder", "dealer": "dealer"}
+DESCRIPTION = "secure linear/logistic regression by mini-batch SGD on secret-shared data (holders + dealer, or rss3)"
+DEMO_PARTIES = {"alice": "label", "bob": "holder", "carol": "holder", "dealer": "dealer"}
+DEMO_HOLDERS = ("alice", "bob", "carol")
 CONFIG = RegressionConfig
 
 
@@ -45,24 +51,27 @@ class DEMO(ProtocolConfig):
     """No demo-only options: ``loss`` picks the data set."""
 
 
-def _topology(federation_roles: Mapping[str, str], partition: str, triples: str) -> dict[str, Any]:
+def _topology(federation_roles: Mapping[str, str], partition: str, needs_dealer: bool) -> dict[str, Any]:
     labels = sorted(p for p, r in federation_roles.items() if r == "label")
     holders = tuple(sorted((*labels, *(p for p, r in federation_roles.items() if r == "holder"))))
     if partition == "vertical" and len(labels) != 1:
         raise ValueError(f"a vertical run needs exactly one party with role 'label', found {labels}")
     dealers = sorted(p for p, r in federation_roles.items() if r == "dealer")
-    if triples == "dealer" and len(dealers) != 1:
+    if needs_dealer and len(dealers) != 1:
         raise ValueError(f"the federation must have exactly one party with role 'dealer', found {dealers}")
     return {"holders": holders, "label_holder": labels[0] if partition == "vertical" else None,
             "dealer": dealers[0] if dealers else "dealer"}
 
 
 def _config(options: Mapping[str, str], federation_roles: Mapping[str, str]) -> RegressionConfig:
-    given = CONFIG.parse_options(options)
-    defaults = CONFIG.defaults()
-    topology = _topology(federation_roles, given.get("partition", defaults["partition"]),
-                         given.get("triples", defaults["triples"]))
-    return parse(options, CONFIG, DEMO, **topology)
+    chosen = {**CONFIG.defaults(), **CONFIG.parse_options(options, extra=DEMO.option_names())}
+    needs_dealer = chosen["engine"] == "beaver" and chosen["triples"] == "dealer"
+    return parse(options, CONFIG, DEMO, **_topology(federation_roles, chosen["partition"], needs_dealer))
+
+
+def _idle(party: Any) -> dict[str, Any]:
+    """A federation's dealer when the engine needs none (``engine=rss3``, ``triples=paillier``): nothing to do."""
+    return {}
 
 
 def build(ctx: AppContext) -> tuple[Callable[..., Any], dict]:
@@ -80,7 +89,9 @@ def build(ctx: AppContext) -> tuple[Callable[..., Any], dict]:
             data[ctx.party_id] = (table, None)
     party_roles, inputs = roles(config, data, progress=ctx.progress(config.epochs, "epoch"))
     if ctx.party_id not in party_roles:
-        raise ValueError(f"party {ctx.party_id!r} (role {ctx.role!r}) has nothing to do with triples={config.triples!r}")
+        if ctx.role != "dealer":
+            raise ValueError(f"party {ctx.party_id!r} (role {ctx.role!r}) takes no part in this run")
+        return _idle, {}
     return party_roles[ctx.party_id], inputs[ctx.party_id]
 
 
@@ -96,14 +107,12 @@ def demo_data(out_dir: Path, seed: int, options: Mapping[str, str]) -> dict[str,
     X, y = _demo_dataset(options)
     out_dir = Path(out_dir)
     if CONFIG.parse_options(options, extra=DEMO.option_names()).get("partition") == "horizontal":
-        half = X.shape[0] // 2
-        parts = {"alice": (X[:half], y[:half]), "bob": (X[half:], y[half:])}
-        return {pid: write_csv(out_dir / f"{pid}.csv", np.column_stack(p)) for pid, p in parts.items()}
-    left, right = np.array_split(X, 2, axis=1)
-    return {
-        "alice": write_csv(out_dir / "alice.csv", np.column_stack([left, y])),
-        "bob": write_csv(out_dir / "bob.csv", right),
-    }
+        parts = zip(np.array_split(X, len(DEMO_HOLDERS)), np.array_split(y, len(DEMO_HOLDERS)))
+        tables = [np.column_stack(part) for part in parts]
+    else:
+        tables = np.array_split(X, len(DEMO_HOLDERS), axis=1)
+        tables[0] = np.column_stack([tables[0], y])
+    return {pid: write_csv(out_dir / f"{pid}.csv", table) for pid, table in zip(DEMO_HOLDERS, tables)}
 
 
 def check(outputs: Mapping[str, Any], data: Mapping[str, Path], options: Mapping[str, str]) -> CheckResult:
@@ -114,8 +123,8 @@ def check(outputs: Mapping[str, Any], data: Mapping[str, Path], options: Mapping
     federation = {pid: ("label" if pid == "alice" else "holder") for pid in holders} | {"dealer": "dealer"}
     config = _config(options, federation)
     if config.partition == "vertical":
-        X = np.hstack([tables["alice"][:, :-1] if pid == "alice" else tables[pid] for pid in holders])
-        y = tables["alice"][:, -1]
+        X = np.hstack([tables[pid][:, :-1] if pid == config.label_holder else tables[pid] for pid in holders])
+        y = tables[config.label_holder][:, -1]
     else:
         X = np.vstack([tables[pid][:, :-1] for pid in holders])
         y = np.concatenate([tables[pid][:, -1] for pid in holders])

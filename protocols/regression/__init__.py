@@ -21,7 +21,11 @@ holders this is cheapest. Every opening is all-to-all, so with ``k`` compute par
 iteration sends ``k (k - 1) K (B + d)`` elements; with many holders pass ``compute_parties``
 (e.g. two servers): holders then only send their shares once and receive the output.
 Dealer-free: with ``triples="paillier"`` (exactly two compute parties) the players make the
-triples themselves with Paillier (:class:`mpcml.paillier_triples.PaillierTriples`).
+triples themselves with Paillier (:class:`mpcml.paillier_triples.PaillierTriples`), or with
+``engine="rss3"`` exactly three compute parties (the holders, or three servers) hold replicated
+shares (:mod:`mpcml.rss3`) and need no dealer and no public-key operation. The protocol code is
+the same on both engines (:class:`mpcml.tensor.SharedTensor`); on rss3 the masked matrix opens
+nothing (a replicated product sends only its result).
 
 Range analysis (:func:`protocols.regression.config.plan`). Before any share is sent, every
 party checks from the public facts that every intermediate of an epoch fits the 64-bit ring;
@@ -32,8 +36,10 @@ works. After every epoch a guard compares every weight with the analysed bound a
 run with ``OverflowError`` naming the epoch if one left it: a wrapped model is never returned.
 The plaintext replay (:func:`plaintext_sgd`) applies the same guard.
 
-Threat model: semi-honest parties; the dealer (if any) does not collude with any compute party, and
-the compute parties do not all collude. What each role learns:
+Threat model: semi-honest parties. ``engine="beaver"``: the dealer (if any) does not collude with
+any compute party, and the compute parties do not all collude. ``engine="rss3"``: honest majority
+among the three compute parties: any single one learns nothing beyond what is listed below, two
+colluding ones learn everything (the data and the weights). What each role learns:
 
 - data holders: their own data; the others' public facts (row and column counts,
   ``ceil(log2 max|x|)`` of each block, the label holder's ``ceil(log2 max|y|)`` for the squared

@@ -19,9 +19,11 @@ import numpy as np
 
 from mpcml import fixedpoint
 from mpcml.csprng import Csprng
+from mpcml.engine import ENGINES
 from mpcml.nonlinear import SIGMOID_METHODS
 from mpcml.paillier_triples import PaillierTriples
 from mpcml.party import Party
+from mpcml.tensor import Session, make_session
 from mpcml.triples import DealerTriples, TripleSource
 
 from ..common import check_party_ids
@@ -63,8 +65,11 @@ class RegressionConfig(ProtocolConfig):
                          "columns' weights) or `shared` (weights stay secret-shared)", one_of(*OUTPUTS))
     frac_bits: int = option(fixedpoint.DEFAULT_FRAC_BITS, "fractional bits of the fixed-point encoding in Z_2^64",
                             _frac_bits)
-    triples: str = option("dealer", "`dealer` (a helper party deals Beaver triples) or `paillier` (two compute "
-                          "parties make their own)", one_of(*TRIPLES))
+    engine: str = option("beaver", "secret sharing of the compute parties: `beaver` (additive shares, Beaver triples "
+                         "from `triples`) or `rss3` (replicated shares among exactly three compute parties, honest "
+                         "majority, no dealer)", one_of(*ENGINES))
+    triples: str = option("dealer", "`engine=beaver` only: `dealer` (a helper party deals Beaver triples) or `paillier` "
+                          "(two compute parties make their own)", one_of(*TRIPLES))
     key_bits: int = option(2048, "Paillier modulus size for `triples=paillier`", he_key_bits)
     random_state: int | None = option(None, "seed of the public batch order (none: a fresh one from the CSPRNG)",
                                       optional(integer(-(2**63), 2**63 - 1)))
@@ -86,9 +91,15 @@ class RegressionConfig(ProtocolConfig):
             players = check_party_ids(self.compute_parties, "compute_parties")
             if len(players) < 2:
                 raise ValueError(f"compute_parties must name at least two parties, got {list(players)}")
-        if self.triples == "paillier" and len(self.players) != 2:
+        if self.engine == "rss3":
+            if len(self.players) != 3:
+                raise ValueError(f'engine="rss3" needs exactly three compute parties (three holders, or three '
+                                 f'compute_parties such as n_servers=3), got {list(self.players)}')
+            if self.triples != "dealer":
+                raise ValueError(f'triples={self.triples!r} applies to engine="beaver" only (rss3 needs no triples)')
+        elif self.triples == "paillier" and len(self.players) != 2:
             raise ValueError(f'triples="paillier" needs exactly two compute parties, got {list(self.players)}')
-        if self.dealer in self.players or self.dealer in holders:
+        if self.uses_dealer and (self.dealer in self.players or self.dealer in holders):
             raise ValueError(f"the dealer {self.dealer!r} cannot also hold data or compute")
         if self.output == "own" and self.partition != "vertical":
             raise ValueError('output="own" needs a vertical partition (horizontal holders share every weight)')
@@ -105,11 +116,21 @@ class RegressionConfig(ProtocolConfig):
             return None
         return hashlib.sha256(b"mpcml.regression.batches" + int(self.random_state).to_bytes(16, "big", signed=True)).digest()
 
+    @property
+    def uses_dealer(self) -> bool:
+        """Whether a dealer party serves the compute parties (``engine="beaver"`` with ``triples="dealer"``)."""
+        return self.engine == "beaver" and self.triples == "dealer"
+
     def triple_source(self, party: Party) -> TripleSource:
         """A compute party's Beaver triples: from the dealer, or made by the two players with Paillier."""
         if self.triples == "paillier":
             return PaillierTriples(party, self.players, key_bits=self.key_bits)
         return DealerTriples(party, self.players, self.dealer)
+
+    def session(self, party: Party) -> Session:
+        """A compute party's session on :attr:`engine` (``"beaver"``: with :meth:`triple_source`)."""
+        triples = self.triple_source(party) if self.engine == "beaver" else None
+        return make_session(party, self.players, self.engine, triples=triples, frac_bits=self.frac_bits)
 
     def has_labels(self, holder: str) -> bool:
         return self.partition == "horizontal" or holder == self.label_holder

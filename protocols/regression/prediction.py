@@ -18,11 +18,11 @@ import numpy as np
 
 from mpcml import fixedpoint
 from mpcml.party import Party
-from mpcml.tensor import Session, SharedTensor
+from mpcml.tensor import SharedTensor, receive_revealed, send_input
 
 from ..common import check_matrix
 from .config import RegressionConfig
-from .protocol import _input, _receive_opened, _share_to_players, regression_dealer
+from .protocol import _input, regression_dealer
 
 
 def prediction_party(party: Party, X: Any = None, weights_share: np.ndarray | None = None, *,
@@ -43,15 +43,19 @@ def prediction_party(party: Party, X: Any = None, weights_share: np.ndarray | No
     if party.id not in config.players:
         # 1. a supplier outside the compute parties shares its rows
         if party.id in suppliers:
-            _share_to_players(party, fixedpoint.encode(X, config.frac_bits, name="X"), config.players)
-        return _receive_opened(party, config.players, config.frac_bits) * scale if party.id == querier else None
-    weights_share = None if weights_share is None else np.asarray(weights_share, dtype=np.uint64)
-    if weights_share is None or weights_share.ndim != 2:
-        raise ValueError(f"compute party {party.id!r} needs its (d, K) weights_share")
-    session = Session(party, config.players, config.triple_source(party), config.frac_bits)
+            send_input(party, config.players, fixedpoint.encode(X, config.frac_bits, name="X"))
+        return receive_revealed(party, config.players, config.frac_bits) * scale if party.id == querier else None
+    if weights_share is None:
+        raise ValueError(f"compute party {party.id!r} needs its share of the (d, K) weights, weights_share")
+    session = config.session(party)
+    try:
+        w = SharedTensor(session, weights_share)
+    except ValueError as exc:
+        raise ValueError(f"compute party {party.id!r}: weights_share is not a {config.engine} share: {exc}") from None
+    if w.ndim != 2:
+        raise ValueError(f"compute party {party.id!r} needs its share of the (d, K) weights, got shape {w.shape}")
     xs = SharedTensor.concatenate([_input(session, X if h == party.id else None, h, f"X of holder {h!r}")
                                    for h in suppliers], axis=1)
-    w = SharedTensor(session, weights_share)
     width = w.shape[0] - int(config.fit_intercept)
     if xs.shape[1] != width:
         raise ValueError(f"the query has {xs.shape[1]} features but the model has {width}")
@@ -64,7 +68,7 @@ def prediction_party(party: Party, X: Any = None, weights_share: np.ndarray | No
         result = scores.reveal(to=querier)
         result = None if result is None else result * scale
     else:
-        party.send(querier, scores.share)
+        scores.reveal_outside(querier)
         result = None
     session.close()
     return result
@@ -80,7 +84,7 @@ def prediction_roles(config: RegressionConfig, queries: Mapping[str, Any], share
         inputs[pid]["X"] = X
     for pid, share in shares.items():
         inputs[pid]["weights_share"] = share
-    if config.triples == "dealer":
+    if config.uses_dealer:
         party_roles[config.dealer] = partial(regression_dealer, config=config)
         inputs[config.dealer] = {}
     return party_roles, inputs

@@ -24,17 +24,17 @@ Training, at the compute parties (the holders by default):
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Iterator, Mapping
 
 import numpy as np
 
 from mpcml import fixedpoint
-from mpcml.csprng import SEED_BYTES, Csprng, new_seed
+from mpcml.csprng import SEED_BYTES, new_seed
 from mpcml.masked import MaskedMatrix
-from mpcml.nonlinear import SIGMOID_METHODS, ltz_bits
+from mpcml.nonlinear import sigmoid
 from mpcml.party import Party
-from mpcml.schema import Array, Bool, Bytes, Int, ListOf, Nothing, OneOf, Record, Tuple
-from mpcml.tensor import Session, SharedTensor, leader_adds
+from mpcml.schema import Bool, Bytes, Int, Nothing, OneOf, Record, Tuple
+from mpcml.tensor import Session, SharedTensor, receive_revealed, send_input
 from mpcml.triples import run_dealer
 
 from ..common import check_matrix, check_targets, magnitude_bits
@@ -43,8 +43,6 @@ from .config import STEP_BITS, RegressionConfig, Scales, batch_schedule, guard_e
 
 FACTS = Record(rows=Int(low=1), cols=Int(low=1), x_bits=Int(-64, 2048), y_bits=OneOf(Nothing(), Int(-64, 2048)),
                outputs=Int(1, 10_000))
-SHARE_SEED = Tuple(Bytes(SEED_BYTES), ListOf(Int(low=0)))
-SHARE = Array(np.uint64, ndim=(1, 2))
 PROGRESS = Tuple(Int(low=-1), Bool())
 
 
@@ -102,32 +100,12 @@ def _agree_facts(party: Party, config: RegressionConfig, mine: dict | None) -> d
 # --- 3. inputs and outputs between holders and compute parties --------------------------------------
 
 
-def _share_to_players(party: Party, encoded: np.ndarray, players: Sequence[str]) -> None:
-    """A holder that does not compute splits an encoded array among the players (seeds + one array)."""
-    rest = encoded.copy()
-    for pid in players[:-1]:
-        seed = new_seed()
-        party.send(pid, [seed, list(encoded.shape)])
-        rest -= Csprng(seed).random_uint64(encoded.shape)
-    party.send(players[-1], rest)
-
-
 def _input(session: Session, value: np.ndarray | None, owner: str, name: str) -> SharedTensor:
-    """This player's share of ``owner``'s array, whether or not ``owner`` is a player."""
+    """This player's share of ``owner``'s array, whether or not ``owner`` is a player (an outsider runs
+    :func:`mpcml.tensor.send_input`)."""
     if owner in session.players:
         return session.input(value, owner, name=name)
-    if session.index == len(session.players) - 1:
-        return SharedTensor(session, session.party.recv(owner, expect=SHARE, what=f"share of {name}"))
-    seed, shape = session.party.recv(owner, expect=SHARE_SEED, what=f"share seed for {name}")
-    return SharedTensor(session, Csprng(seed).random_uint64(tuple(shape)))
-
-
-def _receive_opened(party: Party, players: Sequence[str], frac_bits: int) -> np.ndarray:
-    """An outsider reconstructs a value from every player's share."""
-    shares = party.gather(players, expect=SHARE, what="output share")
-    if len({s.shape for s in shares.values()}) != 1:
-        raise ValueError(f"the compute parties sent output shares of different shapes {[s.shape for s in shares.values()]}")
-    return fixedpoint.decode(sum(shares.values(), np.zeros_like(next(iter(shares.values())))), frac_bits)
+    return session.input_external(owner, name=name)
 
 
 def _shared_inputs(session: Session, config: RegressionConfig, X: Any, y: Any) -> tuple[SharedTensor, SharedTensor]:
@@ -168,24 +146,39 @@ def step_factors(config: RegressionConfig, epoch: int, batch_rows: int, n_weight
     return np.rint(keep * 2.0**STEP_BITS).astype(np.int64), int(round(step / batch_rows * 2.0**STEP_BITS))
 
 
-def _update(session: Session, w: SharedTensor, grad: SharedTensor, k_keep: np.ndarray, k_step: int) -> SharedTensor:
-    """``w * keep - step * grad`` with one truncation (the public factors carry STEP_BITS bits)."""
-    scaled = w.share * k_keep.view(np.uint64)[:, None] - grad.share * np.uint64(k_step)
-    return SharedTensor(session, session.truncate(scaled, STEP_BITS))
+def _step(masked: MaskedMatrix, w: SharedTensor, ys: SharedTensor, rows: np.ndarray, config: RegressionConfig,
+          k_keep: np.ndarray, k_step: int) -> SharedTensor:
+    """Step 5 on one batch: the products stay at ``2 frac_bits`` until a truncation they need anyway."""
+    f = w.session.frac_bits
+    z = masked.matmul(w, rows, truncate=False)
+    p = sigmoid(z, config.sigmoid, extra_bits=f) if config.loss == "logistic" else z.truncate()
+    grad = masked.t_matmul(p - ys[rows], rows, truncate=False)
+    # w * keep - step * (grad >> f), both truncations in the rounds of one; the factors carry STEP_BITS bits
+    return grad.truncate_update(w * k_keep[:, None], k_step, STEP_BITS)
 
 
-def _epoch_check(session: Session, w: SharedTensor, previous: SharedTensor, config: RegressionConfig,
+def _epoch_check(w: SharedTensor, previous: SharedTensor, config: RegressionConfig,
                  scales: Scales) -> tuple[int, float | None]:
     """Step 6: ``(weights outside the bound, ||dw||^2 or None)``, opened in one round after the comparison."""
-    bound = fixedpoint.encode(scales.weight_bound, session.frac_bits)
-    outside = ltz_bits(session, np.stack([leader_adds(session, w.share, bound), leader_adds(session, -w.share, bound)]))
-    count = SharedTensor(session, outside.sum(dtype=np.uint64).reshape(1) << np.uint64(session.frac_bits))
-    opened = [count]
+    bound = scales.weight_bound
+    outside = SharedTensor.stack([w + bound, (-w) + bound]).ltz_bits()
+    opened = [(outside.sum() * (1 << w.session.frac_bits)).reshape(1)]
     if config.tol is not None:
         delta = w - previous
         opened.append((delta * delta).sum(keepdims=True).reshape(1))
-    values = fixedpoint.decode(np.concatenate(session.open([t.share for t in opened])), session.frac_bits)
+    values = SharedTensor.concatenate(opened).reveal()
     return int(round(values[0])), (float(values[1]) if config.tol is not None else None)
+
+
+def _plan(seed: bytes, n: int, config: RegressionConfig) -> Iterator[tuple[tuple, np.ndarray | None, int]]:
+    """The steps of training, ``(key, rows, epoch)``: every mini-batch, then the epoch's guard (the
+    dealer's randomness for each is prefetched a step ahead: :meth:`mpcml.tensor.Session.prefetched`)."""
+    schedule = batch_schedule(seed, n, config.epochs, config.batch_size)
+    for epoch in range(config.epochs):
+        for _ in range(-(-n // config.batch_size)):
+            _, rows = next(schedule)
+            yield ("batch", len(rows)), rows, epoch
+        yield ("guard",), None, epoch
 
 
 def train_shared(session: Session, xs: SharedTensor, ys: SharedTensor, config: RegressionConfig, scales: Scales,
@@ -198,19 +191,15 @@ def train_shared(session: Session, xs: SharedTensor, ys: SharedTensor, config: R
     w = session.zeros((d, ys.shape[1]))
     previous = w
     epochs_run = 0
-    schedule = batch_schedule(seed, n, config.epochs, config.batch_size)
-    activation = SIGMOID_METHODS[config.sigmoid].func if config.loss == "logistic" else None
-    for epoch in range(config.epochs):
-        for _ in range(-(-n // config.batch_size)):
-            _, rows = next(schedule)
+    steps = session.prefetched(_plan(seed, n, config))
+    for key, rows, epoch in steps:
+        if key[0] == "batch":
             # 5. one mini-batch step
-            z = masked.matmul(w, rows)
-            error = (activation(z) if activation else z) - ys[rows]
-            grad = masked.t_matmul(error, rows)
-            w = _update(session, w, grad, *step_factors(config, epoch, len(rows), d))
+            w = _step(masked, w, ys, rows, config, *step_factors(config, epoch, len(rows), d))
+            continue
         epochs_run = epoch + 1
         # 6. the guard (and the early-stopping norm)
-        outside, change = _epoch_check(session, w, previous, config, scales)
+        outside, change = _epoch_check(w, previous, config, scales)
         if outside:
             raise guard_error(epoch, scales, config)
         stop = change is not None and change <= config.tol**2
@@ -219,6 +208,7 @@ def train_shared(session: Session, xs: SharedTensor, ys: SharedTensor, config: R
             on_epoch(epoch, stop, change)
         if stop:
             break
+    steps.close()
     masked.release()
     return w, epochs_run
 
@@ -266,10 +256,10 @@ def regression_party(party: Party, X: Any = None, y: Any = None, *, config: Regr
         # 3. a holder outside the compute parties shares its data, then follows progress
         for name, value in (("X", X), ("y", y)):
             if value is not None:
-                _share_to_players(party, fixedpoint.encode(value, config.frac_bits, name=name), config.players)
+                send_input(party, config.players, fixedpoint.encode(value, config.frac_bits, name=name))
         return _await_outcome(party, config, scales, result, progress)
 
-    session = Session(party, config.players, config.triple_source(party), config.frac_bits)
+    session = config.session(party)
     # 3. shares of every block
     xs, ys = _shared_inputs(session, config, X, y)
     outsiders = [h for h in config.holders if h not in config.players]
@@ -296,7 +286,7 @@ def regression_party(party: Party, X: Any = None, y: Any = None, *, config: Regr
     elif config.output == "reveal":
         result.update(_weights_out(w.reveal(), config, scales))
         for h in outsiders:
-            party.send(h, w.share)
+            w.reveal_outside(h)
     else:
         _deliver_own(session, w, config, result, scales, {h: facts[h]["cols"] for h in config.holders})
     session.close()
@@ -318,7 +308,7 @@ def _await_outcome(party: Party, config: RegressionConfig, scales: Scales, resul
         if progress is not None:
             progress(epoch)
     if config.output == "reveal":
-        result.update(_weights_out(_receive_opened(party, config.players, config.frac_bits), config, scales))
+        result.update(_weights_out(receive_revealed(party, config.players, config.frac_bits), config, scales))
     elif config.output == "own":
         _receive_own(party, config, result, scales)
     return result
@@ -338,7 +328,7 @@ def _deliver_own(session: Session, w: SharedTensor, config: RegressionConfig, re
     """Reveal each holder's own weights to it (the intercept to the label holder)."""
     for holder, piece, key in _own_pieces(config, widths, w.shape[0]):
         if holder not in session.players:
-            session.party.send(holder, w[piece].share)
+            w[piece].reveal_outside(holder)
             continue
         value = w[piece].reveal(to=holder)
         if value is not None:
@@ -347,9 +337,9 @@ def _deliver_own(session: Session, w: SharedTensor, config: RegressionConfig, re
 
 
 def _receive_own(party: Party, config: RegressionConfig, result: dict, scales: Scales) -> None:
-    result["coef"] = _receive_opened(party, config.players, config.frac_bits).T * 2.0**scales.y_shift
+    result["coef"] = receive_revealed(party, config.players, config.frac_bits).T * 2.0**scales.y_shift
     if config.fit_intercept and party.id == config.label_holder:
-        result["intercept"] = _receive_opened(party, config.players, config.frac_bits)[0] * 2.0**scales.y_shift
+        result["intercept"] = receive_revealed(party, config.players, config.frac_bits)[0] * 2.0**scales.y_shift
 
 
 def regression_dealer(party: Party, *, config: RegressionConfig) -> dict[str, int]:
@@ -372,7 +362,7 @@ def roles(config: RegressionConfig, data: Mapping[str, tuple[Any, Any]], *, prog
         inputs[pid] = {"progress": progress} if pid == config.players[0] else {}
         if pid in data:
             inputs[pid].update(X=data[pid][0], y=data[pid][1])
-    if config.triples == "dealer":
+    if config.uses_dealer:
         party_roles[config.dealer] = partial(regression_dealer, config=config)
         inputs[config.dealer] = {}
     return party_roles, inputs

@@ -89,16 +89,22 @@ def _max_slope(config: RegressionConfig) -> float:
 def replay_tolerance(config: RegressionConfig, X: np.ndarray, seed: bytes, epochs: int, y_shift: int) -> float:
     """The largest ``|secure - replay|`` weight difference after ``epochs`` epochs of batches from ``seed``.
 
-    Each step adds, in units ``2^-frac_bits`` of the scaled problem, one for the update's
-    truncation, ``eta / B`` for the gradient's and ``eta max|x| (1 + c)`` for the residual's error
-    (``z``'s truncation through the activation's slope, at most 1, plus the approximation's own
-    ``c`` units, :attr:`mpcml.nonlinear.SigmoidMethod.units`) carried through ``(eta / B) X_B^T``.
-    A later step multiplies an earlier error by its Jacobian ``(1 - eta alpha) I - (eta / B) X_B^T
-    D X_B``, whose norm is at most ``max(1, eta L lambda_max(X_B^T X_B / B) - 1)`` with ``L`` the
-    activation's largest slope: 1 for a stable step, more for a diverging one. The bound is the sum
-    of each step's error times the product of the later steps' factors, scaled back by ``2^y_shift``.
+    The secure step truncates three times (every truncation is exact up to one unit on both
+    engines: :func:`mpcml.engine.truncation_share`): ``z = X_B w`` unless the activation takes the
+    untruncated product (:attr:`mpcml.nonlinear.SigmoidMethod.wide_input`), the gradient
+    ``X_B^T e`` and the update. So each step adds, in units ``2^-frac_bits`` of the scaled
+    problem, one for the update's truncation, ``eta / B`` for the gradient's and
+    ``eta max|x| (t L + c)`` for the residual's error (``t`` = 1 if ``z`` is truncated, through the
+    activation's largest slope ``L``, plus the approximation's own ``c`` units,
+    :attr:`~mpcml.nonlinear.SigmoidMethod.units`) carried through ``(eta / B) X_B^T``. A later step
+    multiplies an earlier error by its Jacobian ``(1 - eta alpha) I - (eta / B) X_B^T D X_B``, whose
+    norm is at most ``max(1, eta L lambda_max(X_B^T X_B / B) - 1)``: 1 for a stable step, more for a
+    diverging one. The bound is the sum of each step's error times the product of the later steps'
+    factors, scaled back by ``2^y_shift``.
     """
-    c = SIGMOID_METHODS[config.sigmoid].units if config.loss == "logistic" else 0.0
+    method = SIGMOID_METHODS[config.sigmoid] if config.loss == "logistic" else None
+    c = method.units if method is not None else 0.0
+    z_units = 0.0 if method is not None and method.wide_input else 1.0
     Xq = quantize(X, config.frac_bits)
     if config.fit_intercept:
         Xq = np.hstack([Xq, np.ones((Xq.shape[0], 1))])
@@ -109,7 +115,7 @@ def replay_tolerance(config: RegressionConfig, X: np.ndarray, seed: bytes, epoch
         eta = config.step_size(epoch)
         xb = Xq[rows]
         curvature = eta * slope * float(np.linalg.eigvalsh(xb.T @ xb / len(rows))[-1])
-        bound = bound * max(1.0, curvature - 1.0) + 1.0 + eta / len(rows) + eta * x_max * (1.0 + c)
+        bound = bound * max(1.0, curvature - 1.0) + 1.0 + eta / len(rows) + eta * x_max * (z_units * slope + c)
     return bound * 2.0 ** (y_shift - config.frac_bits)
 
 
