@@ -5,11 +5,12 @@ byte and swallows bulk transfers while timestamping them. :func:`measure_path` c
 address (the sink itself, or a relay in front of it) and returns the median ping-pong round
 trip and the receiver-side throughput of a bulk transfer: bytes after the first read divided by
 the time from the first to the last read at the sink, so neither latency nor connection set-up
-enters the bandwidth figure. Sender and sink share one clock (same process).
+enters the bandwidth figure (infinite if the whole transfer arrived in one read). Sender and sink share one clock (same process).
 """
 
 from __future__ import annotations
 
+import math
 import socket
 import statistics
 import threading
@@ -123,4 +124,4 @@ def measure_path(address: str, sink: Sink, *, pings: int = 20, bulk_bytes: int =
         if conn.recv(1) != _DONE or sink.last_bulk is None:
             raise ConnectionError(f"bulk transfer through {address} was not acknowledged")
         nbytes, seconds = sink.last_bulk
-    return PathMeasurement(statistics.median(times[1:]), 8 * nbytes / seconds, pings, bulk_bytes)
+    return PathMeasurement(statistics.median(times[1:]), 8 * nbytes / seconds if seconds > 0 else math.inf, pings, bulk_bytes)

@@ -103,8 +103,8 @@ LOOPBACK = "loopback"
 def format_rate(bits_per_second: float) -> str:
     for unit, scale in (("Gbit/s", 1e9), ("Mbit/s", 1e6), ("kbit/s", 1e3)):
         if bits_per_second >= scale:
-            return f"{bits_per_second / scale:g} {unit}"
-    return f"{bits_per_second:g} bit/s"
+            return f"{bits_per_second / scale:.4g} {unit}"
+    return f"{bits_per_second:.4g} bit/s"
 
 
 def format_delay(seconds: float) -> str:
@@ -146,7 +146,6 @@ class _Link:
         self.eof = False       # the sender closed its side (the end of stream is queued like a byte)
         self.done = False      # ...and it has been delivered
         self.blocked = False   # the receiver's socket buffer is full: wait until it is writable
-        self.waited = False    # the thread slept until the head piece was due (its lateness is the timer's)
         self.bytes = 0
 
     @property
@@ -172,16 +171,12 @@ class _Link:
             self.link_free = max(arrived, self.link_free) + self.profile.transfer_seconds(len(piece))
             self.queue.append((self.link_free + self.profile.latency, piece))
 
-    def deliver(self, now: float, timer: "_WakeTimer") -> float | None:
-        """3. hand the receiver every piece that has reached it; returns seconds until the next is due."""
+    def deliver(self, now: float, early: float) -> float | None:
+        """3. hand the receiver every piece due by ``now + early``; returns seconds until the next one is."""
         while self.queue and not self.blocked:
             due, piece = self.queue[0]
-            if due - timer.early > now:
-                self.waited = True
-                return due - timer.early - now
-            if self.waited:
-                timer.learn(now - due)
-                self.waited = False
+            if due - early > now:
+                return due - early - now
             if piece is None:
                 self.queue.popleft()
                 self.dst.shutdown(socket.SHUT_WR)
@@ -201,22 +196,26 @@ class _Link:
 
 
 class _WakeTimer:
-    """How early to wake so that a piece leaves when it is due: learns the thread's wake-up lateness.
+    """How early to wake so that a piece leaves when it is due: tracks the median wake-up lateness.
 
     A timed ``select`` returns some tens of microseconds late (timer slack, scheduling; more in a
-    VM). Each time the thread slept until a piece was due, the lateness ``now - due`` it then saw
-    nudges ``early`` (an integral controller, gain 1/8), so the median piece leaves on time.
-    ``early`` stays between 0 and the one-way latency, so no piece leaves before it arrived.
+    VM or on a loaded machine). Each time it returned because its timeout expired (not because a
+    socket was ready), ``early`` moves one step of 2 us towards the lateness of that wake-up
+    against the piece's due time (a sign update, so it converges to the median and a descheduled
+    thread's long delays do not throw it off). ``early`` stays 10 us short of the one-way latency,
+    so the thread always has a wait to learn from and no piece leaves before it arrived.
     """
 
-    GAIN = 0.125
+    STEP = 2e-6
+    MIN_WAIT = 10e-6
 
     def __init__(self, latency: float) -> None:
         self.early = 0.0
-        self._ceiling = latency
+        self._ceiling = max(0.0, latency - self.MIN_WAIT)
 
     def learn(self, lateness: float) -> None:
-        self.early = min(self._ceiling, max(0.0, self.early + self.GAIN * lateness))
+        step = self.STEP if lateness > 0 else -self.STEP
+        self.early = min(self._ceiling, max(0.0, self.early + step))
 
 
 class _Connection:
@@ -254,7 +253,7 @@ class _Connection:
                 now = time.monotonic()
                 readers, writers, timeout = [], [], None
                 for link in self.links:
-                    wait = link.deliver(now, self._timer)
+                    wait = link.deliver(now, self._timer.early)
                     if wait is not None:
                         timeout = wait if timeout is None else min(timeout, wait)
                     if link.blocked:
@@ -265,6 +264,8 @@ class _Connection:
                     break
                 readable, writable, _ = _select(readers, writers, timeout)
                 arrived = time.monotonic()
+                if timeout is not None and not readable and not writable:
+                    self._timer.learn(arrived - (now + timeout + self._timer.early))
                 for link in self.links:
                     if link.blocked and link.dst in writable:
                         link.blocked = False

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import contextlib
 import time
 
 import numpy as np
 import pytest
 
 from parties.apps import load_app, run_app_local, write_csv
+from parties.config import load_federation
 from parties.launcher import (
     ProcessesFailed, last_line, parties_running, run_processes, wait_for_log, write_loopback_federation,
 )
+from parties.netem import parse_network, shaped_federation
 
 CASES = [
     ("matmul", {"frac_bits": "0"}, True),
@@ -63,13 +66,18 @@ def test_processes_match_run_local(tmp_path, protocol, options, exact):
         assert result.ok, result.summary
 
 
-def test_killed_party_makes_the_others_fail_naming_it(tmp_path):
+@pytest.mark.parametrize("network", [None, "1gbit:1ms"], ids=["loopback", "emulated"])
+def test_killed_party_makes_the_others_fail_naming_it(tmp_path, network):
+    """Also through emulating relays (parties.netem): a relay passes the dead party's closed connections on."""
     deadline = 3.0
     app = load_app("matpower")
     options = {"n": "8", "rounds": "100000"}
     data = app.demo_data(tmp_path, 0, options)
     federation = write_loopback_federation(app.DEMO_PARTIES, tmp_path, timeout=deadline)
-    with parties_running("matpower", data, options, work_dir=tmp_path, federation=federation, extra_args=["--verbose"]) as procs:
+    with contextlib.ExitStack() as stack:
+        shaped = stack.enter_context(shaped_federation(load_federation(federation), parse_network(network))) if network else None
+        procs = stack.enter_context(parties_running("matpower", data, options, work_dir=tmp_path, federation=federation,
+                                                    extra_args=["--verbose"], listen=shaped and shaped.listen))
         wait_for_log(tmp_path / "bob.log", "running matpower", procs["bob"], timeout=60)
         time.sleep(0.3)  # well inside the 100000 steps (about 200000 rounds)
         killed_at = time.monotonic()
