@@ -110,10 +110,16 @@ def test_lan_is_capped_by_the_relay_floor(sink):
     10% around target + the round-trip floor measured now through a relay with no delay, and its
     throughput is compared with the ceiling of a relay with lan's delay and no pacing."""
     lan = PROFILES["lan"]
-    direct = statistics.median(measure_path(sink.address, sink, pings=100, bulk_bytes=64 << 20).rtt for _ in range(3))
+    unpaced = LinkProfile("lan-unpaced", math.inf, lan.latency)
+    direct = statistics.median(measure_path(sink.address, sink, pings=100, bulk_bytes=1 << 20).rtt for _ in range(3))
     floor_rtt, _ = through_relay(sink, RAW, 100, 1 << 20, repeats=3)
-    _, ceiling = through_relay(sink, LinkProfile("lan-unpaced", math.inf, lan.latency), 10, 128 << 20, repeats=3)
-    rtt, bandwidth = through_relay(sink, lan, 100, 128 << 20, repeats=3)
+    rtts, bandwidths, ceilings = [], [], []
+    for _ in range(5):  # interleaved: on a shared machine the load drifts between measurements
+        ceilings.append(through_relay(sink, unpaced, 10, 128 << 20)[1])
+        rtt, bandwidth = through_relay(sink, lan, 100, 128 << 20)
+        rtts.append(rtt)
+        bandwidths.append(bandwidth)
+    rtt, bandwidth, ceiling = statistics.median(rtts), statistics.median(bandwidths), statistics.median(ceilings)
     overhead = floor_rtt - direct
     assert rtt >= (1 - TOLERANCE) * lan.rtt, f"lan round trip {rtt:.6f} s is shorter than the profile"
     assert rtt <= (1 + TOLERANCE) * (lan.rtt + max(overhead, 0.0) + direct), (rtt, overhead, direct)
