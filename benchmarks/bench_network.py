@@ -15,7 +15,8 @@ Part 2 runs every app of ``mpcml demo --list`` as mTLS party processes (the laun
 and prints medians: ``time`` is the slowest party's protocol time (from the moment it is
 connected to every peer to its result: process start-up, key loading and the TLS handshakes are
 excluded); ``MB`` and ``rounds`` and ``msgs`` are the largest per-party payload bytes sent, rounds
-and messages sent from ``party.stats`` (the same in every run). The model is
+and messages sent from ``party.stats`` (medians too: they are the same in every run except where
+a protocol reacts to timing, as coded training does to which clients answer first). The model is
 
     predicted = compute + rounds x RTT + 8 x MB / bandwidth
 
@@ -96,10 +97,10 @@ def emulator_accuracy(repeats: int, scale: float) -> None:
 @dataclass
 class Measured:
     seconds: float
-    bytes_sent: int
-    total_bytes: int
-    rounds: int
-    messages: int
+    bytes_sent: float
+    total_bytes: float
+    rounds: float
+    messages: float
 
 
 def run_once(name: str, options: dict[str, str], profile: LinkProfile | None, work: Path, timeout: float) -> Measured:
@@ -137,11 +138,10 @@ def protocols(names: list[str], profiles: list[LinkProfile | None], repeats: int
             shown = ",".join(f"{k}={v}" for k, v in options.items()) or "defaults"
             for profile in profiles:
                 ms = runs[label(profile)]
-                m = Measured(statistics.median(x.seconds for x in ms), ms[0].bytes_sent, ms[0].total_bytes,
-                             ms[0].rounds, ms[0].messages)
+                m = Measured(*(statistics.median(getattr(x, f) for x in ms) for f in Measured.__dataclass_fields__))
                 cells = [name, shown, label(profile), f"{m.seconds:.3f}",
                          f"{m.seconds / compute:.1f}" if compute else "-", f"{m.bytes_sent / 1e6:.3f}",
-                         f"{m.total_bytes / 1e6:.3f}", str(m.rounds), str(m.messages)]
+                         f"{m.total_bytes / 1e6:.3f}", f"{m.rounds:g}", f"{m.messages:g}"]
                 if profile is None or compute is None:
                     cells += ["-"] * 4
                 else:

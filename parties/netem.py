@@ -17,7 +17,7 @@ What it does not emulate: packet loss and retransmission, jitter and reordering,
 start and congestion control on the emulated path (the two real hops are loopback TCP, whose
 windows open at once), a shared bottleneck between links, and the round trip of TCP's own
 connection handshake (connections are set up before a party's clock starts). Its own cost is
-one extra loopback hop and two thread hand-offs per piece; ``benchmarks/bench_network.py``
+one extra loopback hop and a thread wake-up per piece; ``benchmarks/bench_network.py``
 measures the relay's floor (round-trip overhead and throughput ceiling) on the machine at hand
 and docs/parties.md gives the figures on the development machine.
 
@@ -33,6 +33,7 @@ import contextlib
 import ctypes
 import logging
 import math
+import os
 import re
 import select
 import socket
@@ -171,51 +172,71 @@ class _Link:
             self.link_free = max(arrived, self.link_free) + self.profile.transfer_seconds(len(piece))
             self.queue.append((self.link_free + self.profile.latency, piece))
 
-    def deliver(self, now: float, early: float) -> float | None:
-        """3. hand the receiver every piece due by ``now + early``; returns seconds until the next one is."""
+    def deliver(self, now: float, timed: bool) -> tuple[float | None, bool]:
+        """3. hand the receiver every piece due by ``now`` plus the wake-up allowance.
+
+        Returns the seconds until the next piece is due (``None``: nothing waits) and whether
+        ``timed`` is still pending: after a wake-up by timeout, the first piece handed over
+        teaches :class:`_WakeTimer` how late it reached the receiver's socket.
+        """
+        early = _WAKE.for_latency(self.profile.latency)
         while self.queue and not self.blocked:
             due, piece = self.queue[0]
             if due - early > now:
-                return due - early - now
+                return due - early - now, timed
             if piece is None:
                 self.queue.popleft()
                 self.dst.shutdown(socket.SHUT_WR)
                 self.done = True
-                return None
+                return None, timed
             try:
                 sent = self.dst.send(piece)
             except BlockingIOError:
                 sent = 0
+            if timed:
+                if len(piece) <= _WakeTimer.LEARN_BYTES:
+                    _WAKE.learn(time.monotonic() - due)
+                timed = False
             self.in_flight -= sent
             if sent < len(piece):
                 self.queue[0] = (due, piece[sent:])
                 self.blocked = True
             else:
                 self.queue.popleft()
-        return None
+        return None, timed
 
 
 class _WakeTimer:
-    """How early to wake so that a piece leaves when it is due: tracks the median wake-up lateness.
+    """How early to wake so that a piece reaches the receiver's socket when it is due.
 
     A timed ``select`` returns some tens of microseconds late (timer slack, scheduling; more in a
-    VM or on a loaded machine). Each time it returned because its timeout expired (not because a
-    socket was ready), ``early`` moves one step of 2 us towards the lateness of that wake-up
-    against the piece's due time (a sign update, so it converges to the median and a descheduled
-    thread's long delays do not throw it off). ``early`` stays 10 us short of the one-way latency,
-    so the thread always has a wait to learn from and no piece leaves before it arrived.
+    VM or on a loaded machine), and handing a piece to the receiver's socket takes some more
+    (``send`` returns once the bytes are in it: that is the piece's arrival at the far side).
+    Each time a thread woke because its timeout expired and then handed over a small piece (at
+    most ``LEARN_BYTES``, so that copying a large piece does not count as lateness), ``early``
+    moves by an eighth of how late that piece arrived, at most 10 us per step (so a descheduled
+    thread's long delays do not throw it off). One estimate serves every relay in the process:
+    it is a property of the machine, and a new connection need not learn it again. Each link
+    uses at most its latency less 10 us, so it always has a wait to learn from and no piece
+    leaves before it arrived.
     """
 
-    STEP = 2e-6
+    GAIN = 0.125
+    MAX_STEP = 10e-6
     MIN_WAIT = 10e-6
+    LEARN_BYTES = 16384
 
-    def __init__(self, latency: float) -> None:
+    def __init__(self) -> None:
         self.early = 0.0
-        self._ceiling = max(0.0, latency - self.MIN_WAIT)
+
+    def for_latency(self, latency: float) -> float:
+        return min(self.early, max(0.0, latency - self.MIN_WAIT))
 
     def learn(self, lateness: float) -> None:
-        step = self.STEP if lateness > 0 else -self.STEP
-        self.early = min(self._ceiling, max(0.0, self.early + step))
+        self.early = max(0.0, self.early + min(self.MAX_STEP, max(-self.MAX_STEP, self.GAIN * lateness)))
+
+
+_WAKE = _WakeTimer()
 
 
 class _Connection:
@@ -230,7 +251,6 @@ class _Connection:
         self.links = (_Link(client, upstream, profile), _Link(upstream, client, profile))
         self._on_close = on_close
         self._stopped = False
-        self._timer = _WakeTimer(profile.latency)
         self._thread = threading.Thread(target=self._run, name=f"netem-{label}", daemon=True)
 
     def start(self) -> None:
@@ -248,12 +268,14 @@ class _Connection:
 
     def _run(self) -> None:
         precise_timers()
+        prompt_wakeups()
         try:
+            timed = False  # the last wake-up was a timeout: the next piece handed over measures the timer
             while not self._stopped:
                 now = time.monotonic()
                 readers, writers, timeout = [], [], None
                 for link in self.links:
-                    wait = link.deliver(now, self._timer.early)
+                    wait, timed = link.deliver(now, timed)
                     if wait is not None:
                         timeout = wait if timeout is None else min(timeout, wait)
                     if link.blocked:
@@ -264,8 +286,7 @@ class _Connection:
                     break
                 readable, writable, _ = _select(readers, writers, timeout)
                 arrived = time.monotonic()
-                if timeout is not None and not readable and not writable:
-                    self._timer.learn(arrived - (now + timeout + self._timer.early))
+                timed = timeout is not None and not readable and not writable
                 for link in self.links:
                     if link.blocked and link.dst in writable:
                         link.blocked = False
@@ -288,7 +309,10 @@ def _select(readers: list[socket.socket], writers: list[socket.socket], timeout:
     for sock in {*readers, *writers}:
         poller.register(sock, (select.POLLIN if sock in readers else 0) | (select.POLLOUT if sock in writers else 0))
     events = dict(poller.poll(None if timeout is None else math.ceil(timeout * 1e3)))
-    ready = lambda socks, mask: [sock for sock in socks if events.get(sock.fileno(), 0) & (mask | select.POLLERR | select.POLLHUP)]  # noqa: E731
+
+    def ready(socks: list[socket.socket], mask: int) -> list[socket.socket]:
+        return [sock for sock in socks if events.get(sock.fileno(), 0) & (mask | select.POLLERR | select.POLLHUP)]
+
     return ready(readers, select.POLLIN), ready(writers, select.POLLOUT), []
 
 
@@ -296,6 +320,21 @@ def precise_timers() -> None:
     """Ask Linux for 1 ns timer slack on this thread (default 50 us), so waits end when due; no-op elsewhere."""
     with contextlib.suppress(OSError, AttributeError):
         ctypes.CDLL(None, use_errno=True).prctl(PR_SET_TIMERSLACK, 1, 0, 0, 0)
+
+
+def prompt_wakeups() -> bool:
+    """Run this thread under ``SCHED_FIFO`` priority 1 if the process may (root or CAP_SYS_NICE); else leave it.
+
+    The relay plays the network: on a machine crowded with other processes a normal thread's
+    wake-up can be milliseconds late, which would add to every emulated latency. A real-time
+    thread preempts ordinary ones when its timer fires; the relay only ever sleeps in ``select``,
+    and Linux caps real-time threads at 95% of each second in any case. Returns whether it applied.
+    """
+    try:
+        os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(1))
+    except (OSError, AttributeError):
+        return False
+    return True
 
 
 def _shutdown(sock: socket.socket) -> None:
