@@ -37,7 +37,7 @@ def main() -> None:
     print(f"PPPCA, {holders} holders x {rows} rows x {features} features, {k} components; "
           f"plaintext sklearn PCA {plain * 1e3:.1f} ms")
     for variant in VARIANTS:
-        est = SecurePCA(k, variant=variant, key_bits=args.key_bits)
+        est = SecurePCA(n_components=k, variant=variant, key_bits=args.key_bits)
         secure = median_time(lambda: est.fit(blocks), repeats)
         signs = np.sign(np.sum(est.components_ * ref.components_, axis=1))
         ratio_err = np.max(np.abs(est.explained_variance_ratio_ - ref.explained_variance_ratio_))

@@ -32,9 +32,9 @@ def main() -> None:
     model.fit([alice, bob], y_train)  # alice (party 0) holds the labels
     elapsed = time.perf_counter() - start
 
-    coef, intercept = plaintext_sgd(X_train, y_train, model.config_, model.config_.seed)
+    coef, intercept = plaintext_sgd(X_train, y_train, model.config_, model.batch_seed_)
     secure_auc = roc_auc_score(y_test, model.predict_proba(X_test)[:, 1])
-    plain_auc = roc_auc_score(y_test, X_test @ coef + intercept)
+    plain_auc = roc_auc_score(y_test, X_test @ coef[0] + intercept[0])
     print(f"secure training: {model.n_iter_} epochs in {elapsed:.2f} s")
     print(f"test AUC: secure {secure_auc:.4f}, same algorithm in plaintext {plain_auc:.4f}")
     print(f"test accuracy: {model.score(X_test, y_test):.4f}")

@@ -21,7 +21,7 @@ def main() -> None:
     holders = np.array_split(X, 4)
     reference = PCA(0.9).fit(X)
     for variant in ("he", "ss"):
-        model = SecurePCA(0.9, variant=variant).fit(holders)
+        model = SecurePCA(n_components=0.9, variant=variant).fit(holders)
         signs = np.sign(np.sum(model.components_ * reference.components_, axis=1))
         print(f"variant {variant}: {model.n_components_} components explain 90% of the variance "
               f"(scikit-learn: {reference.n_components_})")

@@ -1,14 +1,11 @@
-"""In-process runtime: one thread per party over in-memory queues."""
+"""In-process runtime: one thread per party over in-memory inboxes."""
 
 from __future__ import annotations
 
-import queue
 import threading
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, Sequence
 
-from .party import DEFAULT_TIMEOUT, CommStats, Party, PartyAborted, PartyTimeout
-
-_POLL_SECONDS = 0.05
+from .party import DEFAULT_TIMEOUT, CommStats, Inbox, Party, PartyAborted
 
 
 class PartyFailed(RuntimeError):
@@ -26,36 +23,29 @@ class RunOutputs(dict):
 
 
 class LocalParty(Party):
-    """A party whose peers are threads of the same process."""
+    """A party whose peers are threads of the same process; each party reads its own :class:`Inbox`."""
 
     def __init__(
         self,
         party_id: str,
         peers: tuple[str, ...],
-        mailboxes: Mapping[tuple[str, str], "queue.Queue[bytes]"],
-        abort: threading.Event,
+        inboxes: Mapping[str, Inbox],
         *,
         timeout: float = DEFAULT_TIMEOUT,
     ) -> None:
         super().__init__(party_id, peers, timeout=timeout)
-        self._mailboxes = mailboxes
-        self._abort = abort
+        self._inboxes = inboxes
 
     def _send_bytes(self, to: str, segments: list[memoryview]) -> None:
-        self._mailboxes[(self.id, to)].put(b"".join(segments))
+        self._inboxes[to].put(self.id, b"".join(segments))
 
-    def _recv_bytes(self, frm: str, timeout: float) -> bytes:
-        box = self._mailboxes[(frm, self.id)]
-        waited = 0.0
-        while waited < timeout:
-            if self._abort.is_set():
-                raise PartyAborted(f"party {self.id!r} stopped: another party failed")
-            step = min(_POLL_SECONDS, timeout - waited)
-            try:
-                return box.get(timeout=step)
-            except queue.Empty:
-                waited += step
-        raise PartyTimeout(self.id, frm, timeout)
+    def _recv_any(self, senders: Sequence[str], timeout: float) -> tuple[str, bytes]:
+        return self._inboxes[self.id].get(senders, timeout)
+
+    def abort_all(self, reason: str) -> None:
+        """Wake every party of this run waiting on a message; each raises ``PartyAborted(reason)``."""
+        for inbox in self._inboxes.values():
+            inbox.abort(reason)
 
 
 def make_local_parties(ids: list[str] | tuple[str, ...], *, timeout: float = DEFAULT_TIMEOUT) -> dict[str, LocalParty]:
@@ -66,25 +56,12 @@ def make_local_parties(ids: list[str] | tuple[str, ...], *, timeout: float = DEF
     for pid in ids:
         if not isinstance(pid, str) or not pid:
             raise ValueError(f"party ids must be non-empty strings, got {pid!r}")
-    mailboxes = {(a, b): queue.Queue() for a in ids for b in ids if a != b}
-    abort = threading.Event()
-    return {
-        pid: LocalParty(pid, tuple(p for p in ids if p != pid), mailboxes, abort, timeout=timeout) for pid in ids
-    }
+    inboxes = {pid: Inbox(p for p in ids if p != pid) for pid in ids}
+    return {pid: LocalParty(pid, tuple(p for p in ids if p != pid), inboxes, timeout=timeout) for pid in ids}
 
 
-def run_local(
-    roles: Mapping[str, Callable[..., Any]],
-    inputs: Mapping[str, Any] | None = None,
-    *,
-    timeout: float = DEFAULT_TIMEOUT,
-) -> RunOutputs:
-    """Run ``roles[pid](party, *inputs[pid])`` for every party on its own thread.
-
-    ``inputs[pid]`` is a tuple of positional arguments or a dict of keyword arguments (missing:
-    no arguments). Returns ``{pid: output}`` with each party's communication in ``.stats``. If a role raises, the other parties are aborted
-    and :class:`PartyFailed` naming the first failing party is raised from its exception.
-    """
+def check_roles(roles: Mapping[str, Callable[..., Any]], inputs: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The inputs, after checking that every role is callable and every input has a role."""
     inputs = dict(inputs or {})
     unknown = set(inputs) - set(roles)
     if unknown:
@@ -92,8 +69,21 @@ def run_local(
     for pid, role in roles.items():
         if not callable(role):
             raise TypeError(f"role for party {pid!r} is not callable")
-    parties = make_local_parties(list(roles), timeout=timeout)
-    abort = next(iter(parties.values()))._abort
+    return inputs
+
+
+def run_threads(
+    parties: Mapping[str, Party],
+    roles: Mapping[str, Callable[..., Any]],
+    inputs: Mapping[str, Any],
+    abort_all: Callable[[str], None],
+) -> RunOutputs:
+    """Run ``roles[pid](parties[pid], *inputs[pid])`` on one thread per party, whatever the transport.
+
+    When a role raises, ``abort_all(reason)`` wakes every waiting party (they raise
+    :class:`PartyAborted`) and :class:`PartyFailed` naming the first party that failed (not merely
+    aborted) is raised from its exception once every thread has ended.
+    """
     outputs = RunOutputs()
     failures: list[tuple[str, BaseException]] = []
     lock = threading.Lock()
@@ -107,7 +97,7 @@ def run_local(
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
             with lock:
                 failures.append((pid, exc))
-            abort.set()
+            abort_all(f"stopped: party {pid!r} failed ({type(exc).__name__})")
 
     threads = [threading.Thread(target=run, args=(pid,), name=f"mpcml-{pid}", daemon=True) for pid in roles]
     for thread in threads:
@@ -120,3 +110,21 @@ def run_local(
         raise PartyFailed(pid, exc) from exc
     outputs.stats = {pid: party.stats for pid, party in parties.items()}
     return outputs
+
+
+def run_local(
+    roles: Mapping[str, Callable[..., Any]],
+    inputs: Mapping[str, Any] | None = None,
+    *,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> RunOutputs:
+    """Run ``roles[pid](party, *inputs[pid])`` for every party on its own thread, over in-memory inboxes.
+
+    ``inputs[pid]`` is a tuple of positional arguments or a dict of keyword arguments (missing:
+    no arguments). Returns ``{pid: output}`` with each party's communication in ``.stats``. If a
+    role raises, the other parties are aborted and :class:`PartyFailed` naming the first failing
+    party is raised from its exception.
+    """
+    inputs = check_roles(roles, inputs)
+    parties = make_local_parties(list(roles), timeout=timeout)
+    return run_threads(parties, roles, inputs, next(iter(parties.values())).abort_all)

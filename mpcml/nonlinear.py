@@ -441,12 +441,22 @@ def sqrt(x: SharedTensor, lo: int = DEFAULT_LO, hi: int = DEFAULT_HI, iterations
 @dataclass(frozen=True)
 class SigmoidMethod:
     """One sigmoid approximation: ``max_error`` bounds ``|approx - sigmoid|`` (before fixed-point
-    rounding) for ``|x| <= valid_up_to``; ``rounds`` counts compute-party rounds."""
+    rounding) for ``|x| <= valid_up_to``; ``rounds`` counts compute-party rounds. ``plain`` is the
+    same approximation in float64 numpy (for plaintext replays of secure training): the secure
+    result is within ``units`` fixed-point units ``2^-frac_bits`` of ``plain`` on the encoded input
+    for ``|x| <= valid_up_to`` (the internal truncations and coefficient roundings; asserted by
+    tests/test_nonlinear.py). ``bounded`` says whether its values stay in ``[0, 1]`` for every input
+    up to ``ring_safe(frac_bits)``, the largest ``|x|`` for which every internal product stays inside
+    the ring (beyond it the result is garbage)."""
 
     func: Callable[[SharedTensor], SharedTensor]
+    plain: Callable[[np.ndarray], np.ndarray]
+    ring_safe: Callable[[int], float]
+    units: float
     max_error: float
     valid_up_to: float
     rounds: int
+    bounded: bool
     description: str
 
 
@@ -463,6 +473,12 @@ def _clipped_linear(x: SharedTensor, slope: float) -> SharedTensor:
 
 _POLY_HALF_WIDTH = 6.0
 _POLY_COEFFS = (1.31068854, -1.69187014, 0.89905414)  # odd minimax fit in u = x/6 on [-1, 1]
+
+
+def _plain_polynomial(x: np.ndarray) -> np.ndarray:
+    c1, c3, c5 = _POLY_COEFFS
+    u = np.asarray(x, dtype=np.float64) / _POLY_HALF_WIDTH
+    return 0.5 + u * (c1 + u * u * (c3 + c5 * u * u))
 
 
 def _odd_polynomial(x: SharedTensor) -> SharedTensor:
@@ -509,6 +525,14 @@ def _spline_segments() -> np.ndarray:
 _SPLINE_SEGMENTS = _spline_segments()
 
 
+def _plain_spline(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float64)
+    segment = np.clip(np.floor(x) - _SPLINE_KNOTS[0] + 1, 0, len(_SPLINE_SEGMENTS) - 1).astype(np.int64)
+    table = _SPLINE_SEGMENTS[segment]
+    u = x - table[..., 0]
+    return table[..., 1] + u * (table[..., 2] + u * (table[..., 3] + u * table[..., 4]))
+
+
 def _spline(x: SharedTensor) -> SharedTensor:
     """Piecewise cubic: :func:`_piecewise` picks the segment's centre and coefficients, then
     ``a0 + u (a1 + u (a2 + u a3))`` with ``u = x - centre`` in ``[-1/2, 1/2)`` (three products)."""
@@ -524,23 +548,28 @@ def _spline(x: SharedTensor) -> SharedTensor:
 
 SIGMOID_METHODS: dict[str, SigmoidMethod] = {
     "linear": SigmoidMethod(
-        lambda x: _clipped_linear(x, 0.1771), 0.0561, float("inf"), 10,
-        "clip(0.5 + 0.1771 x, 0, 1): the minimax clipped line; two comparisons in one batch",
+        lambda x: _clipped_linear(x, 0.1771), lambda x: np.clip(0.5 + 0.1771 * x, 0.0, 1.0),
+        lambda f: 2.0 ** (62 - 2 * f) / 0.1771, 3, 0.0561, float("inf"), 10,
+        True, "clip(0.5 + 0.1771 x, 0, 1): the minimax clipped line; two comparisons in one batch",
     ),
     "secureml": SigmoidMethod(
-        lambda x: _clipped_linear(x, 1.0), 0.3776, float("inf"), 10,
-        "clip(x + 0.5, 0, 1): SecureML's piecewise-linear activation (Mohassel & Zhang 2017)",
+        lambda x: _clipped_linear(x, 1.0), lambda x: np.clip(0.5 + x, 0.0, 1.0),
+        lambda f: 2.0 ** (62 - 2 * f), 1, 0.3776, float("inf"), 10,
+        True, "clip(x + 0.5, 0, 1): SecureML's piecewise-linear activation (Mohassel & Zhang 2017)",
     ),
     "poly": SigmoidMethod(
-        _odd_polynomial, 0.0204, _POLY_HALF_WIDTH, 8,
-        "degree-5 odd minimax polynomial on [-6, 6]; multiplications only; diverges outside [-6, 6]",
+        _odd_polynomial, _plain_polynomial,
+        lambda f: _POLY_HALF_WIDTH * (2.0 ** (62 - 2 * f) / abs(_POLY_COEFFS[2])) ** 0.2, 5, 0.0204, _POLY_HALF_WIDTH, 8,
+        False, "degree-5 odd minimax polynomial on [-6, 6]; multiplications only; diverges outside [-6, 6]",
     ),
     "sqrt": SigmoidMethod(
-        _algebraic, 0.0222, 4096 / _SQRT_SLOPE, 40,
+        _algebraic, lambda x: 0.5 + 0.5 * (_SQRT_SLOPE * x) / np.sqrt(1.0 + (_SQRT_SLOPE * x) ** 2),
+        lambda f: min(2.0 ** (_SQRT_HI / 2), 2.0 ** (31 - f)) / _SQRT_SLOPE, 3, 0.0222,
+        4096 / _SQRT_SLOPE, 40, True,
         "0.5 + 0.5 z / sqrt(1 + z^2), z = 0.58543 x (scale fitted for minimax error); saturates correctly",
     ),
     "spline": SigmoidMethod(
-        _spline, 3.36e-4, float("inf"), 14,
+        _spline, _plain_spline, lambda f: 2.0 ** (62 - f), 3, 3.36e-4, float("inf"), 14, True,
         "cubic least-squares fit on each unit segment of [-8, 8) (error 6.2e-5 there), 0 below, 1 above "
         "(error sigmoid(-8) = 3.35e-4); one batched comparison with the 17 knots, three products",
     ),

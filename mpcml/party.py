@@ -1,9 +1,9 @@
 """The ``Party`` interface: the one seam between protocol logic and transport.
 
 A protocol role is a plain function ``role(party, *inputs)``. It talks to its peers only
-through :meth:`Party.send` and :meth:`Party.recv`; whether those peers are threads
-(:func:`mpcml.local.run_local`) or processes on other machines (``parties.grpc_party``) is
-invisible to it. Every object is serialised by :mod:`mpcml.codec` on every transport, so the
+through :meth:`Party.send`, :meth:`Party.recv` and :meth:`Party.gather`; whether those peers are
+threads (:func:`mpcml.local.run_local`) or processes on other machines (``parties.transport``)
+is invisible to it. Every object is serialised by :mod:`mpcml.codec` on every transport, so the
 byte counts in :attr:`Party.stats` are the same everywhere.
 
 Rounds. A party's round counter goes up each time it sends after having received (or sends
@@ -14,26 +14,80 @@ round, however many peers it talks to.
 from __future__ import annotations
 
 import abc
+import itertools
 import threading
+import time
+from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from . import codec
 from .csprng import Csprng
+from .schema import Spec
 
 DEFAULT_TIMEOUT = 60.0
 
 
 class PartyTimeout(TimeoutError):
-    """A peer sent nothing within the receive deadline."""
+    """One or more peers sent nothing within the receive deadline; ``peers`` names them all, ``peer`` the first."""
 
-    def __init__(self, party_id: str, peer: str, timeout: float) -> None:
-        self.party_id, self.peer, self.timeout = party_id, peer, timeout
-        super().__init__(f"party {party_id!r} timed out after {timeout:g}s waiting for a message from {peer!r}")
+    def __init__(self, party_id: str, peer: str | Sequence[str], timeout: float) -> None:
+        self.peers = (peer,) if isinstance(peer, str) else tuple(peer)
+        self.party_id, self.peer, self.timeout = party_id, self.peers[0], timeout
+        names = ", ".join(repr(p) for p in self.peers)
+        super().__init__(f"party {party_id!r} timed out after {timeout:g}s waiting for a message from {names}")
 
 
 class PartyAborted(RuntimeError):
     """The run was aborted because another party failed."""
+
+
+class Inbox:
+    """One party's incoming messages: a FIFO per sender and one condition variable.
+
+    A receiver waits on several senders at once without polling (:meth:`get` with several
+    senders returns the earliest arrival among them). :meth:`abort` wakes every waiter, which
+    then raises :class:`PartyAborted` with the given reason. Both transports keep their
+    received payloads here.
+    """
+
+    def __init__(self, senders: Iterable[str]) -> None:
+        self._queues: dict[str, deque[tuple[int, Any]]] = {s: deque() for s in senders}
+        self._arrivals = itertools.count()
+        self._cond = threading.Condition()
+        self._aborted: str | None = None
+
+    def put(self, sender: str, payload: Any) -> None:
+        with self._cond:
+            self._queues[sender].append((next(self._arrivals), payload))
+            self._cond.notify_all()
+
+    def abort(self, reason: str) -> None:
+        with self._cond:
+            if self._aborted is None:
+                self._aborted = reason
+            self._cond.notify_all()
+
+    def get(self, senders: Sequence[str], timeout: float) -> tuple[str, Any]:
+        """``(sender, payload)`` of the earliest message from any of ``senders``.
+
+        Raises a bare :class:`TimeoutError` after ``timeout`` seconds (the caller turns it into
+        :class:`PartyTimeout` naming the silent peers) and :class:`PartyAborted` once
+        :meth:`abort` was called.
+        """
+        end = time.monotonic() + timeout
+        with self._cond:
+            while True:
+                if self._aborted is not None:
+                    raise PartyAborted(self._aborted)
+                ready = [s for s in senders if self._queues[s]]
+                if ready:
+                    sender = min(ready, key=lambda s: self._queues[s][0][0])
+                    return sender, self._queues[sender].popleft()[1]
+                remaining = end - time.monotonic()
+                if remaining <= 0:
+                    raise TimeoutError
+                self._cond.wait(remaining)
 
 
 @dataclass
@@ -102,7 +156,7 @@ class CommStats:
 class Party(abc.ABC):
     """One participant of a protocol run.
 
-    Subclasses implement :meth:`_send_bytes` and :meth:`_recv_bytes`; everything else
+    Subclasses implement :meth:`_send_bytes` and :meth:`_recv_any`; everything else
     (validation, codec, statistics) lives here so every transport behaves the same.
     """
 
@@ -132,11 +186,72 @@ class Party(abc.ABC):
     def send(self, to: str, obj: Any) -> None:
         self.send_all((to,), obj)
 
-    def recv(self, frm: str, timeout: float | None = None) -> Any:
+    def recv(self, frm: str, timeout: float | None = None, *, expect: Spec | None = None, what: str = "message") -> Any:
+        """The next message from ``frm``, checked against ``expect`` (a :mod:`mpcml.schema` spec) if given.
+
+        Raises :class:`PartyTimeout` naming ``frm`` after ``timeout`` seconds (default: the
+        party's timeout) and :class:`mpcml.schema.ProtocolError` naming ``frm``, ``what`` and
+        the field when the message does not match ``expect``.
+        """
         self.check_peer(frm, "sender")
-        payload = self._recv_bytes(frm, self.timeout if timeout is None else timeout)
+        wait = self.timeout if timeout is None else timeout
+        try:
+            _, payload = self._recv_any((frm,), wait)
+        except TimeoutError:
+            raise PartyTimeout(self.id, frm, wait) from None
+        return self._decoded(frm, payload, expect, what)
+
+    def gather(
+        self,
+        senders: Sequence[str],
+        *,
+        deadline: float | None = None,
+        at_least: int | None = None,
+        first: int | None = None,
+        accept: Callable[[str, Any], bool] | None = None,
+        expect: Spec | None = None,
+        what: str = "message",
+    ) -> dict[str, Any]:
+        """One message from each of ``senders``, as ``{sender: message}`` in arrival order.
+
+        Waits on all senders at once (no polling) until every sender has answered, or until
+        ``deadline`` (a :func:`time.monotonic` instant; default: now + the party's timeout).
+        With ``at_least`` the senders still silent at the deadline are left out (dropouts),
+        provided at least ``at_least`` answered; with ``first`` it returns as soon as that many
+        have answered (``at_least`` then defaults to ``first``). Otherwise a silent sender
+        raises :class:`PartyTimeout` naming every sender still missing. ``accept(sender, msg)``
+        returning False discards a message (e.g. a late answer to an earlier round) and keeps
+        waiting for that sender; accepted messages are checked against ``expect``.
+        """
+        senders = tuple(senders)
+        for peer in senders:
+            self.check_peer(peer, "sender")
+        if len(set(senders)) != len(senders):
+            raise ValueError(f"senders contains duplicates: {list(senders)}")
+        wanted = len(senders) if first is None else first
+        needed = at_least if at_least is not None else wanted
+        if not 0 <= needed <= wanted <= len(senders):
+            raise ValueError(f"need 0 <= at_least <= first <= {len(senders)} senders, got at_least={at_least}, first={first}")
+        start = time.monotonic()
+        end = start + self.timeout if deadline is None else deadline
+        got: dict[str, Any] = {}
+        while len(got) < wanted:
+            pending = tuple(s for s in senders if s not in got)
+            try:
+                sender, payload = self._recv_any(pending, max(0.0, end - time.monotonic()))
+            except TimeoutError:
+                if len(got) >= needed:
+                    break
+                raise PartyTimeout(self.id, pending, max(0.0, end - start)) from None
+            message = self._decoded(sender, payload, None, what)
+            if accept is None or accept(sender, message):
+                got[sender] = message if expect is None else expect.validate(message, sender, what)
+        return got
+
+    def _decoded(self, frm: str, payload: bytes, expect: Spec | None, what: str) -> Any:
         self.stats.record_recv(frm, len(payload))
-        return codec.decode(payload)
+        message = codec.decode(payload)
+        return message if expect is None else expect.validate(message, frm, what)
 
     def send_all(self, to: Sequence[str], obj: Any) -> None:
         """Send the same object to each of ``to`` (the codec runs once)."""
@@ -148,9 +263,6 @@ class Party(abc.ABC):
             self.stats.record_send(peer, size)
             self._send_bytes(peer, segments)
 
-    def recv_all(self, frm: Sequence[str]) -> dict[str, Any]:
-        return {peer: self.recv(peer) for peer in frm}
-
     @abc.abstractmethod
     def _send_bytes(self, to: str, segments: list[memoryview]) -> None:
         """Deliver the message made of ``segments`` (codec output viewing the sender's arrays).
@@ -160,4 +272,9 @@ class Party(abc.ABC):
         """
 
     @abc.abstractmethod
-    def _recv_bytes(self, frm: str, timeout: float) -> bytes: ...
+    def _recv_any(self, senders: Sequence[str], timeout: float) -> tuple[str, bytes]:
+        """The earliest payload from any of ``senders``: ``(sender, payload)``.
+
+        Raises :class:`TimeoutError` after ``timeout`` seconds and :class:`PartyAborted` when
+        the run is aborted; waits on all senders at once.
+        """

@@ -7,6 +7,8 @@
     mpcml demo [PROTOCOL] [--option k=v ...]            # every party as a process on loopback, mTLS
     mpcml demo PROTOCOL --network wan                   # ...with every link emulated (lan, dc, wan, slow, 50mbit:20ms)
     mpcml demo --list                                   # the available protocols
+    mpcml options PROTOCOL [--markdown]                 # a protocol's options, defaults and meaning
+    mpcml predict --model M --data X.csv --output P.csv # predictions of a saved model
     mpcml relay --listen HOST:PORT --to HOST:PORT --network wan   # an emulated link in front of one party's server
 
 Errors (bad configuration, unreadable certificates, port in use, a silent or dead peer) are
@@ -25,7 +27,9 @@ from typing import Sequence
 
 import numpy as np
 
-from .apps import available_apps, load_app
+from protocols.estimator import load_estimator
+
+from .apps import available_apps, effective_options, load_app, read_csv
 from .certs import write_federation_certs
 from .config import load_federation
 from .launcher import ERROR_PREFIX, demo
@@ -73,14 +77,47 @@ def _cmd_party(args: argparse.Namespace) -> int:
     def on_refusal(message: str) -> None:
         print(f"mpcml: warning: {message}", file=sys.stderr, flush=True)
 
-    result = run_party(federation, args.id, args.protocol, args.data, _options(args.option),
+    options = _options(args.option)
+    in_effect = effective_options(load_app(args.protocol), options)
+    print(f"{args.id}: {args.protocol} with " + ", ".join(f"{k}={v!r}" for k, v in in_effect.items()), flush=True)
+    result = run_party(federation, args.id, args.protocol, args.data, options,
                        secure=not args.insecure, listen=args.listen, on_refusal=on_refusal,
-                       progress=(lambda line: print(line, flush=True)) if args.verbose else None)
+                       progress=(lambda line: print(line, flush=True)) if args.verbose else None,
+                       verbose=args.verbose, model_path=args.model)
     if args.output is not None:
         args.output.write_bytes(result.to_bytes())
     s = result.stats
     print(f"{args.id}: done in {result.seconds:.3f} s; sent {s.bytes_sent} B / received {s.bytes_received} B, "
           f"{s.rounds} rounds; output: {_describe(result.output)}")
+    return 0
+
+
+def _cmd_options(args: argparse.Namespace) -> int:
+    app = load_app(args.protocol)
+    for title, table in (("protocol options", app.CONFIG), ("demo-data options", app.DEMO)):
+        if not table.option_names():
+            continue
+        if args.markdown:
+            print(table.options_table())
+            continue
+        print(f"{args.protocol} {title}:")
+        for f in table.option_fields():
+            print(f"  {f.name} (default {f.default!r}): {f.metadata['help']}")
+    return 0
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    model = load_estimator(args.model)
+    X = read_csv(args.data)
+    prediction = model.predict(X)
+    header, extra = ["prediction"], np.empty((len(prediction), 0))
+    if hasattr(model, "predict_proba"):
+        header += [f"proba_{c}" for c in model.classes_]
+        extra = model.predict_proba(X)
+    lines = [",".join(header)] + [",".join([f"{p:.17g}" if isinstance(p, float) else str(p), *(f"{v:.17g}" for v in row)])
+                                  for p, row in zip(prediction.tolist(), extra)]
+    args.output.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    print(f"{len(prediction)} predictions of {type(model).__name__} written to {args.output}")
     return 0
 
 
@@ -134,8 +171,21 @@ def build_parser() -> argparse.ArgumentParser:
     party.add_argument("--output", type=Path, help="write the result and statistics here (mpcml codec)")
     party.add_argument("--listen", help="listen on this host:port instead of the federation address")
     party.add_argument("--insecure", action="store_true", help="plaintext channels, no authentication (debugging only)")
-    party.add_argument("--verbose", action="store_true", help="print a line when every peer is connected")
+    party.add_argument("--model", type=Path, help="save this party's fitted model here (.npz; see mpcml predict)")
+    party.add_argument("--verbose", "-v", action="count", default=0,
+                       help="print a line when every peer is connected and one per epoch, round or tree")
     party.set_defaults(run=_cmd_party)
+
+    options = commands.add_parser("options", help="list a protocol's options with their defaults")
+    options.add_argument("protocol", help=f"one of: {', '.join(available_apps())}")
+    options.add_argument("--markdown", action="store_true", help="as the Markdown tables of the docs")
+    options.set_defaults(run=_cmd_options)
+
+    predict = commands.add_parser("predict", help="predict with a model saved by mpcml party --model or save()")
+    predict.add_argument("--model", type=Path, required=True, help="model file (.npz)")
+    predict.add_argument("--data", type=Path, required=True, help="CSV of feature rows (all the model's columns)")
+    predict.add_argument("--output", type=Path, required=True, help="CSV to write: prediction (and class probabilities)")
+    predict.set_defaults(run=_cmd_predict)
 
     demo_cmd = commands.add_parser("demo", help="run every party of a protocol as a process on loopback")
     demo_cmd.add_argument("protocol", nargs="?", default="matmul", help="protocol to run (default: matmul)")

@@ -10,7 +10,7 @@ from typing import Any, Callable, Mapping
 from mpcml import codec
 from mpcml.party import CommStats
 
-from .apps import build_role, load_app
+from .apps import build_role, load_app, party_model
 from .certs import load_tls
 from .config import Federation
 from .transport import GrpcParty, PartyServer
@@ -49,16 +49,21 @@ def run_party(
     listen: str | None = None,
     on_refusal: Callable[[str], None] | None = None,
     progress: Callable[[str], None] | None = None,
+    verbose: int = 0,
+    model_path: Path | None = None,
 ) -> PartyResult:
     """Run ``party_id``'s role of app ``protocol`` against its peers in ``federation``.
 
     Inputs, certificates and the listening port are checked before anything is sent. Raises
     :class:`~mpcml.party.PartyTimeout` (naming the silent peer) if a peer is silent longer than
     ``federation.timeout``, and :class:`~parties.transport.PeerUnreachable` if a message cannot be delivered.
-    The clock in the result starts once every peer is connected; ``progress`` gets one line then.
+    The clock in the result starts once every peer is connected; ``progress`` gets one line then;
+    ``verbose`` is handed to the app (a line per epoch, round or tree). With ``model_path`` the
+    party's fitted model (if it learns one) is saved there (:func:`parties.apps.party_model`).
     """
     spec = federation.party(party_id)
-    role, args = build_role(load_app(protocol), party_id, federation.roles(), data, options or {})
+    app = load_app(protocol)
+    role, args = build_role(app, party_id, federation.roles(), data, options or {}, verbose)
     tls = load_tls(federation, party_id) if secure else None
     peers = {pid: s.address for pid, s in federation.parties.items() if pid != party_id}
     server = PartyServer(party_id, listen or spec.address, peers, federation.session, tls=tls,
@@ -75,4 +80,10 @@ def run_party(
     finally:
         party.close()
         server.stop(grace=STOP_GRACE)
+    if model_path is not None:
+        model = party_model(app, output, party_id, federation.roles(), options or {})
+        if model is None:
+            raise ValueError(f"party {party_id!r} learns no model it can use alone in this {protocol} run "
+                             "(see the protocol's docs for its outputs); drop --model")
+        model.save(model_path)
     return PartyResult(output, party.stats, party.transport.as_dict(), seconds)

@@ -27,18 +27,17 @@ envelope bytes; TLS and HTTP/2 framing are not visible from Python and not inclu
 
 from __future__ import annotations
 
-import queue
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from itertools import chain
-from typing import Callable, Iterable, Iterator, Mapping, NoReturn
+from typing import Callable, Iterable, Iterator, Mapping, NoReturn, Sequence
 
 import grpc
 
 from mpcml import codec
-from mpcml.party import DEFAULT_TIMEOUT, Party, PartyTimeout
+from mpcml.party import DEFAULT_TIMEOUT, Inbox, Party
 
 from . import framing, wire_pb2
 from .certs import TlsMaterial
@@ -137,11 +136,12 @@ def _split(raw: bytes) -> tuple[wire_pb2.Chunk, memoryview]:
 
 
 class Mailboxes:
-    """One FIFO per sender; accepts message ``seq`` from a sender only right after ``seq - 1``."""
+    """An :class:`~mpcml.party.Inbox` that accepts message ``seq`` from a sender only right after ``seq - 1``."""
 
     def __init__(self, peers: Iterable[str]) -> None:
-        self._queues: dict[str, queue.Queue[bytes]] = {p: queue.Queue() for p in peers}
-        self._next = dict.fromkeys(self._queues, 0)
+        peers = tuple(peers)
+        self.inbox = Inbox(peers)
+        self._next = dict.fromkeys(peers, 0)
         self._lock = threading.Lock()
 
     def put(self, sender: str, seq: int, payload: bytes) -> None:
@@ -150,11 +150,7 @@ class Mailboxes:
                 raise _Refused(grpc.StatusCode.FAILED_PRECONDITION,
                                f"message {seq} from {sender!r} is out of sequence (expected {self._next[sender]})")
             self._next[sender] = seq + 1
-            self._queues[sender].put(payload)
-
-    def get(self, sender: str, timeout: float) -> bytes:
-        """The next payload from ``sender``; raises :class:`queue.Empty` after ``timeout`` seconds."""
-        return self._queues[sender].get(timeout=timeout)
+            self.inbox.put(sender, payload)
 
 
 class _Servicer:
@@ -363,11 +359,8 @@ class GrpcParty(Party):
             return PeerUnreachable(self.id, to, self.timeout, detail)
         return PeerRefused(self.id, to, code.name, detail)
 
-    def _recv_bytes(self, frm: str, timeout: float) -> bytes:
-        try:
-            return self._server.mailboxes.get(frm, timeout)
-        except queue.Empty:
-            raise PartyTimeout(self.id, frm, timeout) from None
+    def _recv_any(self, senders: Sequence[str], timeout: float) -> tuple[str, bytes]:
+        return self._server.mailboxes.inbox.get(senders, timeout)
 
     def close(self) -> None:
         for channel in self._channels.values():

@@ -43,6 +43,17 @@ class CommunicationReport:
         return f"{self.total_bytes} bytes in total, {self.rounds} rounds ({parts})"
 
 
+def logistic(z: np.ndarray) -> np.ndarray:
+    """The exact logistic function ``1 / (1 + e^-z)``, computed stably for any ``z``."""
+    return np.exp(-np.logaddexp(0.0, -z))
+
+
+def magnitude_bits(values: Any) -> int:
+    """``ceil(log2 max|v|)`` (-64 for an all-zero array): the public magnitude a party announces at set-up."""
+    top = float(np.max(np.abs(values))) if np.size(values) else 0.0
+    return max(-64, math.ceil(math.log2(top))) if top > 0 else -64
+
+
 def check_matrix(x: Any, name: str, *, allow_sparse: bool = False) -> np.ndarray | sp.csr_matrix:
     """A finite 2-D float matrix (or CSR matrix when ``allow_sparse``), or a clear error naming ``name``."""
     if sp.issparse(x):
@@ -53,13 +64,20 @@ def check_matrix(x: Any, name: str, *, allow_sparse: bool = False) -> np.ndarray
             raise ValueError(f"{name} contains NaN or inf")
         return x
     try:
-        arr = np.asarray(x, dtype=np.float64)
+        raw = np.asarray(x)
+        if raw.dtype.kind == "c":
+            raise ValueError(f"{name}: Complex data not supported")
+        arr = raw.astype(np.float64)
     except (TypeError, ValueError) as exc:
+        if "Complex" in str(exc):
+            raise
         raise TypeError(f"{name} must be a numeric 2-D array: {exc}") from None
     if arr.ndim != 2:
-        raise ValueError(f"{name} must be 2-D (rows x features), got shape {arr.shape}")
+        raise ValueError(f"{name} must be 2-D (rows x features), got shape {arr.shape}; Reshape your data "
+                         "(X.reshape(-1, 1) for one feature, X.reshape(1, -1) for one row)")
     if arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise ValueError(f"{name} is empty (shape {arr.shape})")
+        what = "sample" if arr.shape[0] == 0 else "feature"
+        raise ValueError(f"{name} is empty: 0 {what}(s) (shape={arr.shape}) while a minimum of 1 is required.")
     if not np.all(np.isfinite(arr)):
         raise ValueError(f"{name} contains NaN or inf")
     return arr
@@ -91,8 +109,9 @@ def check_horizontal_parts(parts: Any, name: str = "X", *, min_parties: int = 2)
     return blocks
 
 
-def check_labels(y: Any, n_rows: int, *, binary: bool, name: str = "y") -> np.ndarray:
-    """A finite 1-D label vector of ``n_rows`` entries; 0/1 with both classes present when ``binary``."""
+def check_labels(y: Any, n_rows: int, *, binary: bool, name: str = "y", both_classes: bool = True) -> np.ndarray:
+    """A finite 1-D label vector of ``n_rows`` entries; with ``binary`` only 0/1, both present unless
+    ``both_classes`` is false (one horizontal holder may have a single class)."""
     arr = np.asarray(y, dtype=np.float64)
     if arr.ndim == 2 and arr.shape[1] == 1:
         arr = arr.ravel()
@@ -106,7 +125,7 @@ def check_labels(y: Any, n_rows: int, *, binary: bool, name: str = "y") -> np.nd
         classes = np.unique(arr)
         if not np.all(np.isin(classes, (0.0, 1.0))):
             raise ValueError(f"{name} must contain only the labels 0 and 1, got {classes[:10].tolist()}")
-        if len(classes) < 2:
+        if both_classes and len(classes) < 2:
             raise ValueError(f"{name} contains a single class ({classes.tolist()}); need both 0 and 1")
     return arr
 
@@ -159,10 +178,10 @@ def check_party_ids(ids: Sequence[str], name: str = "party ids") -> tuple[str, .
 
 
 def run_parties(roles: Mapping[str, Callable[..., Any]], inputs: Mapping[str, Any], timeout: float) -> RunOutputs:
-    """:func:`mpcml.run_local` for estimators: a party's ``ValueError``/``TypeError`` (bad input) is re-raised as is."""
+    """:func:`mpcml.run_local` for estimators: a party's ``ValueError``/``TypeError`` (bad input) or ``OverflowError`` (a run-time range guard) is re-raised as is."""
     try:
         return run_local(roles, inputs, timeout=timeout)
     except PartyFailed as exc:
-        if isinstance(exc.__cause__, (ValueError, TypeError)):
+        if isinstance(exc.__cause__, (ValueError, TypeError, OverflowError)):
             raise exc.__cause__ from None
         raise

@@ -89,7 +89,7 @@ from protocols.common import (
     check_party_ids,
     check_vertical_parts,
 )
-from protocols.regression import logistic
+from protocols.common import logistic
 
 SCHEMES = ("fe", "paillier-packed", "phe", "plain")
 MODELS = ("linear", "logistic", "svm")

@@ -4,65 +4,120 @@ Liu, Chen, Zheng et al., "Privacy preserving PCA for multiparty modeling" (2020)
 owns rows ``X_i`` and computes ``n_i``, ``s_i = X_i^T 1`` and ``G_i = X_i^T X_i``; only the sums
 ``n = sum n_i``, ``s = sum s_i``, ``G = sum G_i`` reach the data consumer, who forms the
 covariance ``C = (G - s s^T / n) / (n - 1)`` (the correlation matrix with ``standardize``),
-eigendecomposes it and sends the mean (and scale) and the top components back; every holder
-then projects its own rows locally. The result equals centralised PCA up to fixed-point
-rounding (``frac_bits`` fractional bits, default 32, error at most ``m * 2^-33`` per entry of
-``G`` for ``m`` holders).
+eigendecomposes it and sends the mean (and scale) and the selected components back; every
+holder then projects its own rows locally. The steps (numbered in the roles):
 
-Variants of the secure sum:
+1. Each holder announces to the consumer its feature count and ``ceil(log2 max|statistic|)``.
+2. The consumer picks the fractional bits ``f`` of the sums (``frac_bits``, lowered when the
+   largest statistic times the holder count would not fit; refused below 8 bits), and sends
+   ``f`` with its public key (``he``) or CKKS context (``ckks``).
+3. The holders' statistics, each rounded to ``2^-f``, are summed securely (variants below).
+4. The consumer eigendecomposes and sends each holder what ``holder_output`` allows.
+5. Each holder projects its own rows.
+
+The secure sums of ``he`` and ``ss`` are exact integer sums of the rounded statistics, so the
+result equals :func:`reference_model` (the same rounding in float64) up to float rounding, and
+centralised PCA up to ``m 2^-(f+1)`` per entry of ``G`` and ``s``.
+
+Variants of the secure sum (step 3):
 
 - ``"he"`` (default): the consumer's Paillier key; the holders add their packed ciphertexts
   (:func:`mpcml.paillier.encrypt_packed`) along a chain ``holder 1 -> ... -> holder m -> consumer``.
-  Exact integer sums, and no holder sees another's values (they are encrypted to the consumer).
+  No holder sees another's values (they are encrypted to the consumer).
 - ``"ckks"``: the same chain with the consumer's CKKS key (:mod:`mpcml.ckks`, preset
-  ``"default"``). Measured on breast_cancer and on 5 x 20,000 x 50 (docs/pca.md) it sends 20-50x
-  more bytes than packed Paillier, is about 10x less precise (still ~1e-13 here) and caps every
-  statistic at 2^19 in magnitude, which raw (unscaled) data exceeds: hence Paillier is the default.
-- ``"ss"``: each holder splits its statistics into ``m`` additive shares over Z_2^64 (``m - 1``
-  of them sent as 32-byte PRG seeds), each holder adds the shares it holds and sends that
-  partial sum to the consumer, who adds the partial sums.
+  ``"default"``): 20-50x more bytes than packed Paillier, about 10x less precise (approximate
+  arithmetic) and every statistic capped at 2^19 in magnitude (docs/pca.md).
+- ``"ss"``: each holder splits its rounded statistics into ``m`` additive shares over Z_2^64
+  (``m - 1`` of them sent as 32-byte PRG seeds), adds the shares it holds and sends that partial
+  sum (uniform to the consumer unless every other holder colludes with it) to the consumer.
 
 Threat model: semi-honest; the consumer does not collude with holders (a consumer together
 with ``m - 1`` holders learns the last holder's statistics, which the sum then determines).
-What each role learns: the consumer learns ``n``, ``s`` and ``G`` (so the mean and the
-covariance) and everything derived (eigenvalues and eigenvectors); the holders learn the mean,
-the scale (with ``standardize``), the selected components and their explained variances, plus
-the holder count; nothing about each other's rows or statistics.
+What each role learns:
+
+- the consumer: each holder's ``ceil(log2 max|statistic|)``; ``n``, ``s`` and ``G`` (so the mean
+  and covariance) and everything derived from them;
+- every holder: its own data, ``f`` (so, coarsely, the largest statistic over all holders), the
+  pooled mean and scale (needed to project), and the selected components; with
+  ``holder_output="full"`` also their explained variances. Eigenvectors without eigenvalues do not
+  determine the covariance; but with ``holder_output="full"`` and every component
+  (``n_components=None``) a holder learns the covariance ``C``, and with two holders it then
+  recovers the other's Gram matrix and column sums given the other's row count (which the mean
+  and its own statistics narrow to one unknown integer). Ask for no more than you need.
 """
 
 from __future__ import annotations
 
+import logging
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping
 
 import numpy as np
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from mpcml import ckks, fixedpoint
 from mpcml.csprng import SEED_BYTES, Csprng, new_seed
 from mpcml.paillier import PackedEncryptedArray, PublicKey, decrypt_packed, encrypt_packed, generate_keypair
-from mpcml.party import DEFAULT_TIMEOUT, Party
-from protocols.common import CommunicationReport, check_horizontal_parts, check_matrix, check_party_ids, run_parties
+from mpcml.party import Party
+from mpcml.schema import Anything, Array, Bytes, Int, Record
+from protocols.common import check_matrix, check_party_ids, magnitude_bits
+from protocols.config import ProtocolConfig, boolean, integer, one_of, option
+from protocols.estimator import SecureEstimator
+
+logger = logging.getLogger(__name__)
 
 VARIANTS = ("he", "ckks", "ss")
-DEFAULT_VARIANT = "he"
-DEFAULT_FRAC_BITS = 32
+HOLDER_OUTPUTS = ("components", "full")
 CKKS_PRESET = "default"
-_SLOT_BITS = 100  # packing slot width: 32 fractional bits, |value| < 2^(66 - log2 m)
+MIN_FRAC_BITS = 8
+_SLOT_BITS = 100  # packing slot width of the he variant
+MODEL_KEYS = ("mean", "scale", "components", "explained_variance", "explained_variance_ratio")
+FACTS = Record(features=Int(low=1), stat_bits=Int(-64, 4096))
+SETUP = Record(frac_bits=Int(MIN_FRAC_BITS, 62), key=Anything())
+PARTIAL_SUM = Array(np.uint64, ndim=1)
 
 
-def check_n_components(n_components: Any, n_features: int | None = None) -> int | float | None:
-    """``None`` (all), a positive int (at most ``n_features``) or a fraction in (0, 1) of explained variance."""
-    if n_components is None:
+def check_n_components(name: str, value: Any) -> int | float | None:
+    """``None`` (all), a positive int or a fraction in (0, 1) of explained variance."""
+    if value is None:
         return None
-    if isinstance(n_components, (int, np.integer)) and not isinstance(n_components, bool):
-        if n_components < 1 or (n_features is not None and n_components > n_features):
-            raise ValueError(f"n_components must be in [1, {n_features}] as an int, got {n_components}")
-        return int(n_components)
-    if isinstance(n_components, (float, np.floating)) and 0.0 < n_components < 1.0:
-        return float(n_components)
-    raise ValueError(f"n_components must be None, a positive int or a float in (0, 1), got {n_components!r}")
+    if isinstance(value, (int, np.integer)) and not isinstance(value, bool):
+        if value < 1:
+            raise ValueError(f"{name} must be a positive int, a float in (0, 1) or None, got {value}")
+        return int(value)
+    if isinstance(value, (float, np.floating)) and 0.0 < value < 1.0:
+        return float(value)
+    raise ValueError(f"{name} must be None, a positive int or a float in (0, 1), got {value!r}")
+
+
+@dataclass(frozen=True)
+class PCAConfig(ProtocolConfig):
+    """The public parameters of one PPPCA run, then the parties."""
+
+    n_components: int | float | None = option(
+        None, "components to keep: an int, a fraction in (0, 1) of explained variance, or none (all)", check_n_components)
+    variant: str = option("he", "secure sum: `he` (packed Paillier), `ckks` or `ss` (additive shares)", one_of(*VARIANTS))
+    standardize: bool = option(False, "PCA of the correlation matrix (features scaled to unit variance)", boolean)
+    holder_output: str = option("components", "what holders receive: `components` (mean, scale and the selected "
+                                "components: what projecting needs) or `full` (also their explained variances)",
+                                one_of(*HOLDER_OUTPUTS))
+    frac_bits: int = option(32, "fractional bits of the secure sums (lowered automatically for large statistics, "
+                            f"down to {MIN_FRAC_BITS})", integer(MIN_FRAC_BITS, 40))
+    key_bits: int = option(2048, "Paillier modulus size for `variant=he`", integer(1024, 8192))
+    holders: tuple[str, ...] = ()
+    consumer: str = "consumer"
+
+    def validate(self) -> None:
+        holders = check_party_ids(self.holders, "holders")
+        if len(holders) < 2:
+            raise ValueError(f"holders must name at least two data holders, got {list(holders)}")
+        if self.consumer in holders:
+            raise ValueError(f"the consumer {self.consumer!r} cannot also be a holder")
+
+
+# --- statistics, their range, and the model --------------------------------------------------------
 
 
 def local_statistics(X: np.ndarray) -> np.ndarray:
@@ -78,10 +133,32 @@ def unpack_statistics(vector: np.ndarray, d: int) -> tuple[float, np.ndarray, np
     return n, s, gram + np.triu(gram, 1).T
 
 
-def components_from_statistics(
-    n: float, s: np.ndarray, gram: np.ndarray, n_components: int | float | None, standardize: bool
-) -> dict[str, np.ndarray]:
-    """The consumer's eigendecomposition; mirrors :class:`sklearn.decomposition.PCA` (full SVD)."""
+def sum_frac_bits(config: PCAConfig, stat_bits: Mapping[str, int]) -> int:
+    """Step 2: the fractional bits of the sums; a ``ValueError`` naming the holder if even 8 do not fit."""
+    top = max(stat_bits.values())
+    headroom = int(np.ceil(np.log2(len(config.holders)))) + 1
+    if config.variant == "ckks":
+        limit = ckks.PRESETS[CKKS_PRESET].max_abs / len(config.holders)
+        if 2.0**top >= limit:
+            worst = max(stat_bits, key=stat_bits.get)
+            raise ValueError(f"holder {worst!r} has statistics up to 2^{top}, beyond the CKKS limit {limit:.4g} for "
+                             f"{len(config.holders)} holders; scale X down or use variant='he'")
+        return config.frac_bits
+    capacity = (_SLOT_BITS - headroom - 2) if config.variant == "he" else (fixedpoint.RING_BITS - fixedpoint.HEADROOM_BITS - headroom)
+    frac_bits = min(config.frac_bits, capacity - top - 1)
+    if frac_bits < MIN_FRAC_BITS:
+        worst = max(stat_bits, key=stat_bits.get)
+        raise ValueError(f"holder {worst!r} has statistics (X^T X, column sums) up to 2^{top}: the {config.variant!r} sums "
+                         f"keep only {frac_bits} fractional bits (need >= {MIN_FRAC_BITS}); scale X down by 2^"
+                         f"{(MIN_FRAC_BITS - frac_bits + 1) // 2} or more" + (", or use variant='he'" if config.variant == "ss" else ""))
+    if frac_bits < config.frac_bits:
+        logger.info("PCA sums use %d fractional bits (statistics up to 2^%d)", frac_bits, top)
+    return frac_bits
+
+
+def components_from_statistics(n: float, s: np.ndarray, gram: np.ndarray, n_components: int | float | None,
+                               standardize: bool) -> dict[str, np.ndarray]:
+    """The consumer's eigendecomposition (step 4); mirrors :class:`sklearn.decomposition.PCA` (full SVD)."""
     if n < 2:
         raise ValueError(f"PCA needs at least 2 rows in total, got {n:g}")
     mean = s / n
@@ -101,216 +178,234 @@ def components_from_statistics(
     if total <= 0:
         raise ValueError("every feature has zero variance; PCA is undefined")
     ratio = eigval / total
-    n_components = check_n_components(n_components, len(mean))
     if n_components is None:
         k = len(mean)
     elif isinstance(n_components, float):
         k = int(np.searchsorted(np.cumsum(ratio), n_components, side="right")) + 1
     else:
+        if n_components > len(mean):
+            raise ValueError(f"n_components={n_components} exceeds the {len(mean)} features")
         k = n_components
     k = min(k, len(mean))
     signs = np.sign(eigvec[np.arange(len(eigvec)), np.argmax(np.abs(eigvec), axis=1)])
-    return {
-        "mean": mean, "scale": scale, "components": eigvec[:k] * signs[:k, None],
-        "explained_variance": eigval[:k], "explained_variance_ratio": ratio[:k],
-    }
+    return {"mean": mean, "scale": scale, "components": eigvec[:k] * signs[:k, None],
+            "explained_variance": eigval[:k], "explained_variance_ratio": ratio[:k]}
 
 
-def _check_roles(holders: Sequence[str], consumer: str, variant: str, frac_bits: int) -> tuple[str, ...]:
-    holders = check_party_ids(holders, "holders")
-    if len(holders) < 2:
-        raise ValueError(f"holders must name at least two data holders, got {list(holders)}")
-    if consumer in holders:
-        raise ValueError(f"the consumer {consumer!r} cannot also be a holder")
-    if variant not in VARIANTS:
-        raise ValueError(f"variant must be one of {VARIANTS}, got {variant!r}")
-    fixedpoint.check_frac_bits(frac_bits)
-    return holders
+def reference_model(blocks: list[np.ndarray], config: PCAConfig) -> dict[str, np.ndarray]:
+    """The plaintext replay: the same rounded statistics, summed in float64, the same eigendecomposition."""
+    stats = [local_statistics(b) for b in blocks]
+    frac_bits = sum_frac_bits(config, {h: magnitude_bits(s) for h, s in zip(config.holders, stats)})
+    total = sum(np.rint(s * 2.0**frac_bits) / 2.0**frac_bits for s in stats)
+    return components_from_statistics(*unpack_statistics(total, blocks[0].shape[1]), config.n_components,
+                                      config.standardize)
 
 
-def statistics_magnitude(X: np.ndarray) -> float:
-    """``max |local_statistics(X)|`` without forming ``X^T X`` (``|G_ij| <= max_k G_kk``, Cauchy-Schwarz)."""
-    return float(max(X.shape[0], np.max(np.abs(X.sum(axis=0))), np.max(np.einsum("ij,ij->j", X, X))))
+def model_tolerance(blocks: list[np.ndarray], config: PCAConfig, *, exact: bool = False) -> float:
+    """A bound on ``|secure - reference|`` for every model entry and projection.
 
-
-def _check_statistics(magnitude: float, n_holders: int, frac_bits: int, variant: str) -> None:
-    """Every statistic (and so every sum) must fit the value range with ``n_holders`` summands."""
-    if variant == "ckks":
-        limit, what = ckks.PRESETS[CKKS_PRESET].max_abs / n_holders, "the CKKS limit"
-    else:
-        limit, what = fixedpoint.max_abs(frac_bits) / n_holders, f"the fixed-point range at frac_bits={frac_bits}"
-    if magnitude >= limit:
-        raise ValueError(
-            f"X has local statistics up to {magnitude:.4g}, beyond {what} "
-            f"({limit:.4g} for {n_holders} holders); scale X (or lower frac_bits, or use another variant)"
-        )
-
-
-def pca_holder(
-    party: Party, X: Any, *, holders: Sequence[str], consumer: str, variant: str = DEFAULT_VARIANT,
-    frac_bits: int = DEFAULT_FRAC_BITS,
-) -> dict[str, np.ndarray]:
-    """Role of a data holder: contribute local statistics, receive the model, project own rows.
-
-    Returns the model (``mean``, ``scale``, ``components``, ``explained_variance``,
-    ``explained_variance_ratio``) and ``projection``, this holder's rows projected.
+    Against :func:`reference_model` (``exact=False``) the ``he``/``ss`` sums are exact and only
+    float64 summation differs (``m 2^-52`` relative per entry); ``ckks`` adds its stated error
+    ``2^-19 max(1, |statistic|)`` per summand. Against PCA of the unrounded data (``exact=True``) the
+    rounding to ``2^-f`` adds ``m 2^-(f+1)`` per entry. From the error ``e`` of the sums: ``C``'s
+    entries move by at most ``e (1 + |mean|)^2 / (n - 1)`` (``/ sigma_min^2`` when standardising),
+    its spectral norm by ``d`` times that; eigenvalues by that norm and eigenvectors by twice it over
+    the smallest gap between a kept eigenvalue and any other (Davis-Kahan); projections by the
+    largest centred row norm times the eigenvector error.
     """
-    holders = _check_roles(holders, consumer, variant, frac_bits)
-    X = check_matrix(X, f"X of holder {party.id!r}")
-    stats = local_statistics(X)
-    _check_statistics(float(np.max(np.abs(stats))), len(holders), frac_bits, variant)
-    if variant == "ss":
-        _ss_contribute(party, stats, holders, consumer, frac_bits)
-    elif variant == "ckks":
-        _ckks_contribute(party, stats, holders, consumer)
-    else:
-        _he_contribute(party, stats, holders, consumer, frac_bits)
-    model = party.recv(consumer)
-    keys = {"mean", "scale", "components", "explained_variance", "explained_variance_ratio"}
-    if not isinstance(model, dict) or set(model) != keys or not all(isinstance(v, np.ndarray) for v in model.values()):
-        raise ValueError(f"consumer {consumer!r} sent a malformed model")
-    if model["components"].ndim != 2 or model["components"].shape[1] != X.shape[1]:
-        raise ValueError(f"consumer {consumer!r} sent components of shape {model['components'].shape}")
-    model["projection"] = ((X - model["mean"]) / model["scale"]) @ model["components"].T
-    return model
+    stats = [local_statistics(b) for b in blocks]
+    top = float(max(np.max(np.abs(st)) for st in stats))
+    m, X = len(blocks), np.vstack(blocks)
+    n, d = X.shape
+    frac_bits = sum_frac_bits(config, {h: magnitude_bits(st) for h, st in zip(config.holders, stats)})
+    error = m * top * 2.0**-52 * 4
+    if config.variant == "ckks":
+        error += m * 2.0**-19 * max(1.0, top)
+    if exact:
+        error += m * 2.0 ** -(frac_bits + 1)
+    mean = np.abs(X.mean(axis=0)).max()
+    spread = X.std(axis=0, ddof=1)
+    entry = error * (1 + mean) ** 2 / (n - 1) / (spread.min() ** 2 if config.standardize else 1.0)
+    norm = d * entry
+    full = components_from_statistics(*unpack_statistics(sum(stats), d), None, config.standardize)
+    k = reference_model(blocks, config)["components"].shape[0]
+    eigenvalues = np.concatenate([full["explained_variance"], [0.0]])
+    gap = min(np.min(np.abs(np.delete(eigenvalues, i) - eigenvalues[i])) for i in range(k))
+    vector = 2 * norm / max(gap, norm)
+    scale = spread if config.standardize else np.ones(d)
+    rows = float(np.max(np.linalg.norm((X - X.mean(axis=0)) / scale, axis=1)))
+    return float(max(norm, vector * (1 + rows), error * (1 + mean) / n))
 
 
-def _ss_contribute(party: Party, stats: np.ndarray, holders: tuple[str, ...], consumer: str, frac_bits: int) -> None:
+# --- step 3: the secure sum, per variant ----------------------------------------------------------
+
+
+def _chain(config: PCAConfig, me: str) -> tuple[str | None, str]:
+    """In the HE/CKKS chain: who sends to ``me`` (``None`` for the first holder) and whom ``me`` sends to."""
+    position = config.holders.index(me)
+    previous = config.holders[position - 1] if position > 0 else None
+    return previous, config.holders[position + 1] if position + 1 < len(config.holders) else config.consumer
+
+
+def _ss_contribute(party: Party, config: PCAConfig, stats: np.ndarray, frac_bits: int, key: Any) -> None:
     encoded = fixedpoint.encode(stats, frac_bits, name="local statistics")
-    others = [h for h in holders if h != party.id]
+    others = [h for h in config.holders if h != party.id]
     mine = encoded.copy()
     for h in others:
         seed = new_seed()
         party.send(h, seed)
         mine -= Csprng(seed).random_uint64(encoded.shape)
-    for h in others:
-        seed = party.recv(h)
-        if not (isinstance(seed, bytes) and len(seed) == SEED_BYTES):
-            raise ValueError(f"holder {h!r} sent a malformed share seed")
+    for seed in party.gather(others, expect=Bytes(SEED_BYTES), what="share seed").values():
         mine += Csprng(seed).random_uint64(encoded.shape)
-    party.send(consumer, mine)
+    party.send(config.consumer, mine)
 
 
-def _he_contribute(party: Party, stats: np.ndarray, holders: tuple[str, ...], consumer: str, frac_bits: int) -> None:
-    public_key = PublicKey.from_wire(party.recv(consumer))
-    mine = encrypt_packed(public_key, stats, frac_bits=frac_bits, slot_bits=_SLOT_BITS, max_summands=len(holders))
-    previous, nxt = _chain_next(holders, party.id, consumer)
+def _he_contribute(party: Party, config: PCAConfig, stats: np.ndarray, frac_bits: int, key: Any) -> None:
+    public_key = PublicKey.from_wire(key)
+    mine = encrypt_packed(public_key, stats, frac_bits=frac_bits, slot_bits=_SLOT_BITS, max_summands=len(config.holders))
+    previous, nxt = _chain(config, party.id)
     if previous is not None:
-        received = PackedEncryptedArray.from_wire(public_key, party.recv(previous))
+        received = PackedEncryptedArray.from_wire(public_key, party.recv(previous, what="running sum"))
         if received.length != mine.length:
             raise ValueError(f"holder {previous!r} sent statistics of length {received.length}, expected {mine.length}")
-        mine = received + mine
-    # the running sum includes this holder's fresh encryption, so its randomness is already fresh
+        mine = received + mine  # includes this holder's fresh encryption: the randomness is fresh
     party.send(nxt, mine.to_wire())
 
 
-def _chain_next(holders: tuple[str, ...], me: str, consumer: str) -> tuple[str | None, str]:
-    """In the HE chain: who sends to ``me`` (``None`` for the first holder) and whom ``me`` sends to."""
-    position = holders.index(me)
-    previous = holders[position - 1] if position > 0 else None
-    return previous, holders[position + 1] if position + 1 < len(holders) else consumer
-
-
-def _ckks_contribute(party: Party, stats: np.ndarray, holders: tuple[str, ...], consumer: str) -> None:
+def _ckks_contribute(party: Party, config: PCAConfig, stats: np.ndarray, frac_bits: int, key: Any) -> None:
     params = ckks.PRESETS[CKKS_PRESET]
-    context = ckks.load_context(party.recv(consumer))
+    context = ckks.load_context(key)
     mine = ckks.CKKSArray.encrypt(context, params, stats)
-    previous, nxt = _chain_next(holders, party.id, consumer)
+    previous, nxt = _chain(config, party.id)
     if previous is not None:
-        received = ckks.CKKSArray.from_wire(party.recv(previous), context, params)
+        received = ckks.CKKSArray.from_wire(party.recv(previous, what="running sum"), context, params)
         if received.shape != mine.shape:
             raise ValueError(f"holder {previous!r} sent statistics of shape {received.shape}, expected {mine.shape}")
         mine = received + mine
     party.send(nxt, mine.to_wire())
 
 
-def pca_consumer(
-    party: Party, *, holders: Sequence[str], consumer: str | None = None, n_components: int | float | None = None,
-    standardize: bool = False, variant: str = DEFAULT_VARIANT, frac_bits: int = DEFAULT_FRAC_BITS,
-    key_bits: int = 2048,
-) -> dict[str, np.ndarray]:
-    """Role of the data consumer: obtain the summed statistics, eigendecompose, send the model out.
+_CONTRIBUTE = {"ss": _ss_contribute, "he": _he_contribute, "ckks": _ckks_contribute}
 
-    Returns the model (as sent to the holders) plus ``n_samples``.
-    """
-    holders = _check_roles(holders, consumer or party.id, variant, frac_bits)
-    check_n_components(n_components)
-    if variant == "ss":
-        total = None
-        for h in holders:
-            part = party.recv(h)
-            if not (isinstance(part, np.ndarray) and part.dtype == np.uint64 and part.ndim == 1):
-                raise ValueError(f"holder {h!r} sent a malformed partial sum")
-            if total is not None and part.shape != total.shape:
-                raise ValueError(f"holder {h!r} sent a partial sum of length {part.size}, expected {total.size}")
-            total = part.copy() if total is None else total + part
-        vector = fixedpoint.decode(total, frac_bits)
-    elif variant == "ckks":
+
+def _consumer_keys(config: PCAConfig) -> tuple[Any, Callable[[Party], np.ndarray]]:
+    """The consumer's key material to broadcast (step 2) and how it obtains the summed vector (step 3)."""
+    if config.variant == "ss":
+        def receive(party: Party) -> np.ndarray:
+            parts = party.gather(config.holders, expect=PARTIAL_SUM, what="partial sum")
+            if len({p.shape for p in parts.values()}) != 1:
+                raise ValueError(f"the holders sent partial sums of different lengths {[p.size for p in parts.values()]}")
+            return sum(parts.values(), np.zeros_like(next(iter(parts.values()))))
+        return None, receive
+    if config.variant == "ckks":
         context, params = ckks.make_context(CKKS_PRESET)
-        party.send_all(holders, ckks.public_context_bytes(context))
-        vector = ckks.CKKSArray.from_wire(party.recv(holders[-1]), context, params).decrypt()
-    else:
-        public_key, private_key = generate_keypair(key_bits)
-        party.send_all(holders, public_key.to_wire())
-        packed = PackedEncryptedArray.from_wire(public_key, party.recv(holders[-1]))
-        vector = decrypt_packed(private_key, packed)[0]
-    d = int(round((-3 + np.sqrt(9 + 8 * (len(vector) - 1))) / 2))
-    if 1 + d + d * (d + 1) // 2 != len(vector):
-        raise ValueError(f"the summed statistics have length {len(vector)}, which matches no feature count")
-    n, s, gram = unpack_statistics(vector, d)
-    model = components_from_statistics(n, s, gram, n_components, standardize)
-    party.send_all(holders, model)
-    return {**model, "n_samples": np.array(n)}
+        return ckks.public_context_bytes(context), lambda party: ckks.CKKSArray.from_wire(
+            party.recv(config.holders[-1], what="encrypted sum"), context, params).decrypt()
+    public_key, private_key = generate_keypair(config.key_bits)
+    return public_key.to_wire(), lambda party: decrypt_packed(private_key, PackedEncryptedArray.from_wire(
+        public_key, party.recv(config.holders[-1], what="encrypted sum")))[0]
 
 
-class SecurePCA(TransformerMixin, BaseEstimator):
+# --- the roles -----------------------------------------------------------------------------------
+
+
+def pca_holder(party: Party, X: Any, *, config: PCAConfig) -> dict[str, np.ndarray]:
+    """Role of a data holder (steps 1, 3, 5): returns the model it receives and ``projection``, its rows projected."""
+    X = check_matrix(X, f"X of holder {party.id!r}")
+    stats = local_statistics(X)
+    # 1. public facts to the consumer
+    party.send(config.consumer, {"features": int(X.shape[1]), "stat_bits": magnitude_bits(stats)})
+    setup = party.recv(config.consumer, expect=SETUP, what="set-up")
+    # 3. the secure sum
+    _CONTRIBUTE[config.variant](party, config, stats, setup["frac_bits"], setup["key"])
+    keys = MODEL_KEYS if config.holder_output == "full" else MODEL_KEYS[:3]
+    model = party.recv(config.consumer, expect=Record(**{k: Array(np.float64) for k in keys}), what="model")
+    if model["components"].ndim != 2 or model["components"].shape[1] != X.shape[1]:
+        raise ValueError(f"consumer {config.consumer!r} sent components of shape {model['components'].shape}")
+    # 5. the local projection
+    return {**model, "projection": ((X - model["mean"]) / model["scale"]) @ model["components"].T}
+
+
+def pca_consumer(party: Party, *, config: PCAConfig) -> dict[str, np.ndarray]:
+    """Role of the data consumer (steps 2 and 4): returns the whole model plus ``n_samples``."""
+    # 1.-2. the facts, the fractional bits, the key
+    facts = party.gather(config.holders, expect=FACTS, what="set-up facts")
+    features = {h: f["features"] for h, f in facts.items()}
+    if len(set(features.values())) != 1:
+        raise ValueError(f"the holders' blocks must have the same number of columns, got {features}")
+    frac_bits = sum_frac_bits(config, {h: f["stat_bits"] for h, f in facts.items()})
+    key, receive = _consumer_keys(config)
+    party.send_all(config.holders, {"frac_bits": frac_bits, "key": key})
+    # 3. the summed statistics
+    vector = receive(party)
+    if config.variant == "ss":
+        vector = fixedpoint.decode(vector, frac_bits)
+    d = next(iter(features.values()))
+    if len(vector) != 1 + d + d * (d + 1) // 2:
+        raise ValueError(f"the summed statistics have length {len(vector)}, not that of {d} features")
+    # 4. the eigendecomposition, and what the holders may see
+    model = components_from_statistics(*unpack_statistics(vector, d), config.n_components, config.standardize)
+    shared = model if config.holder_output == "full" else {k: model[k] for k in MODEL_KEYS[:3]}
+    party.send_all(config.holders, shared)
+    return {**model, "n_samples": np.array(vector[0]), "frac_bits": np.array(frac_bits)}
+
+
+def roles(config: PCAConfig, data: Mapping[str, Any]) -> tuple[dict[str, Callable[..., Any]], dict[str, dict]]:
+    """Every party's role and inputs (``data``: holder -> its rows; absent holders get no inputs here)."""
+    party_roles: dict[str, Callable[..., Any]] = {h: partial(pca_holder, config=config) for h in config.holders}
+    party_roles[config.consumer] = partial(pca_consumer, config=config)
+    inputs = {pid: ({"X": data[pid]} if pid in data else {}) for pid in party_roles}
+    return party_roles, inputs
+
+
+# --- the estimator ---------------------------------------------------------------------------------
+
+
+class SecurePCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, SecureEstimator):
     """PPPCA as a scikit-learn transformer; every party runs in this process.
 
     ``fit(X)`` takes a list of per-holder row blocks ``[X_1, ..., X_m]`` (``m >= 2``, same
-    columns); the consumer is a separate party. After ``fit``: ``components_``, ``mean_``,
-    ``explained_variance_``, ``explained_variance_ratio_``, ``n_components_``, ``scale_``
-    (ones unless ``standardize``), ``communication_`` and ``projections_`` (each holder's rows,
-    projected locally by that holder). ``transform`` projects new rows with the public model.
+    columns), or a full ``X`` with ``partition=Horizontal(m)`` (a simulation, e.g. in a
+    ``Pipeline``); the consumer is a separate party. After ``fit``: ``components_``, ``mean_``,
+    ``explained_variance_``, ``explained_variance_ratio_``, ``n_components_``, ``scale_`` (ones
+    unless ``standardize``), ``n_samples_``, ``communication_`` and ``projections_`` (each holder's
+    rows, projected locally by that holder). ``transform``/``inverse_transform`` use the public
+    model on a full matrix or a list of blocks; ``set_output`` and ``get_feature_names_out`` work.
     """
 
-    def __init__(
-        self, n_components: int | float | None = None, *, variant: str = DEFAULT_VARIANT, standardize: bool = False,
-        frac_bits: int = DEFAULT_FRAC_BITS, key_bits: int = 2048, timeout: float = DEFAULT_TIMEOUT,
-    ) -> None:
-        self.n_components = n_components
-        self.variant = variant
-        self.standardize = standardize
-        self.frac_bits = frac_bits
-        self.key_bits = key_bits
-        self.timeout = timeout
+    config_class = PCAConfig
+    partitions = ("horizontal",)
+    saved_attributes = ("mean_", "scale_", "components_", "explained_variance_", "explained_variance_ratio_",
+                        "n_components_", "n_samples_")
 
     def fit(self, X: Any, y: Any = None) -> "SecurePCA":
-        blocks = check_horizontal_parts(X, "X")
-        check_n_components(self.n_components, blocks[0].shape[1])
-        holders = tuple(f"holder-{i}" for i in range(len(blocks)))
-        common = {"holders": holders, "consumer": "consumer", "variant": self.variant, "frac_bits": self.frac_bits}
-        _check_roles(holders, "consumer", self.variant, self.frac_bits)
-        for block in blocks:
-            _check_statistics(statistics_magnitude(block), len(blocks), self.frac_bits, self.variant)
-        roles = {h: partial(pca_holder, **common) for h in holders}
-        roles["consumer"] = partial(
-            pca_consumer, n_components=self.n_components, standardize=self.standardize, key_bits=self.key_bits, **common
-        )
-        out = run_parties(roles, {h: (b,) for h, b in zip(holders, blocks)}, self.timeout)
+        blocks = self.fit_data(X, None, labels=False).blocks
+        if isinstance(self.n_components, int) and self.n_components > blocks[0].shape[1]:
+            raise ValueError(f"n_components={self.n_components} exceeds the {blocks[0].shape[1]} features")
+        config = self.make_config(holders=tuple(f"holder-{i}" for i in range(len(blocks))), consumer="consumer")
+        sum_frac_bits(config, {h: magnitude_bits(local_statistics(b)) for h, b in zip(config.holders, blocks)})
+        party_roles, inputs = roles(config, dict(zip(config.holders, blocks)))
+        out = self.run(party_roles, inputs)
         model = out["consumer"]
         self.mean_, self.scale_, self.components_ = model["mean"], model["scale"], model["components"]
         self.explained_variance_ = model["explained_variance"]
         self.explained_variance_ratio_ = model["explained_variance_ratio"]
-        self.n_components_ = self.components_.shape[0]
-        self.n_features_in_ = blocks[0].shape[1]
+        self.n_components_ = int(self.components_.shape[0])
         self.n_samples_ = int(model["n_samples"])
-        self.projections_ = [out[h]["projection"] for h in holders]
-        self.communication_ = CommunicationReport.from_stats(out.stats)
+        self.projections_ = [out[h]["projection"] for h in config.holders]
         return self
+
+    @property
+    def _n_features_out(self) -> int:
+        return self.n_components_
 
     def transform(self, X: Any) -> np.ndarray:
         check_is_fitted(self, "components_")
+        return ((self.features(X) - self.mean_) / self.scale_) @ self.components_.T
+
+    def inverse_transform(self, X: Any) -> np.ndarray:
+        check_is_fitted(self, "components_")
         X = check_matrix(X, "X")
-        if X.shape[1] != self.n_features_in_:
-            raise ValueError(f"X has {X.shape[1]} features, the model was fitted on {self.n_features_in_}")
-        return ((X - self.mean_) / self.scale_) @ self.components_.T
+        if X.shape[1] != self.n_components_:
+            raise ValueError(f"X has {X.shape[1]} columns, the model has {self.n_components_} components")
+        return (X @ self.components_) * self.scale_ + self.mean_

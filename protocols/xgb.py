@@ -32,7 +32,7 @@ from mpcml import run_dealer
 
 from . import xgb_he, xgb_ss
 from .common import CommunicationReport, check_labels, check_party_ids, check_vertical_parts, run_parties
-from .regression import logistic
+from .common import logistic
 from .xgb_trees import PartyTrees, XGBParams, feature_values, leaf_reachability
 
 METHODS = ("ss", "he")

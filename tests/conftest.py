@@ -30,3 +30,41 @@ def run_players(n: int, body: Callable[[Session], Any], *, frac_bits: int = 16, 
 def spmd() -> Callable[..., RunOutputs]:
     """``spmd(n, body)``: run ``body(session)`` SPMD at n compute parties plus a dealer."""
     return run_players
+
+
+@pytest.fixture(params=["local", "grpc"])
+def transport(request, monkeypatch) -> str:
+    """Runs the test body over the in-process transport and over gRPC on loopback (mTLS), one body for both.
+
+    Estimators and helpers that run parties through ``protocols.common.run_local`` use the gRPC
+    transport when the parameter is ``"grpc"``.
+    """
+    if request.param == "grpc":
+        import functools
+
+        import protocols.common
+        from parties.loopback import run_loopback
+
+        monkeypatch.setattr(protocols.common, "run_local", functools.partial(run_loopback, secure=True))
+    return request.param
+
+
+@pytest.fixture
+def wire_log(monkeypatch) -> list:
+    """Every message any party receives during the test, as ``(receiver, sender, decoded message)``.
+
+    For wire-view tests: check what each role received against the protocol's leakage statement
+    (both transports decode through ``Party._decoded``).
+    """
+    from mpcml.party import Party
+
+    received: list = []
+    original = Party._decoded
+
+    def recording(self, frm, payload, expect, what):
+        message = original(self, frm, payload, expect, what)
+        received.append((self.id, frm, message))
+        return message
+
+    monkeypatch.setattr(Party, "_decoded", recording)
+    return received

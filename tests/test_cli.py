@@ -138,3 +138,42 @@ def test_insecure_demo_warns(capsys):
     out = capsys.readouterr()
     assert "INSECURE plaintext" in out.out and "-> OK" in out.out
     assert "WARNING: --insecure" in out.err
+
+
+def test_options_lists_every_option_with_its_default(capsys):
+    from protocols.regression import RegressionConfig
+
+    assert main(["options", "regression"]) == 0
+    out = capsys.readouterr().out
+    for name, default in RegressionConfig.defaults().items():
+        assert f"  {name} (default {default!r}): " in out
+
+
+@pytest.mark.slow  # three party processes
+def test_party_saves_its_model_and_predict_uses_it(tmp_path, capsys):
+    import numpy as np
+
+    from parties.apps import load_app, read_csv, write_csv
+    from parties.launcher import party_command, spawn, write_loopback_federation
+
+    app = load_app("regression")
+    options = {"epochs": "2", "random_state": "1"}
+    data = app.demo_data(tmp_path, 0, options)
+    federation = write_loopback_federation(app.DEMO_PARTIES, tmp_path / "run", timeout=60)
+    model_file = tmp_path / "alice-model.npz"
+    procs = {pid: spawn(party_command(federation, pid, "regression", data.get(pid), options, tmp_path / f"{pid}.out")
+                        + (["--model", str(model_file)] if pid == "alice" else []), tmp_path / f"{pid}.log")
+             for pid in app.DEMO_PARTIES}
+    assert all(proc.wait(120) == 0 for proc in procs.values()), [(tmp_path / f"{p}.log").read_text() for p in procs]
+    alice, bob = read_csv(data["alice"]), read_csv(data["bob"])
+    X = np.hstack([alice[:, :-1], bob])
+    write_csv(tmp_path / "X.csv", X, [f"x{i}" for i in range(X.shape[1])])
+    assert main(["predict", "--model", str(model_file), "--data", str(tmp_path / "X.csv"),
+                 "--output", str(tmp_path / "P.csv")]) == 0
+    table = np.loadtxt(tmp_path / "P.csv", delimiter=",", skiprows=1)
+    from protocols.regression import SecureLogisticRegression
+
+    model = SecureLogisticRegression.load(model_file)
+    np.testing.assert_array_equal(table[:, 0], model.predict(X))
+    np.testing.assert_allclose(table[:, 1:], model.predict_proba(X), rtol=1e-15)
+    assert (table[:, 0] == alice[:, -1]).mean() > 0.95

@@ -257,6 +257,22 @@ def test_sigmoid_methods_meet_their_bounds(spmd, method):
         assert np.max(error) >= 0.9 * spec.max_error
 
 
+@pytest.mark.parametrize("n", [2, 3])
+def test_sigmoid_methods_follow_their_plaintext_replicas(spmd, n):
+    """``SigmoidMethod.plain`` is the same approximation: within ``units`` fixed-point units on encoded inputs."""
+    data = np.random.default_rng(n)
+    x = {m: q(np.concatenate([data.uniform(-1, 1, 500) * min(spec.valid_up_to, 12.0), np.linspace(-3, 3, 601)]))
+         for m, spec in nl.SIGMOID_METHODS.items()}
+
+    def body(s):
+        return {m: nl.sigmoid(owned(s, v, f"p{n - 1}"), m).reveal() for m, v in x.items()}
+
+    for method, got in spmd(n, body)["p0"].items():
+        spec = nl.SIGMOID_METHODS[method]
+        error = np.max(np.abs(got - spec.plain(x[method]))) / ULP
+        assert error <= spec.units, (method, error)
+
+
 def test_sigmoid_three_parties(spmd):
     x = q(np.linspace(-5, 5, 101))
 

@@ -95,8 +95,8 @@ def test_failing_role_names_the_party_and_aborts_the_others_quickly():
 
 def test_abort_is_visible_to_waiting_parties():
     parties = make_local_parties(["a", "b"])
-    parties["a"]._abort.set()
-    with pytest.raises(PartyAborted):
+    parties["a"].abort_all("stopped: party 'a' failed")
+    with pytest.raises(PartyAborted, match="'a' failed"):
         parties["b"].recv("a")
 
 

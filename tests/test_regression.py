@@ -1,28 +1,42 @@
-"""Secure regression (protocols/regression.py) and the masked matrix (mpcml/masked.py) against plaintext."""
+"""Secure regression against its plaintext replay, the range analysis, and the estimator contract.
+
+Every protocol test compares the secure weights with :func:`plaintext_sgd` (the same batches,
+sigmoid approximation, quantisation, target scale and rounded step factors) within
+:func:`replay_tolerance`, which is derived from the number of truncations per step (see its
+docstring): a few units ``2^-16`` per step.
+"""
 
 from __future__ import annotations
 
+import json
+import logging
+from dataclasses import replace
+
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from sklearn.base import clone
-from sklearn.datasets import load_breast_cancer, load_diabetes
+from sklearn.datasets import load_breast_cancer, load_diabetes, load_wine
 from sklearn.exceptions import NotFittedError
-from sklearn.linear_model import LinearRegression
-from sklearn.metrics import r2_score, roc_auc_score
-from sklearn.model_selection import train_test_split
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import cross_val_score, train_test_split
+from sklearn.multiclass import OneVsRestClassifier
+from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
+import protocols.estimator
 from mpcml import DealerTriples, Session, run_dealer, run_local
 from mpcml.masked import MaskedMatrix
+from protocols.estimator import Horizontal, Vertical
 from protocols.regression import (
     RegressionConfig,
     SecureLinearRegression,
     SecureLogisticRegression,
     plaintext_sgd,
-    seed_from_random_state,
+    replay_tolerance,
 )
 
-# fixed point: 16 fractional bits, one unit (1.5e-5) of error per truncation
 UNIT = 2.0**-16
 
 
@@ -47,7 +61,7 @@ def test_masked_matrix_products() -> None:
 
     out = run_local({**{p: player for p in players}, "dealer": lambda party: run_dealer(party, players)})
     full, batch, back = out["a"]
-    # products of encoded values: error from encoding X, w (UNIT/2 each, times |w|_1, |X|_1) plus one truncation
+    # encoding X, w (half a unit each, times |w|_1 <= 6 * 3 and |X|_1 <= 6 * 3) plus one truncation
     assert np.max(np.abs(full - X @ w)) < 20 * UNIT
     assert np.max(np.abs(batch - X[rows] @ w)) < 20 * UNIT
     assert np.max(np.abs(back - X[rows].T @ e)) < 20 * UNIT
@@ -55,9 +69,8 @@ def test_masked_matrix_products() -> None:
 
 @pytest.fixture(scope="module")
 def diabetes() -> tuple[np.ndarray, np.ndarray]:
-    # gradient descent needs comparable feature scales; R^2 is invariant to this affine rescaling
     X, y = load_diabetes(return_X_y=True)
-    return StandardScaler().fit_transform(X), (y - y.mean()) / y.std()
+    return StandardScaler().fit_transform(X), y  # targets in their own units (up to 346)
 
 
 @pytest.fixture(scope="module")
@@ -74,67 +87,211 @@ def _split(X: np.ndarray, y: np.ndarray, holders: int, partition: str) -> tuple[
     return list(zip(np.array_split(X, holders), np.array_split(y, holders))), None
 
 
+def assert_replays(est, X: np.ndarray, y: np.ndarray) -> float:
+    """The secure weights equal the plaintext replay's within the derived tolerance; returns the error in units."""
+    coef, intercept = plaintext_sgd(X, y, replace(est.config_, epochs=est.n_iter_), est.batch_seed_)
+    coef = coef[0] if np.ndim(est.coef_) == 1 else coef
+    intercept = intercept[0] if np.ndim(est.intercept_) == 0 else intercept
+    steps = est.n_iter_ * -(-X.shape[0] // est.config_.batch_size)
+    tolerance = replay_tolerance(est.config_, X, steps, est.y_shift_)
+    error = max(np.max(np.abs(est.coef_ - coef)), np.max(np.abs(est.intercept_ - intercept)))
+    assert error <= tolerance, f"{error:.3g} > {tolerance:.3g}"
+    return error / 2.0 ** (est.y_shift_ - est.config_.frac_bits)
+
+
+# --- the secure fits replay the plaintext algorithm -------------------------------------------------
+
+
 @pytest.mark.parametrize("partition", ["vertical", "horizontal"])
 @pytest.mark.parametrize("holders", [2, 3])
-def test_linear_regression_diabetes(diabetes, partition: str, holders: int) -> None:
-    X, y = diabetes
+def test_linear_regression_replays_plaintext_sgd(diabetes, partition: str, holders: int, transport: str) -> None:
+    X, y = diabetes[0][:200], diabetes[1][:200]
     est = SecureLinearRegression(partition=partition, label_party=holders - 1 if partition == "vertical" else 0,
-                                 random_state=holders).fit(*_split(X, y, holders, partition))
-    assert r2_score(y, est.predict(X)) > LinearRegression().fit(X, y).score(X, y) - 0.01
-    coef, intercept = plaintext_sgd(X, y, est.config_, est.config_.seed)
-    # the secure run follows the float algorithm up to accumulated truncation error
-    assert np.max(np.abs(est.coef_ - coef)) < 1e-2
-    assert abs(est.intercept_ - intercept) < 1e-2
-    assert est.n_iter_ == est.epochs
-    assert est.communication_.total_bytes > 0
+                                 epochs=4, batch_size=50, alpha=0.05, decay=0.2, random_state=holders)
+    est.fit(*_split(X, y, holders, partition))
+    assert est.y_shift_ == 9  # max |y| = 346 < 2^9: the targets are trained as y / 512
+    assert_replays(est, X, y)
+    assert est.n_iter_ == est.epochs and est.communication_.total_bytes > 0
 
 
+@pytest.mark.parametrize("sigmoid", ["linear", "spline"])
 @pytest.mark.parametrize("partition", ["vertical", "horizontal"])
-@pytest.mark.parametrize("holders", [2, 3])
-def test_logistic_regression_breast_cancer(cancer, partition: str, holders: int) -> None:
+def test_logistic_regression_replays_plaintext_sgd(cancer, partition: str, sigmoid: str) -> None:
+    X, y = cancer[0][:160], cancer[2][:160]
+    est = SecureLogisticRegression(partition=partition, sigmoid=sigmoid, epochs=10, batch_size=64, alpha=0.02,
+                                   learning_rate=0.2, random_state=7).fit(*_split(X, y, 2, partition))
+    assert_replays(est, X, y)
+
+
+def test_logistic_regression_generalises_like_scikit_learn(cancer) -> None:
     X_train, X_test, y_train, y_test = cancer
-    est = SecureLogisticRegression(partition=partition, random_state=holders)
-    est.fit(*_split(X_train, y_train, holders, partition))
-    coef, intercept = plaintext_sgd(X_train, y_train, est.config_, est.config_.seed)
-    plain_auc = roc_auc_score(y_test, X_test @ coef + intercept)
-    secure_auc = roc_auc_score(y_test, est.predict_proba(X_test)[:, 1])
-    assert secure_auc >= 0.99
-    assert abs(secure_auc - plain_auc) <= 0.005
-    assert est.score(X_test, y_test) > 0.93
+    est = SecureLogisticRegression(random_state=0).fit(np.array_split(X_train, 3, axis=1), y_train)
+    plain = LogisticRegression().fit(X_train, y_train)
+    assert est.score(X_test, y_test) >= plain.score(X_test, y_test) - 0.02
     assert set(np.unique(est.predict(X_test))) <= {0, 1}
 
 
-def _bytes_per_iteration(X: np.ndarray, y: np.ndarray) -> tuple[float, int]:
-    blocks = np.array_split(X, 2, axis=1)
-    one = SecureLogisticRegression(epochs=1, random_state=0).fit(blocks, y)
-    three = SecureLogisticRegression(epochs=3, random_state=0).fit(blocks, y)
-    per_epoch = (three.communication_.total_bytes - one.communication_.total_bytes) / 2
-    return per_epoch / -(-X.shape[0] // one.batch_size), one.communication_.total_bytes - per_epoch
+def test_wine_one_vs_rest_in_one_run_matches_scikit_learn() -> None:
+    X, y = load_wine(return_X_y=True)
+    X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
+    scaler = StandardScaler().fit(X_train)
+    X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
+    plain = OneVsRestClassifier(LogisticRegression()).fit(X_train, y_train).score(X_test, y_test)
+    for partition in ("vertical", "horizontal"):
+        est = SecureLogisticRegression(partition=partition, epochs=20, random_state=1)
+        est.fit(*_split(X_train, y_train, 2, partition))
+        assert est.coef_.shape == (3, 13) and est.intercept_.shape == (3,)
+        assert est.score(X_test, y_test) >= plain - 0.02
+        np.testing.assert_allclose(est.predict_proba(X_test).sum(axis=1), 1.0)
+        assert_replays(est, X_train, est.one_vs_rest(np.searchsorted(est.classes_, y_train)))
 
 
-def test_per_iteration_communication_is_independent_of_rows(cancer) -> None:
-    X_train, _, y_train, _ = cancer
-    n, d = 384, X_train.shape[1]  # whole batches of 32 only, so every iteration has the same size
-    per_iteration, setup = _bytes_per_iteration(X_train[:n], y_train[:n])
-    per_iteration_half, setup_half = _bytes_per_iteration(X_train[: n // 2], y_train[: n // 2])
-    # the masked matrix X - A is opened once at setup (n x (d + 1) elements from each of 2 players) ...
-    assert setup > 2 * n * (d + 1) * 8 > setup_half
-    # ... so an iteration costs the same whatever the number of rows: O(batch + features)
-    assert abs(per_iteration - per_iteration_half) < 0.03 * per_iteration
+def test_string_labels_map_back(cancer) -> None:
+    X_train, X_test, y_train, y_test = cancer
+    names = np.array(["benign", "malignant"])[1 - y_train]
+    est = SecureLogisticRegression(epochs=3, random_state=2).fit(np.array_split(X_train, 2, axis=1), names)
+    assert list(est.classes_) == ["benign", "malignant"]
+    assert est.coef_.shape == (1, X_train.shape[1])
+    assert np.mean(est.predict(X_test) == np.array(["benign", "malignant"])[1 - y_test]) > 0.9
+    with pytest.raises(ValueError, match="single class"):
+        SecureLogisticRegression().fit(np.array_split(X_train, 2, axis=1), np.zeros(len(y_train)))
+
+
+# --- the range analysis: the plaintext model or a clear error before any message ----------------------
+
+
+@pytest.fixture
+def runs(monkeypatch) -> list:
+    """Records every in-process run an estimator starts (a refusal must come before the first)."""
+    started: list = []
+    original = protocols.estimator.run_parties
+
+    def recording(*args, **kwargs):
+        started.append(args)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(protocols.estimator, "run_parties", recording)
+    return started
+
+
+def test_targets_in_the_hundreds_of_thousands_are_scaled(diabetes) -> None:
+    X, y = diabetes
+    prices = 2000.0 * y  # up to 6.9e5, like house prices in dollars
+    est = SecureLinearRegression(epochs=3, random_state=0).fit(np.array_split(X, 2, axis=1), prices)
+    assert est.y_shift_ == 20
+    assert_replays(est, X, prices)
+    small = SecureLinearRegression(epochs=3, random_state=0).fit(np.array_split(X, 2, axis=1), y)
+    np.testing.assert_allclose(est.coef_, 2000 * small.coef_, rtol=0, atol=2000 * 64 * UNIT * 2**9)
+
+
+def test_features_too_large_for_the_ring_are_refused_before_any_message(cancer, runs) -> None:
+    X, _, y, _ = cancer
+    a, b = np.array_split(X, 2, axis=1)
+    with pytest.raises(ValueError, match=r"30 features with \|x\| up to 2\^44 leave no room.*overflow whatever the weights.*standardise"):
+        SecureLogisticRegression().fit([a, b * 1e12], y)
+    assert runs == []
+
+
+def test_diverging_descent_stops_with_the_epoch_named_as_the_replay_does(diabetes) -> None:
+    X, y = diabetes
+    est = SecureLinearRegression(learning_rate=1.5, epochs=5, batch_size=442, random_state=0)
+    with pytest.raises(OverflowError, match=r"after epoch \d: a weight left the range.*lower learning_rate") as secure:
+        est.fit(np.array_split(X * 3, 2, axis=1), y)
+    config = est.make_config(holders=("a", "b"), label_holder="a")
+    with pytest.raises(OverflowError) as plain:
+        plaintext_sgd(X * 3, y, config)
+    assert str(secure.value) == str(plain.value)
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(
+    feature_scale=st.sampled_from([1e-3, 1e-1, 1.0, 30.0, 1e3]),
+    target_scale=st.sampled_from([1e-2, 1.0, 1e4, 1e7]),
+    holders=st.integers(2, 5),
+    partition=st.sampled_from(["vertical", "horizontal"]),
+    logistic=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_generated_data_gives_the_plaintext_model_or_an_early_error(runs, feature_scale, target_scale, holders,
+                                                                    partition, logistic, seed) -> None:
+    data = np.random.default_rng(seed)
+    n, d = 12 * holders, holders + 2
+    X = data.normal(size=(n, d)) * feature_scale * data.uniform(0.1, 1, size=d)
+    w = data.normal(size=d) / feature_scale
+    y = (X @ w > 0).astype(float) if logistic else target_scale * (X @ w + data.normal(size=n))
+    model = (SecureLogisticRegression if logistic else SecureLinearRegression)(
+        partition=partition, epochs=2, batch_size=16, random_state=seed)
+    runs.clear()
+    try:
+        plain = plaintext_sgd(X, y, model.make_config(holders=("a", "b"), label_holder="a" if partition == "vertical"
+                                                      else None), bytes(32))
+    except (ValueError, OverflowError) as refused:
+        plain = refused
+    try:
+        model.fit(*_split(X, y, holders, partition))
+    except ValueError as exc:
+        assert runs == [], f"refused after the run started: {exc}"
+        assert isinstance(plain, ValueError), "the secure fit refused data the analysis accepts"
+        return
+    except OverflowError:
+        assert isinstance(plain, OverflowError), "the guard stopped a run the replay completes"
+        return
+    assert not isinstance(plain, ValueError)
+    assert_replays(model, X, y)
+
+
+def test_wire_view_matches_the_leakage_statement(cancer, wire_log) -> None:
+    """The dealer receives only requests (shapes, kinds); holders' openings are uniform ring elements."""
+    X, y = cancer[0][:128], cancer[2][:128]
+    SecureLogisticRegression(epochs=2, batch_size=64, random_state=0).fit(np.array_split(X, 2, axis=1), y)
+    to_dealer = [m for receiver, _, m in wire_log if receiver == "dealer"]
+    assert to_dealer and all(not isinstance(m, np.ndarray) or m.dtype != np.uint64 for m in _leaves(to_dealer))
+    facts = [m for receiver, _, m in wire_log if isinstance(m, dict) and "x_bits" in m]
+    assert {tuple(sorted(m)) for m in facts} == {("cols", "outputs", "rows", "x_bits", "y_bits")}
+    # what a holder receives from the other: masked ring words (uniform in every bit) and masked single bits
+    # (the comparisons' e = msb XOR b, uniform on {0, 1}); five standard deviations of the bit-balance test
+    arrays = [a.ravel() for _, sender, m in wire_log if sender.startswith("holder")
+              for a in _leaves([m]) if isinstance(a, np.ndarray) and a.dtype == np.uint64]
+    words = np.concatenate([a for a in arrays if a.size and a.max() > 1])
+    single = np.concatenate([a for a in arrays if a.size and a.max() <= 1])
+    balance = np.unpackbits(words.view(np.uint8)).reshape(-1, 64).mean(axis=0)
+    assert words.size > 10_000 and np.all(np.abs(balance - 0.5) < 5 * 0.5 / np.sqrt(words.size))
+    assert single.size > 1000 and abs(single.mean() - 0.5) < 5 * 0.5 / np.sqrt(single.size)
+
+
+def _leaves(messages: list) -> list:
+    out = []
+    for m in messages:
+        if isinstance(m, (list, tuple)):
+            out.extend(_leaves(list(m)))
+        elif isinstance(m, dict):
+            out.extend(_leaves(list(m.values())))
+        else:
+            out.append(m)
+    return out
+
+
+# --- outputs, servers, triples ---------------------------------------------------------------------
 
 
 def test_outputs_own_and_shared_with_secure_prediction(cancer) -> None:
-    X_train, X_test, y_train, y_test = cancer
+    X_train, X_test, y_train, _ = cancer
+    X_train, y_train = X_train[:200], y_train[:200]
     blocks = np.array_split(X_train, 3, axis=1)
     reveal = SecureLogisticRegression(epochs=3, random_state=5).fit(blocks, y_train)
     own = SecureLogisticRegression(epochs=3, random_state=5, output="own", label_party=1).fit(blocks, y_train)
     shared = SecureLogisticRegression(epochs=3, random_state=5, output="shared").fit(blocks, y_train)
-    assert np.max(np.abs(own.coef_ - reveal.coef_)) < 1e-2
-    assert abs(own.intercept_ - reveal.intercept_) < 1e-2
+    # the same run (same seed, same triples' distribution): both replay the plaintext algorithm
+    assert_replays(own, X_train, y_train)
+    assert_replays(reveal, X_train, y_train)
     assert not hasattr(shared, "coef_")
+    # secure prediction: one product of encoded X (half a unit times |w|_1) plus one truncation
     secure_scores = shared.decision_function(X_test)
-    assert np.max(np.abs(secure_scores - reveal.decision_function(X_test))) < 0.05
-    assert roc_auc_score(y_test, shared.predict_proba(X_test)[:, 1]) > 0.98
+    bound = (np.abs(X_test).max() * np.abs(reveal.coef_).sum() + 2) * UNIT + 2 * replay_tolerance(
+        reveal.config_, X_train, 3 * 7, 0)
+    assert np.max(np.abs(secure_scores - reveal.decision_function(X_test))) < bound
+    with pytest.raises(ValueError, match="shared"):
+        shared.save("unused.npz")
 
 
 def test_dealer_free_paillier_triples_follow_the_plaintext_algorithm(diabetes) -> None:
@@ -142,12 +299,7 @@ def test_dealer_free_paillier_triples_follow_the_plaintext_algorithm(diabetes) -
     blocks = np.array_split(X, 2, axis=1)
     est = SecureLinearRegression(epochs=2, batch_size=40, random_state=3, triples="paillier", key_bits=1024).fit(blocks, y)
     assert set(est.communication_.per_party) == {"holder-0", "holder-1"}  # no dealer
-    coef, intercept = plaintext_sgd(X, y, est.config_, est.config_.seed)
-    # per step one truncation of the update (one unit 2^-16) plus the residual's truncation error (<= 2 units)
-    # times lr max|x| (0.1 x 3.8 here): under 2 units a step, 6 steps; measured 1.2-1.8 units over three seeds
-    tolerance = 6 * 2 * 2.0**-est.config_.frac_bits
-    assert np.max(np.abs(est.coef_ - coef)) < tolerance
-    assert abs(est.intercept_ - intercept) < tolerance
+    assert_replays(est, X, y)
     with pytest.raises(ValueError, match="exactly two compute parties"):
         SecureLinearRegression(triples="paillier").fit(np.array_split(X, 3, axis=1), y)
     with pytest.raises(ValueError, match="triples"):
@@ -157,9 +309,8 @@ def test_dealer_free_paillier_triples_follow_the_plaintext_algorithm(diabetes) -
 def test_two_servers_compute_for_many_holders(diabetes) -> None:
     X, y = diabetes
     parts = list(zip(np.array_split(X, 4), np.array_split(y, 4)))
-    est = SecureLinearRegression(partition="horizontal", n_servers=2, epochs=10, random_state=3).fit(parts)
-    coef, intercept = plaintext_sgd(X, y, est.config_, est.config_.seed)
-    assert np.max(np.abs(est.coef_ - coef)) < 1e-2
+    est = SecureLinearRegression(partition="horizontal", n_servers=2, epochs=2, random_state=3).fit(parts)
+    assert_replays(est, X, y)
     stats = est.communication_.per_party
     assert set(stats) == {"holder-0", "holder-1", "holder-2", "holder-3", "server-0", "server-1", "dealer"}
     # holders send their shares once: their traffic does not grow with the epochs
@@ -169,12 +320,14 @@ def test_two_servers_compute_for_many_holders(diabetes) -> None:
 def test_servers_keep_shared_weights_and_predict_securely(diabetes) -> None:
     X, y = diabetes
     parts = list(zip(np.array_split(X, 3), np.array_split(y, 3)))
-    shared = SecureLinearRegression(partition="horizontal", n_servers=2, output="shared", epochs=5,
+    shared = SecureLinearRegression(partition="horizontal", n_servers=2, output="shared", epochs=2,
                                     random_state=2).fit(parts)
     assert set(shared.weight_shares_) == {"server-0", "server-1"}
-    coef, intercept = plaintext_sgd(X, y, shared.config_, shared.config_.seed)
-    # holder-0 (not a compute party) queries; the servers only hold shares of the weights
-    assert np.max(np.abs(shared.predict(X[:50]) - (X[:50] @ coef + intercept))) < 1e-2
+    coef, intercept = plaintext_sgd(X, y, shared.config_, shared.batch_seed_)
+    steps = 2 * -(-X.shape[0] // shared.config_.batch_size)
+    bound = (X.shape[1] * 8 * replay_tolerance(shared.config_, X, steps, shared.y_shift_)
+             + (np.abs(X).max() * np.abs(coef).sum() / 2**9 + 2) * UNIT * 2**9)
+    assert np.max(np.abs(shared.predict(X[:50]) - (X[:50] @ coef[0] + intercept[0]))) < bound
 
 
 def test_servers_deliver_own_weights_and_stop_early(diabetes) -> None:
@@ -183,21 +336,91 @@ def test_servers_deliver_own_weights_and_stop_early(diabetes) -> None:
     own = SecureLinearRegression(n_servers=2, output="own", label_party=2, decay=0.2, tol=1e-2, epochs=40,
                                  random_state=4).fit(blocks, y)
     assert own.n_iter_ < 40
-    reveal = SecureLinearRegression(decay=0.2, epochs=own.n_iter_, random_state=4).fit(blocks, y)
-    assert np.max(np.abs(own.coef_ - reveal.coef_)) < 1e-2
-    assert abs(own.intercept_ - reveal.intercept_) < 1e-2
+    assert_replays(own, X, y)
 
 
-def test_l2_decay_and_early_stop(diabetes) -> None:
-    X, y = diabetes
-    est = SecureLinearRegression(alpha=0.1, decay=0.2, tol=1e-3, epochs=50, random_state=0)
-    est.fit(np.array_split(X, 2, axis=1), y)
-    assert est.n_iter_ < 50
-    full = SecureLinearRegression(alpha=0.1, decay=0.2, epochs=est.n_iter_, random_state=0)
-    coef, intercept = plaintext_sgd(X, y, full._config(2), full._config(2).seed)
-    assert np.max(np.abs(est.coef_ - coef)) < 1e-2
-    # the penalty shrinks the weights relative to the unpenalised fit
-    assert np.linalg.norm(est.coef_) < np.linalg.norm(LinearRegression().fit(X, y).coef_)
+# --- the scikit-learn contract ---------------------------------------------------------------------
+
+
+def test_pipeline_cross_validation_and_grid_search_with_a_simulated_partition(cancer) -> None:
+    X, _, y, _ = cancer
+    model = Pipeline([("scale", StandardScaler()),
+                      ("lr", SecureLogisticRegression(partition=Vertical(15, 15), epochs=3, random_state=0))])
+    scores = cross_val_score(model, X, y, cv=3)
+    assert scores.min() > 0.9
+    horizontal = SecureLinearRegression(partition=Horizontal(3), epochs=10, random_state=0)
+    Xd, yd = load_diabetes(return_X_y=True)
+    assert cross_val_score(horizontal, StandardScaler().fit_transform(Xd), yd, cv=2).min() > 0.3
+    with pytest.raises(ValueError, match="splits 20 columns but X has 30"):
+        SecureLogisticRegression(partition=Vertical(10, 10)).fit(X, y)
+
+
+def test_save_load_round_trip_and_tampering(cancer, tmp_path) -> None:
+    X_train, X_test, y_train, _ = cancer
+    est = SecureLogisticRegression(epochs=2, random_state=3).fit(np.array_split(X_train, 2, axis=1),
+                                                                 np.where(y_train == 1, "yes", "no"))
+    path = est.save(tmp_path / "model.npz")
+    loaded = SecureLogisticRegression.load(path)
+    np.testing.assert_array_equal(loaded.predict(X_test), est.predict(X_test))
+    assert loaded.get_params() == est.get_params()
+    with np.load(path) as archive:
+        contents = {name: archive[name] for name in archive.files}
+    contents["coef_"] = contents["coef_"] * 1.01  # an edited model
+    np.savez(tmp_path / "edited.npz", **contents)
+    with pytest.raises(ValueError, match="modified or is corrupt"):
+        SecureLogisticRegression.load(tmp_path / "edited.npz")
+    header = json.loads(bytes(contents["__meta__"]).decode())
+    contents["__meta__"] = np.frombuffer(json.dumps({**header, "version": 99}).encode(), np.uint8)
+    np.savez(tmp_path / "future.npz", **contents)
+    with pytest.raises(ValueError, match="format version 99; this mpcml reads version 1"):
+        SecureLogisticRegression.load(tmp_path / "future.npz")
+    (tmp_path / "junk.npz").write_bytes(b"PK\x03\x04 not a zip")
+    with pytest.raises(ValueError, match="not a readable mpcml model file"):
+        SecureLogisticRegression.load(tmp_path / "junk.npz")
+    with pytest.raises(ValueError, match="SecureLogisticRegression"):
+        SecureLinearRegression.load(path)
+
+
+def test_predict_on_blocks_and_full_matrix_and_feature_names(cancer) -> None:
+    import pandas as pd
+
+    X_train, X_test, y_train, _ = cancer
+    columns = [f"f{i}" for i in range(30)]
+    frame = pd.DataFrame(X_train, columns=columns)
+    est = SecureLogisticRegression(epochs=2, random_state=0).fit([frame.iloc[:, :10], frame.iloc[:, 10:]], y_train)
+    assert list(est.feature_names_in_) == columns
+    test = pd.DataFrame(X_test, columns=columns)
+    np.testing.assert_allclose(est.decision_function(test), est.decision_function([X_test[:, :10], X_test[:, 10:]]),
+                               rtol=1e-12)
+    np.testing.assert_array_equal(est.predict(test), est.predict([X_test[:, :10], X_test[:, 10:]]))
+    with pytest.raises(ValueError, match="feature names"):
+        est.predict(test[columns[::-1]])
+
+
+def test_verbose_logs_a_line_per_epoch(cancer, caplog) -> None:
+    X_train, _, y_train, _ = cancer
+    with caplog.at_level(logging.INFO, logger="protocols.progress"):
+        SecureLogisticRegression(epochs=3, tol=1e-9, verbose=2, random_state=0).fit(
+            np.array_split(X_train, 2, axis=1), y_train)
+    lines = [r.getMessage() for r in caplog.records if r.name == "protocols.progress"]
+    assert [line.split(":")[1].strip().split()[:2] for line in lines] == [["epoch", "1/3"], ["epoch", "2/3"],
+                                                                            ["epoch", "3/3"]]
+    assert all("weight_change" in line for line in lines)
+
+
+def test_sklearn_conventions(cancer) -> None:
+    X_train, X_test, y_train, _ = cancer
+    est = SecureLogisticRegression(epochs=2, batch_size=64)
+    with pytest.raises(NotFittedError):
+        est.predict(X_test)
+    copy = clone(est)
+    assert copy.get_params() == est.get_params()
+    assert SecureLinearRegression().epochs == SecureLogisticRegression().epochs == RegressionConfig.defaults()["epochs"]
+    copy.fit(np.array_split(X_train, 2, axis=1), y_train)
+    with pytest.raises(ValueError, match="features"):
+        copy.predict(X_test[:, :5])
+    with pytest.raises(TypeError, match="unexpected parameters"):
+        SecureLogisticRegression(epocs=3)
 
 
 def test_bad_input(cancer) -> None:
@@ -205,16 +428,16 @@ def test_bad_input(cancer) -> None:
     a, b = np.array_split(X_train, 2, axis=1)
     with pytest.raises(ValueError, match="same number of rows"):
         SecureLogisticRegression().fit([a, b[:-1]], y_train)
-    with pytest.raises(ValueError, match="only the labels 0 and 1"):
-        SecureLogisticRegression().fit([a, b], y_train * 2.0)
+    with pytest.raises(ValueError, match="only the labels 0 and 1|finite|NaN"):
+        SecureLinearRegression().fit([a, b], np.where(y_train == 1, np.nan, 0.0))
     bad = a.copy()
     bad[0, 0] = np.nan
     with pytest.raises(ValueError, match="NaN"):
         SecureLogisticRegression().fit([bad, b], y_train)
     with pytest.raises(ValueError, match="at least 2"):
         SecureLogisticRegression().fit([X_train], y_train)
-    with pytest.raises(ValueError, match="at least 2"):
-        SecureLogisticRegression(partition="horizontal").fit([(X_train, y_train)])
+    with pytest.raises(TypeError, match="pairs"):
+        SecureLogisticRegression(partition="horizontal").fit([X_train])
     with pytest.raises(ValueError, match="same number of columns"):
         SecureLinearRegression(partition="horizontal").fit([(a, y_train), (X_train, y_train)])
     with pytest.raises(ValueError, match="learning_rate"):
@@ -226,36 +449,36 @@ def test_bad_input(cancer) -> None:
     with pytest.raises(ValueError, match="label_party"):
         SecureLinearRegression(label_party=2).fit([a, b], y_train)
     with pytest.raises(ValueError, match="holders"):
-        RegressionConfig("squared", ("alice",))
+        RegressionConfig(holders=("alice",), label_holder="alice")
     with pytest.raises(ValueError, match="dealer"):
-        RegressionConfig("squared", ("alice", "dealer"))
+        RegressionConfig(holders=("alice", "dealer"), label_holder="alice")
 
 
-def test_sklearn_conventions(cancer) -> None:
-    X_train, X_test, y_train, _ = cancer
-    est = SecureLogisticRegression(epochs=2, batch_size=64)
-    with pytest.raises(NotFittedError):
-        est.predict(X_test)
-    copy = clone(est)
-    assert copy.get_params() == est.get_params()
-    copy.fit(np.array_split(X_train, 2, axis=1), y_train)
-    blocks = np.array_split(X_test, 2, axis=1)
-    assert np.allclose(copy.decision_function(blocks), copy.decision_function(X_test))
-    with pytest.raises(ValueError, match="features"):
-        copy.predict(X_test[:, :5])
+def test_per_iteration_communication_is_independent_of_rows(cancer) -> None:
+    X_train, _, y_train, _ = cancer
+
+    def per_iteration(n: int) -> tuple[float, float]:
+        blocks = np.array_split(X_train[:n], 2, axis=1)
+        one = SecureLogisticRegression(epochs=1, random_state=0).fit(blocks, y_train[:n])
+        three = SecureLogisticRegression(epochs=3, random_state=0).fit(blocks, y_train[:n])
+        epoch = (three.communication_.total_bytes - one.communication_.total_bytes) / 2
+        return epoch / (n // 32), one.communication_.total_bytes - epoch
+
+    n, d = 384, X_train.shape[1]  # whole batches of 32 only, so every iteration has the same size
+    full, setup = per_iteration(n)
+    half, setup_half = per_iteration(n // 2)
+    # the masked matrix X - A is opened once at setup (n x (d + 1) elements from each of 2 players) ...
+    assert setup > 2 * n * (d + 1) * 8 > setup_half
+    # ... so an iteration costs the same whatever the number of rows (the guard's per-epoch cost aside)
+    assert abs(full - half) < 0.1 * full
 
 
-def test_random_state_reproduces_batch_order() -> None:
-    assert seed_from_random_state(4) == seed_from_random_state(4) != seed_from_random_state(5)
-    assert seed_from_random_state(None) is None
-
-
-@pytest.mark.slow  # spawns one process per party: 30-40 s of start-up on the shared 2-core machine
+@pytest.mark.slow  # spawns one process per party
 def test_party_processes_match_in_process(tmp_path) -> None:
     from parties.apps import load_app, run_app_local
     from parties.launcher import run_processes
 
-    options = {"epochs": "2", "batch_size": "64"}
+    options = {"epochs": "2", "batch_size": "64", "random_state": "3"}
     app = load_app("regression")
     data = app.demo_data(tmp_path, 0, options)
     local = run_app_local("regression", data, options, timeout=60)
@@ -263,31 +486,41 @@ def test_party_processes_match_in_process(tmp_path) -> None:
     for outputs in (local, remote.outputs):
         result = app.check(outputs, data, options)
         assert result.ok, result.summary
-    # same batches, same messages: identical byte counts; weights equal up to the truncation rounding
+    # same batches, same messages: identical byte counts
     assert {p: s.as_dict() for p, s in remote.outputs.stats.items()} == {p: s.as_dict() for p, s in local.stats.items()}
-    for pid in ("alice", "bob"):
-        np.testing.assert_allclose(remote.outputs[pid]["coef"], local[pid]["coef"], rtol=0, atol=1e-3)
-        assert abs(remote.outputs[pid]["intercept"] - local[pid]["intercept"]) < 1e-3
 
 
-def test_values_outside_the_fixed_point_range_are_rejected(cancer) -> None:
-    X_train, _, y_train, _ = cancer
-    a, b = np.array_split(X_train, 2, axis=1)
-    with pytest.raises(ValueError, match="fixed-point range"):
-        SecureLogisticRegression(epochs=1).fit([a, b * 1e15], y_train)
-
-
-def test_party_app_runs_dealer_free_without_a_dealer_party(tmp_path) -> None:
+def test_party_app_options(tmp_path) -> None:
     from parties.apps import load_app, read_csv, run_app_local, write_csv
 
     app = load_app("regression")
     options = {"loss": "squared", "epochs": "1", "batch_size": "30", "triples": "paillier", "key_bits": "1024"}
     (tmp_path / "full").mkdir()
     full = app.demo_data(tmp_path / "full", 0, options)
-    data = {pid: write_csv(tmp_path / f"{pid}.csv", read_csv(path)[:60])
-            for pid, path in full.items()}
+    data = {pid: write_csv(tmp_path / f"{pid}.csv", read_csv(path)[:60]) for pid, path in full.items()}
     local = run_app_local("regression", data, options, federation={"alice": "label", "bob": "holder"}, timeout=120)
     result = app.check(local, data, options)
     assert result.ok, result.summary
     with pytest.raises(ValueError, match="exactly one party with role 'dealer'"):
         run_app_local("regression", data, {**options, "triples": "dealer"}, federation={"alice": "label", "bob": "holder"})
+    with pytest.raises(ValueError, match=r"unknown option 'epocs'; valid options: alpha, batch_size, decay, epochs"):
+        run_app_local("regression", data, {"epocs": "1"})
+    with pytest.raises(ValueError, match="option 'epochs' must be int, got 'two'"):
+        run_app_local("regression", data, {"epochs": "two"})
+
+
+NOT_IDEMPOTENT = ("secure truncation is randomised (at most one unit 2^-16 per truncation): two fits agree within "
+                  "replay_tolerance, not to the check's 1e-7")
+DIVERGES = ("mini-batch SGD with learning_rate=0.1 diverges on the check's unscaled blobs, as the plaintext algorithm "
+            "does; the run-time guard stops it with OverflowError")
+
+
+@pytest.mark.slow  # about 30 s: every scikit-learn check is a real secure fit
+def test_scikit_learn_estimator_checks() -> None:
+    from sklearn.utils.estimator_checks import check_estimator
+
+    check_estimator(SecureLogisticRegression(partition=Horizontal(2)),
+                    expected_failed_checks={"check_fit_idempotent": NOT_IDEMPOTENT})
+    check_estimator(SecureLinearRegression(partition=Horizontal(2)), expected_failed_checks={
+        "check_fit_idempotent": DIVERGES, "check_fit_check_is_fitted": DIVERGES, "check_n_features_in": DIVERGES,
+        "check_regressor_data_not_an_array": NOT_IDEMPOTENT, "check_supervised_y_2d": NOT_IDEMPOTENT})

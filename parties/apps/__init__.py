@@ -2,10 +2,16 @@
 
 An *app* is one module ``parties/apps/<name>.py``; ``<name>`` is what users type
 (``mpcml demo <name>``, ``mpcml party --protocol <name>``). Modules whose name starts with ``_``
-are not apps. An app module defines exactly these five names:
+are not apps. An app module defines exactly these seven names:
 
 ``DESCRIPTION: str``
     One line shown by ``mpcml demo --list``.
+
+``CONFIG`` and ``DEMO``: :class:`protocols.config.ProtocolConfig` subclasses
+    ``CONFIG`` is the protocol's config (its options are the ``--option`` keys, with the same
+    defaults as the estimator); ``DEMO`` declares the options that only shape the demo data
+    (e.g. ``rows``). An option that is in neither is refused, listing the valid ones, before
+    anything runs (:func:`effective_options`); ``mpcml options NAME`` prints both tables.
 
 ``DEMO_PARTIES: dict[str, str]``
     The demo federation: party id -> role name, e.g. ``{"alice": "left", "bob": "right",
@@ -36,9 +42,14 @@ are not apps. An app module defines exactly these five names:
 Role outputs travel back to the launcher through :mod:`mpcml.codec`, so they must be
 codec-encodable (numpy arrays, numbers, str, bytes, lists/tuples/dicts of those).
 
+Optionally ``model(output, ctx) -> SecureEstimator | None``: the fitted estimator a party's
+output amounts to (``None`` where the party learns no model it can use alone). ``mpcml party
+--model PATH`` saves it (:mod:`protocols.persistence`) and ``mpcml predict`` uses it.
+
 Options are strings given as ``--option key=value`` on the command line (the same options
-reach ``demo_data``, every party's ``build`` and ``check``); read them with
-:meth:`AppContext.option` or :func:`get_option`, which parse and give a clear error.
+reach ``demo_data``, every party's ``build`` and ``check``); turn them into the config with
+:meth:`AppContext.config` (or :func:`parse` where there is no context), which parses each by its
+field's type and gives a clear error naming the option.
 
 :func:`run_app_local` runs an app's demo federation in one process (``mpcml.run_local``); the
 process launcher (:mod:`parties.launcher`) runs the very same ``build`` output over gRPC, so
@@ -60,11 +71,15 @@ import numpy as np
 
 from mpcml.local import RunOutputs, run_local
 from mpcml.party import DEFAULT_TIMEOUT
+from protocols.config import ProtocolConfig
+from protocols.progress import Progress
 
-REQUIRED = ("DESCRIPTION", "DEMO_PARTIES", "demo_data", "build", "check")
+REQUIRED = ("DESCRIPTION", "DEMO_PARTIES", "CONFIG", "DEMO", "demo_data", "build", "check")
+TRANSITIONAL = ("CONFIG", "DEMO")  # apps not yet converted to a ProtocolConfig parse options with get_option
 _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 T = TypeVar("T")
+C = TypeVar("C", bound=ProtocolConfig)
 
 
 @dataclass(frozen=True)
@@ -77,13 +92,26 @@ class CheckResult:
 
 @dataclass(frozen=True)
 class AppContext:
-    """What :func:`build` knows about this party: its id and role, the federation, its data and options."""
+    """What :func:`build` knows about this party: its id and role, the federation, its data, options and verbosity."""
 
     party_id: str
     role: str
     federation: Mapping[str, str]
     data: Path | None = None
     options: Mapping[str, str] = field(default_factory=dict)
+    app: ModuleType | None = None
+    verbose: int = 0
+
+    def config(self, **topology: Any) -> Any:
+        """The app's ``CONFIG`` from the options and ``topology`` (party ids and the like)."""
+        return parse(self.options, self.app.CONFIG, self.app.DEMO, **topology)
+
+    def progress(self, total: int, unit: str) -> Progress:
+        """The per-step progress of this party (lines at ``--verbose``)."""
+        return Progress(total, unit, verbose=self.verbose, name=self.party_id)
+
+    def option(self, name: str, kind: Callable[[str], T], default: T) -> T:
+        return get_option(self.options, name, kind, default)
 
     def parties_for(self, role: str) -> tuple[str, ...]:
         """Ids of all parties with ``role``, sorted."""
@@ -96,9 +124,6 @@ class AppContext:
             raise ValueError(f"the federation must have exactly one party with role {role!r}, found {list(found)}")
         return found[0]
 
-    def option(self, name: str, kind: Callable[[str], T], default: T) -> T:
-        return get_option(self.options, name, kind, default)
-
     def require_data(self) -> Path:
         if self.data is None:
             raise ValueError(f"party {self.party_id!r} (role {self.role!r}) needs a data file (--data)")
@@ -106,7 +131,7 @@ class AppContext:
 
 
 def get_option(options: Mapping[str, str], name: str, kind: Callable[[str], T], default: T) -> T:
-    """``kind(options[name])``, or ``default`` if absent; ``ValueError`` naming the option if it does not parse."""
+    """Transitional (apps without ``CONFIG``): ``kind(options[name])``, or ``default`` if absent."""
     if name not in options:
         return default
     try:
@@ -116,11 +141,25 @@ def get_option(options: Mapping[str, str], name: str, kind: Callable[[str], T], 
 
 
 def get_flag(options: Mapping[str, str], name: str, default: bool = False) -> bool:
-    """An on/off option given as 0 or 1; ``ValueError`` naming the option otherwise."""
+    """Transitional (apps without ``CONFIG``): an on/off option given as 0 or 1."""
     value = get_option(options, name, int, int(default))
     if value not in (0, 1):
         raise ValueError(f"option {name!r} must be 0 or 1, got {value}")
     return bool(value)
+
+
+def parse(options: Mapping[str, str], config: type[C], other: type[ProtocolConfig] | None = None, **topology: Any) -> C:
+    """``config`` from ``--option`` strings; keys of ``other`` (the app's other table) are allowed and ignored."""
+    return config.from_options(options, extra=other.option_names() if other else (), **topology)
+
+
+def effective_options(app: ModuleType, options: Mapping[str, str]) -> dict[str, Any]:
+    """Every option of ``app`` with the value in effect (given or default); an unknown key is a ``ValueError``."""
+    if not hasattr(app, "CONFIG"):  # transitional: an app not yet converted knows its options only in build
+        return dict(options)
+    given = {**app.CONFIG.parse_options(options, extra=app.DEMO.option_names()),
+             **app.DEMO.parse_options(options, extra=app.CONFIG.option_names())}
+    return {**app.CONFIG.defaults(), **app.DEMO.defaults(), **given}
 
 
 def read_csv(path: Path | str) -> np.ndarray:
@@ -172,7 +211,7 @@ def load_app(name: str) -> ModuleType:
     if not isinstance(name, str) or not _NAME.match(name) or name not in available_apps():
         raise ValueError(f"unknown protocol {name!r}; available: {', '.join(available_apps())}")
     module = importlib.import_module(f"{__name__}.{name}")
-    missing = [attr for attr in REQUIRED if not hasattr(module, attr)]
+    missing = [attr for attr in REQUIRED if not hasattr(module, attr) and attr not in TRANSITIONAL]
     if missing:
         raise ValueError(f"app module parties.apps.{name} lacks {', '.join(missing)}")
     return module
@@ -184,15 +223,27 @@ def build_role(
     federation: Mapping[str, str],
     data: Path | None,
     options: Mapping[str, str],
+    verbose: int = 0,
 ) -> tuple[Callable[..., Any], tuple | dict]:
-    """Call ``app.build`` for one party of ``federation`` (party id -> role)."""
+    """Call ``app.build`` for one party of ``federation`` (party id -> role), after checking the option keys."""
     if party_id not in federation:
         raise ValueError(f"party {party_id!r} is not in the federation {sorted(federation)}")
-    ctx = AppContext(party_id, federation[party_id], dict(federation), None if data is None else Path(data), dict(options))
+    effective_options(app, options)
+    ctx = AppContext(party_id, federation[party_id], dict(federation), None if data is None else Path(data),
+                     dict(options), app, verbose)
     role, args = app.build(ctx)
     if not callable(role) or not isinstance(args, (tuple, dict)):
         raise TypeError(f"{app.__name__}.build must return (callable, tuple | dict)")
     return role, args
+
+
+def party_model(app: ModuleType, output: Any, party_id: str, federation: Mapping[str, str],
+                options: Mapping[str, str]) -> Any:
+    """The fitted estimator a party's ``output`` amounts to, or ``None`` (see the module docstring)."""
+    if not hasattr(app, "model"):
+        return None
+    ctx = AppContext(party_id, federation[party_id], dict(federation), None, dict(options), app)
+    return app.model(output, ctx)
 
 
 def run_app_local(

@@ -2,64 +2,52 @@
 
 Roles: ``holder`` (any number >= 2; each CSV holds that holder's rows, the same columns
 everywhere) and ``consumer`` (learns the pooled mean and covariance and computes the
-components; holds no data). Every holder returns the model and its own rows projected
-locally. Threat model and leakage: see :mod:`protocols.pca`.
-
-Options: ``variant`` (``he`` = packed Paillier, the default; ``ckks``; ``ss`` = additive
-shares), ``n_components`` (an int, or a fraction of explained variance such as ``0.9``; default
-5), ``standardize`` (``true``/``false``, default false), ``frac_bits`` (32), ``key_bits``
-(Paillier modulus, 2048).
+components; holds no data). Every holder returns what ``holder_output`` allows and its own rows
+projected locally. Threat model and leakage: see :mod:`protocols.pca`. Options: the fields of
+:class:`protocols.pca.PCAConfig` (``mpcml options pca``).
 
 Demo data: ``load_breast_cancer`` standardised, rows split between alice, bob and carol.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
 import numpy as np
 from sklearn.datasets import load_breast_cancer
-from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
-from protocols.pca import DEFAULT_FRAC_BITS, DEFAULT_VARIANT, pca_consumer, pca_holder
+from protocols.config import ProtocolConfig
+from protocols.pca import PCAConfig, SecurePCA, model_tolerance, reference_model, roles
 
-from . import AppContext, CheckResult, get_option, read_csv, write_csv
+from . import AppContext, CheckResult, parse, read_csv, write_csv
 
 DESCRIPTION = "privacy-preserving PCA over row-partitioned data (Paillier, CKKS or secret-shared sums)"
 DEMO_PARTIES = {"alice": "holder", "bob": "holder", "carol": "holder", "consumer": "consumer"}
+CONFIG = PCAConfig
 
 
-def parse_n_components(text: str) -> int | float:
-    """``"5"`` -> 5, ``"0.9"`` -> 0.9."""
-    return int(text) if text.strip().isdigit() else float(text)
+@dataclass(frozen=True)
+class DEMO(ProtocolConfig):
+    """No demo-only options."""
 
 
-def parse_bool(text: str) -> bool:
-    lowered = text.strip().lower()
-    if lowered not in ("true", "false", "1", "0", "yes", "no"):
-        raise ValueError(f"not a boolean: {text!r}")
-    return lowered in ("true", "1", "yes")
+def _topology(federation: Mapping[str, str]) -> dict[str, Any]:
+    consumers = sorted(p for p, r in federation.items() if r == "consumer")
+    if len(consumers) != 1:
+        raise ValueError(f"the federation must have exactly one party with role 'consumer', found {consumers}")
+    return {"holders": tuple(sorted(p for p, r in federation.items() if r == "holder")), "consumer": consumers[0]}
 
 
 def build(ctx: AppContext) -> tuple[Callable[..., Any], dict]:
-    common = {
-        "holders": ctx.parties_for("holder"),
-        "consumer": ctx.party_for("consumer"),
-        "variant": ctx.option("variant", str, DEFAULT_VARIANT),
-        "frac_bits": ctx.option("frac_bits", int, DEFAULT_FRAC_BITS),
-    }
-    if ctx.role == "consumer":
-        return pca_consumer, {
-            **common,
-            "n_components": ctx.option("n_components", parse_n_components, 5),
-            "standardize": ctx.option("standardize", parse_bool, False),
-            "key_bits": ctx.option("key_bits", int, 2048),
-        }
-    if ctx.role != "holder":
+    if ctx.role not in ("holder", "consumer"):
         raise ValueError(f"pca has roles holder and consumer, not {ctx.role!r}")
-    return pca_holder, {"X": read_csv(ctx.require_data()), **common}
+    config = ctx.config(**_topology(ctx.federation))
+    data = {ctx.party_id: read_csv(ctx.require_data())} if ctx.role == "holder" else {}
+    party_roles, inputs = roles(config, data)
+    return party_roles[ctx.party_id], inputs[ctx.party_id]
 
 
 def demo_data(out_dir: Path, seed: int, options: Mapping[str, str]) -> dict[str, Path]:
@@ -69,26 +57,32 @@ def demo_data(out_dir: Path, seed: int, options: Mapping[str, str]) -> dict[str,
 
 
 def check(outputs: Mapping[str, Any], data: Mapping[str, Path], options: Mapping[str, str]) -> CheckResult:
-    """Compares with scikit-learn's PCA on the pooled rows (components up to sign)."""
-    holders = sorted(data)
+    """Compares each holder's model and projection with the plaintext replay (:func:`protocols.pca.reference_model`)
+    within :func:`protocols.pca.model_tolerance`."""
+    holders = tuple(sorted(data))
+    config = parse(options, CONFIG, DEMO, holders=holders, consumer="consumer")
     blocks = [read_csv(data[pid]) for pid in holders]
-    X = np.vstack(blocks)
-    if get_option(options, "standardize", parse_bool, False):
-        X = (X - X.mean(axis=0)) / X.std(axis=0, ddof=1)
-    ref = PCA(get_option(options, "n_components", parse_n_components, 5)).fit(X)
-    model = outputs[holders[0]]
-    components = np.asarray(model["components"])
-    if components.shape != ref.components_.shape:
-        return CheckResult(False, f"components of shape {components.shape}, scikit-learn {ref.components_.shape}")
-    signs = np.sign(np.sum(components * ref.components_, axis=1))
-    ratio_error = float(np.max(np.abs(np.asarray(model["explained_variance_ratio"]) - ref.explained_variance_ratio_)))
-    component_error = float(np.max(np.abs(components * signs[:, None] - ref.components_)))
-    projection_error = max(
-        float(np.max(np.abs(np.asarray(outputs[pid]["projection"]) * signs - ref.transform(X[start : start + len(b)]))))
-        for pid, b, start in zip(holders, blocks, np.cumsum([0] + [len(b) for b in blocks[:-1]]))
-    )
-    return CheckResult(
-        ratio_error <= 1e-6 and component_error <= 1e-4 and projection_error <= 1e-4,
-        f"{len(holders)} holders, {components.shape[0]} components: max |EVR error| {ratio_error:.1e} (bound 1e-6), "
-        f"max |component error| {component_error:.1e} (bound 1e-4), max |projection error| {projection_error:.1e}",
-    )
+    ref = reference_model(blocks, config)
+    tolerance = model_tolerance(blocks, config)
+    errors = []
+    for pid, block in zip(holders, blocks):
+        got = outputs[pid]
+        errors += [float(np.max(np.abs(np.asarray(got[k]) - ref[k]))) for k in got if k in ref]
+        expected = ((block - ref["mean"]) / ref["scale"]) @ ref["components"].T
+        errors.append(float(np.max(np.abs(np.asarray(got["projection"]) - expected))))
+    error = max(errors)
+    return CheckResult(error <= tolerance, f"{len(holders)} holders, {ref['components'].shape[0]} components: max "
+                                           f"|error| vs the plaintext replay {error:.1e} (bound {tolerance:.1e})")
+
+
+def model(output: Mapping[str, Any], ctx: AppContext) -> SecurePCA:
+    """A holder's model (components, mean, scale) as a fitted ``SecurePCA`` for ``transform``."""
+    config = ctx.config(**_topology(ctx.federation))
+    estimator = SecurePCA(**config.options())
+    estimator.mean_, estimator.scale_ = np.asarray(output["mean"]), np.asarray(output["scale"])
+    estimator.components_ = np.asarray(output["components"])
+    estimator.n_components_, estimator.n_features_in_ = estimator.components_.shape
+    for key in ("explained_variance", "explained_variance_ratio"):
+        if key in output:
+            setattr(estimator, f"{key}_", np.asarray(output[key]))
+    return estimator

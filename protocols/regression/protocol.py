@@ -1,0 +1,385 @@
+"""The roles of secure regression: data holders, compute parties, the dealer, and secure prediction.
+
+:func:`roles` is the one entry point the estimators, the party app and the tests use. The steps
+(numbered as in the code):
+
+Set-up, every party:
+  1. Each holder checks its block locally and announces its public facts to every other party:
+     rows, columns, ``ceil(log2 max|x|)``, for the labels ``ceil(log2 max|y|)`` (squared loss)
+     and the number of outputs ``K`` (one-vs-rest classes).
+  2. Every party checks the facts against the partition and runs the range analysis
+     (:func:`protocols.regression.config.plan`), which refuses the run or fixes the scales.
+Training, at the compute parties (the holders by default):
+  3. Holders secret-share their blocks (and targets, divided by ``2^y_shift``) with the players.
+  4. The players agree on the public batch-order seed (the leader's CSPRNG) and open the masked
+     matrix ``X - A`` once.
+  5. Per mini-batch: ``z = X_B w`` (one opening), ``p = sigmoid(z)`` (or ``z``), ``e = p - y_B``,
+     ``g = X_B^T e`` (one opening), ``w <- w (1 - eta alpha) - (eta / B) g`` (one truncation).
+  6. Per epoch, the guard: one secure comparison of every weight with the analysed bound; the
+     count of weights outside it is opened (with ``||dw||^2`` when ``tol`` is set), and a
+     non-zero count stops every party with ``OverflowError`` naming the epoch.
+  7. Output: weights revealed to every holder, each holder its own, or left shared.
+"""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import Any, Callable, Mapping, Sequence
+
+import numpy as np
+
+from mpcml import fixedpoint
+from mpcml.csprng import SEED_BYTES, Csprng, new_seed
+from mpcml.masked import MaskedMatrix
+from mpcml.nonlinear import SIGMOID_METHODS, ltz_bits
+from mpcml.party import Party
+from mpcml.schema import Array, Bool, Bytes, Int, ListOf, Nothing, OneOf, Record, Tuple
+from mpcml.tensor import Session, SharedTensor, leader_adds
+from mpcml.triples import run_dealer
+
+from ..common import check_labels, check_matrix, magnitude_bits
+from ..progress import Progress
+from .config import STEP_BITS, RegressionConfig, Scales, batch_schedule, guard_error, plan
+
+FACTS = Record(rows=Int(low=1), cols=Int(low=1), x_bits=Int(-64, 2048), y_bits=OneOf(Nothing(), Int(-64, 2048)),
+               outputs=Int(1, 10_000))
+SHARE_SEED = Tuple(Bytes(SEED_BYTES), ListOf(Int(low=0)))
+SHARE = Array(np.uint64, ndim=(1, 2))
+PROGRESS = Tuple(Int(low=-1), Bool())
+
+
+# --- 1.-2. set-up: local checks, public facts, range analysis -----------------------------------------
+
+
+def holder_input(config: RegressionConfig, holder: str, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """One holder's block and targets, checked locally (no message): ``y`` as an ``(n, K)`` matrix."""
+    X = check_matrix(X, f"X of holder {holder!r}")
+    if not config.has_labels(holder):
+        if y is not None:
+            raise ValueError(f"holder {holder!r} is not the label holder but was given labels y")
+        return X, None
+    if y is None:
+        raise ValueError(f"holder {holder!r} must provide labels y")
+    y = np.asarray(y, dtype=np.float64)
+    targets = y if y.ndim == 2 else check_labels(y, X.shape[0], binary=config.loss == "logistic",
+                                                 name=f"y of holder {holder!r}",
+                                                 both_classes=config.partition == "vertical")[:, None]
+    if targets.shape[0] != X.shape[0] or not np.all(np.isfinite(targets)):
+        raise ValueError(f"y of holder {holder!r} must be finite with one row per row of X ({X.shape[0]})")
+    if config.loss == "logistic" and not np.all(np.isin(targets, (0.0, 1.0))):
+        raise ValueError(f"y of holder {holder!r} must hold 0/1 targets for the logistic loss")
+    return X, targets
+
+
+def holder_facts(config: RegressionConfig, X: np.ndarray, y: np.ndarray | None) -> dict[str, Any]:
+    """The public facts a holder announces (step 1): what they reveal is in the module docstring."""
+    return {"rows": int(X.shape[0]), "cols": int(X.shape[1]), "x_bits": magnitude_bits(X),
+            "y_bits": magnitude_bits(y) if y is not None and config.loss == "squared" else None,
+            "outputs": int(y.shape[1]) if y is not None else 1}
+
+
+def scales_from_facts(config: RegressionConfig, facts: Mapping[str, Mapping[str, Any]]) -> tuple[Scales, int, int]:
+    """Step 2: ``(scales, n_rows, n_outputs)`` from every holder's facts; ``ValueError`` naming the mismatch."""
+    ordered = [facts[h] for h in config.holders]
+    rows, cols = [f["rows"] for f in ordered], [f["cols"] for f in ordered]
+    if config.partition == "vertical" and len(set(rows)) != 1:
+        raise ValueError(f"vertical blocks X must have the same number of rows at every holder, got {rows}")
+    if config.partition == "horizontal" and len(set(cols)) != 1:
+        raise ValueError(f"horizontal blocks X must have the same number of columns at every holder, got {cols}")
+    labelled = [f for h, f in zip(config.holders, ordered) if config.has_labels(h)]
+    outputs = {f["outputs"] for f in labelled}
+    if len(outputs) != 1:
+        raise ValueError(f"the holders' labels have different numbers of outputs {sorted(outputs)}")
+    n_rows = rows[0] if config.partition == "vertical" else sum(rows)
+    n_features = sum(cols) if config.partition == "vertical" else cols[0]
+    y_bits = max((f["y_bits"] for f in labelled if f["y_bits"] is not None), default=None)
+    scales = plan(config, n_rows, n_features, max(f["x_bits"] for f in ordered), y_bits)
+    return scales, n_rows, outputs.pop()
+
+
+def _agree_facts(party: Party, config: RegressionConfig, mine: dict | None) -> dict[str, dict]:
+    """Holders send their facts to every other party and every party gathers the holders' facts."""
+    if mine is not None:
+        party.send_all([p for p in dict.fromkeys((*config.holders, *config.players)) if p != party.id], mine)
+    others = [h for h in config.holders if h != party.id]
+    facts = party.gather(others, expect=FACTS, what="set-up facts")
+    return {**facts, **({party.id: mine} if mine is not None else {})}
+
+
+# --- 3. inputs and outputs between holders and compute parties --------------------------------------
+
+
+def _share_to_players(party: Party, encoded: np.ndarray, players: Sequence[str]) -> None:
+    """A holder that does not compute splits an encoded array among the players (seeds + one array)."""
+    rest = encoded.copy()
+    for pid in players[:-1]:
+        seed = new_seed()
+        party.send(pid, [seed, list(encoded.shape)])
+        rest -= Csprng(seed).random_uint64(encoded.shape)
+    party.send(players[-1], rest)
+
+
+def _input(session: Session, value: np.ndarray | None, owner: str, name: str) -> SharedTensor:
+    """This player's share of ``owner``'s array, whether or not ``owner`` is a player."""
+    if owner in session.players:
+        return session.input(value, owner, name=name)
+    if session.index == len(session.players) - 1:
+        return SharedTensor(session, session.party.recv(owner, expect=SHARE, what=f"share of {name}"))
+    seed, shape = session.party.recv(owner, expect=SHARE_SEED, what=f"share seed for {name}")
+    return SharedTensor(session, Csprng(seed).random_uint64(tuple(shape)))
+
+
+def _receive_opened(party: Party, players: Sequence[str], frac_bits: int) -> np.ndarray:
+    """An outsider reconstructs a value from every player's share."""
+    shares = party.gather(players, expect=SHARE, what="output share")
+    if len({s.shape for s in shares.values()}) != 1:
+        raise ValueError(f"the compute parties sent output shares of different shapes {[s.shape for s in shares.values()]}")
+    return fixedpoint.decode(sum(shares.values(), np.zeros_like(next(iter(shares.values())))), frac_bits)
+
+
+def _shared_inputs(session: Session, config: RegressionConfig, X: Any, y: Any) -> tuple[SharedTensor, SharedTensor]:
+    """The players' shares of the stacked data (intercept column appended) and targets."""
+    me = session.party.id
+    blocks, labels = [], []
+    for h in config.holders:
+        blocks.append(_input(session, X if h == me else None, h, f"X of holder {h!r}"))
+        if config.has_labels(h):
+            labels.append(_input(session, y if h == me else None, h, f"y of holder {h!r}"))
+    xs = SharedTensor.concatenate(blocks, axis=1 if config.partition == "vertical" else 0)
+    ys = SharedTensor.concatenate(labels, axis=0)
+    if config.fit_intercept:
+        xs = SharedTensor.concatenate([xs, session.public(np.ones((xs.shape[0], 1)))], axis=1)
+    return xs, ys
+
+
+def _agree_seed(session: Session, config: RegressionConfig) -> bytes:
+    if config.seed is not None:
+        return config.seed
+    if session.is_leader:
+        seed = new_seed()
+        session.party.send_all(session.others, seed)
+        return seed
+    return session.party.recv(session.players[0], expect=Bytes(SEED_BYTES), what="batch-order seed")
+
+
+# --- 4.-6. training at the compute parties ---------------------------------------------------------
+
+
+def step_factors(config: RegressionConfig, epoch: int, batch_rows: int, n_weights: int) -> tuple[np.ndarray, int]:
+    """The public factors ``(1 - eta alpha)`` per weight (1 for the intercept) and ``eta / B``, as
+    integers with :data:`STEP_BITS` fractional bits: the plaintext replay uses the same ones."""
+    step = config.step_size(epoch)
+    keep = np.full(n_weights, 1.0 - step * config.alpha)
+    if config.fit_intercept:
+        keep[-1] = 1.0
+    return np.rint(keep * 2.0**STEP_BITS).astype(np.int64), int(round(step / batch_rows * 2.0**STEP_BITS))
+
+
+def _update(session: Session, w: SharedTensor, grad: SharedTensor, k_keep: np.ndarray, k_step: int) -> SharedTensor:
+    """``w * keep - step * grad`` with one truncation (the public factors carry STEP_BITS bits)."""
+    scaled = w.share * k_keep.view(np.uint64)[:, None] - grad.share * np.uint64(k_step)
+    return SharedTensor(session, session.truncate(scaled, STEP_BITS))
+
+
+def _epoch_check(session: Session, w: SharedTensor, previous: SharedTensor, config: RegressionConfig,
+                 scales: Scales) -> tuple[int, float | None]:
+    """Step 6: ``(weights outside the bound, ||dw||^2 or None)``, opened in one round after the comparison."""
+    bound = fixedpoint.encode(scales.weight_bound, session.frac_bits)
+    outside = ltz_bits(session, np.stack([leader_adds(session, w.share, bound), leader_adds(session, -w.share, bound)]))
+    count = SharedTensor(session, outside.sum(dtype=np.uint64).reshape(1) << np.uint64(session.frac_bits))
+    opened = [count]
+    if config.tol is not None:
+        delta = w - previous
+        opened.append((delta * delta).sum(keepdims=True).reshape(1))
+    values = fixedpoint.decode(np.concatenate(session.open([t.share for t in opened])), session.frac_bits)
+    return int(round(values[0])), (float(values[1]) if config.tol is not None else None)
+
+
+def train_shared(session: Session, xs: SharedTensor, ys: SharedTensor, config: RegressionConfig, scales: Scales,
+                 seed: bytes, on_epoch: Callable[[int, bool, float | None], None] | None = None
+                 ) -> tuple[SharedTensor, int]:
+    """Steps 4-6: mini-batch gradient descent on shared ``(xs, ys)``; shared ``(d, K)`` weights and epochs run."""
+    n, d = xs.shape
+    # 4. the masked matrix X - A, opened once
+    masked = MaskedMatrix(xs)
+    w = session.zeros((d, ys.shape[1]))
+    previous = w
+    epochs_run = 0
+    schedule = batch_schedule(seed, n, config.epochs, config.batch_size)
+    activation = SIGMOID_METHODS[config.sigmoid].func if config.loss == "logistic" else None
+    for epoch in range(config.epochs):
+        for _ in range(-(-n // config.batch_size)):
+            _, rows = next(schedule)
+            # 5. one mini-batch step
+            z = masked.matmul(w, rows)
+            error = (activation(z) if activation else z) - ys[rows]
+            grad = masked.t_matmul(error, rows)
+            w = _update(session, w, grad, *step_factors(config, epoch, len(rows), d))
+        epochs_run = epoch + 1
+        # 6. the guard (and the early-stopping norm)
+        outside, change = _epoch_check(session, w, previous, config, scales)
+        if outside:
+            raise guard_error(epoch, scales, config)
+        stop = change is not None and change <= config.tol**2
+        previous = w
+        if on_epoch is not None:
+            on_epoch(epoch, stop, change)
+        if stop:
+            break
+    masked.release()
+    return w, epochs_run
+
+
+# --- the roles ---------------------------------------------------------------------------------
+
+
+def _weights_out(weights: np.ndarray, config: RegressionConfig, scales: Scales) -> dict[str, Any]:
+    """Revealed ``(d, K)`` weights in the targets' units: ``coef`` ``(K, features)`` and ``intercept`` ``(K,)``."""
+    weights = weights * 2.0**scales.y_shift
+    if config.fit_intercept:
+        return {"coef": weights[:-1].T, "intercept": weights[-1]}
+    return {"coef": weights.T, "intercept": np.zeros(weights.shape[1])}
+
+
+def regression_party(party: Party, X: Any = None, y: Any = None, *, config: RegressionConfig,
+                     progress: Progress | None = None) -> dict[str, Any]:
+    """Role of a data holder and/or compute party in secure training (steps 1-7 of the module docstring).
+
+    Holders pass their block ``X`` (and ``y`` if they hold labels: a vector, or an ``(n, K)``
+    0/1 matrix for one-vs-rest); compute parties without data pass nothing. Returns
+    ``{"coef", "intercept", "weights_share", "n_epochs", "y_shift", "seed"}``: the revealed
+    weights (``coef`` ``(K, features)``, ``intercept`` ``(K,)``; ``None`` where this party learns
+    none), this player's share of the ``(d, K)`` weights (``"shared"`` output), the epochs run, the
+    public target scale and the batch-order seed (public to the players). ``progress`` is called
+    after every epoch with the seconds elapsed (and the weight change when ``tol`` is set).
+    """
+    is_holder, is_player = party.id in config.holders, party.id in config.players
+    if not (is_holder or is_player):
+        raise ValueError(f"party {party.id!r} is neither a holder nor a compute party of this run")
+    mine = None
+    if is_holder:
+        X, y = holder_input(config, party.id, X, y)
+        mine = holder_facts(config, X, y)
+    elif X is not None or y is not None:
+        raise ValueError(f"compute party {party.id!r} holds no data; X and y must be None")
+    # 1.-2. public facts and the range analysis
+    facts = _agree_facts(party, config, mine)
+    scales, _, _ = scales_from_facts(config, facts)
+    result: dict[str, Any] = {"coef": None, "intercept": None, "weights_share": None, "n_epochs": 0,
+                              "y_shift": scales.y_shift, "seed": None}
+    if y is not None:
+        y = y * 2.0**-scales.y_shift
+    if not is_player:
+        # 3. a holder outside the compute parties shares its data, then follows progress
+        for name, value in (("X", X), ("y", y)):
+            if value is not None:
+                _share_to_players(party, fixedpoint.encode(value, config.frac_bits, name=name), config.players)
+        return _await_outcome(party, config, scales, result, progress)
+
+    session = Session(party, config.players, config.triple_source(party), config.frac_bits)
+    # 3. shares of every block
+    xs, ys = _shared_inputs(session, config, X, y)
+    outsiders = [h for h in config.holders if h not in config.players]
+
+    def epoch_done(epoch: int, stop: bool, change: float | None) -> None:
+        if session.is_leader:
+            party.send_all(outsiders, [epoch, stop])
+        if progress is not None:
+            progress(epoch, **({"weight_change": change ** 0.5} if change is not None else {}))
+
+    result["seed"] = _agree_seed(session, config)
+    try:
+        w, result["n_epochs"] = train_shared(session, xs, ys, config, scales, result["seed"], epoch_done)
+    except OverflowError:
+        if session.is_leader:
+            party.send_all(outsiders, [-1, False])
+        session.close()
+        raise
+    if session.is_leader:
+        party.send_all(outsiders, [-1, True])
+    # 7. output
+    if config.output == "shared":
+        result["weights_share"] = w.share
+    elif config.output == "reveal":
+        result.update(_weights_out(w.reveal(), config, scales))
+        for h in outsiders:
+            party.send(h, w.share)
+    else:
+        _deliver_own(session, w, config, result, scales, {h: facts[h]["cols"] for h in config.holders})
+    session.close()
+    return result
+
+
+def _await_outcome(party: Party, config: RegressionConfig, scales: Scales, result: dict[str, Any],
+                   progress: Progress | None) -> dict[str, Any]:
+    """A holder outside the compute parties follows progress, then receives its output."""
+    leader = config.players[0]
+    while True:
+        epoch, finished = party.recv(leader, expect=PROGRESS, what="progress message")
+        if epoch < 0:
+            if not finished:
+                raise OverflowError(f"the compute parties stopped: the run-time guard of {leader!r} found a weight "
+                                    f"out of range (see its error)")
+            break
+        result["n_epochs"] = epoch + 1
+        if progress is not None:
+            progress(epoch)
+    if config.output == "reveal":
+        result.update(_weights_out(_receive_opened(party, config.players, config.frac_bits), config, scales))
+    elif config.output == "own":
+        _receive_own(party, config, result, scales)
+    return result
+
+
+def _own_pieces(config: RegressionConfig, widths: Mapping[str, int], d: int) -> list[tuple[str, slice, str]]:
+    """``(holder, weight rows, key)``: each holder's columns, and the intercept for the label holder."""
+    stops = np.cumsum([widths[h] for h in config.holders])
+    pieces = [(h, slice(int(stop - widths[h]), int(stop)), "coef") for h, stop in zip(config.holders, stops)]
+    if config.fit_intercept:
+        pieces.append((config.label_holder, slice(d - 1, d), "intercept"))
+    return pieces
+
+
+def _deliver_own(session: Session, w: SharedTensor, config: RegressionConfig, result: dict, scales: Scales,
+                 widths: Mapping[str, int]) -> None:
+    """Reveal each holder's own weights to it (the intercept to the label holder)."""
+    for holder, piece, key in _own_pieces(config, widths, w.shape[0]):
+        if holder not in session.players:
+            session.party.send(holder, w[piece].share)
+            continue
+        value = w[piece].reveal(to=holder)
+        if value is not None:
+            value = value * 2.0**scales.y_shift
+            result[key] = value.T if key == "coef" else value[0]
+
+
+def _receive_own(party: Party, config: RegressionConfig, result: dict, scales: Scales) -> None:
+    result["coef"] = _receive_opened(party, config.players, config.frac_bits).T * 2.0**scales.y_shift
+    if config.fit_intercept and party.id == config.label_holder:
+        result["intercept"] = _receive_opened(party, config.players, config.frac_bits)[0] * 2.0**scales.y_shift
+
+
+def regression_dealer(party: Party, *, config: RegressionConfig) -> dict[str, int]:
+    """Role of the dealer: Beaver triples, truncation pairs and comparison material for the players."""
+    return run_dealer(party, config.players)
+
+
+def roles(config: RegressionConfig, data: Mapping[str, tuple[Any, Any]], *, progress: Progress | None = None
+          ) -> tuple[dict[str, Callable[..., Any]], dict[str, dict[str, Any]]]:
+    """Every party's role and inputs for one training run: the same for the estimators, the app and the tests.
+
+    ``data`` maps a holder to its ``(X, y)`` (``y`` ``None`` for a vertical holder without labels);
+    holders missing from ``data`` (other processes) get no inputs here. ``progress`` goes to the
+    party that reports (the leading compute party).
+    """
+    party_roles: dict[str, Callable[..., Any]] = {}
+    inputs: dict[str, dict[str, Any]] = {}
+    for pid in dict.fromkeys((*config.holders, *config.players)):
+        party_roles[pid] = partial(regression_party, config=config)
+        inputs[pid] = {"progress": progress} if pid == config.players[0] else {}
+        if pid in data:
+            inputs[pid].update(X=data[pid][0], y=data[pid][1])
+    if config.triples == "dealer":
+        party_roles[config.dealer] = partial(regression_dealer, config=config)
+        inputs[config.dealer] = {}
+    return party_roles, inputs
