@@ -21,7 +21,9 @@ a protocol reacts to timing, as coded training does to which clients answer firs
     predicted = compute + rounds x RTT + 8 x MB / bandwidth
 
 with ``compute`` the median time of the same federation on loopback with no emulation
-(processes, gRPC and TLS included: what the protocol costs when the network is free). The
+(processes, gRPC and TLS included: what the protocol costs when the network is free).
+``measured / predicted`` is the median over repeats of each run's time against the prediction
+from the loopback run of the same repeat (paired, so a load drift between repeats cancels). The
 ``msgs`` model puts messages in place of rounds: the transport waits for the receiver's
 acknowledgement at every send, so a message costs its sender a round trip even within a round.
 """
@@ -116,16 +118,16 @@ def run_once(name: str, options: dict[str, str], profile: LinkProfile | None, wo
                     max(s.rounds for s in stats), max(s.messages_sent for s in stats))
 
 
-def predict(compute: float, m: Measured, profile: LinkProfile, per: int) -> float:
+def predict(compute: float, m: Measured, profile: LinkProfile, per: float) -> float:
     """compute + per x RTT + 8 x bytes / bandwidth (``per`` = rounds or messages)."""
     return compute + per * profile.rtt + profile.transfer_seconds(m.bytes_sent)
 
 
 def protocols(names: list[str], profiles: list[LinkProfile | None], repeats: int, full: bool, timeout: float) -> None:
     print(f"\n## Protocols over emulated links ({'demo' if full else 'quick'} sizes, median of {repeats} runs; {load()})\n")
-    print("| protocol | options | network | time s | x loopback | MB sent (max party) | MB all | rounds | msgs "
+    print("| protocol | options | network | time s | (min-max) | x loopback | MB sent (max party) | MB all | rounds | msgs "
           "| predicted s (rounds) | measured / predicted | predicted s (msgs) | measured / predicted |")
-    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="mpcml-bench-network-") as tmp:
         for name in names:
             options = {} if full else QUICK_OPTIONS.get(name, {})
@@ -140,13 +142,18 @@ def protocols(names: list[str], profiles: list[LinkProfile | None], repeats: int
                 ms = runs[label(profile)]
                 m = Measured(*(statistics.median(getattr(x, f) for x in ms) for f in Measured.__dataclass_fields__))
                 cells = [name, shown, label(profile), f"{m.seconds:.3f}",
+                         f"{min(x.seconds for x in ms):.3f}-{max(x.seconds for x in ms):.3f}",
                          f"{m.seconds / compute:.1f}" if compute else "-", f"{m.bytes_sent / 1e6:.3f}",
                          f"{m.total_bytes / 1e6:.3f}", f"{m.rounds:g}", f"{m.messages:g}"]
                 if profile is None or compute is None:
                     cells += ["-"] * 4
                 else:
-                    by_rounds, by_msgs = predict(compute, m, profile, m.rounds), predict(compute, m, profile, m.messages)
-                    cells += [f"{by_rounds:.3f}", f"{m.seconds / by_rounds:.2f}", f"{by_msgs:.3f}", f"{m.seconds / by_msgs:.2f}"]
+                    loops = runs[LOOPBACK]
+                    for per in ("rounds", "messages"):
+                        # paired: each run against the loopback run of the same repeat, so load drift cancels
+                        ratio = statistics.median(x.seconds / predict(loop.seconds, x, profile, getattr(x, per))
+                                                  for x, loop in zip(ms, loops))
+                        cells += [f"{predict(compute, m, profile, getattr(m, per)):.3f}", f"{ratio:.2f}"]
                 print("| " + " | ".join(cells) + " |", flush=True)
 
 
