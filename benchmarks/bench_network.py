@@ -12,9 +12,9 @@ throughput ceiling with lan's delay and no pacing.
 
 Part 2 runs every app of ``mpcml demo --list`` as mTLS party processes (the launcher of
 ``mpcml demo``) on plain loopback and under each profile, the runs of one repeat interleaved,
-and prints medians: ``time`` is the slowest party's protocol time (from the moment it is
-connected to every peer to its result: process start-up, key loading and the TLS handshakes are
-excluded); ``MB`` and ``rounds`` and ``msgs`` are the largest per-party payload bytes sent, rounds
+and prints medians: ``time`` is the protocol's span, from the moment the last party is connected
+to every peer to the moment the last one has its result (``ProcessRun.span_seconds``: process
+start-up, the TLS handshakes and the parties' wait for peers still starting are excluded); ``MB`` and ``rounds`` and ``msgs`` are the largest per-party payload bytes sent, rounds
 and messages sent from ``party.stats`` (medians too: they are the same in every run except where
 a protocol reacts to timing, as coded training does to which clients answer first). The model is
 
@@ -114,7 +114,7 @@ def run_once(name: str, options: dict[str, str], profile: LinkProfile | None, wo
     if not result.ok:
         raise RuntimeError(f"{name} under {profile.name if profile else LOOPBACK}: check failed: {result.summary}")
     stats = run.outputs.stats.values()
-    return Measured(max(run.seconds.values()), max(s.bytes_sent for s in stats), sum(s.bytes_sent for s in stats),
+    return Measured(run.span_seconds, max(s.bytes_sent for s in stats), sum(s.bytes_sent for s in stats),
                     max(s.rounds for s in stats), max(s.messages_sent for s in stats))
 
 

@@ -50,6 +50,17 @@ class ProcessRun:
     wall_seconds: float
     network: LinkProfile | None = None
     relayed: dict[str, RelayStats] | None = None  # per party: bytes its relay carried (emulated network only)
+    started: dict[str, float] | None = None       # per party: time.monotonic() when its clock started
+
+    @property
+    def span_seconds(self) -> float:
+        """From the moment the last party was connected to all its peers to the moment the last one finished.
+
+        Unlike the slowest party's own time, this leaves out how long parties waited for peers still
+        starting (process start-up, gRPC's reconnect back-off); work a party did before the last
+        one was connected is left out too.
+        """
+        return max(self.started[p] + self.seconds[p] for p in self.seconds) - max(self.started.values())
 
 
 def free_ports(n: int) -> list[int]:
@@ -191,7 +202,8 @@ def run_processes(
     outputs = RunOutputs({pid: r.output for pid, r in results.items()})
     outputs.stats = {pid: r.stats for pid, r in results.items()}
     return ProcessRun(outputs, {pid: r.transport for pid, r in results.items()},
-                      {pid: r.seconds for pid, r in results.items()}, wall, profile, relayed)
+                      {pid: r.seconds for pid, r in results.items()}, wall, profile, relayed,
+                      {pid: r.started for pid, r in results.items()})
 
 
 def demo(

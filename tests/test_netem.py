@@ -187,6 +187,9 @@ def test_federation_through_relays_has_the_same_payload_and_obeys_the_link(tmp_p
         assert run.relayed[pid].upstream > stats.bytes_received  # TLS records + HTTP/2 frames around the payload
         floor = stats.messages_sent * profile.rtt + profile.transfer_seconds(stats.bytes_sent)
         assert run.seconds[pid] >= floor, (pid, run.seconds[pid], floor)
+    # the span runs from the last party's start (its whole run, so its floor holds) to the last party's end
+    last = max(run.started, key=run.started.get)
+    assert run.seconds[last] <= run.span_seconds <= max(run.seconds.values())
 
 
 def test_demo_prints_the_network(capsys):
