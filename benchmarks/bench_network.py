@@ -3,7 +3,8 @@
 Run: ``python -m benchmarks.bench_network`` (quick sizes, a few minutes; ``--quick`` is the same),
 ``--full`` for each app's demo sizes (long under ``wan``), ``--profiles loopback,lan,dc,wan,slow``
 (default ``loopback,lan,wan``), ``--repeats N`` (default 3), ``--only matmul,xgb``,
-``--skip-accuracy`` / ``--accuracy-only``.
+``--skip-accuracy`` / ``--accuracy-only``, ``--option KEY=VALUE`` (e.g. ``--only regression --option
+epochs=10 --option batch_size=128``).
 
 Part 1 checks the emulator (:mod:`parties.netem`) on raw TCP: for each profile the median
 ping-pong round trip and bulk throughput through a relay against the profile's figures, next to
@@ -123,14 +124,15 @@ def predict(compute: float, m: Measured, profile: LinkProfile, per: float) -> fl
     return compute + per * profile.rtt + profile.transfer_seconds(m.bytes_sent)
 
 
-def protocols(names: list[str], profiles: list[LinkProfile | None], repeats: int, full: bool, timeout: float) -> None:
+def protocols(names: list[str], profiles: list[LinkProfile | None], repeats: int, full: bool, timeout: float,
+              extra: dict[str, str]) -> None:
     print(f"\n## Protocols over emulated links ({'demo' if full else 'quick'} sizes, median of {repeats} runs; {load()})\n")
     print("| protocol | options | network | time s | (min-max) | x loopback | MB sent (max party) | MB all | rounds | msgs "
           "| predicted s (rounds) | measured / predicted | predicted s (msgs) | measured / predicted |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="mpcml-bench-network-") as tmp:
         for name in names:
-            options = {} if full else QUICK_OPTIONS.get(name, {})
+            options = {**({} if full else QUICK_OPTIONS.get(name, {})), **extra}
             runs: dict[str, list[Measured]] = {label(p): [] for p in profiles}
             for repeat in range(repeats):
                 for profile in profiles:  # interleaved, so load drifts hit every profile alike
@@ -168,6 +170,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--profiles", default=f"{LOOPBACK},lan,wan", help="comma-separated: loopback, lan, dc, wan, slow or RATE:DELAY")
     parser.add_argument("--repeats", type=int, default=3, help="runs per figure (median; default 3)")
     parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(available_apps())}")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="app option for every chosen app, over the quick or demo sizes (use with --only)")
     parser.add_argument("--timeout", type=float, default=120.0, help="per-receive deadline of the parties (s)")
     part = parser.add_mutually_exclusive_group()
     part.add_argument("--skip-accuracy", action="store_true", help="only the protocol table")
@@ -185,12 +189,15 @@ def main(argv: list[str] | None = None) -> None:
         profiles = [parse_network(p) for p in args.profiles.split(",") if p.strip()]
     except ValueError as exc:
         parser.error(str(exc))
+    extra = dict(pair.split("=", 1) for pair in args.option if "=" in pair)
+    if len(extra) != len(args.option):
+        parser.error("--option expects KEY=VALUE")
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # one BLAS thread per party process
         os.environ.setdefault(var, "1")
     if not args.skip_accuracy:
         emulator_accuracy(args.repeats, 1.0 if args.full else 0.5)
     if not args.accuracy_only:
-        protocols(names, profiles, args.repeats, args.full, args.timeout)
+        protocols(names, profiles, args.repeats, args.full, args.timeout, extra)
         print(f"\n{load()} at the end")
 
 
