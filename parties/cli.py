@@ -5,9 +5,11 @@
     mpcml certs --federation fed.toml [--out DIR]      # a CA and one certificate per party
     mpcml party --federation fed.toml --id alice --protocol matmul --data alice.csv [--option k=v ...]
     mpcml demo [PROTOCOL] [--option k=v ...]            # every party as a process on loopback, mTLS
+    mpcml demo PROTOCOL --network wan                   # ...with every link emulated (lan, dc, wan, slow, 50mbit:20ms)
     mpcml demo --list                                   # the available protocols
     mpcml options PROTOCOL [--markdown]                 # a protocol's options, defaults and meaning
     mpcml predict --model M --data X.csv --output P.csv # predictions of a saved model
+    mpcml relay --listen HOST:PORT --to HOST:PORT --network wan   # an emulated link in front of one party's server
 
 Errors (bad configuration, unreadable certificates, port in use, a silent or dead peer) are
 printed as one line ``mpcml: error: ...`` with exit status 1 (2 for usage errors); ``--debug``
@@ -17,7 +19,9 @@ shows the traceback instead.
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
+import threading
 from pathlib import Path
 from typing import Sequence
 
@@ -29,10 +33,16 @@ from .apps import available_apps, effective_options, load_app, read_csv
 from .certs import write_federation_certs
 from .config import load_federation
 from .launcher import ERROR_PREFIX, demo
+from .netem import LIMITATIONS, PROFILES, Relay, parse_network
 from .node import run_party
 
 INSECURE_WARNING = ("mpcml: WARNING: --insecure: plaintext channels without authentication; anyone on the network "
                     "can read and forge protocol messages. Use only for debugging on a trusted host.")
+
+
+NETWORK_HELP = ("emulated links: loopback (none, the default), "
+                + ", ".join(p.describe().split(" per link")[0] for p in PROFILES.values())
+                + ", or RATE:DELAY such as 50mbit:20ms (delay one way); see docs/parties.md")
 
 
 def _options(pairs: Sequence[str]) -> dict[str, str]:
@@ -119,8 +129,27 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     if args.insecure:
         print(INSECURE_WARNING, file=sys.stderr)
     ok = demo(args.protocol, _options(args.option), secure=not args.insecure, timeout=args.timeout,
-              seed=args.seed, keep=args.keep)
+              seed=args.seed, keep=args.keep, network=args.network)
     return 0 if ok else 1
+
+
+def _cmd_relay(args: argparse.Namespace) -> int:
+    profile = parse_network(args.network)
+    if profile is None:
+        raise ValueError("mpcml relay needs an emulated network (--network lan|dc|wan|slow|RATE:DELAY), not loopback")
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with Relay(args.listen, args.to, profile, name="relay") as relay:
+        print(f"mpcml relay: {relay.address} -> {args.to}, {profile.describe()}", flush=True)
+        print(f"mpcml relay: {LIMITATIONS}", flush=True)
+        try:
+            stop.wait()
+        except KeyboardInterrupt:
+            pass
+        stats = relay.stats
+    print(f"mpcml relay: stopped after {stats.connections} connections, {stats.upstream} B to {args.to}, "
+          f"{stats.downstream} B back", flush=True)
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -166,7 +195,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo_cmd.add_argument("--seed", type=int, default=0, help="seed of the demo data (not of any mask)")
     demo_cmd.add_argument("--keep", type=Path, help="keep data, certificates and logs in this folder")
     demo_cmd.add_argument("--insecure", action="store_true", help="plaintext channels, no authentication (debugging only)")
+    demo_cmd.add_argument("--network", default="loopback", metavar="PROFILE", help=NETWORK_HELP)
     demo_cmd.set_defaults(run=_cmd_demo)
+
+    relay = commands.add_parser("relay", help="an emulated network link in front of one party's server (TCP relay)")
+    relay.add_argument("--listen", required=True, help="host:port peers dial (the party's address in the federation file)")
+    relay.add_argument("--to", required=True, help="host:port the party's server listens on (its mpcml party --listen)")
+    relay.add_argument("--network", required=True, metavar="PROFILE", help=NETWORK_HELP)
+    relay.set_defaults(run=_cmd_relay)
     return parser
 
 

@@ -25,6 +25,7 @@ from mpcml.local import RunOutputs
 from .apps import load_app
 from .certs import write_federation_certs
 from .config import federation_toml, load_federation
+from .netem import LIMITATIONS, LinkProfile, RelayStats, parse_network, shaped_federation
 from .node import PartyResult
 
 _REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -47,6 +48,19 @@ class ProcessRun:
     transport: dict[str, dict[str, int]]
     seconds: dict[str, float]
     wall_seconds: float
+    network: LinkProfile | None = None
+    relayed: dict[str, RelayStats] | None = None  # per party: bytes its relay carried (emulated network only)
+    started: dict[str, float] | None = None       # per party: time.monotonic() when its clock started
+
+    @property
+    def span_seconds(self) -> float:
+        """From the moment the last party was connected to all its peers to the moment the last one finished.
+
+        Unlike the slowest party's own time, this leaves out how long parties waited for peers still
+        starting (process start-up, gRPC's reconnect back-off); work a party did before the last
+        one was connected is left out too.
+        """
+        return max(self.started[p] + self.seconds[p] for p in self.seconds) - max(self.started.values())
 
 
 def free_ports(n: int) -> list[int]:
@@ -114,11 +128,16 @@ def start_parties(
     federation: Path,
     secure: bool = True,
     extra_args: Sequence[str] = (),
+    listen: Mapping[str, str] | None = None,
 ) -> dict[str, subprocess.Popen]:
-    """Spawn one ``mpcml party`` process per party of ``federation``; output to ``work_dir/<id>.out``, log to ``<id>.log``."""
+    """Spawn one ``mpcml party`` process per party of ``federation``; output to ``work_dir/<id>.out``, log to ``<id>.log``.
+
+    ``listen`` maps party ids to the address their server binds instead of the federation's (``--listen``).
+    """
+    listen = dict(listen or {})
     return {
         pid: spawn([*party_command(federation, pid, protocol, data.get(pid), options, work_dir / f"{pid}.out", secure=secure),
-                    *extra_args], work_dir / f"{pid}.log")
+                    *(["--listen", listen[pid]] if pid in listen else []), *extra_args], work_dir / f"{pid}.log")
         for pid in load_federation(federation).parties
     }
 
@@ -154,27 +173,37 @@ def run_processes(
     federation: Path | None = None,
     secure: bool = True,
     timeout: float = 60.0,
+    network: str | LinkProfile | None = None,
 ) -> ProcessRun:
     """Run app ``protocol`` with one process per party of ``federation`` (default: its demo parties on loopback).
 
+    ``network`` (``"lan"``, ``"dc"``, ``"wan"``, ``"slow"``, ``"50mbit:20ms"`` or a
+    :class:`~parties.netem.LinkProfile`; default loopback) puts an emulating relay in front of every
+    party (:func:`parties.netem.shaped_federation`); the federation's addresses must be on this host.
     Raises :class:`ProcessesFailed` with each failed party's error line if any process fails;
     every process is bounded by the federation timeout, so this never hangs.
     """
     options = dict(options or {})
     work_dir = Path(work_dir)
+    profile = parse_network(network)
     if federation is None:
         federation = write_loopback_federation(load_app(protocol).DEMO_PARTIES, work_dir, timeout=timeout, with_certs=secure)
-    start = time.perf_counter()
-    with parties_running(protocol, data, options, work_dir=work_dir, federation=federation, secure=secure) as procs:
-        errors = {pid: last_line(work_dir / f"{pid}.log") for pid, proc in procs.items() if proc.wait() != 0}
-    wall = time.perf_counter() - start
+    with contextlib.ExitStack() as stack:
+        shaped = None if profile is None else stack.enter_context(shaped_federation(load_federation(federation), profile))
+        start = time.perf_counter()
+        with parties_running(protocol, data, options, work_dir=work_dir, federation=federation, secure=secure,
+                             listen=None if shaped is None else shaped.listen) as procs:
+            errors = {pid: last_line(work_dir / f"{pid}.log") for pid, proc in procs.items() if proc.wait() != 0}
+        wall = time.perf_counter() - start
+        relayed = None if shaped is None else shaped.stats()
     if errors:
         raise ProcessesFailed(errors)
     results = {pid: PartyResult.from_bytes((work_dir / f"{pid}.out").read_bytes()) for pid in procs}
     outputs = RunOutputs({pid: r.output for pid, r in results.items()})
     outputs.stats = {pid: r.stats for pid, r in results.items()}
     return ProcessRun(outputs, {pid: r.transport for pid, r in results.items()},
-                      {pid: r.seconds for pid, r in results.items()}, wall)
+                      {pid: r.seconds for pid, r in results.items()}, wall, profile, relayed,
+                      {pid: r.started for pid, r in results.items()})
 
 
 def demo(
@@ -186,19 +215,28 @@ def demo(
     seed: int = 0,
     keep: Path | None = None,
     out: Callable[[str], None] = print,
+    network: str | LinkProfile | None = None,
 ) -> bool:
-    """Make data, certificates and a loopback federation, run every party as a process, check and print."""
+    """Make data, certificates and a loopback federation, run every party as a process, check and print.
+
+    ``network`` emulates every link (see :func:`run_processes`); the profile in effect is printed.
+    """
     app = load_app(protocol)
     options = dict(options or {})
     with tempfile.TemporaryDirectory(prefix=f"mpcml-demo-{protocol}-") as tmp:
         work_dir = Path(keep) if keep is not None else Path(tmp)
         work_dir.mkdir(parents=True, exist_ok=True)
         data = app.demo_data(work_dir, seed, options)
-        run = run_processes(protocol, data, options, work_dir=work_dir, secure=secure, timeout=timeout)
+        run = run_processes(protocol, data, options, work_dir=work_dir, secure=secure, timeout=timeout, network=network)
         result = app.check(run.outputs, data, options)
     out(f"{protocol}: {app.DESCRIPTION}")
     out(f"  {len(run.outputs)} party processes on loopback, {'mutual TLS' if secure else 'INSECURE plaintext'}, "
         f"{run.wall_seconds:.2f} s wall (including process start-up)")
+    if run.network is None:
+        out("  network: loopback, no emulation (--network lan|dc|wan|slow|RATE:DELAY to emulate links)")
+    else:
+        out(f"  network: {run.network.describe()}, emulated by a userspace relay in front of each party")
+        out(f"  {LIMITATIONS}")
     out(f"  result: {result.summary} -> {'OK' if result.ok else 'MISMATCH'}")
     for pid in sorted(run.outputs.stats):
         s, t = run.outputs.stats[pid], run.transport[pid]

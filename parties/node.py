@@ -24,22 +24,28 @@ STOP_GRACE = 5.0  # seconds in-flight RPCs (e.g. the ack of a peer's last messag
 
 @dataclass
 class PartyResult:
-    """A party's output with its payload statistics, transport overhead and wall time."""
+    """A party's output with its payload statistics, transport overhead and wall time.
+
+    ``started`` is ``time.monotonic()`` when the clock started (once connected to every peer): one
+    clock for all processes of a machine, so a launcher can line the parties' runs up.
+    """
 
     output: Any
     stats: CommStats
     transport: dict[str, int] = field(default_factory=dict)
     seconds: float = 0.0
+    started: float = 0.0
 
     def to_bytes(self) -> bytes:
         """Codec encoding (no pickle) for handing the result to the launcher."""
         stats = {**self.stats.as_dict(), "sent_to": self.stats.sent_to, "received_from": self.stats.received_from}
-        return codec.encode({"output": self.output, "stats": stats, "transport": self.transport, "seconds": self.seconds})
+        return codec.encode({"output": self.output, "stats": stats, "transport": self.transport, "seconds": self.seconds,
+                             "started": self.started})
 
     @classmethod
     def from_bytes(cls, data: bytes) -> "PartyResult":
         obj = codec.decode(data)
-        return cls(obj["output"], CommStats(**obj["stats"]), obj["transport"], obj["seconds"])
+        return cls(obj["output"], CommStats(**obj["stats"]), obj["transport"], obj["seconds"], obj["started"])
 
 
 def run_party(
@@ -91,7 +97,7 @@ def run_party(
         party.agree()
         if progress is not None:
             progress(f"{party_id}: connected to {', '.join(sorted(peers))}; running {protocol}")
-        start = time.perf_counter()
+        started, start = time.monotonic(), time.perf_counter()
         output = run_role(party, role, args)
         seconds = time.perf_counter() - start
     except BaseException as exc:
@@ -115,7 +121,7 @@ def run_party(
             raise ValueError(f"party {party_id!r} learns no model it can use alone in this {protocol} run "
                              "(see the protocol's docs for its outputs); drop --model")
         model.save(model_path)
-    return PartyResult(output, party.stats, party.transport.as_dict(), seconds)
+    return PartyResult(output, party.stats, party.transport.as_dict(), seconds, started)
 
 
 def run_role(party: GrpcParty, role: Callable[..., Any], args: tuple | dict) -> Any:

@@ -11,11 +11,13 @@ import numpy as np
 import pytest
 
 from parties.apps import load_app, run_app_local, write_csv
+from parties.config import load_federation
 from parties.launcher import (
     ERROR_PREFIX, ProcessesFailed, last_line, parties_running, party_command, run_processes, spawn, wait_for_log,
     write_loopback_federation,
 )
 from parties.transport import CONTROL_TIMEOUT
+from parties.netem import parse_network, shaped_federation
 
 CASES = [
     ("matmul", {"frac_bits": "0"}, True),
@@ -73,13 +75,17 @@ def error_lines(tmp_path, pids):
 
 
 @contextlib.contextmanager
-def matpower_running(tmp_path, deadline, per_party_options=None):
-    """matpower's three parties on loopback, long enough to be stopped mid-run; yields the processes once all run."""
+def matpower_running(tmp_path, deadline, network=None):
+    """matpower's three parties on loopback (through emulating relays for ``network``), long enough to be
+    stopped mid-run; yields the processes once all run."""
     app = load_app("matpower")
     options = {"n": "8", "rounds": "100000"}
     data = app.demo_data(tmp_path, 0, options)
     federation = write_loopback_federation(app.DEMO_PARTIES, tmp_path, timeout=deadline)
-    with parties_running("matpower", data, options, work_dir=tmp_path, federation=federation, extra_args=["--verbose"]) as procs:
+    with contextlib.ExitStack() as stack:
+        shaped = stack.enter_context(shaped_federation(load_federation(federation), parse_network(network))) if network else None
+        procs = stack.enter_context(parties_running("matpower", data, options, work_dir=tmp_path, federation=federation,
+                                                    extra_args=["--verbose"], listen=shaped and shaped.listen))
         for pid, proc in procs.items():
             wait_for_log(tmp_path / f"{pid}.log", "running matpower", proc, timeout=60)
         time.sleep(0.3)  # well inside the 100000 steps (about 200000 rounds)
@@ -102,15 +108,17 @@ def named_within(tmp_path, procs, pids, since, limit):
     return seconds
 
 
-@pytest.mark.parametrize("victim", ["bob", "dealer"])
-def test_a_killed_party_is_named_by_every_other_party_within_the_deadline(tmp_path, victim):
+@pytest.mark.parametrize(("victim", "network"), [("bob", None), ("dealer", None), ("bob", "1gbit:1ms")],
+                         ids=["bob", "dealer", "bob-emulated"])
+def test_a_killed_party_is_named_by_every_other_party_within_the_deadline(tmp_path, victim, network):
     """Before: with the dealer killed, alice said it timed out waiting for 'bob' (3.5 s with a 3 s deadline).
+    Also through emulating relays (parties.netem), which pass the dead party's closed connections on.
 
     A send in flight to the killed process fails at once; a receive waits out its deadline, then the
     probe finds the dead process at once (connection refused). Slack: process shutdown on a busy machine.
     """
     deadline = 3.0
-    with matpower_running(tmp_path, deadline) as procs:
+    with matpower_running(tmp_path, deadline, network) as procs:
         killed_at = time.monotonic()
         procs[victim].kill()
         others = [pid for pid in procs if pid != victim]

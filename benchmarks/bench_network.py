@@ -1,0 +1,205 @@
+"""Every protocol app as party processes over emulated links: time, bytes, rounds and the network model.
+
+Run: ``python -m benchmarks.bench_network`` (quick sizes, a few minutes; ``--quick`` is the same),
+``--full`` for each app's demo sizes (long under ``wan``), ``--profiles loopback,lan,dc,wan,slow``
+(default ``loopback,lan,wan``), ``--repeats N`` (default 3), ``--only matmul,xgb``,
+``--skip-accuracy`` / ``--accuracy-only``, ``--option KEY=VALUE`` (e.g. ``--only regression --option
+epochs=10 --option batch_size=128``).
+
+Part 1 checks the emulator (:mod:`parties.netem`) on raw TCP: for each profile the median
+ping-pong round trip and bulk throughput through a relay against the profile's figures, next to
+the direct loopback path, the relay's own round-trip floor (no delay, no pacing) and its
+throughput ceiling with lan's delay and no pacing.
+
+Part 2 runs every app of ``mpcml demo --list`` as mTLS party processes (the launcher of
+``mpcml demo``) on plain loopback and under each profile, the runs of one repeat interleaved,
+and prints medians: ``time`` is the protocol's span, from the moment the last party is connected
+to every peer to the moment the last one has its result (``ProcessRun.span_seconds``: process
+start-up, the TLS handshakes and the parties' wait for peers still starting are excluded); ``MB`` and ``rounds`` and ``msgs`` are the largest per-party payload bytes sent, rounds
+and messages sent from ``party.stats`` (medians too: they are the same in every run except where
+a protocol reacts to timing, as coded training does to which clients answer first). The model is
+
+    predicted = compute + rounds x RTT + 8 x MB / bandwidth
+
+with ``compute`` the median time of the same federation on loopback with no emulation
+(processes, gRPC and TLS included: what the protocol costs when the network is free).
+``measured / predicted`` is the median over repeats of each run's time against the prediction
+from the loopback run of the same repeat (paired, so a load drift between repeats cancels). The
+``msgs`` model puts messages in place of rounds: the transport waits for the receiver's
+acknowledgement at every send, so a message costs its sender a round trip even within a round.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import statistics
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from parties.apps import available_apps, load_app
+from parties.launcher import run_processes
+from parties.linkcheck import Sink, measure_path
+from parties.netem import LOOPBACK, PROFILES, LinkProfile, Relay, format_rate, parse_network
+
+# Quick sizes: a few seconds of compute per run and under ~10 s per run under wan. Apps not listed run with their defaults.
+QUICK_OPTIONS: dict[str, dict[str, str]] = {
+    "matmul": {},
+    "matpower": {},
+    "regression": {"epochs": "1", "batch_size": "128"},
+    "pca": {},
+    "caesar": {"epochs": "2"},
+    "xgb": {"n_estimators": "1", "max_depth": "2"},
+    "hybridalpha": {"rounds": "3"},
+    "fedv": {"epochs": "1"},
+    "coded": {"rounds": "10"},
+}
+# Bulk bytes per accuracy probe: about a quarter of a second at each profile's bandwidth.
+PROBE_BYTES = {"lan": 256 << 20, "dc": 32 << 20, "wan": 4 << 20, "slow": 1 << 20}
+PROBE_PINGS = {"lan": 200, "dc": 50, "wan": 15, "slow": 8}
+
+
+def load() -> str:
+    return "load average " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# ---- part 1: the emulator itself -------------------------------------------------------------
+
+def probe(sink: Sink, profile: LinkProfile | None, pings: int, bulk: int, repeats: int) -> tuple[float, float]:
+    """Median RTT (s) and bandwidth (bit/s) over ``repeats`` connections, through a relay unless ``profile`` is None."""
+    results = []
+    for _ in range(repeats):
+        if profile is None:
+            results.append(measure_path(sink.address, sink, pings=pings, bulk_bytes=bulk))
+            continue
+        with Relay("127.0.0.1:0", sink.address, profile) as relay:
+            results.append(measure_path(relay.address, sink, pings=pings, bulk_bytes=bulk))
+    return statistics.median(r.rtt for r in results), statistics.median(r.bandwidth for r in results)
+
+
+def emulator_accuracy(repeats: int, scale: float) -> None:
+    print(f"\n## Emulator accuracy (raw TCP through one relay, median of {repeats} connections; {load()})\n")
+    print("| path | target RTT ms | measured RTT ms | RTT error | target bandwidth | measured bandwidth | bandwidth error |")
+    print("|---|---|---|---|---|---|---|")
+    with Sink() as sink:
+        rows = [("direct loopback (no relay)", None), ("relay floor: no delay, no pacing", LinkProfile("floor", math.inf, 0.0)),
+                ("relay ceiling: lan delay, no pacing", LinkProfile("ceiling", math.inf, PROFILES["lan"].latency))]
+        for label, profile in rows:
+            rtt, bw = probe(sink, profile, 200, int((256 << 20) * scale), repeats)
+            print(f"| {label} | - | {rtt * 1e3:.3f} | - | - | {format_rate(bw)} | - |")
+        for name, profile in PROFILES.items():
+            rtt, bw = probe(sink, profile, max(4, int(PROBE_PINGS[name] * scale)), int(PROBE_BYTES[name] * scale), repeats)
+            print(f"| {name} | {profile.rtt * 1e3:g} | {rtt * 1e3:.3f} | {rtt / profile.rtt - 1:+.1%} | "
+                  f"{format_rate(profile.bandwidth)} | {format_rate(bw)} | {bw / profile.bandwidth - 1:+.1%} |")
+
+
+# ---- part 2: every protocol under every profile -----------------------------------------------
+
+@dataclass
+class Measured:
+    seconds: float
+    bytes_sent: float
+    total_bytes: float
+    rounds: float
+    messages: float
+
+
+def run_once(name: str, options: dict[str, str], profile: LinkProfile | None, work: Path, timeout: float) -> Measured:
+    app = load_app(name)
+    work.mkdir(parents=True)
+    data = app.demo_data(work, 0, options)
+    run = run_processes(name, data, options, work_dir=work / "run", timeout=timeout, network=profile)
+    result = app.check(run.outputs, data, options)
+    if not result.ok:
+        raise RuntimeError(f"{name} under {profile.name if profile else LOOPBACK}: check failed: {result.summary}")
+    stats = run.outputs.stats.values()
+    return Measured(run.span_seconds, max(s.bytes_sent for s in stats), sum(s.bytes_sent for s in stats),
+                    max(s.rounds for s in stats), max(s.messages_sent for s in stats))
+
+
+def predict(compute: float, m: Measured, profile: LinkProfile, per: float) -> float:
+    """compute + per x RTT + 8 x bytes / bandwidth (``per`` = rounds or messages)."""
+    return compute + per * profile.rtt + profile.transfer_seconds(m.bytes_sent)
+
+
+def protocols(names: list[str], profiles: list[LinkProfile | None], repeats: int, full: bool, timeout: float,
+              extra: dict[str, str]) -> None:
+    print(f"\n## Protocols over emulated links ({'demo' if full else 'quick'} sizes, median of {repeats} runs; {load()})\n")
+    print("| protocol | options | network | time s | (min-max) | x loopback | MB sent (max party) | MB all | rounds | msgs "
+          "| predicted s (rounds) | measured / predicted | predicted s (msgs) | measured / predicted |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
+    with tempfile.TemporaryDirectory(prefix="mpcml-bench-network-") as tmp:
+        for name in names:
+            options = {**({} if full else QUICK_OPTIONS.get(name, {})), **extra}
+            runs: dict[str, list[Measured]] = {label(p): [] for p in profiles}
+            for repeat in range(repeats):
+                for profile in profiles:  # interleaved, so load drifts hit every profile alike
+                    work = Path(tmp) / f"{name}-{label(profile)}-{repeat}"
+                    runs[label(profile)].append(run_once(name, options, profile, work, timeout))
+            compute = statistics.median(m.seconds for m in runs[LOOPBACK]) if LOOPBACK in runs else None
+            shown = ",".join(f"{k}={v}" for k, v in options.items()) or "defaults"
+            for profile in profiles:
+                ms = runs[label(profile)]
+                m = Measured(*(statistics.median(getattr(x, f) for x in ms) for f in Measured.__dataclass_fields__))
+                cells = [name, shown, label(profile), f"{m.seconds:.3f}",
+                         f"{min(x.seconds for x in ms):.3f}-{max(x.seconds for x in ms):.3f}",
+                         f"{m.seconds / compute:.1f}" if compute else "-", f"{m.bytes_sent / 1e6:.3f}",
+                         f"{m.total_bytes / 1e6:.3f}", f"{m.rounds:g}", f"{m.messages:g}"]
+                if profile is None or compute is None:
+                    cells += ["-"] * 4
+                else:
+                    loops = runs[LOOPBACK]
+                    for per in ("rounds", "messages"):
+                        # paired: each run against the loopback run of the same repeat, so load drift cancels
+                        ratio = statistics.median(x.seconds / predict(loop.seconds, x, profile, getattr(x, per))
+                                                  for x, loop in zip(ms, loops))
+                        cells += [f"{predict(compute, m, profile, getattr(m, per)):.3f}", f"{ratio:.2f}"]
+                print("| " + " | ".join(cells) + " |", flush=True)
+
+
+def label(profile: LinkProfile | None) -> str:
+    return LOOPBACK if profile is None else profile.name
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="quick sizes (the default; kept for run_all)")
+    parser.add_argument("--full", action="store_true", help="each app's demo sizes instead of the quick ones (long)")
+    parser.add_argument("--profiles", default=f"{LOOPBACK},lan,wan", help="comma-separated: loopback, lan, dc, wan, slow or RATE:DELAY")
+    parser.add_argument("--repeats", type=int, default=3, help="runs per figure (median; default 3)")
+    parser.add_argument("--only", default="", help=f"comma-separated subset of: {', '.join(available_apps())}")
+    parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
+                        help="app option for every chosen app, over the quick or demo sizes (use with --only)")
+    parser.add_argument("--timeout", type=float, default=120.0, help="per-receive deadline of the parties (s)")
+    part = parser.add_mutually_exclusive_group()
+    part.add_argument("--skip-accuracy", action="store_true", help="only the protocol table")
+    part.add_argument("--accuracy-only", action="store_true", help="only the emulator accuracy table")
+    args = parser.parse_args(argv)
+    if args.full and args.quick:
+        parser.error("--quick and --full exclude each other")
+    if args.repeats < 1:
+        parser.error("--repeats must be at least 1")
+    names = [n.strip() for n in args.only.split(",") if n.strip()] or available_apps()
+    unknown = sorted(set(names) - set(available_apps()))
+    if unknown:
+        parser.error(f"unknown protocol(s) {unknown}; choose from {available_apps()}")
+    try:
+        profiles = [parse_network(p) for p in args.profiles.split(",") if p.strip()]
+    except ValueError as exc:
+        parser.error(str(exc))
+    extra = dict(pair.split("=", 1) for pair in args.option if "=" in pair)
+    if len(extra) != len(args.option):
+        parser.error("--option expects KEY=VALUE")
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):  # one BLAS thread per party process
+        os.environ.setdefault(var, "1")
+    if not args.skip_accuracy:
+        emulator_accuracy(args.repeats, 1.0 if args.full else 0.5)
+    if not args.accuracy_only:
+        protocols(names, profiles, args.repeats, args.full, args.timeout, extra)
+        print(f"\n{load()} at the end")
+
+
+if __name__ == "__main__":
+    main()
