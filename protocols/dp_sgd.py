@@ -468,20 +468,21 @@ def plaintext_dp_sgd(
     return w
 
 
-def replay_tolerance(X: np.ndarray, dp: DPPlan, n_players: int, sample_seed: bytes) -> float:
+def replay_tolerance(X: np.ndarray, dp: DPPlan, n_players: int, sample_seed: bytes, *, step_error: float = 0.0) -> float:
     """Bound on ``||w_secure - w_replay||_2`` between :func:`train_dp_sgd` and :func:`plaintext_dp_sgd` with
     the same batches, noise draws and sigmoid approximation, from the fixed-point unit ``U = 2^-f``.
 
     ``X`` without the intercept column. The map ``w -> w - s X_B^T u(act(X_B w) - y)`` is a gradient step
     of a convex function (``u(e) = clamp(e, -b_i, b_i)`` is monotone and 1-Lipschitz, and so is ``act`` up
-    to its largest slope ``a``) with Lipschitz constant ``L <= a ||X_B||_2^2``; with ``s L <= 2`` (checked:
-    ``ValueError`` otherwise) it is non-expansive, so the weight error grows per step by at most that
-    step's fresh error:
+    to its largest slope ``a``) with Lipschitz constant ``L <= a ||X_B||_2^2``, so it is Lipschitz with
+    constant ``max(1, s L - 1)`` (1: non-expansive while ``s L <= 2``): an earlier error is multiplied by
+    that factor and each step adds its fresh error:
       ``du_i <= a U`` (z's truncation) ``+ units U`` (the secure sigmoid against its plain version)
               ``+ C' 18 U + U`` (``b_i``: ``inv_sqrt``'s ``2^(4-f)`` relative error of ``1 / ||x_i|| <= 1``,
               its ``2^(1-f)`` absolute error, the product with ``C'``) ``+ 2 U`` (the clamp's products);
       ``fresh <= s ||X_B||_2 sqrt(|B|) max du + sqrt(d) (s U`` (``X_B^T u``'s truncation) ``+ s n U / 2``
-              (each party's noise rounded once) ``+ U)`` (the update's truncation).
+              (each party's noise rounded once) ``+ U)`` (the update's truncation) ``+ step_error``
+              (a further per-step difference the caller bounds, e.g. noise draws it cannot replay).
     """
     config = dp.config
     U = 2.0**-config.frac_bits
@@ -496,10 +497,8 @@ def replay_tolerance(X: np.ndarray, dp: DPPlan, n_players: int, sample_seed: byt
     total = 0.0
     for rows in poisson_batches(sample_seed, X.shape[0], dp.sampling_rate, dp.steps):
         spectral = np.linalg.norm(Xb[rows], 2) if rows.size else 0.0
-        if s * slope * spectral**2 > 2:
-            raise ValueError(f"the step eta / B = {s:.4g} is too long for the non-expansive bound on a batch with "
-                             f"||X_B||^2 = {spectral**2:.4g}")
-        total += s * spectral * math.sqrt(rows.size) * du + math.sqrt(d) * (s * U + s * n_players * U / 2 + U)
+        fresh = s * spectral * math.sqrt(rows.size) * du + math.sqrt(d) * (s * U + s * n_players * U / 2 + U)
+        total = total * max(1.0, s * slope * spectral**2 - 1.0) + fresh + step_error
     return total
 
 

@@ -149,15 +149,26 @@ def train_private(session: Session, xs: SharedTensor, ys: SharedTensor, config: 
     return w.reshape(-1, 1)
 
 
-def plaintext_dp_fit(X: np.ndarray, y: np.ndarray, config: RegressionConfig, seed: bytes) -> tuple[np.ndarray, float]:
-    """``(coef (features,), intercept)`` of the same DP run in float64 (:func:`protocols.dp_sgd.plaintext_dp_sgd`):
+def plaintext_dp_fit(X: np.ndarray, y: np.ndarray, config: RegressionConfig, seed: bytes, *, noise: bool = True
+                     ) -> np.ndarray:
+    """The weights (intercept last) of the same DP run in float64 (:func:`protocols.dp_sgd.plaintext_dp_sgd`):
     the same Poisson batches from ``seed``, the same sigmoid approximation and, when ``config.dp_noise_seed`` is
-    set, the compute parties' very noise draws (else fresh CSPRNG noise with the same per-party law)."""
+    set, the compute parties' very noise draws (else fresh CSPRNG noise of the same per-party law; none with
+    ``noise=False``)."""
     dp = dp_plan(config, X.shape[0])
     sigma = dp.config.party_sigma(len(config.players))
     sources = party_noise_sources(config.dp_noise_seed, config.players)
     activation = SIGMOID_METHODS[config.sigmoid].plain if config.loss == "logistic" else None
-    w = plaintext_dp_sgd(X, np.asarray(y, dtype=np.float64), dp, seed,
-                         noise=[(sources[p], sigma) for p in config.players], activation=activation)
-    return (w[:-1], float(w[-1])) if config.fit_intercept else (w, 0.0)
+    draws = [(sources[p], sigma) for p in config.players] if noise else []
+    return plaintext_dp_sgd(X, np.asarray(y, dtype=np.float64), dp, seed, noise=draws, activation=activation)
 
+
+def noise_step(config: RegressionConfig, n_rows: int, n_weights: int) -> float:
+    """A bound on one step's noise move ``(eta / B) ||N_t||_2`` (the ``step_error`` of
+    :func:`protocols.dp_sgd.replay_tolerance` against a noiseless replay), failing with probability below
+    ``exp(-24.5)`` per step: ``||N_t|| <= sigma_total (sqrt(d) + 7)`` (Gaussian concentration of the norm,
+    a 1-Lipschitz function, around its mean ``<= sigma_total sqrt(d)``)."""
+    dp = dp_plan(config, n_rows)
+    players = len(config.players)
+    total_sigma = math.sqrt(players) * dp.config.party_sigma(players)
+    return dp.step_size * total_sigma * (math.sqrt(n_weights) + 7.0)

@@ -19,6 +19,10 @@ Training, at the compute parties (the holders by default):
      count of weights outside it is opened (with ``||dw||^2`` when ``tol`` is set), and a
      non-zero count stops every party with ``OverflowError`` naming the epoch.
   7. Output: weights revealed to every holder, each holder its own, or left shared.
+With differential privacy (``dp_epsilon``/``dp_noise_multiplier``), steps 4-6 are DP-SGD instead
+(:func:`protocols.regression.privacy.train_private`: the agreed seed keys the Poisson batches; the
+clipping bounds once; per step the clipped sum, every party's shared noise and the update; no guard:
+the range analysis of step 2 bounds every intermediate from the public options).
 """
 
 from __future__ import annotations
