@@ -411,7 +411,10 @@ def train_dp_sgd(
     masked = MaskedMatrix(xs)
     bounds = clip_bounds(row_sq if row_sq is not None else row_sq_norms(xs), rng)
     w = init if init is not None else session.zeros(d)
-    for step, rows in enumerate(poisson_batches(sample_seed, n, dp.sampling_rate, dp.steps)):
+    # the dealer's randomness for a step is requested a step ahead, keyed by the batch size (Session.prefetched)
+    batches = ((("step", rows.size), rows) for rows in poisson_batches(sample_seed, n, dp.sampling_rate, dp.steps))
+    steps = session.prefetched(batches)
+    for step, (_, rows) in enumerate(steps):
         # 2. the Poisson batch: e = act(X_B w) - y_B and the clipped sum X_B^T clamp(e, -b_B, b_B)
         if rows.size:
             z = masked.matmul(w, rows)
@@ -423,6 +426,7 @@ def train_dp_sgd(
         w = _step(session, w, add_party_noise(total, sigma_party, sources), dp.step_size)
         if on_step is not None:
             on_step(step)
+    steps.close()
     masked.release()
     return w
 
