@@ -427,7 +427,7 @@ def test_estimator_dp_fit_replays_plaintext_dp_sgd(cancer, noise_hook, engine, t
     assert np.max(np.abs(e) * np.linalg.norm(np.hstack([X[rows], np.ones((rows.size, 1))]), axis=1)) > 2 * 0.5
 
 
-def test_estimator_dp_epsilon_budget_fresh_noise_and_public_facts(cancer, wire_log):
+def test_estimator_dp_epsilon_budget_fresh_noise_and_public_facts(cancer, wire_log, tmp_path):
     """dp_epsilon calibrates the noise multiplier with the accountant (epsilon_ within 1% of the budget and
     equal to an independent accounting of the same run); without the test hook two runs with the same
     batches differ by the CSPRNG noise; the set-up facts carry the public bound's magnitude, not the data's."""
@@ -451,6 +451,9 @@ def test_estimator_dp_epsilon_budget_fresh_noise_and_public_facts(cancer, wire_l
     # two runs agree to < 0.01 in all 6 weights with probability below 1e-9
     difference = np.concatenate([np.ravel(first.coef_ - second.coef_), first.intercept_ - second.intercept_])
     assert np.linalg.norm(difference) > 0.01
+    # the guarantee travels with the saved model
+    first.save(tmp_path / "dp.npz")
+    assert type(first).load(tmp_path / "dp.npz").epsilon_ == first.epsilon_
 
 
 DP_ON = dict(dp_noise_multiplier=1.0, dp_feature_bound=13.0)

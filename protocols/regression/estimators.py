@@ -31,7 +31,7 @@ class _SecureRegression(LinearModel, SecureEstimator):
     config_class = RegressionConfig
     partitions = ("vertical", "horizontal")
     extra_params = {"label_party": 0, "n_servers": 0}
-    saved_attributes = ("coef_", "intercept_", "n_iter_")
+    saved_attributes = ("coef_", "intercept_", "n_iter_", "epsilon_")
 
     def _topology(self, n_holders: int) -> dict[str, Any]:
         holders = tuple(f"holder-{i}" for i in range(n_holders))
