@@ -493,3 +493,19 @@ def test_estimator_dp_refuses_one_vs_rest_before_any_message(cancer, runs):
     with pytest.raises(ValueError, match="two classes.*got 3 outputs"):
         SecureLogisticRegression(**DP_ON).fit(np.array_split(X[:90, :6], 2, axis=1), np.arange(90) % 3)
     assert runs == []
+
+
+def test_party_app_trains_with_dp(tmp_path):
+    """The regression app takes the dp_* options (three holders + dealer, beaver; fresh CSPRNG noise): its check
+    compares with the noiseless replay of the same batches within the noise's bound (a smoke test of the app
+    path; the replay tests above are the exact ones)."""
+    from parties.apps import load_app, run_app_local
+
+    app = load_app("regression")
+    options = {"dp_noise_multiplier": "2", "dp_feature_bound": "13", "epochs": "1", "batch_size": "64"}
+    data = app.demo_data(tmp_path, 0, options)
+    outputs = run_app_local("regression", data, options, timeout=120)
+    result = app.check(outputs, data, options)
+    assert result.ok and "noiseless" in result.summary, result.summary
+    with pytest.raises(ValueError, match="dp_clip must be"):
+        run_app_local("regression", data, {**options, "dp_clip": "-1"})

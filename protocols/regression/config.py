@@ -27,8 +27,8 @@ from mpcml.tensor import Session, make_session
 from mpcml.triples import DealerTriples, TripleSource
 
 from ..common import check_party_ids
-from ..dp_sgd import BOUNDED_SIGMOIDS, check_noise_seed
 from ..config import ProtocolConfig, boolean, he_key_bits, integer, number, one_of, option, optional
+from ..dp_sgd import BOUNDED_SIGMOIDS, check_noise_seed
 
 LOSSES = ("squared", "logistic")
 PARTITIONS = ("vertical", "horizontal")
