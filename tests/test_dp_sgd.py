@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from scipy import stats
 from sklearn.datasets import load_breast_cancer
 from sklearn.preprocessing import StandardScaler
@@ -509,3 +511,44 @@ def test_party_app_trains_with_dp(tmp_path):
     assert result.ok and "noiseless" in result.summary, result.summary
     with pytest.raises(ValueError, match="dp_clip must be"):
         run_app_local("regression", data, {**options, "dp_clip": "-1"})
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(
+    feature_scale=st.sampled_from([1e-3, 1.0, 30.0, 1e4]),
+    bound=st.sampled_from([1.0, 16.0, 100.0, 1e3]),
+    holders=st.integers(2, 3),
+    partition=st.sampled_from(["vertical", "horizontal"]),
+    logistic=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_generated_dp_fits_replay_or_refuse_before_any_message(noise_hook, runs, feature_scale, bound, holders,
+                                                               partition, logistic, seed):
+    """Every generated case ends as the plaintext DP-SGD replay (same batches, same noise) within the derived
+    tolerance, or as a ValueError before any party starts."""
+    from protocols.regression import SecureLinearRegression, SecureLogisticRegression
+
+    data = np.random.default_rng(seed)
+    n, d = 20 * holders, 3
+    X = q(data.normal(size=(n, d)) * feature_scale)
+    y = (X @ data.normal(size=d) > 0).astype(float) if logistic else q(np.tanh(X @ data.normal(size=d)))
+    blocks = (np.array_split(X, holders, axis=1), y) if partition == "vertical" else (
+        list(zip(np.array_split(X, holders), np.array_split(y, holders))), None)
+    est = (SecureLogisticRegression if logistic else SecureLinearRegression)(
+        partition=partition, epochs=1, batch_size=8, learning_rate=0.3, dp_noise_multiplier=2.0, dp_feature_bound=bound,
+        random_state=seed)
+    runs.clear()
+    try:
+        est.fit(*blocks)
+    except ValueError as exc:
+        assert runs == [], f"refused after the run started: {exc}"
+        event("refused before any message")
+        return
+    event("replayed")
+    dp = est.dp_plan_
+    players = est.config_.players
+    sources = party_noise_sources(NOISE_SEED, players)
+    plain = plaintext_dp_sgd(X, y, dp, est.batch_seed_, activation=LINEAR.plain if logistic else None,
+                             noise=[(sources[p], dp.config.party_sigma(len(players))) for p in players])
+    secure = np.concatenate([np.ravel(est.coef_), np.ravel(est.intercept_)])
+    assert np.linalg.norm(secure - plain) <= replay_tolerance(X, dp, len(players), est.batch_seed_)
