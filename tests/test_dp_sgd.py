@@ -16,7 +16,6 @@ from mpcml import SharedTensor, decode, encode
 from mpcml import nonlinear as nl
 from mpcml.accounting import RdpAccountant, dp_sgd_epsilon
 from protocols.dp_sgd import (
-    DPPlan,
     DPSGDConfig,
     add_party_noise,
     clamp,
