@@ -472,7 +472,8 @@ def plaintext_dp_sgd(
     return w
 
 
-def replay_tolerance(X: np.ndarray, dp: DPPlan, n_players: int, sample_seed: bytes, *, step_error: float = 0.0) -> float:
+def replay_tolerance(X: np.ndarray, dp: DPPlan, n_players: int, sample_seed: bytes, *, step_error: float = 0.0,
+                     initial_error: float = 0.0) -> float:
     """Bound on ``||w_secure - w_replay||_2`` between :func:`train_dp_sgd` and :func:`plaintext_dp_sgd` with
     the same batches, noise draws and sigmoid approximation, from the fixed-point unit ``U = 2^-f``.
 
@@ -486,7 +487,8 @@ def replay_tolerance(X: np.ndarray, dp: DPPlan, n_players: int, sample_seed: byt
               its ``2^(1-f)`` absolute error, the product with ``C'``) ``+ 2 U`` (the clamp's products);
       ``fresh <= s ||X_B||_2 sqrt(|B|) max du + sqrt(d) (s U`` (``X_B^T u``'s truncation) ``+ s n U / 2``
               (each party's noise rounded once) ``+ U)`` (the update's truncation) ``+ step_error``
-              (a further per-step difference the caller bounds, e.g. noise draws it cannot replay).
+              (a further per-step difference the caller bounds, e.g. noise draws it cannot replay);
+      ``initial_error``: the starting weights' difference (e.g. a shared initialisation's encoding).
     """
     config = dp.config
     U = 2.0**-config.frac_bits
@@ -498,7 +500,7 @@ def replay_tolerance(X: np.ndarray, dp: DPPlan, n_players: int, sample_seed: byt
     du = slope * U + units * U + c_eff * 18 * U + U + 2 * U
     Xb = np.hstack([X, np.ones((X.shape[0], 1))]) if config.fit_intercept else np.asarray(X)
     d, s = Xb.shape[1], dp.step_size
-    total = 0.0
+    total = initial_error
     for rows in poisson_batches(sample_seed, X.shape[0], dp.sampling_rate, dp.steps):
         spectral = np.linalg.norm(Xb[rows], 2) if rows.size else 0.0
         fresh = s * spectral * math.sqrt(rows.size) * du + math.sqrt(d) * (s * U + s * n_players * U / 2 + U)
@@ -517,24 +519,34 @@ class LocalModels:
     average: np.ndarray
 
 
-def local_dp_models(blocks: Sequence[tuple[np.ndarray, np.ndarray]], dp: DPPlan, seeds: Sequence[bytes]) -> LocalModels:
+def local_dp_model(X: np.ndarray, y: np.ndarray, dp: DPPlan, holder: int, seed: bytes,
+                   noise: NoiseSource | None = None) -> np.ndarray:
+    """One holder's local phase ``dp.local[holder]`` (:func:`local_dp_models`): DP-SGD on its rows alone with
+    central noise ``sigma C`` from ``noise`` (default a fresh CSPRNG source), Poisson batches from ``seed``."""
+    q, steps = dp.local[holder]
+    draws = [(noise if noise is not None else NoiseSource(), dp.config.noise_multiplier * dp.config.clip)]
+    return plaintext_dp_sgd(X, y, DPPlan(dp.config, X.shape[0], q, steps, dp.epsilon), seed, noise=draws)
+
+
+def local_dp_models(blocks: Sequence[tuple[np.ndarray, np.ndarray]], dp: DPPlan, seeds: Sequence[bytes],
+                    noise: Sequence[NoiseSource] | None = None) -> LocalModels:
     """PEA's local-data-based initialisation (horizontal split): each holder runs DP-SGD on its rows
     alone, for the local phase ``dp.local`` planned by :func:`plan` (same noise multiplier, central
-    noise ``sigma C``: the holder is its own curator); the global run starts from the average of the
-    local models weighted by row counts.
+    noise ``sigma C``: the holder is its own curator; ``noise``: each holder's source, default fresh
+    CSPRNG ones); the global run starts from the average of the local models weighted by row counts.
 
     The local models are themselves DP (PEA's argument needs it: an initialisation fitted without
     noise would leak into the released model). Every record is in one holder's data only, so the
     run is charged the worst holder's local RDP plus the global RDP (:meth:`DPPlan.accountant`).
     """
-    if len(blocks) != len(dp.local) or len(seeds) != len(blocks):
-        raise ValueError(f"need one block and one sampling seed per planned local phase ({len(dp.local)}), "
-                         f"got {len(blocks)} blocks and {len(seeds)} seeds")
-    models, weights = [], []
-    for (X_i, y_i), seed, (q, steps) in zip(blocks, seeds, dp.local):
-        models.append(plaintext_dp_sgd(X_i, y_i, DPPlan(dp.config, X_i.shape[0], q, steps, dp.epsilon), seed))
-        weights.append(X_i.shape[0])
-    return LocalModels(models, np.average(np.stack(models), axis=0, weights=np.asarray(weights, dtype=np.float64)))
+    if len(blocks) != len(dp.local) or len(seeds) != len(blocks) or (noise is not None and len(noise) != len(blocks)):
+        raise ValueError(f"need one block and one sampling seed (and noise source) per planned local phase "
+                         f"({len(dp.local)}), got {len(blocks)} blocks and {len(seeds)} seeds")
+    sources = list(noise) if noise is not None else [None] * len(blocks)
+    models = [local_dp_model(X_i, y_i, dp, i, seed, source)
+              for i, ((X_i, y_i), seed, source) in enumerate(zip(blocks, seeds, sources))]
+    weights = np.asarray([X_i.shape[0] for X_i, _ in blocks], dtype=np.float64)
+    return LocalModels(models, np.average(np.stack(models), axis=0, weights=weights))
 
 
 def random_projection(n_features: int, n_components: int, seed: bytes) -> np.ndarray:

@@ -371,9 +371,9 @@ def test_docs_options_table_is_current():
 def _estimator_replay_config(loss: str, colluders: int | None, **changes) -> DPSGDConfig:
     """The test's own DP-SGD parameters for the estimator options below (built independently of the
     integration, so a sampling rate or clip that differs from the accountant's plan is caught)."""
-    return DPSGDConfig(loss, clip=0.5, feature_bound=13.0, noise_multiplier=3.0, expected_batch_size=16, epochs=1.0,
-                       learning_rate=0.5 if loss == "logistic" else 0.15, colluders=colluders, noise_seed=NOISE_SEED,
-                       **changes)
+    options = dict(clip=0.5, feature_bound=13.0, noise_multiplier=3.0, expected_batch_size=16, epochs=1.0,
+                   learning_rate=0.5 if loss == "logistic" else 0.15, colluders=colluders, noise_seed=NOISE_SEED)
+    return DPSGDConfig(loss, **{**options, **changes})
 
 
 @pytest.fixture
@@ -551,3 +551,114 @@ def test_generated_dp_fits_replay_or_refuse_before_any_message(noise_hook, runs,
                              noise=[(sources[p], dp.config.party_sigma(len(players))) for p in players])
     secure = np.concatenate([np.ravel(est.coef_), np.ravel(est.intercept_)])
     assert np.linalg.norm(secure - plain) <= replay_tolerance(X, dp, len(players), est.batch_seed_)
+
+
+# --- PEA's aids as estimator options (dp_projection, dp_local_epochs) ----------------------------------
+
+
+def _horizontal(X, y, holders=2):
+    return list(zip(np.array_split(X, holders), np.array_split(y, holders)))
+
+
+def test_estimator_dp_projection_replays_plaintext_dp_sgd(cancer, noise_hook):
+    """dp_projection=k: every holder projects its rows by the public Gaussian matrix of the seed derived from
+    random_state; the fit = plaintext DP-SGD on the same (encoded) projected rows, with the bound
+    b max_j ||P_:j||_1 and the parties' noise, within replay_tolerance in the projected space, which
+    ||P||_2 bounds after coef_ = P w; prediction takes the raw features."""
+    import hashlib
+
+    from protocols.regression import SecureLogisticRegression
+
+    X, y = cancer
+    X, y = X[:120, :6], y[:120]
+    est = SecureLogisticRegression(partition="horizontal", epochs=1, batch_size=16, learning_rate=0.5,
+                                   dp_noise_multiplier=3.0, dp_clip=0.5, dp_feature_bound=13.0, random_state=11,
+                                   dp_projection=4)
+    est.fit(_horizontal(X, y))
+    assert est.coef_.shape == (1, 6)
+    seed = hashlib.sha256(
+        b"mpcml.regression.batches" + (11).to_bytes(16, "big", signed=True)).digest()
+    P = random_projection(6, 4, hashlib.sha256(b"mpcml.regression.projection" + seed).digest())
+    bound = 13.0 * np.abs(P).sum(axis=0).max()
+    assert est.dp_plan_.config.feature_bound == pytest.approx(bound, rel=1e-9)
+    expected = plan(_estimator_replay_config("logistic", None, feature_bound=float(bound) * (1 + 1e-12)), 120)
+    Z = q(X @ P)  # what the holders share: the projected rows on the fixed-point grid
+    players = est.config_.players
+    sources = party_noise_sources(NOISE_SEED, players)
+    sigma = expected.config.party_sigma(len(players))
+    w = plaintext_dp_sgd(Z, y, expected, est.batch_seed_, noise=[(sources[p], sigma) for p in players],
+                         activation=LINEAR.plain)
+    plain = np.concatenate([P @ w[:4], w[4:]])
+    secure = np.concatenate([np.ravel(est.coef_), np.ravel(est.intercept_)])
+    tolerance = max(1.0, np.linalg.norm(P, 2)) * replay_tolerance(Z, expected, len(players), est.batch_seed_)
+    assert np.linalg.norm(secure - plain) <= tolerance, (np.linalg.norm(secure - plain) / U, tolerance / U)
+    # the projection matters: the run on the raw rows lands far away
+    raw = plaintext_dp_sgd(X, y, plan(_estimator_replay_config("logistic", None), 120), est.batch_seed_,
+                           noise=[(s, sigma) for s in party_noise_sources(NOISE_SEED, players).values()],
+                           activation=LINEAR.plain)
+    assert np.linalg.norm(raw - plain) > 20 * tolerance
+    np.testing.assert_array_equal(est.decision_function(X), X @ est.coef_[0] + est.intercept_[0])
+
+
+def test_estimator_dp_local_init_replays_plaintext_and_charges_both_phases(cancer, noise_hook):
+    """dp_local_epochs: each holder's local DP-SGD model (plaintext at the holder, its own batches and central
+    noise, here from the test hook) enters as shares of (n_h / n) w_h; the fit = plaintext DP-SGD from the
+    row-weighted average, within replay_tolerance with the initial error of the shares' encoding (each of
+    2 holders rounds each weight once: sqrt(d) 2 U / 2); epsilon_ = the global RDP plus the worst local phase."""
+    import hashlib
+
+    from protocols.regression import SecureLogisticRegression
+
+    X, y = cancer
+    X, y = X[:120, :6], y[:120]
+    est = SecureLogisticRegression(partition="horizontal", epochs=1, batch_size=16, learning_rate=0.5,
+                                   dp_noise_multiplier=3.0, dp_clip=0.5, dp_feature_bound=13.0, random_state=11,
+                                   dp_local_epochs=2)
+    est.fit(_horizontal(X, y))
+    expected = plan(_estimator_replay_config("logistic", None), 120, local_rows=[60, 60], local_epochs=2)
+    assert expected.local == ((16 / 60, 8),) * 2
+    charged = RdpAccountant().compose(16 / 120, 3.0, 8).compose(16 / 60, 3.0, 8).epsilon(1e-5)
+    assert est.epsilon_ == pytest.approx(charged, rel=0.01) and est.epsilon_ == pytest.approx(expected.epsilon)
+    assert est.epsilon_ > dp_sgd_epsilon(16 / 120, 3.0, 8, 1e-5) * 1.05
+    holders = est.config_.holders
+    seeds = [hashlib.sha256(b"mpcml.regression.local-batches" + NOISE_SEED + h.encode()).digest() for h in holders]
+    local_noise = party_noise_sources(hashlib.sha256(b"mpcml.regression.local-noise" + NOISE_SEED).digest(), holders)
+    blocks = [(X[:60], y[:60]), (X[60:], y[60:])]
+    init = local_dp_models(blocks, expected, seeds, [local_noise[h] for h in holders]).average
+    players = est.config_.players
+    sources = party_noise_sources(NOISE_SEED, players)
+    sigma = expected.config.party_sigma(len(players))
+    noise = [(sources[p], sigma) for p in players]
+    plain = plaintext_dp_sgd(X, y, expected, est.batch_seed_, noise=noise, activation=LINEAR.plain, init=init)
+    secure = np.concatenate([np.ravel(est.coef_), np.ravel(est.intercept_)])
+    tolerance = replay_tolerance(X, expected, len(players), est.batch_seed_, initial_error=math.sqrt(7) * 2 * U / 2)
+    assert np.linalg.norm(secure - plain) <= tolerance, (np.linalg.norm(secure - plain) / U, tolerance / U)
+    # the initialisation matters: one holder's model alone, or none, lands far away
+    for other in (None, local_dp_models(blocks, expected, seeds, [local_noise[h] for h in holders]).models[0]):
+        moved = plaintext_dp_sgd(X, y, expected, est.batch_seed_, noise=[(s, sigma) for s in
+                                 party_noise_sources(NOISE_SEED, players).values()], activation=LINEAR.plain,
+                                 init=other)
+        assert np.linalg.norm(moved - plain) > 20 * tolerance
+
+
+@pytest.mark.parametrize("options,partition,match", [
+    (dict(DP_ON, dp_projection=3), "vertical", "dp_projection needs partition='horizontal'"),
+    (dict(DP_ON, dp_local_epochs=1), "vertical", "dp_local_epochs needs partition='horizontal'"),
+    (dict(dp_projection=3), "horizontal", "dp_projection is an aid of differentially private training"),
+    (dict(dp_local_epochs=1), "horizontal", "dp_local_epochs is an aid of differentially private training"),
+    (dict(DP_ON, dp_projection=3, output="shared"), "horizontal", "dp_projection needs output='reveal'"),
+    (dict(DP_ON, dp_projection=0), "horizontal", "dp_projection must be"),
+    (dict(DP_ON, dp_local_epochs=-1), "horizontal", "dp_local_epochs must be"),
+    (dict(DP_ON, dp_local_epochs=1, batch_size=80), "horizontal", "batch_size=80 exceeds the 60 rows of a holder"),
+    (dict(dp_epsilon=1.0, dp_noise_multiplier=1.2, dp_local_epochs=5, dp_feature_bound=13.0), "horizontal",
+     r"and dp_local_epochs=5 at 2 holders spend .*above the budget dp_epsilon=1.0"),
+])
+def test_estimator_dp_aids_refusals_come_before_any_message(cancer, runs, options, partition, match):
+    from protocols.regression import SecureLogisticRegression
+
+    X, y = cancer
+    X, y = X[:120, :6], y[:120]
+    data = (np.array_split(X, 2, axis=1), y) if partition == "vertical" else (_horizontal(X, y),)
+    with pytest.raises(ValueError, match=match):
+        SecureLogisticRegression(partition=partition, **options).fit(*data)
+    assert runs == []

@@ -87,6 +87,12 @@ class RegressionConfig(ProtocolConfig):
                                      "block)", number())
     dp_colluders: int | None = option(None, "DP: compute parties that may collude against the noise (none: all but "
                                       "one on beaver, one on rss3)", optional(integer(0)))
+    dp_projection: int | None = option(None, "DP, horizontal partition: every holder projects its rows onto this many "
+                                       "dimensions by a public Gaussian Johnson-Lindenstrauss matrix before sharing "
+                                       "(coef_ is mapped back to the raw features; none: off)", optional(integer(1)))
+    dp_local_epochs: int = option(0, "DP, horizontal partition: each holder first runs this many epochs of DP-SGD on "
+                                  "its own rows; training starts from their row-weighted average, entered as shares "
+                                  "(charged to epsilon_; 0: off)", integer(0, 100_000))
     holders: tuple[str, ...] = ()
     label_holder: str | None = None
     dealer: str = "dealer"
@@ -121,6 +127,10 @@ class RegressionConfig(ProtocolConfig):
             raise ValueError('output="own" needs a vertical partition (horizontal holders share every weight)')
         if self.dp:
             self._validate_dp()
+        elif self.dp_projection is not None or self.dp_local_epochs:
+            name = "dp_projection" if self.dp_projection is not None else "dp_local_epochs"
+            raise ValueError(f"{name} is an aid of differentially private training: set dp_epsilon or "
+                             f"dp_noise_multiplier too, or leave {name} at its default")
 
     def _validate_dp(self) -> None:
         """What DP-SGD (:mod:`protocols.regression.privacy`) does not take, named before any message."""
@@ -133,6 +143,13 @@ class RegressionConfig(ProtocolConfig):
         if self.loss == "logistic" and self.sigmoid not in BOUNDED_SIGMOIDS:
             raise ValueError(f"sigmoid={self.sigmoid!r} is not bounded; with differential privacy use one of "
                              f"{list(BOUNDED_SIGMOIDS)} (residuals must stay in [-1, 1])")
+        for name, given in (("dp_projection", self.dp_projection is not None), ("dp_local_epochs", self.dp_local_epochs)):
+            if given and self.partition != "horizontal":
+                raise ValueError(f"{name} needs partition='horizontal' (every holder holds all columns: the "
+                                 f"projection and the local models act on whole rows), got {self.partition!r}")
+        if self.dp_projection is not None and self.output != "reveal":
+            raise ValueError(f"dp_projection needs output='reveal' (the weights are mapped back to the raw features "
+                             f"in the clear), got {self.output!r}")
         if self.dp_colluders is not None and self.dp_colluders >= len(self.players):
             raise ValueError(f"dp_colluders must be below the number of compute parties {len(self.players)} "
                              f"(someone must add noise nobody else knows), got {self.dp_colluders}")

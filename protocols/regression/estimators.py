@@ -9,7 +9,9 @@ persistence and progress follow :mod:`protocols.estimator`. After ``fit``: ``coe
 ``batch_seed_`` (the agreed public batch order, for replays), ``config_`` and ``communication_``; with
 differential privacy (``dp_epsilon`` or ``dp_noise_multiplier``) also ``epsilon_`` (the ``(epsilon_,
 dp_delta)``-DP guarantee of the released model by the RDP accountant, towards anyone who does not know
-the batches) and ``dp_plan_`` (:class:`protocols.dp_sgd.DPPlan`: sampling rate, steps, noise multiplier).
+the batches; with ``dp_local_epochs`` it includes the holders' local phases) and ``dp_plan_``
+(:class:`protocols.dp_sgd.DPPlan`: sampling rate, steps, noise multiplier, local phases). With
+``dp_projection`` training runs on projected rows and ``coef_`` is mapped back to the raw features.
 """
 
 from __future__ import annotations
@@ -23,8 +25,7 @@ from sklearn.utils.validation import check_is_fitted
 from ..estimator import FitData, LinearClassifierMixin, LinearModel, LinearRegressorMixin, SecureEstimator
 from .config import RegressionConfig
 from .prediction import prediction_roles
-from .privacy import dp_plan
-from .protocol import holder_facts, holder_input, roles, scales_from_facts
+from .protocol import holder_facts, holder_input, plan_from_facts, roles, scales_from_facts
 
 
 class _SecureRegression(LinearModel, SecureEstimator):
@@ -58,11 +59,11 @@ class _SecureRegression(LinearModel, SecureEstimator):
         holder_data = self._holder_data(config, data)
         # the range analysis on the public facts, before any message
         facts = {h: holder_facts(config, *holder_input(config, h, *holder_data[h])) for h in config.holders}
-        _, n_rows, _ = scales_from_facts(config, facts)
+        scales_from_facts(config, facts)
         for name in ("dp_plan_", "epsilon_"):
             self.__dict__.pop(name, None)
         if config.dp:
-            self.dp_plan_ = dp_plan(config, n_rows)
+            self.dp_plan_ = plan_from_facts(config, facts)
             self.epsilon_ = self.dp_plan_.epsilon
         party_roles, inputs = roles(config, holder_data, progress=self.progress(config.epochs, "epoch"))
         out = self.run(party_roles, inputs)

@@ -22,7 +22,11 @@ Training, at the compute parties (the holders by default):
 With differential privacy (``dp_epsilon``/``dp_noise_multiplier``), steps 4-6 are DP-SGD instead
 (:func:`protocols.regression.privacy.train_private`: the agreed seed keys the Poisson batches; the
 clipping bounds once; per step the clipped sum, every party's shared noise and the update; no guard:
-the range analysis of step 2 bounds every intermediate from the public options).
+the range analysis of step 2 bounds every intermediate from the public options). PEA's aids
+(horizontal only): with ``dp_projection`` each holder multiplies its block by the public projection
+before step 3 and step 7 maps the revealed weights back (``coef = P w``); with ``dp_local_epochs`` each
+holder trains its local DP model before step 3 and shares ``(n_h / n) w_h`` after its data, and the
+players start from the sum (:mod:`protocols.regression.privacy`).
 """
 
 from __future__ import annotations
@@ -44,7 +48,8 @@ from mpcml.triples import run_dealer
 from ..common import check_matrix, check_targets, magnitude_bits
 from ..progress import Progress
 from .config import STEP_BITS, RegressionConfig, Scales, batch_schedule, guard_error, plan
-from .privacy import check_holder_block, dp_scales, train_private
+from ..dp_sgd import DPPlan
+from .privacy import check_holder_block, dp_plan, dp_scales, local_init, projection, train_private
 
 FACTS = Record(rows=Int(low=1), cols=Int(low=1), x_bits=Int(-64, 2048), y_bits=OneOf(Nothing(), Int(-64, 2048)),
                outputs=Int(1, 10_000))
@@ -94,9 +99,19 @@ def scales_from_facts(config: RegressionConfig, facts: Mapping[str, Mapping[str,
     n_features = sum(cols) if config.partition == "vertical" else cols[0]
     y_bits = max((f["y_bits"] for f in labelled if f["y_bits"] is not None), default=None)
     if config.dp:
-        return dp_scales(config, n_rows, n_features, y_bits, outputs.pop()), n_rows, 1
+        local_rows = tuple(rows) if config.partition == "horizontal" else ()
+        return dp_scales(config, n_rows, n_features, y_bits, outputs.pop(), local_rows), n_rows, 1
     scales = plan(config, n_rows, n_features, max(f["x_bits"] for f in ordered), y_bits)
     return scales, n_rows, outputs.pop()
+
+
+def plan_from_facts(config: RegressionConfig, facts: Mapping[str, Mapping[str, Any]]) -> DPPlan:
+    """The DP plan of a run from the holders' facts (after :func:`scales_from_facts` accepted them)."""
+    ordered = [facts[h] for h in config.holders]
+    rows = tuple(f["rows"] for f in ordered)
+    if config.partition == "vertical":
+        return dp_plan(config, rows[0], sum(f["cols"] for f in ordered))
+    return dp_plan(config, sum(rows), ordered[0]["cols"], rows)
 
 
 def _agree_facts(party: Party, config: RegressionConfig, mine: dict | None) -> dict[str, dict]:
@@ -119,8 +134,10 @@ def _input(session: Session, value: np.ndarray | None, owner: str, name: str) ->
     return session.input_external(owner, name=name)
 
 
-def _shared_inputs(session: Session, config: RegressionConfig, X: Any, y: Any) -> tuple[SharedTensor, SharedTensor]:
-    """The players' shares of the stacked data (intercept column appended) and targets."""
+def _shared_inputs(session: Session, config: RegressionConfig, X: Any, y: Any, init: np.ndarray | None
+                   ) -> tuple[SharedTensor, SharedTensor, SharedTensor | None]:
+    """The players' shares of the stacked data (intercept column appended) and targets, and with
+    ``dp_local_epochs`` the sum of the holders' weighted local models (``init``: this holder's)."""
     me = session.party.id
     blocks, labels = [], []
     for h in config.holders:
@@ -131,7 +148,12 @@ def _shared_inputs(session: Session, config: RegressionConfig, X: Any, y: Any) -
     ys = SharedTensor.concatenate(labels, axis=0)
     if config.fit_intercept:
         xs = SharedTensor.concatenate([xs, session.public(np.ones((xs.shape[0], 1)))], axis=1)
-    return xs, ys
+    start = None
+    if config.dp and config.dp_local_epochs:
+        for h in config.holders:
+            share = _input(session, init if h == me else None, h, f"local model of holder {h!r}")
+            start = share if start is None else start + share
+    return xs, ys, start
 
 
 def _agree_seed(session: Session, config: RegressionConfig) -> bytes:
@@ -227,9 +249,13 @@ def train_shared(session: Session, xs: SharedTensor, ys: SharedTensor, config: R
 # --- the roles ---------------------------------------------------------------------------------
 
 
-def _weights_out(weights: np.ndarray, config: RegressionConfig, scales: Scales) -> dict[str, Any]:
-    """Revealed ``(d, K)`` weights in the targets' units: ``coef`` ``(K, features)`` and ``intercept`` ``(K,)``."""
+def _weights_out(weights: np.ndarray, config: RegressionConfig, scales: Scales, P: np.ndarray | None
+                 ) -> dict[str, Any]:
+    """Revealed ``(d, K)`` weights in the targets' units: ``coef`` ``(K, features)`` and ``intercept`` ``(K,)``
+    (with ``dp_projection`` mapped back to the raw features, ``P w``)."""
     weights = weights * 2.0**scales.y_shift
+    if P is not None:
+        weights = np.concatenate([P @ weights[:P.shape[1]], weights[P.shape[1]:]])
     if config.fit_intercept:
         return {"coef": weights[:-1].T, "intercept": weights[-1]}
     return {"coef": weights.T, "intercept": np.zeros(weights.shape[1])}
@@ -263,16 +289,23 @@ def regression_party(party: Party, X: Any = None, y: Any = None, *, config: Regr
                               "y_shift": scales.y_shift, "seed": None}
     if y is not None:
         y = y * 2.0**-scales.y_shift
+    dp = plan_from_facts(config, facts) if config.dp else None
+    P = projection(config, facts[config.holders[0]]["cols"]) if config.dp else None
+    init = None
+    if is_holder and P is not None:
+        X = X @ P
+    if is_holder and dp is not None and config.dp_local_epochs:
+        init = local_init(config, dp, X, y, party.id)
     if not is_player:
         # 3. a holder outside the compute parties shares its data, then follows progress
-        for name, value in (("X", X), ("y", y)):
+        for name, value in (("X", X), ("y", y), ("local model", init)):
             if value is not None:
                 send_input(party, config.players, fixedpoint.encode(value, config.frac_bits, name=name))
-        return _await_outcome(party, config, scales, result, progress)
+        return _await_outcome(party, config, scales, result, progress, P)
 
     session = config.session(party)
     # 3. shares of every block
-    xs, ys = _shared_inputs(session, config, X, y)
+    xs, ys, start = _shared_inputs(session, config, X, y, init)
     outsiders = [h for h in config.holders if h not in config.players]
 
     def epoch_done(epoch: int, stop: bool, change: float | None) -> None:
@@ -285,7 +318,8 @@ def regression_party(party: Party, X: Any = None, y: Any = None, *, config: Regr
     try:
         if config.dp:
             # 4.-6. with DP: DP-SGD on Poisson batches (protocols.regression.privacy)
-            w = train_private(session, xs, ys, config, result["seed"], lambda epoch: epoch_done(epoch, False, None))
+            w = train_private(session, xs, ys, config, dp, result["seed"], lambda epoch: epoch_done(epoch, False, None),
+                              start)
             result["n_epochs"] = config.epochs
         else:
             w, result["n_epochs"] = train_shared(session, xs, ys, config, scales, result["seed"], epoch_done)
@@ -300,7 +334,7 @@ def regression_party(party: Party, X: Any = None, y: Any = None, *, config: Regr
     if config.output == "shared":
         result["weights_share"] = w.share
     elif config.output == "reveal":
-        result.update(_weights_out(w.reveal(), config, scales))
+        result.update(_weights_out(w.reveal(), config, scales, P))
         for h in outsiders:
             w.reveal_outside(h)
     else:
@@ -310,7 +344,7 @@ def regression_party(party: Party, X: Any = None, y: Any = None, *, config: Regr
 
 
 def _await_outcome(party: Party, config: RegressionConfig, scales: Scales, result: dict[str, Any],
-                   progress: Progress | None) -> dict[str, Any]:
+                   progress: Progress | None, P: np.ndarray | None) -> dict[str, Any]:
     """A holder outside the compute parties follows progress, then receives its output."""
     leader = config.players[0]
     while True:
@@ -324,7 +358,7 @@ def _await_outcome(party: Party, config: RegressionConfig, scales: Scales, resul
         if progress is not None:
             progress(epoch)
     if config.output == "reveal":
-        result.update(_weights_out(receive_revealed(party, config.players, config.frac_bits), config, scales))
+        result.update(_weights_out(receive_revealed(party, config.players, config.frac_bits), config, scales, P))
     elif config.output == "own":
         _receive_own(party, config, result, scales)
     return result
