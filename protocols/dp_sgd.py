@@ -57,7 +57,8 @@ and the guarantee is :func:`epsilon_known_batches` (composition over the steps a
 a public seed (:func:`party_noise_sources`) so that :func:`plaintext_dp_sgd` can replay the same noise;
 without it every party keys its stream from ``os.urandom``.
 
-PEA's accuracy aids (plaintext side, :func:`local_dp_models`, :func:`random_projection`) are at the end.
+PEA's accuracy aids (plaintext side, :func:`local_dp_models`, :func:`random_projection`) are at the end; the
+regression estimators offer them as ``dp_local_epochs`` and ``dp_projection`` (:mod:`protocols.regression.privacy`).
 """
 
 from __future__ import annotations

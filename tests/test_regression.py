@@ -495,7 +495,8 @@ def test_party_app_options(tmp_path) -> None:
     with pytest.raises(ValueError, match="exactly one party with role 'dealer'"):
         run_app_local("regression", data, {**options, "triples": "dealer"}, federation={"alice": "label", "bob": "holder"})
     with pytest.raises(ValueError, match=r"unknown option 'epocs'; valid options: alpha, batch_size, decay, dp_clip, "
-                                         r"dp_colluders, dp_delta, dp_epsilon, dp_feature_bound, dp_noise_multiplier, "
+                                         r"dp_colluders, dp_delta, dp_epsilon, dp_feature_bound, dp_local_epochs, "
+                                         r"dp_noise_multiplier, dp_projection, "
                                          r"engine, epochs"):
         run_app_local("regression", data, {"epocs": "1"})
     with pytest.raises(ValueError, match="option 'epochs' must be int, got 'two'"):
