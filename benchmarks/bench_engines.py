@@ -63,38 +63,46 @@ def timed_fit(fit: Callable[[], Any]) -> tuple[Any, float, float]:
 
 
 def interleaved(name: str, fit: Callable[[str], Any], repeats: int, target: str,
-                seconds: Callable[[Any], float] | None = None) -> dict[str, list]:
-    """``fit(engine)`` for both engines back to back, ``repeats`` times; prints medians and ratios
-    (wall: of the whole call, or ``seconds(result)`` where the result times its own step)."""
-    runs: dict[str, list] = {e: [] for e in ENGINES}
+                seconds: Callable[[Any], float] | None = None, contenders: tuple[str, ...] = ENGINES
+                ) -> dict[str, list]:
+    """``fit(contender)`` for every contender (the engines) back to back, ``repeats`` times; prints
+    the medians and the median per-repeat ratios rss3 / each other contender (wall: of the whole
+    call, or ``seconds(result)`` where the result times its own step)."""
+    runs: dict[str, list] = {c: [] for c in contenders}
     for _ in range(repeats):
-        for engine in ENGINES:
-            result, wall, cpu = timed_fit(lambda: fit(engine))
-            runs[engine].append((result, seconds(result) if seconds else wall, cpu))
-    wall = {e: statistics.median(r[1] for r in runs[e]) for e in ENGINES}
-    cpu = {e: statistics.median(r[2] for r in runs[e]) for e in ENGINES}
-    ratio = statistics.median(r[1] / b[1] for r, b in zip(runs["rss3"], runs["beaver"]))
-    cpu_ratio = statistics.median(r[2] / b[2] for r, b in zip(runs["rss3"], runs["beaver"]))
-    print(f"{name}\n  beaver {wall['beaver']:8.4f} s (CPU {cpu['beaver']:7.3f})   rss3 {wall['rss3']:8.4f} s "
-          f"(CPU {cpu['rss3']:7.3f})   rss3/beaver wall {ratio:.2f} (per repeat "
-          f"{', '.join(f'{r[1] / b[1]:.2f}' for r, b in zip(runs['rss3'], runs['beaver']))}), CPU {cpu_ratio:.2f}"
-          f"   target {target}", flush=True)
-    return {e: [r[0] for r in runs[e]] for e in ENGINES}
+        for contender in contenders:
+            result, wall, cpu = timed_fit(lambda: fit(contender))
+            runs[contender].append((result, seconds(result) if seconds else wall, cpu))
+    print(name)
+    for c in contenders:
+        print(f"  {c:<18} {statistics.median(r[1] for r in runs[c]):8.4f} s (CPU "
+              f"{statistics.median(r[2] for r in runs[c]):7.3f})", end="")
+        if c != "rss3":
+            pairs = list(zip(runs["rss3"], runs[c]))
+            print(f"   rss3/{c}: wall {statistics.median(r[1] / b[1] for r, b in pairs):.2f} (per repeat "
+                  f"{', '.join(f'{r[1] / b[1]:.2f}' for r, b in pairs)}), CPU "
+                  f"{statistics.median(r[2] / b[2] for r, b in pairs):.2f}   target {target}", end="")
+        print(flush=True)
+    return {c: [r[0] for r in runs[c]] for c in contenders}
 
 
 def regression(repeats: int, epochs: int) -> None:
     X, y = load_breast_cancer(return_X_y=True)
     X = StandardScaler().fit_transform(X)
 
-    def fit(engine: str) -> SecureLogisticRegression:
+    def fit(contender: str) -> SecureLogisticRegression:
+        engine, _, holders = contender.partition(" ")
+        partition = Vertical(15, 15) if holders else Vertical(10, 10, 10)
         return SecureLogisticRegression(epochs=epochs, batch_size=128, random_state=0, engine=engine,
-                                        partition=Vertical(10, 10, 10)).fit(X, y)
+                                        partition=partition).fit(X, y)
 
-    models = interleaved(f"(a) logistic regression, breast cancer {X.shape}, {epochs} epochs, batch 128, "
-                         "3 holders", fit, repeats, "<= 1.5")
-    auc = {e: roc_auc_score(y, models[e][-1].decision_function(X)) for e in ENGINES}
-    print(f"  train AUC beaver {auc['beaver']:.4f}, rss3 {auc['rss3']:.4f}, difference "
-          f"{abs(auc['rss3'] - auc['beaver']):.4f} (target <= 0.002)", flush=True)
+    models = interleaved(f"(a) logistic regression, breast cancer {X.shape}, {epochs} epochs, batch 128, 3 holders "
+                         "(and beaver on 2 holders + dealer, the cheapest beaver run)", fit, repeats, "<= 1.5",
+                         contenders=("beaver", "beaver (2 holders)", "rss3"))
+    auc = {c: [roc_auc_score(y, m.decision_function(X)) for m in ms] for c, ms in models.items()}
+    print(f"  train AUC {'; '.join(f'{c} {min(a):.4f}..{max(a):.4f}' for c, a in auc.items())}; largest |rss3 - "
+          f"beaver| over the repeats {max(abs(r - b) for r, b in zip(auc['rss3'], auc['beaver'])):.4f} "
+          f"(target <= 0.002)", flush=True)
 
 
 def xgb(repeats: int, trees: int, depth: int) -> None:
@@ -122,9 +130,13 @@ def xgb(repeats: int, trees: int, depth: int) -> None:
               f"beyond the summed replay bounds (max {bound.max():.2e}): {int(np.sum(diff > bound))}; "
               f"predicted labels differ on {int(np.sum((ma > 0) != (mb > 0)))} rows", flush=True)
 
-    compare("rss3 vs beaver", models["rss3"][-1], models["beaver"][-1])
-    if repeats > 1:  # the control: two runs on the same engine differ by their truncations' randomness too
-        compare("beaver vs beaver (control)", models["beaver"][0], models["beaver"][-1])
+    for engine in ENGINES:
+        print(f"  {engine} train AUC per repeat: "
+              f"{', '.join(f'{roc_auc_score(y, m.decision_function(X)):.4f}' for m in models[engine])}")
+    for i, (r, b) in enumerate(zip(models["rss3"], models["beaver"])):
+        compare(f"repeat {i}: rss3 vs beaver", r, b)
+    for i in range(1, repeats):  # the control: two runs on one engine differ by their truncations' randomness too
+        compare(f"control: beaver repeat 0 vs {i}", models["beaver"][0], models["beaver"][i])
 
 
 def product(repeats: int, rows: int) -> None:
