@@ -108,8 +108,8 @@ def test_standardize_matches_pca_on_scaled_data() -> None:
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(scale=st.sampled_from([1e-3, 1.0, 1e3]), holders=st.integers(2, 5), variant=st.sampled_from(["ss", "he"]),
-       standardize=st.booleans(), seed=st.integers(0, 2**16))
+@given(scale=st.sampled_from([1e-3, 1.0, 1e3]), holders=st.integers(2, 5),
+       variant=st.sampled_from(["ss", "ss-rss3", "he"]), standardize=st.booleans(), seed=st.integers(0, 2**16))
 def test_generated_data_gives_the_replay_or_an_early_error(monkeypatch, scale, holders, variant, standardize, seed):
     started = []
     monkeypatch.setattr(protocols.estimator, "run_parties",
@@ -117,7 +117,10 @@ def test_generated_data_gives_the_replay_or_an_early_error(monkeypatch, scale, h
     data = np.random.default_rng(seed)
     X = data.normal(size=(10 * holders, 5)) @ data.normal(size=(5, 5)) * scale * data.uniform(0.1, 1, 5)
     blocks = np.array_split(X, holders)
-    est = SecurePCA(n_components=3, variant=variant, standardize=standardize, key_bits=KEY_BITS)
+    variant, _, engine = variant.partition("-")
+    servers = 3 if engine and holders != 3 else 0  # rss3: the three holders, or three servers
+    est = SecurePCA(n_components=3, variant=variant, engine=engine or "beaver", n_servers=servers,
+                    standardize=standardize, key_bits=KEY_BITS)
     try:
         est.fit(blocks)
     except ValueError:
