@@ -264,6 +264,26 @@ def test_party_processes_match_in_process(tmp_path, variant: str, engine: str) -
         assert result.ok, result.summary
 
 
+@pytest.mark.parametrize("engine", ["beaver", "rss3"])
+def test_app_with_server_parties(tmp_path, engine: str) -> None:
+    """The app's `server` role: three holders input to three (rss3) or two (beaver) servers, in-process."""
+    from parties.apps import load_app, party_model, run_app_local
+
+    app = load_app("pca")
+    options = {"variant": "ss", "engine": engine, "n_components": "4"}
+    data = app.demo_data(tmp_path, 0, options)
+    servers = ("s0", "s1", "s2") if engine == "rss3" else ("s0", "s1")
+    federation = {**app.DEMO_PARTIES, **{s: "server" for s in servers}}
+    outputs = run_app_local("pca", data, options, federation=federation, timeout=60)
+    result = app.check(outputs, data, options)
+    assert result.ok, result.summary
+    assert all(outputs[s] is None and party_model(app, None, s, federation, options) is None for s in servers)
+    assert set(outputs.stats["consumer"].received_from) == {"alice", "bob", "carol", *servers}
+    with pytest.raises(ValueError, match="engine='rss3' needs exactly three compute parties"):
+        run_app_local("pca", data, {**options, "engine": "rss3"}, federation={**app.DEMO_PARTIES, "s0": "server",
+                                                                             "s1": "server"}, timeout=60)
+
+
 def test_scikit_learn_estimator_checks() -> None:
     from sklearn.utils.estimator_checks import check_estimator
 

@@ -82,7 +82,9 @@ def check(outputs: Mapping[str, Any], data: Mapping[str, Path], options: Mapping
 
 
 def model(output: Mapping[str, Any], ctx: AppContext) -> SecurePCA:
-    """A holder's model (components, mean, scale) as a fitted ``SecurePCA`` for ``transform``."""
+    """A holder's model (components, mean, scale) as a fitted ``SecurePCA`` for ``transform``; a server has none."""
+    if output is None:
+        return None
     config = ctx.config(**_topology(ctx.federation))
     estimator = SecurePCA(**config.options())
     estimator.mean_, estimator.scale_ = np.asarray(output["mean"]), np.asarray(output["scale"])
