@@ -533,6 +533,8 @@ def test_sklearn_conventions_and_bad_input(cancer):
     for kind in (SecureXGBClassifier, SecureXGBRegressor):
         with pytest.raises(ValueError, match="engine='rss3' needs exactly three data parties"):
             kind(engine="rss3", partition=Vertical(10, 20)).fit(xtr[:50], ytr[:50])
+        with pytest.raises(ValueError, match="applies to method='ss' only"):
+            kind(method="he", engine="rss3", partition=Vertical(10, 10, 10)).fit(xtr[:50], ytr[:50])
     bad = a.copy()
     bad[3, 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):
