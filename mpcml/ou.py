@@ -71,6 +71,11 @@ def prime_bits(n_bits: int) -> int:
     return (n_bits + 2) // 3
 
 
+def min_plaintext_bits(n_bits: int) -> int:
+    """Packing capacity of every ``n_bits``-bit key: ``max_int = 2^(|p| - 2) - 1``."""
+    return prime_bits(n_bits) - 2
+
+
 def _random_bits(bits: int, top: int = 1) -> mpz:
     """A uniform ``bits``-bit odd integer with its ``top`` leading bits set (``secrets``)."""
     value = secrets.randbits(bits) | ((1 << top) - 1) << (bits - top) | 1

@@ -33,11 +33,14 @@ from sklearn.preprocessing import StandardScaler
 import protocols.xgb.config
 import protocols.xgb.trees
 from mpcml import fixedpoint
+from mpcml.he import SCHEMES, slots_per_ciphertext
 from protocols.estimator import Vertical
 from protocols.xgb import Forest, ReplayMismatch, SecureXGBClassifier, SecureXGBRegressor, XGBConfig, plaintext_xgb
 from protocols.xgb.trees import QuantileBinner, feature_values
 
-KEY = 1024  # arithmetic only: the test suite's small Paillier keys
+KEY = 1024  # arithmetic only: the test suite's small keys
+METHODS = [pytest.param("ss", "ou", id="ss"), *(pytest.param("he", scheme, id=f"he-{scheme}") for scheme in SCHEMES)]
+"""SS-XGB, and SecureBoost under each additively homomorphic scheme (``he``; SS-XGB ignores it)."""
 
 
 @pytest.fixture(scope="module")
@@ -81,10 +84,10 @@ def xgb_margin(xtr, ytr, xte, trees, depth, max_bin=32, regression=False):
 # --- the secure fits replay the plaintext algorithm -------------------------------------------------
 
 
-@pytest.mark.parametrize("method", ["ss", "he"])
-def test_classifier_replays_tree_by_tree(cancer, method, transport):
+@pytest.mark.parametrize("method, he", METHODS)
+def test_classifier_replays_tree_by_tree(cancer, method, he, transport):
     xtr, xte, ytr, _ = cancer
-    est = SecureXGBClassifier(method=method, n_estimators=2, max_depth=3, key_bits=KEY, partition=Vertical(12, 18))
+    est = SecureXGBClassifier(method=method, he=he, n_estimators=2, max_depth=3, key_bits=KEY, partition=Vertical(12, 18))
     est.fit(xtr[:240], ytr[:240])
     assert_replays(est, xtr[:240], ytr[:240], xte)
     if method == "he":  # exact split finding: the independent replay grows the very same trees
@@ -114,19 +117,19 @@ def test_the_replay_rejects_another_model(cancer):
             plaintext_xgb(blocks, ytr[:200], est.config_, follow=shifted)
 
 
-@pytest.mark.parametrize("method", ["ss", "he"])
-def test_regressor_replays_tree_by_tree(diabetes, method):
+@pytest.mark.parametrize("method, he", METHODS)
+def test_regressor_replays_tree_by_tree(diabetes, method, he):
     xtr, xte, ytr, _ = diabetes
-    est = SecureXGBRegressor(method=method, n_estimators=10, max_depth=2, key_bits=KEY, partition=Vertical(5, 5))
+    est = SecureXGBRegressor(method=method, he=he, n_estimators=10, max_depth=2, key_bits=KEY, partition=Vertical(5, 5))
     est.fit(xtr, ytr)
     assert est.models_["holder-0"].target_shift == 8  # max |y - mean| = 193 < 2^8: trained as (y - mean) / 256
     assert_replays(est, xtr, ytr, xte)
 
 
-@pytest.mark.parametrize("method", ["ss", "he"])
-def test_three_parties_with_row_and_column_sampling(cancer, method):
+@pytest.mark.parametrize("method, he", METHODS)
+def test_three_parties_with_row_and_column_sampling(cancer, method, he):
     xtr, xte, ytr, _ = cancer
-    est = SecureXGBClassifier(method=method, n_estimators=2, max_depth=2, subsample=0.7, colsample_bytree=0.2,
+    est = SecureXGBClassifier(method=method, he=he, n_estimators=2, max_depth=2, subsample=0.7, colsample_bytree=0.2,
                               max_bin=16, key_bits=KEY, random_state=5, partition=Vertical(10, 10, 10))
     est.fit(xtr[:200], ytr[:200])
     for part in est.models_.values():
@@ -165,12 +168,12 @@ def test_ss_margins_go_to_the_named_party_only(cancer):
 # --- quality: the same model as xgboost (separately from the replays) ------------------------------
 
 
-def test_he_equals_xgboost_and_ss_is_close(cancer):
+def test_he_equals_xgboost_and_ss_is_close(cancer, he_scheme):
     """Same cut points (xgboost's own sketch): SecureBoost's margins are xgboost's up to the 2^-24 rounding of
     g and h; SS-XGB's agree to fixed-point accuracy except where tied thresholds resolve differently."""
     xtr, xte, ytr, yte = cancer
     expected = xgb_margin(xtr, ytr, xte, 2, 3)
-    he = SecureXGBClassifier(method="he", n_estimators=2, key_bits=KEY).fit([xtr[:, :15], xtr[:, 15:]], ytr)
+    he = SecureXGBClassifier(method="he", he=he_scheme, n_estimators=2, key_bits=KEY).fit([xtr[:, :15], xtr[:, 15:]], ytr)
     np.testing.assert_allclose(he.decision_function(xte), expected, atol=1e-4)
     ss = SecureXGBClassifier(method="ss", n_estimators=2).fit([xtr[:, :15], xtr[:, 15:]], ytr)
     margin = ss.decision_function(xte)
@@ -341,27 +344,29 @@ def he_keys(monkeypatch) -> list:
     made: list = []
     original = protocols.xgb.he.generate_keypair
 
-    def recording(bits):
-        made.append(original(bits))
+    def recording(scheme, bits):
+        made.append(original(scheme, bits))
         return made[-1]
 
     monkeypatch.setattr(protocols.xgb.he, "generate_keypair", recording)
     return made
 
 
-def test_he_wire_view_passive_sees_ciphertexts_and_histograms_are_rerandomised(cancer, wire_log, he_keys):
+def test_he_wire_view_passive_sees_ciphertexts_and_histograms_are_rerandomised(cancer, wire_log, he_keys, he_scheme):
     """The passive party receives, besides the public set-up, the node assignment and the nodes it won, only
     ciphertexts: of ``g 2^W + h`` for the sampled rows. The label holder receives left sums it can decrypt,
     but their ciphertexts are re-randomised: none equals the product of its own ciphertexts that the passive
     party computed (which would tell the label holder which rows each sum holds)."""
-    from mpcml.paillier import EncryptedArray
+    from mpcml.he import EncryptedArray
 
     xtr, _, ytr, _ = cancer
     X, y = xtr[:60], ytr[:60]
-    est = SecureXGBClassifier(method="he", n_estimators=1, max_depth=2, max_bin=6, key_bits=KEY, partition=Vertical(15, 15))
+    est = SecureXGBClassifier(method="he", he=he_scheme, n_estimators=1, max_depth=2, max_bin=6, key_bits=KEY,
+                              partition=Vertical(15, 15))
     est.fit(X, y)
     public, private = he_keys[0]
-    n2 = int(public.nsquare)
+    assert public.scheme == he_scheme
+    n2 = int(public.modulus)  # the ciphertext modulus: n^2 (Paillier) or n (OU)
 
     def decrypt(cts):
         return [int(v) for v in private.decrypt_int(EncryptedArray(public, np.array(cts, dtype=object), 0))]
@@ -372,7 +377,7 @@ def test_he_wire_view_passive_sees_ciphertexts_and_histograms_are_rerandomised(c
                      ("won",), ("nodes",), ("won",), "done"]
     gradients = to_passive[2]
     cts = gradients["ciphertexts"]
-    assert all(int(public.n) < c < n2 for c in cts)
+    assert all(0 < c < n2 for c in cts) and len(set(cts)) == len(cts)
     g, h = protocols.xgb.trees.gradients(np.full(60, est.models_["holder-0"].base), y, "logistic")
     gh = np.rint(np.stack([g, h], axis=1) * 2.0**24).astype(np.int64)
     w = int(gh[:, 1].sum()).bit_length() + 1
@@ -397,7 +402,7 @@ def test_he_wire_view_passive_sees_ciphertexts_and_histograms_are_rerandomised(c
                 for r in left:
                     product = product * cts[r] % n2
                 sums[sum(plain[r] for r in left)] = product
-            per_word = (public.bits - 4) // slot
+            per_word = slots_per_ciphertext(public, slot)
             for word, value in zip(words, decrypt(words)):
                 expected, k = 1, 0
                 while value and k < per_word:

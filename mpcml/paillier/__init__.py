@@ -38,7 +38,7 @@ from ..he.packing import (
     unpack_words,
 )
 from .array import EncryptedArray
-from .keys import DEFAULT_SHORT_EXPONENT_BITS, MIN_KEY_BITS, SUBGROUP_SIGMA, PrivateKey, PublicKey, generate_keypair
+from .keys import DEFAULT_SHORT_EXPONENT_BITS, MIN_KEY_BITS, SUBGROUP_SIGMA, PrivateKey, PublicKey, generate_keypair, min_plaintext_bits
 
 __all__ = [
     "ColumnPowers", "DEFAULT_SHORT_EXPONENT_BITS", "EncryptedArray", "MASK_SIGMA", "MAX_FRAC_BITS", "MIN_KEY_BITS",
