@@ -2,6 +2,11 @@
 
     python -m benchmarks.bench_caesar            # 20,000 x 20,000 at 0.1% and 0.2%, 2048-bit Paillier
     python -m benchmarks.bench_caesar --quick    # 2,000 x 2,000, 1024-bit keys: a smoke run
+    python -m benchmarks.bench_caesar --he-only --repeats 3   # 20,000 cols at 0.1%: OU vs Paillier, one run
+
+``--he`` picks the schemes (default ``ou,paillier``): ``--he-only`` times one epoch of the first
+density under each, interleaved ``--repeats`` times (medians, and the OU/Paillier ratio); the other
+measurements use the first scheme listed.
 
 Per configuration it prints CAESAR's wall time and bytes for one epoch (both parties in this
 process, key generation and the final output excluded), the plaintext algorithm's time for one
@@ -30,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import time
 
 import numpy as np
 from sklearn.datasets import load_wine
@@ -49,14 +55,17 @@ def _split(x, cols: int):
     return [x[:, :half], x[:, half:]]
 
 
-def run_config(rows: int, cols: int, density: float, args: argparse.Namespace) -> dict:
+def run_config(rows: int, cols: int, density: float, args: argparse.Namespace, he: str | None = None) -> dict:
     test_rows = rows // 5
     x, y, _ = make_sparse_logistic(rows + test_rows, cols, density, seed=args.seed)
     xtr, xte, ytr, yte = x[:rows], x[rows:], y[:rows], y[rows:]
-    params = dict(learning_rate=args.lr, batch_size=args.batch_size, key_bits=args.key_bits)
-    epochs, seconds, traffic = [], [], []
+    params = dict(learning_rate=args.lr, batch_size=args.batch_size, key_bits=args.key_bits,
+                  he=he or args.he.split(",")[0], random_state=args.seed)  # the same batches under every scheme
+    epochs, seconds, traffic, cpu = [], [], [], []
     for _ in range(args.repeats):
+        start = time.process_time()  # every party is a thread of this process (MPCML_HE_PROCESSES=1: all its work)
         model = CaesarLogisticRegression(epochs=args.epochs, **params).fit(_split(xtr, cols), ytr)
+        cpu.append(time.process_time() - start)
         seconds.append(float(np.median(model.epoch_seconds_)))
         traffic.append(int(np.median(model.epoch_bytes_)))
         epochs.append(model)
@@ -70,7 +79,33 @@ def run_config(rows: int, cols: int, density: float, args: argparse.Namespace) -
     ref_w, ref_b = plain()
     ref_auc = roc_auc_score(yte, xte @ ref_w[0] + ref_b[0])
     return {"rows": rows, "cols": cols, "density": density, "nnz": int(xtr.nnz), "seconds": statistics.median(seconds),
+            "cpu": statistics.median(cpu),
             "bytes": statistics.median(traffic), "plain": plain_time, "auc": auc, "ref_auc": ref_auc, "x": xtr, "y": ytr}
+
+
+def scheme_comparison(args: argparse.Namespace, density: float) -> None:
+    """One epoch under each scheme of ``--he``, interleaved ``--repeats`` times: medians, AUC, ratio to the first."""
+    schemes = args.he.split(",")
+    repeats, args.repeats = args.repeats, 1
+    runs: dict[str, list[dict]] = {s: [] for s in schemes}
+    for _ in range(repeats):
+        for scheme in schemes:
+            runs[scheme].append(run_config(args.rows, args.cols, density, args, scheme))
+    args.repeats = repeats
+    print(f"CAESAR per scheme: {args.rows} train rows x {args.cols} cols at density {density}, {args.key_bits}-bit keys, "
+          f"batch {args.batch_size}, lr {args.lr}, {args.epochs} epoch(s); medians of {repeats} interleaved runs")
+    print("wall s/epoch: the median epoch's wall time; CPU s/fit: the whole fit (key generation and set-up included) "
+          "in CPU seconds of this process, the steadier figure on a loaded machine")
+    print(f"{'he':>9} {'s/epoch':>9} {'each run':>24} {'CPU s/fit':>10} {'each run':>24} {'MB/epoch':>9} {'AUC':>7} "
+          f"{'plain AUC':>10} {'wall x ' + schemes[-1]:>15} {'CPU x ' + schemes[-1]:>15}")
+    last = {k: statistics.median(r[k] for r in runs[schemes[-1]]) for k in ("seconds", "cpu")}
+    for scheme in schemes:
+        seconds, cpu = (statistics.median(r[k] for r in runs[scheme]) for k in ("seconds", "cpu"))
+        each = {k: " ".join(f"{r[k]:.2f}" for r in runs[scheme]) for k in ("seconds", "cpu")}
+        first = runs[scheme][0]
+        print(f"{scheme:>9} {seconds:>9.2f} {each['seconds']:>24} {cpu:>10.2f} {each['cpu']:>24} {first['bytes'] / 1e6:>9.2f} "
+              f"{first['auc']:>7.4f} {first['ref_auc']:>10.4f} {seconds / last['seconds']:>15.3f} "
+              f"{cpu / last['cpu']:>15.3f}")
 
 
 def dealer_baseline(config: dict, args: argparse.Namespace) -> dict:
@@ -85,7 +120,8 @@ def dealer_baseline(config: dict, args: argparse.Namespace) -> dict:
 
     fit(1)  # warm-up: the first run pays for allocating the dense arrays
     (first, first_bytes), (three, _) = fit(1), fit(3)
-    caesar = CaesarLogisticRegression(learning_rate=args.lr, epochs=1, batch_size=args.batch_size, key_bits=args.key_bits)
+    caesar = CaesarLogisticRegression(learning_rate=args.lr, epochs=1, batch_size=args.batch_size, key_bits=args.key_bits,
+                                      he=args.he.split(",")[0])
     caesar_time = median_time(lambda: caesar.fit(_split(x, config["cols"]), y), args.repeats)
     return {"rows": rows, "first": first, "steady": (three - first) / 2, "bytes": first_bytes,
             "caesar": caesar_time, "caesar_bytes": caesar.communication_.total_bytes}
@@ -112,7 +148,8 @@ def wine_one_vs_rest(args: argparse.Namespace) -> dict:
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
     scaler = StandardScaler().fit(X_train)
     X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
-    options = dict(learning_rate=0.5, epochs=6, batch_size=32, key_bits=args.key_bits, random_state=1)
+    options = dict(learning_rate=0.5, epochs=6, batch_size=32, key_bits=args.key_bits, he=args.he.split(",")[0],
+                   random_state=1)
 
     def fit(labels: np.ndarray) -> CaesarLogisticRegression:
         return CaesarLogisticRegression(**options).fit(_split(X_train, X_train.shape[1]), labels)
@@ -146,10 +183,15 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--wine-only", action="store_true", help="only the wine one-vs-rest measurement")
+    parser.add_argument("--he", default="ou,paillier", help="additively homomorphic schemes (the first for the rest)")
+    parser.add_argument("--he-only", action="store_true", help="only the per-scheme epoch times at the first density")
     args = parser.parse_args()
     if args.quick:
         args.rows, args.cols, args.densities, args.ss_rows, args.free_cols = 2_000, 2_000, "0.01,0.02", 500, 100
         args.key_bits, args.batch_size, args.repeats, args.lr = 1024, 250, 3, 4.0
+    if args.he_only:
+        scheme_comparison(args, float(args.densities.split(",")[0]))
+        return
     wine = wine_one_vs_rest(args)
     print(f"wine, 3 classes one-vs-rest in one run vs one binary fit ({args.key_bits}-bit keys, lr 0.5, 6 epochs, "
           f"batch 32, medians of {args.repeats}): {wine['ovr']:.1f} s vs {wine['binary']:.1f} s "
@@ -159,7 +201,7 @@ def main() -> None:
     if args.wine_only:
         return
     densities = [float(d) for d in args.densities.split(",")]
-    print(f"CAESAR benchmark: {args.rows} train rows, Paillier {args.key_bits} bits, batch {args.batch_size}, "
+    print(f"CAESAR benchmark: {args.rows} train rows, {args.he.split(',')[0]} {args.key_bits} bits, batch {args.batch_size}, "
           f"lr {args.lr}, {args.epochs} epoch(s), medians of {args.repeats} run(s)")
     configs = [run_config(args.rows, args.cols, d, args) for d in densities]
     configs.append(run_config(args.rows, 2 * args.cols, densities[0] / 2, args))

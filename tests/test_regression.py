@@ -295,10 +295,11 @@ def test_outputs_own_and_shared_with_secure_prediction(cancer, engine) -> None:
         shared.save("unused.npz")
 
 
-def test_dealer_free_paillier_triples_follow_the_plaintext_algorithm(diabetes) -> None:
+def test_dealer_free_paillier_triples_follow_the_plaintext_algorithm(diabetes, he_scheme) -> None:
     X, y = diabetes[0][:120], diabetes[1][:120]
     blocks = np.array_split(X, 2, axis=1)
-    est = SecureLinearRegression(epochs=2, batch_size=40, random_state=3, triples="paillier", key_bits=1024).fit(blocks, y)
+    est = SecureLinearRegression(epochs=2, batch_size=40, random_state=3, triples="paillier", he=he_scheme,
+                                 key_bits=1024).fit(blocks, y)
     assert set(est.communication_.per_party) == {"holder-0", "holder-1"}  # no dealer
     assert_replays(est, X, y)
     with pytest.raises(ValueError, match="exactly two compute parties"):
