@@ -393,6 +393,18 @@ def test_estimator_conventions_and_input_errors() -> None:
         CaesarLogisticRegression(epocs=3)
 
 
+@pytest.mark.parametrize("expected, sent", [("ou", "paillier"), ("paillier", "ou")])
+def test_a_peer_key_of_another_scheme_is_refused_at_set_up(monkeypatch, expected, sent) -> None:
+    """Each party checks the key it receives with ``public_key_from_wire(..., config.he)``: a peer whose key
+    pair is of another scheme (here both, as if each had been built with the other) is refused."""
+    real = protocols.caesar.protocol.generate_keypair
+    monkeypatch.setattr(protocols.caesar.protocol, "generate_keypair", lambda scheme, bits: real(sent, bits))
+    gen = np.random.default_rng(0)
+    X, y = gen.normal(size=(20, 4)), np.arange(20) % 2
+    with pytest.raises(Exception, match=f"expected a {expected} public key from the peer, got '{sent}'"):
+        CaesarLogisticRegression(he=expected, key_bits=KEY, epochs=1).fit(halves(X), y)
+
+
 def test_parties_with_different_options_refuse_at_set_up() -> None:
     gen = np.random.default_rng(0)
     X, y = gen.normal(size=(20, 4)), np.arange(20) % 2

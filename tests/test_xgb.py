@@ -229,6 +229,19 @@ def test_features_from_1e_3_to_1e3(cancer):
     assert_replays(est, xtr * scales, ytr, xte * scales)
 
 
+@pytest.mark.parametrize("expected, sent", [("ou", "paillier"), ("paillier", "ou")])
+def test_a_label_holder_key_of_another_scheme_is_refused_by_the_passive_party(cancer, monkeypatch, expected, sent):
+    """The passive party checks the key with ``public_key_from_wire(..., config.he)``."""
+    import protocols.xgb.he
+
+    real = protocols.xgb.he.generate_keypair
+    monkeypatch.setattr(protocols.xgb.he, "generate_keypair", lambda scheme, bits: real(sent, bits))
+    xtr, _, ytr, _ = cancer
+    with pytest.raises(Exception, match=f"expected a {expected} public key from the peer, got '{sent}'"):
+        SecureXGBClassifier(method="he", he=expected, n_estimators=1, max_depth=1, key_bits=KEY,
+                            partition=Vertical(15, 15)).fit(xtr[:60], ytr[:60])
+
+
 def test_reg_lambda_too_small_for_the_secure_division_is_refused_before_any_message(cancer, runs):
     xtr, _, ytr, _ = cancer
     with pytest.raises(ValueError, match=r"reg_lambda=1e-06 is too small .* use reg_lambda >= 6.1e-05 \(or method='he'\)"):
