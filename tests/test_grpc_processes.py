@@ -13,11 +13,12 @@ import pytest
 from parties.apps import load_app, run_app_local, write_csv
 from parties.config import load_federation
 from parties.launcher import (
-    ERROR_PREFIX, ProcessesFailed, last_line, parties_running, party_command, run_processes, spawn, wait_for_log,
+    ERROR_PREFIX, ProcessesFailed, last_line, parties_running, party_command, run_processes, spawn,
     write_loopback_federation,
 )
 from parties.transport import CONTROL_TIMEOUT
 from parties.netem import parse_network, shaped_federation
+from tests.conftest import wait_for_log
 
 CASES = [
     ("matmul", {"frac_bits": "0"}, True),
