@@ -40,7 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from parties.apps import available_apps, load_app
-from parties.launcher import run_processes
+from parties.launcher import run_processes, write_loopback_federation
 from parties.linkcheck import Sink, measure_path
 from parties.netem import LOOPBACK, PROFILES, LinkProfile, Relay, format_rate, parse_network
 
@@ -54,7 +54,7 @@ QUICK_OPTIONS: dict[str, dict[str, str]] = {
     "xgb": {"n_estimators": "1", "max_depth": "2"},
     "hybridalpha": {"rounds": "3"},
     "fedv": {"epochs": "1"},
-    "coded": {"rounds": "10"},
+    "coded": {"n_rounds": "10"},
 }
 # Bulk bytes per accuracy probe: about a quarter of a second at each profile's bandwidth.
 PROBE_BYTES = {"lan": 256 << 20, "dc": 32 << 20, "wan": 4 << 20, "slow": 1 << 20}
@@ -107,10 +107,19 @@ class Measured:
 
 
 def run_once(name: str, options: dict[str, str], profile: LinkProfile | None, work: Path, timeout: float) -> Measured:
-    app = load_app(name)
+    """One run of app ``name`` on its demo data and demo federation."""
     work.mkdir(parents=True)
-    data = app.demo_data(work, 0, options)
-    run = run_processes(name, data, options, work_dir=work / "run", timeout=timeout, network=profile)
+    return run_measured(name, load_app(name).demo_data(work, 0, options), options, profile, work, timeout)
+
+
+def run_measured(name: str, data: dict[str, Path], options: dict[str, str], profile: LinkProfile | None, work: Path,
+                 timeout: float, parties: dict[str, str] | None = None) -> Measured:
+    """One checked run of app ``name`` on ``data`` with the federation ``parties`` ({id: role}; default the demo's)."""
+    app = load_app(name)
+    federation = None if parties is None else write_loopback_federation(parties, work / "fed", timeout=timeout)
+    (work / "run").mkdir(parents=True, exist_ok=True)
+    run = run_processes(name, data, options, work_dir=work / "run", timeout=timeout, network=profile,
+                        federation=federation)
     result = app.check(run.outputs, data, options)
     if not result.ok:
         raise RuntimeError(f"{name} under {profile.name if profile else LOOPBACK}: check failed: {result.summary}")
