@@ -109,6 +109,7 @@ class RunState:
         self._timed_out: tuple[str, ...] = ()
         self._failure: Failure | None = None
         self._hooks: list[Callable[[Failure], None]] = []
+        self._greeted: set[str] = set()
 
     @contextlib.contextmanager
     def waiting(self, peers: Iterable[str]) -> Iterator[None]:
@@ -156,6 +157,17 @@ class RunState:
     def on_failure(self, hook: Callable[[Failure], None]) -> None:
         with self._cond:
             self._hooks.append(hook)
+
+    def greeted_by(self, peer: str) -> None:
+        """Record that ``peer`` compared its configuration with this party's (its ``Hello`` arrived)."""
+        with self._cond:
+            self._greeted.add(peer)
+            self._cond.notify_all()
+
+    def greeted(self) -> frozenset[str]:
+        """The peers whose ``Hello`` arrived: a party must not stop serving before every peer's has."""
+        with self._cond:
+            return frozenset(self._greeted)
 
     def notify(self, *_: object) -> None:
         """Wake :meth:`wait` to re-check its condition (usable as a future's done-callback)."""

@@ -142,15 +142,6 @@ def start_parties(
     }
 
 
-def wait_for_log(log: Path, text: str, proc: subprocess.Popen, timeout: float) -> None:
-    """Block until ``text`` appears in ``log``; ``RuntimeError`` with the log if the process exits or time runs out."""
-    limit = time.monotonic() + timeout
-    while text not in log.read_text(encoding="utf-8", errors="replace"):
-        if proc.poll() is not None or time.monotonic() > limit:
-            raise RuntimeError(f"{text!r} did not appear in {log}: {log.read_text(encoding='utf-8', errors='replace')}")
-        time.sleep(0.02)
-
-
 @contextlib.contextmanager
 def parties_running(*args: Any, **kwargs: Any) -> Iterator[dict[str, subprocess.Popen]]:
     """:func:`start_parties` as a context manager that kills whatever still runs on exit (for fault tests)."""

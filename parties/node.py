@@ -100,6 +100,9 @@ def run_party(
         started, start = time.monotonic(), time.perf_counter()
         output = run_role(party, role, args)
         seconds = time.perf_counter() - start
+        # a party with little to do (e.g. a dealer the engine does not need) may finish before a slow
+        # peer has even compared configurations with it: keep serving until every peer's Hello arrived
+        party.state.wait(lambda: party.state.greeted() >= set(peers), federation.timeout)
     except BaseException as exc:
         grace = 0.0  # what is still arriving no longer matters, and peers know why: they were told before the stop
         failure, unreachable = name_failure(party, exc)

@@ -296,6 +296,7 @@ class _Servicer:
         if self._agreement is None:
             raise _Refused(grpc.StatusCode.FAILED_PRECONDITION, f"{self._owner!r} has no configuration to compare")
         mine = self._agreement.digest
+        self._state.greeted_by(hello.sender)
         return wire_pb2.ConfigReply(digest=mine, configuration="" if hello.digest == mine else self._agreement.text)
 
     def abort(self, requests: Iterator[bytes], watch: Watch, caller: Callable[[str], None]) -> wire_pb2.Ack:

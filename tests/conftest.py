@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
+import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import pytest
@@ -141,3 +144,12 @@ def runs(monkeypatch) -> list:
 
     monkeypatch.setattr(protocols.estimator, "run_parties", recording)
     return started
+
+
+def wait_for_log(log: Path, text: str, proc: subprocess.Popen, timeout: float) -> None:
+    """Block until ``text`` appears in ``log``; ``RuntimeError`` with the log if the process exits or time runs out."""
+    limit = time.monotonic() + timeout
+    while text not in log.read_text(encoding="utf-8", errors="replace"):
+        if proc.poll() is not None or time.monotonic() > limit:
+            raise RuntimeError(f"{text!r} did not appear in {log}: {log.read_text(encoding='utf-8', errors='replace')}")
+        time.sleep(0.02)

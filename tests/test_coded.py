@@ -725,7 +725,8 @@ def test_processes_equal_in_process_and_a_killed_client_is_a_dropout(tmp_path):
     """Server and five client processes over gRPC with mutual TLS; client-4 is killed after round 10.
     Training goes on without it and ends with exactly the weights of the in-process run."""
     from parties.apps import load_app, run_app_local
-    from parties.launcher import last_line, parties_running, wait_for_log, write_loopback_federation
+    from parties.launcher import last_line, parties_running, write_loopback_federation
+    from tests.conftest import wait_for_log
     from parties.node import PartyResult
 
     app = load_app("coded")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import threading
 import re
 import signal
 import time
@@ -13,11 +14,12 @@ import pytest
 from parties.apps import load_app, run_app_local, write_csv
 from parties.config import load_federation
 from parties.launcher import (
-    ERROR_PREFIX, ProcessesFailed, last_line, parties_running, party_command, run_processes, spawn, wait_for_log,
+    ERROR_PREFIX, ProcessesFailed, last_line, parties_running, party_command, run_processes, spawn,
     write_loopback_federation,
 )
 from parties.transport import CONTROL_TIMEOUT
 from parties.netem import parse_network, shaped_federation
+from tests.conftest import wait_for_log
 
 CASES = [
     ("matmul", {"frac_bits": "0"}, True),
@@ -204,3 +206,39 @@ def test_parties_started_with_different_options_fail_at_set_up_naming_the_option
     for pid, line in error_lines(tmp_path, procs).items():  # each names the option and both values (its own check, or a peer's abort)
         assert re.search(r"configuration differs from '\w+': option 'rounds' is '[45]' at '\w+' and '[45]' at '\w+'", line), line
         assert "'5' at 'alice'" in line and re.search(r"'4' at '(bob|dealer)'", line), line
+
+
+def test_an_idle_party_keeps_serving_until_every_peer_has_compared_configurations(tmp_path, monkeypatch):
+    """Under rss3 the regression dealer has nothing to do. Before: it returned and stopped serving while a
+    slow peer (here carol, 3 s building its role; a loaded machine did it in the full suite) had not yet
+    sent its Hello, and carol failed naming the dealer ('does not answer')."""
+    import parties.node
+    from parties.node import run_party
+
+    app = load_app("regression")
+    options = {"epochs": "1", "batch_size": "64", "random_state": "3", "engine": "rss3"}
+    data = app.demo_data(tmp_path, 0, options)
+    federation = load_federation(write_loopback_federation(app.DEMO_PARTIES, tmp_path, timeout=20))
+    build_role = parties.node.build_role
+
+    def slow_for_carol(app, party_id, *args, **kwargs):
+        if party_id == "carol":
+            time.sleep(3)
+        return build_role(app, party_id, *args, **kwargs)
+
+    monkeypatch.setattr(parties.node, "build_role", slow_for_carol)
+    outcomes: dict[str, object] = {}
+
+    def run(pid):
+        try:
+            outcomes[pid] = run_party(federation, pid, "regression", data.get(pid), options)
+        except Exception as exc:  # noqa: BLE001 - reported by the assertion below
+            outcomes[pid] = exc
+
+    threads = [threading.Thread(target=run, args=(pid,)) for pid in app.DEMO_PARTIES]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    assert not any(isinstance(o, Exception) for o in outcomes.values()) and len(outcomes) == 4, outcomes
+    assert app.check({pid: o.output for pid, o in outcomes.items()}, data, options).ok

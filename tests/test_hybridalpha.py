@@ -434,7 +434,8 @@ def test_processes_match_run_local(tmp_path) -> None:
 @pytest.mark.slow
 def test_killed_party_process_is_a_dropout(tmp_path) -> None:
     from parties.apps import load_app
-    from parties.launcher import last_line, parties_running, wait_for_log, write_loopback_federation
+    from parties.launcher import last_line, parties_running, write_loopback_federation
+    from tests.conftest import wait_for_log
     from parties.node import PartyResult
 
     options = {**APP_OPTIONS, "rounds": "100", "deadline": "5"}

@@ -297,14 +297,15 @@ def _leaves(messages: list) -> list:
 
 
 def _uniform_words(words: np.ndarray) -> bool:
-    """Every bit of the 64-bit words balanced within five standard deviations."""
-    balance = np.unpackbits(words.view(np.uint8)).reshape(-1, 64).mean(axis=0)
+    """Every bit of the words (64-bit ring words, or the dealt comparison's 16-bit masked table bits)
+    balanced within five standard deviations."""
+    balance = np.unpackbits(words.view(np.uint8)).reshape(-1, 8 * words.itemsize).mean(axis=0)
     return bool(np.all(np.abs(balance - 0.5) < 5 * 0.5 / np.sqrt(words.size)))
 
 
 def test_ss_wire_view_dealer_learns_nothing_and_openings_are_uniform(cancer, wire_log):
     """The dealer receives the same requests whatever the data (shapes only); what a player receives from
-    another is its set-up facts, PRG seeds, and masked ring words or masked bits, all uniform; the opened
+    another is its set-up facts, PRG seeds, and masked ring words, masked 16-bit comparison table bits or masked bits, all uniform; the opened
     bucket-indicator matrices E_i = L_i - A_i (shape rows x candidates of player i) in particular."""
     xtr, _, ytr, _ = cancer
     X, y = xtr[:128], ytr[:128]
@@ -321,7 +322,10 @@ def test_ss_wire_view_dealer_learns_nothing_and_openings_are_uniform(cancer, wir
     facts = [m for _, m in between if isinstance(m, dict)]
     assert [sorted(m) for m in facts] == [["candidates", "digest", "rows"]] * 2
     arrays = [a for _, m in between for a in _leaves([m]) if isinstance(a, np.ndarray)]
-    assert all(a.dtype == np.uint64 for a in arrays)
+    assert all(a.dtype in (np.uint64, np.uint16) for a in arrays)
+    table_bits = [a for a in arrays if a.dtype == np.uint16]
+    assert table_bits and _uniform_words(np.concatenate([a.ravel() for a in table_bits]))
+    arrays = [a for a in arrays if a.dtype == np.uint64]
     candidates = {m["candidates"] for m in facts}
     indicators = [a for a in arrays if a.ndim == 2 and a.shape[0] == len(y) and a.shape[1] in candidates]
     assert len(indicators) >= 2 and all(_uniform_words(a.ravel()) for a in indicators)

@@ -25,12 +25,11 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from mpcml import DEFAULT_FRAC_BITS
-from mpcml.engine import ENGINES
 from protocols.common import magnitude_bits
-from protocols.config import ProtocolConfig, integer, one_of, option
+from protocols.config import ProtocolConfig, integer, option
 
 from . import AppContext, CheckResult, demo_generator, parse, read_csv, write_csv
+from . import matmul
 from .matmul import check_product_bits, deal, exchange_facts, open_session, reveal_to_holders
 
 DESCRIPTION = "k rounds of x <- M @ x on a secret-shared matrix and vector (multi-round; dealer triples or rss3)"
@@ -38,11 +37,10 @@ DEMO_PARTIES = {"alice": "matrix", "bob": "vector", "dealer": "dealer"}
 
 
 @dataclass(frozen=True)
-class CONFIG(ProtocolConfig):
+class CONFIG(matmul.CONFIG):
+    """matmul's options (``frac_bits``, ``engine``) and the number of steps."""
+
     rounds: int = option(8, "k: the number of steps x <- M @ x", integer(1, 10_000_000))
-    frac_bits: int = option(DEFAULT_FRAC_BITS, "fractional bits of the fixed-point encoding", integer(0, 30))
-    engine: str = option("beaver", "`beaver` (the dealer deals Beaver triples) or `rss3` (replicated sharing; the "
-                         "dealer party is the third compute party)", one_of(*ENGINES))
 
 
 @dataclass(frozen=True)

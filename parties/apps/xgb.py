@@ -49,7 +49,7 @@ from . import AppContext, CheckResult, parse, read_csv, shuffled_row_groups, wri
 
 DESCRIPTION = "secure vertical XGBoost: SS-XGB with a distributed model, or HE SecureBoost (label + holders [+ dealer])"
 DEMO_PARTIES = {"alice": "label", "bob": "holder", "dealer": "dealer"}
-LOCAL_OPTIONS = frozenset({"model_dir"})  # where this party saves its part of the model
+LOCAL_OPTIONS = frozenset({"predict_with", "predictions"})  # paths to this party's own files
 
 
 def _fraction(name: str, value: Any) -> float:
