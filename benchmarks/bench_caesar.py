@@ -29,13 +29,24 @@ cost follows the non-zeros, not the columns. Last, wine (3 classes, standardised
 one-vs-rest fit of the three models in one run (shared keys, set-up and messages) against one
 binary fit with the same options, and its accuracy against scikit-learn's
 ``OneVsRestClassifier(LogisticRegression())`` on the same split.
+
+``--processes`` instead runs CAESAR and the dealer-aided dense regression as mTLS party processes
+(the ``caesar`` and ``regression`` apps, checked against their plaintext replays) on the first
+``--ss-rows`` rows of the first density, under each of ``--profiles`` (emulated links, see
+docs/network.md), for 1 and 3 epochs, interleaved: the first epoch is the 1-epoch run end to end
+(key generation, the opening of ``X - U`` and the output included), a further epoch is half the
+difference between the 3- and the 1-epoch runs. A further epoch is linear in the rows at a fixed
+batch size (one batch per ``--batch-size`` rows), so it is also shown scaled to ``--rows``; the
+first is not (CAESAR's set-up and output do not grow with the rows).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 from sklearn.datasets import load_wine
@@ -45,7 +56,10 @@ from sklearn.model_selection import train_test_split
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import StandardScaler
 
+from benchmarks.bench_network import label, load, run_measured
 from benchmarks.timing import median_time, timed
+from parties.apps import write_csv
+from parties.netem import parse_network
 from protocols.caesar import CaesarLogisticRegression, make_sparse_logistic, reference_fit
 from protocols.regression import SecureLogisticRegression
 
@@ -166,6 +180,58 @@ def wine_one_vs_rest(args: argparse.Namespace) -> dict:
             "accuracy": ovr.score(X_test, y_test), "plain": plain}
 
 
+def processes_over_links(args: argparse.Namespace) -> None:
+    """CAESAR vs the dealer-aided dense regression as party processes under each profile (see the module docstring)."""
+    density = float(args.densities.split(",")[0])
+    rows, half = args.ss_rows, args.cols // 2
+    x, y, _ = make_sparse_logistic(args.rows + args.rows // 5, args.cols, density, seed=args.seed)
+    x, y = x[:rows].toarray(), y[:rows]
+    profiles = [parse_network(p) for p in args.profiles.split(",") if p.strip()]
+    apps = {  # app: (federation {id: role} or None for the demo's, options without epochs)
+        "caesar": (None, {"learning_rate": args.lr, "batch_size": args.batch_size, "key_bits": args.key_bits}),
+        "regression": ({"alice": "label", "bob": "holder", "dealer": "dealer"},
+                       {"learning_rate": args.lr, "batch_size": args.batch_size}),
+    }
+    runs: dict[tuple[str, int, str], list] = {}
+    print(f"CAESAR vs dealer-aided dense secret sharing as party processes: {rows} rows x {args.cols} cols at density "
+          f"{density}, batch {args.batch_size}, lr {args.lr}, CAESAR keys {args.key_bits} bits, {args.repeats} repeats "
+          f"({load()})\n")
+    with tempfile.TemporaryDirectory(prefix="mpcml-bench-caesar-") as tmp:
+        data = {"caesar": {"alice": write_csv(Path(tmp) / "caesar-alice.csv", x[:, :half]),
+                           "bob": write_csv(Path(tmp) / "caesar-bob.csv", np.column_stack([x[:, half:], y]))},
+                "regression": {"alice": write_csv(Path(tmp) / "ss-alice.csv", np.column_stack([x[:, :half], y])),
+                               "bob": write_csv(Path(tmp) / "ss-bob.csv", x[:, half:])}}
+        for repeat in range(args.repeats):
+            for epochs in (1, 3):
+                for profile in profiles:  # interleaved, so load drifts hit every profile and app alike
+                    for name, (parties, options) in apps.items():
+                        work = Path(tmp) / f"{name}-{epochs}-{label(profile)}-{repeat}"
+                        chosen = {k: str(v) for k, v in {**options, "epochs": epochs}.items()}
+                        runs.setdefault((name, epochs, label(profile)), []).append(
+                            run_measured(name, data[name], chosen, profile, work, args.timeout, parties))
+    print("| protocol | epochs | network | time s (median) | (min-max) | MB sent (max party) | MB all | rounds | msgs |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (name, epochs, net), ms in runs.items():
+        times = [m.seconds for m in ms]
+        print(f"| {name} | {epochs} | {net} | {statistics.median(times):.2f} | {min(times):.2f}-{max(times):.2f} | "
+              f"{statistics.median(m.bytes_sent for m in ms) / 1e6:.2f} | {statistics.median(m.total_bytes for m in ms) / 1e6:.2f} | "
+              f"{statistics.median(m.rounds for m in ms):g} | {statistics.median(m.messages for m in ms):g} |")
+    scale = args.rows / rows
+    print(f"\nper epoch on the slice (medians; further epochs also x{scale:g}, scaled to {args.rows} rows):\n")
+    print("| network | CAESAR first epoch s | dense SS first epoch s | SS / CAESAR | CAESAR further epoch s | "
+          "dense SS further epoch s | SS / CAESAR | scaled further epoch: CAESAR / SS s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for profile in profiles:
+        net = label(profile)
+        first = {n: statistics.median(m.seconds for m in runs[(n, 1, net)]) for n in apps}
+        further = {n: statistics.median((c.seconds - o.seconds) / 2 for o, c in zip(runs[(n, 1, net)], runs[(n, 3, net)]))
+                   for n in apps}
+        print(f"| {net} | {first['caesar']:.2f} | {first['regression']:.2f} | {first['regression'] / first['caesar']:.1f} | "
+              f"{further['caesar']:.2f} | {further['regression']:.2f} | {further['regression'] / further['caesar']:.2f} | "
+              f"{further['caesar'] * scale:.0f} / {further['regression'] * scale:.0f} |")
+    print(f"\n{load()} at the end")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--quick", action="store_true", help="2,000 x 2,000 with 1024-bit keys")
@@ -185,12 +251,19 @@ def main() -> None:
     parser.add_argument("--wine-only", action="store_true", help="only the wine one-vs-rest measurement")
     parser.add_argument("--he", default="ou,paillier", help="additively homomorphic schemes (the first for the rest)")
     parser.add_argument("--he-only", action="store_true", help="only the per-scheme epoch times at the first density")
+    parser.add_argument("--processes", action="store_true",
+                        help="only CAESAR vs the dealer baseline as party processes over emulated links (see above)")
+    parser.add_argument("--profiles", default="loopback,lan,wan", help="--processes: comma-separated network profiles")
+    parser.add_argument("--timeout", type=float, default=600.0, help="--processes: per-receive deadline of the parties (s)")
     args = parser.parse_args()
     if args.quick:
         args.rows, args.cols, args.densities, args.ss_rows, args.free_cols = 2_000, 2_000, "0.01,0.02", 500, 100
         args.key_bits, args.batch_size, args.repeats, args.lr = 1024, 250, 3, 4.0
     if args.he_only:
         scheme_comparison(args, float(args.densities.split(",")[0]))
+        return
+    if args.processes:
+        processes_over_links(args)
         return
     wine = wine_one_vs_rest(args)
     print(f"wine, 3 classes one-vs-rest in one run vs one binary fit ({args.key_bits}-bit keys, lr 0.5, 6 epochs, "

@@ -10,10 +10,10 @@ from .local import PartyFailed, RunOutputs, make_local_parties, run_local
 from .party import CommStats, Party, PartyAborted, PartyTimeout
 from .sharing import reconstruct, share
 from .tensor import Session, SharedTensor, make_session
-from .triples import DealerTriples, TripleSource, run_dealer
+from .triples import DealerTriples, NoTriples, TripleSource, run_dealer
 
 __all__ = [
-    "CodecError", "CommStats", "Csprng", "DEFAULT_FRAC_BITS", "DealerTriples", "Party", "PartyAborted",
+    "CodecError", "CommStats", "Csprng", "DEFAULT_FRAC_BITS", "DealerTriples", "NoTriples", "Party", "PartyAborted",
     "PartyFailed", "PartyTimeout", "Session", "SharedTensor", "TripleSource", "decode", "encode",
     "RunOutputs", "make_local_parties", "make_session", "reconstruct", "run_dealer", "run_local", "share",
 ]

@@ -160,6 +160,47 @@ class TripleSource(abc.ABC):
         """Release resources (the dealer session); the default does nothing."""
 
 
+class NoTriples(TripleSource):
+    """The triple source of a beaver session that only inputs, adds and reveals (e.g. a secure sum):
+    no dealer, no messages; a product, truncation or comparison raises ``RuntimeError`` naming it."""
+
+    def __init__(self, players: Sequence[str]) -> None:
+        self.players = tuple(players)
+
+    def _refuse(self, kind: str) -> Any:
+        raise RuntimeError(f"this session has no source of correlated randomness: it cannot serve a {kind} "
+                           "(use DealerTriples or another TripleSource for products and comparisons)")
+
+    def mul(self, shape: Shape, trunc_bits: int = 0) -> tuple[np.ndarray, ...]:
+        return self._refuse("multiplication triple")
+
+    def matmul(self, shape_a: Shape, shape_b: Shape, trunc_bits: int = 0) -> tuple[np.ndarray, ...]:
+        return self._refuse("matrix triple")
+
+    def trunc(self, shape: Shape, trunc_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._refuse("truncation pair")
+
+    def binary_and(self, shape: Shape) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._refuse("binary AND triple")
+
+    def random_bit(self, shape: Shape) -> tuple[np.ndarray, np.ndarray]:
+        return self._refuse("random bit")
+
+    def edabit(self, shape: Shape) -> tuple[np.ndarray, np.ndarray]:
+        return self._refuse("edaBit")
+
+    def mask(self, shape: Shape) -> tuple[int, np.ndarray]:
+        return self._refuse("reusable mask")
+
+    def matmul_fixed(
+        self, handle: int, shape_b: Shape, rows: np.ndarray | None = None, transpose: bool = False
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return self._refuse("masked-matrix triple")
+
+    def release(self, handle: int) -> None:
+        self._refuse("masked-matrix release")
+
+
 # --- correlation recipes, run identically by the dealer and by each party ------------------
 
 

@@ -95,7 +95,8 @@ BOUNDED_SIGMOIDS = tuple(name for name, method in nl.SIGMOID_METHODS.items() if 
 """Sigmoid approximations whose values stay in [0, 1] for every input, so residuals stay in [-1, 1]."""
 
 
-def _seed(name: str, value: object) -> bytes | None:
+def check_noise_seed(name: str, value: object) -> bytes | None:
+    """The test hook's seed: ``SEED_BYTES`` bytes or ``None``."""
     if value is not None and (not isinstance(value, bytes) or len(value) != SEED_BYTES):
         raise ValueError(f"{name} must be {SEED_BYTES} bytes or None")
     return value
@@ -131,7 +132,7 @@ class DPSGDConfig(ProtocolConfig):
                                    optional(integer(0)))
     frac_bits: int = option(fixedpoint.DEFAULT_FRAC_BITS, "fractional bits of the fixed-point encoding",
                             integer(8, 32))
-    noise_seed: bytes | None = field(default=None, repr=False, metadata={"check": _seed})
+    noise_seed: bytes | None = field(default=None, repr=False, metadata={"check": check_noise_seed})
 
     def validate(self) -> None:
         if self.epsilon is None and self.noise_multiplier is None:
@@ -390,10 +391,12 @@ def train_dp_sgd(
     *,
     row_sq: SharedTensor | None = None,
     init: SharedTensor | None = None,
+    on_step: Callable[[int], None] | None = None,
 ) -> SharedTensor:
     """DP-SGD on shared ``xs`` (``n x d``, the intercept's column of ones included when fitted) and
     ``ys``; returns the shared weights. ``row_sq``: the rows' squared norms if the holders supplied
-    them (sums of their local partial norms), else computed here; ``init``: starting weights.
+    them (sums of their local partial norms), else computed here; ``init``: starting weights;
+    ``on_step(t)``: called after step ``t`` (progress).
     """
     config = dp.config
     if xs.ndim != 2 or ys.shape != (xs.shape[0],):
@@ -408,7 +411,10 @@ def train_dp_sgd(
     masked = MaskedMatrix(xs)
     bounds = clip_bounds(row_sq if row_sq is not None else row_sq_norms(xs), rng)
     w = init if init is not None else session.zeros(d)
-    for rows in poisson_batches(sample_seed, n, dp.sampling_rate, dp.steps):
+    # the dealer's randomness for a step is requested a step ahead, keyed by the batch size (Session.prefetched)
+    batches = ((("step", rows.size), rows) for rows in poisson_batches(sample_seed, n, dp.sampling_rate, dp.steps))
+    steps = session.prefetched(batches)
+    for step, (_, rows) in enumerate(steps):
         # 2. the Poisson batch: e = act(X_B w) - y_B and the clipped sum X_B^T clamp(e, -b_B, b_B)
         if rows.size:
             z = masked.matmul(w, rows)
@@ -418,6 +424,9 @@ def train_dp_sgd(
             total = session.zeros(d)
         # 3. every party shares its noise draw; w <- w - (eta / B) (clipped sum + noise)
         w = _step(session, w, add_party_noise(total, sigma_party, sources), dp.step_size)
+        if on_step is not None:
+            on_step(step)
+    steps.close()
     masked.release()
     return w
 
@@ -461,6 +470,40 @@ def plaintext_dp_sgd(
         total = X[rows].T @ (factors * e) + sum(source.gaussian(d, std) for source, std in noise)
         w = w - dp.step_size * total
     return w
+
+
+def replay_tolerance(X: np.ndarray, dp: DPPlan, n_players: int, sample_seed: bytes, *, step_error: float = 0.0) -> float:
+    """Bound on ``||w_secure - w_replay||_2`` between :func:`train_dp_sgd` and :func:`plaintext_dp_sgd` with
+    the same batches, noise draws and sigmoid approximation, from the fixed-point unit ``U = 2^-f``.
+
+    ``X`` without the intercept column. The map ``w -> w - s X_B^T u(act(X_B w) - y)`` is a gradient step
+    of a convex function (``u(e) = clamp(e, -b_i, b_i)`` is monotone and 1-Lipschitz, and so is ``act`` up
+    to its largest slope ``a``) with Lipschitz constant ``L <= a ||X_B||_2^2``, so it is Lipschitz with
+    constant ``max(1, s L - 1)`` (1: non-expansive while ``s L <= 2``): an earlier error is multiplied by
+    that factor and each step adds its fresh error:
+      ``du_i <= a U`` (z's truncation) ``+ units U`` (the secure sigmoid against its plain version)
+              ``+ C' 18 U + U`` (``b_i``: ``inv_sqrt``'s ``2^(4-f)`` relative error of ``1 / ||x_i|| <= 1``,
+              its ``2^(1-f)`` absolute error, the product with ``C'``) ``+ 2 U`` (the clamp's products);
+      ``fresh <= s ||X_B||_2 sqrt(|B|) max du + sqrt(d) (s U`` (``X_B^T u``'s truncation) ``+ s n U / 2``
+              (each party's noise rounded once) ``+ U)`` (the update's truncation) ``+ step_error``
+              (a further per-step difference the caller bounds, e.g. noise draws it cannot replay).
+    """
+    config = dp.config
+    U = 2.0**-config.frac_bits
+    method = nl.SIGMOID_METHODS[config.sigmoid] if config.loss == "logistic" else None
+    grid = np.linspace(-64.0, 64.0, 1 << 16)
+    slope = float(np.max(np.diff(method.plain(grid)) / np.diff(grid))) if method is not None else 1.0
+    units = method.units if method is not None else 0.0
+    c_eff = clip_range(config, X.shape[1]).effective_clip
+    du = slope * U + units * U + c_eff * 18 * U + U + 2 * U
+    Xb = np.hstack([X, np.ones((X.shape[0], 1))]) if config.fit_intercept else np.asarray(X)
+    d, s = Xb.shape[1], dp.step_size
+    total = 0.0
+    for rows in poisson_batches(sample_seed, X.shape[0], dp.sampling_rate, dp.steps):
+        spectral = np.linalg.norm(Xb[rows], 2) if rows.size else 0.0
+        fresh = s * spectral * math.sqrt(rows.size) * du + math.sqrt(d) * (s * U + s * n_players * U / 2 + U)
+        total = total * max(1.0, s * slope * spectral**2 - 1.0) + fresh + step_error
+    return total
 
 
 # --- PEA's accuracy aids (plaintext side) ---------------------------------------------------------

@@ -28,16 +28,33 @@ Variants of the secure sum (step 3):
 - ``"ckks"``: the same chain with the consumer's CKKS key (:mod:`mpcml.ckks`, preset
   ``"default"``): 20-50x more bytes than packed Paillier, about 10x less precise (approximate
   arithmetic) and every statistic capped at 2^19 in magnitude (docs/pca.md).
-- ``"ss"``: each holder splits its rounded statistics into ``m`` additive shares over Z_2^64
-  (``m - 1`` of them sent as 32-byte PRG seeds), adds the shares it holds and sends that partial
-  sum (uniform to the consumer unless every other holder colludes with it) to the consumer.
+- ``"ss"``: the statistics are secret-shared over Z_2^64 among the *compute parties* on the
+  session engine ``engine`` (:mod:`mpcml.engine`), summed locally, and each compute party sends
+  its additive term of the sum to the consumer (:meth:`mpcml.tensor.SharedTensor.reveal_outside`).
+  The compute parties are the holders themselves (``compute_parties=None``) or servers the
+  holders input to (``compute_parties``; :func:`mpcml.tensor.send_input`: a 32-byte PRG seed to
+  every server but the last, the rest to the last). A sum needs no products, so neither engine
+  uses a dealer here (``beaver`` runs with :class:`mpcml.triples.NoTriples`):
 
-Threat model: semi-honest; the consumer does not collude with holders (a consumer together
-with ``m - 1`` holders learns the last holder's statistics, which the sum then determines).
-What each role learns:
+  * ``engine="beaver"`` (default): additive shares among ``k >= 2`` compute parties; on the
+    holders this is the original scheme (each holder sends every other a PRG seed of its share,
+    one round, and its partial sum to the consumer). Any coalition missing one compute party
+    learns only the sum.
+  * ``engine="rss3"``: replicated shares among exactly three compute parties (three holders, or
+    three servers); one more round (the rss3 key exchange; servers also re-share the inputs).
+    Honest majority: a single compute party (with or without the consumer) learns only the sum;
+    **two** compute parties together learn every holder's statistics. For a sum this is a weaker
+    collusion threshold than ``beaver``'s; it is offered so a federation whose three rss3 servers
+    already compute its regression or SS-XGB can run PCA on the same servers and trust model.
+
+Threat model: semi-honest; the consumer does not collude with the compute parties (a consumer
+together with all compute parties but one, or with two of the three rss3 compute parties, learns
+a holder's statistics). What each role learns:
 
 - the consumer: each holder's ``ceil(log2 max|statistic|)``; ``n``, ``s`` and ``G`` (so the mean
   and covariance) and everything derived from them;
+- a compute party that holds no data (``compute_parties``): the statistics' length (so the
+  feature count), nothing else (every array it receives is uniformly distributed);
 - every holder: its own data, ``f`` (so, coarsely, the largest statistic over all holders), the
   pooled mean and scale (needed to project), and the selected components; with
   ``holder_output="full"`` also their explained variances. Eigenvectors without eigenvalues do not
@@ -59,10 +76,12 @@ from sklearn.base import ClassNamePrefixFeaturesOutMixin, TransformerMixin
 from sklearn.utils.validation import check_is_fitted
 
 from mpcml import ckks, fixedpoint
-from mpcml.csprng import SEED_BYTES, Csprng, new_seed
+from mpcml.engine import ENGINES
 from mpcml.he import PackedEncryptedArray, decrypt_packed, encrypt_packed, generate_keypair, public_key_from_wire
 from mpcml.party import Party
-from mpcml.schema import Anything, Array, Bytes, Int, Record
+from mpcml.schema import Anything, Array, Int, Record
+from mpcml.tensor import Session, SharedTensor, receive_revealed, send_input
+from mpcml.triples import NoTriples
 from protocols.common import check_matrix, check_party_ids, magnitude_bits
 from protocols.config import ProtocolConfig, boolean, he_option, integer, one_of, option
 from protocols.estimator import SecureEstimator
@@ -77,7 +96,6 @@ _SLOT_BITS = 100  # packing slot width of the he variant
 MODEL_KEYS = ("mean", "scale", "components", "explained_variance", "explained_variance_ratio")
 FACTS = Record(features=Int(low=1), stat_bits=Int(-64, 4096))
 SETUP = Record(frac_bits=Int(MIN_FRAC_BITS, 62), key=Anything())
-PARTIAL_SUM = Array(np.uint64, ndim=1)
 
 
 def check_n_components(name: str, value: Any) -> int | float | None:
@@ -108,8 +126,12 @@ class PCAConfig(ProtocolConfig):
                             f"down to {MIN_FRAC_BITS})", integer(MIN_FRAC_BITS, 40))
     he: str = he_option("`variant=he` (the consumer's key pair)")
     key_bits: int = option(2048, "modulus size of the consumer's `he` key for `variant=he`", integer(1024, 8192))
+    engine: str = option("beaver", "`variant=ss` only: the compute parties' sharing: `beaver` (additive shares among "
+                         "two or more compute parties; no dealer for a sum) or `rss3` (replicated shares among exactly "
+                         "three compute parties, honest majority)", one_of(*ENGINES))
     holders: tuple[str, ...] = ()
     consumer: str = "consumer"
+    compute_parties: tuple[str, ...] | None = None
 
     def validate(self) -> None:
         holders = check_party_ids(self.holders, "holders")
@@ -117,6 +139,27 @@ class PCAConfig(ProtocolConfig):
             raise ValueError(f"holders must name at least two data holders, got {list(holders)}")
         if self.consumer in holders:
             raise ValueError(f"the consumer {self.consumer!r} cannot also be a holder")
+        if self.variant != "ss":
+            if self.engine != "beaver":
+                raise ValueError(f"engine={self.engine!r} applies to variant='ss' only (variant={self.variant!r} "
+                                 "sums under the consumer's key)")
+            if self.compute_parties is not None:
+                raise ValueError(f"compute_parties apply to variant='ss' only, not variant={self.variant!r}")
+            return
+        if self.compute_parties is not None:
+            servers = check_party_ids(self.compute_parties, "compute_parties")
+            if len(servers) < 2:
+                raise ValueError(f"compute_parties must name at least two parties, got {list(servers)}")
+            if set(servers) & {*holders, self.consumer}:
+                raise ValueError(f"compute_parties {list(servers)} must be neither holders nor the consumer")
+        if self.engine == "rss3" and len(self.players) != 3:
+            raise ValueError(f"engine='rss3' needs exactly three compute parties (three holders, or three "
+                             f"compute_parties such as n_servers=3), got {list(self.players)}")
+
+    @property
+    def players(self) -> tuple[str, ...]:
+        """The compute parties of ``variant="ss"``: ``compute_parties`` if given, else the holders."""
+        return tuple(self.compute_parties) if self.compute_parties is not None else tuple(self.holders)
 
 
 # --- statistics, their range, and the model --------------------------------------------------------
@@ -249,17 +292,25 @@ def _chain(config: PCAConfig, me: str) -> tuple[str | None, str]:
     return previous, config.holders[position + 1] if position + 1 < len(config.holders) else config.consumer
 
 
+def _ss_sum(party: Party, config: PCAConfig, encoded: np.ndarray | None = None) -> None:
+    """A compute party's part of the ``ss`` sum: every holder's statistics in (``encoded``: this
+    party's own, when the holders compute), summed locally, its term of the sum out to the consumer."""
+    triples = NoTriples(config.players) if config.engine == "beaver" else None
+    session = Session(party, config.players, triples, engine=config.engine)
+    if config.compute_parties is None:
+        parts = [SharedTensor(session, session.input_ring(encoded if h == party.id else None, h)) for h in config.holders]
+    else:
+        parts = [session.input_external(h, name=f"statistics of {h}") for h in config.holders]
+    sum(parts[1:], parts[0]).reveal_outside(config.consumer)
+    session.close()
+
+
 def _ss_contribute(party: Party, config: PCAConfig, stats: np.ndarray, frac_bits: int, key: Any) -> None:
     encoded = fixedpoint.encode(stats, frac_bits, name="local statistics")
-    others = [h for h in config.holders if h != party.id]
-    mine = encoded.copy()
-    for h in others:
-        seed = new_seed()
-        party.send(h, seed)
-        mine -= Csprng(seed).random_uint64(encoded.shape)
-    for seed in party.gather(others, expect=Bytes(SEED_BYTES), what="share seed").values():
-        mine += Csprng(seed).random_uint64(encoded.shape)
-    party.send(config.consumer, mine)
+    if config.compute_parties is None:
+        _ss_sum(party, config, encoded)
+    else:
+        send_input(party, config.players, encoded)
 
 
 def _he_contribute(party: Party, config: PCAConfig, stats: np.ndarray, frac_bits: int, key: Any) -> None:
@@ -293,12 +344,7 @@ _CONTRIBUTE = {"ss": _ss_contribute, "he": _he_contribute, "ckks": _ckks_contrib
 def _consumer_keys(config: PCAConfig) -> tuple[Any, Callable[[Party], np.ndarray]]:
     """The consumer's key material to broadcast (step 2) and how it obtains the summed vector (step 3)."""
     if config.variant == "ss":
-        def receive(party: Party) -> np.ndarray:
-            parts = party.gather(config.holders, expect=PARTIAL_SUM, what="partial sum")
-            if len({p.shape for p in parts.values()}) != 1:
-                raise ValueError(f"the holders sent partial sums of different lengths {[p.size for p in parts.values()]}")
-            return sum(parts.values(), np.zeros_like(next(iter(parts.values()))))
-        return None, receive
+        return None, lambda party: receive_revealed(party, config.players)
     if config.variant == "ckks":
         context, params = ckks.make_context(CKKS_PRESET)
         return ckks.public_context_bytes(context), lambda party: ckks.CKKSArray.from_wire(
@@ -326,6 +372,12 @@ def pca_holder(party: Party, X: Any, *, config: PCAConfig) -> dict[str, np.ndarr
         raise ValueError(f"consumer {config.consumer!r} sent components of shape {model['components'].shape}")
     # 5. the local projection
     return {**model, "projection": ((X - model["mean"]) / model["scale"]) @ model["components"].T}
+
+
+def pca_server(party: Party, *, config: PCAConfig) -> None:
+    """Role of a compute party that holds no data (``compute_parties``; step 3 only)."""
+    # 3. the secure sum of the holders' inputs, its term to the consumer
+    _ss_sum(party, config)
 
 
 def pca_consumer(party: Party, *, config: PCAConfig) -> dict[str, np.ndarray]:
@@ -356,6 +408,8 @@ def roles(config: PCAConfig, data: Mapping[str, Any]) -> tuple[dict[str, Callabl
     """Every party's role and inputs (``data``: holder -> its rows; absent holders get no inputs here)."""
     party_roles: dict[str, Callable[..., Any]] = {h: partial(pca_holder, config=config) for h in config.holders}
     party_roles[config.consumer] = partial(pca_consumer, config=config)
+    if config.variant == "ss" and config.compute_parties is not None:
+        party_roles.update({s: partial(pca_server, config=config) for s in config.compute_parties})
     inputs = {pid: ({"X": data[pid]} if pid in data else {}) for pid in party_roles}
     return party_roles, inputs
 
@@ -368,7 +422,9 @@ class SecurePCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, SecureEstimat
 
     ``fit(X)`` takes a list of per-holder row blocks ``[X_1, ..., X_m]`` (``m >= 2``, same
     columns), or a full ``X`` with ``partition=Horizontal(m)`` (a simulation, e.g. in a
-    ``Pipeline``); the consumer is a separate party. After ``fit``: ``components_``, ``mean_``,
+    ``Pipeline``); the consumer is a separate party. ``n_servers`` (``variant="ss"``): 0 (the
+    holders compute the sum) or ``k >= 2`` compute servers ``server-0, ...`` the holders input to
+    (``engine="rss3"`` needs exactly three compute parties: three holders or ``n_servers=3``). After ``fit``: ``components_``, ``mean_``,
     ``explained_variance_``, ``explained_variance_ratio_``, ``n_components_``, ``scale_`` (ones
     unless ``standardize``), ``n_samples_``, ``communication_`` and ``projections_`` (each holder's
     rows, projected locally by that holder). ``transform``/``inverse_transform`` use the public
@@ -377,6 +433,7 @@ class SecurePCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, SecureEstimat
 
     config_class = PCAConfig
     partitions = ("horizontal",)
+    extra_params = {"n_servers": 0}
     saved_attributes = ("mean_", "scale_", "components_", "explained_variance_", "explained_variance_ratio_",
                         "n_components_", "n_samples_")
 
@@ -384,7 +441,11 @@ class SecurePCA(ClassNamePrefixFeaturesOutMixin, TransformerMixin, SecureEstimat
         blocks = self.fit_data(X, None, labels=False).blocks
         if isinstance(self.n_components, int) and self.n_components > blocks[0].shape[1]:
             raise ValueError(f"n_components={self.n_components} exceeds the {blocks[0].shape[1]} features")
-        config = self.make_config(holders=tuple(f"holder-{i}" for i in range(len(blocks))), consumer="consumer")
+        servers = self.n_servers
+        if isinstance(servers, bool) or not isinstance(servers, (int, np.integer)) or servers == 1 or servers < 0:
+            raise ValueError(f"n_servers must be 0 (the holders compute) or at least 2, got {servers!r}")
+        config = self.make_config(holders=tuple(f"holder-{i}" for i in range(len(blocks))), consumer="consumer",
+                                  compute_parties=tuple(f"server-{i}" for i in range(servers)) or None)
         sum_frac_bits(config, {h: magnitude_bits(local_statistics(b)) for h, b in zip(config.holders, blocks)})
         party_roles, inputs = roles(config, dict(zip(config.holders, blocks)))
         out = self.run(party_roles, inputs)

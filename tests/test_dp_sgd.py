@@ -6,6 +6,8 @@ import math
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 from scipy import stats
 from sklearn.datasets import load_breast_cancer
 from sklearn.preprocessing import StandardScaler
@@ -14,7 +16,6 @@ from mpcml import SharedTensor, decode, encode
 from mpcml import nonlinear as nl
 from mpcml.accounting import RdpAccountant, dp_sgd_epsilon
 from protocols.dp_sgd import (
-    DPPlan,
     DPSGDConfig,
     add_party_noise,
     clamp,
@@ -31,6 +32,7 @@ from protocols.dp_sgd import (
     plan,
     poisson_batches,
     random_projection,
+    replay_tolerance,
     row_sq_norms,
     train_dp_sgd,
 )
@@ -39,8 +41,7 @@ from mpcml.masked import MaskedMatrix
 U = 2.0**-16  # the fixed-point unit
 SEED = bytes(range(32))
 NOISE_SEED = bytes(range(100, 132))
-LINEAR = nl.SIGMOID_METHODS["linear"]  # clip(0.5 + 0.1771 z, 0, 1), slope 0.1771
-LINEAR_SLOPE = 0.1771
+LINEAR = nl.SIGMOID_METHODS["linear"]  # clip(0.5 + 0.1771 z, 0, 1)
 
 
 def q(x):
@@ -62,35 +63,6 @@ def with_ones(session, xs):
 
 
 # --- the whole run against the plaintext replay -------------------------------------------------
-
-
-def _replay_tolerance(X, dp: DPPlan, n_players: int, seed: bytes) -> float:
-    """Bound on ||w_secure - w_plain||_2 after the run, from the fixed-point unit U = 2^-16.
-
-    The map w -> w - s X_B^T u(act(X_B w) - y) is a gradient step of a convex function (u(e), the
-    clipped residual clamp(e, -b_i, b_i), is monotone and 1-Lipschitz, and so is act up to its slope a)
-    with Lipschitz constant L <= a ||X_B||_2^2; with s L <= 2 (checked) it is non-expansive, so the weight
-    error grows per step by at most that step's fresh error:
-      du_i <= a U (z's truncation) + units U (the secure sigmoid against its plain version: 3 for "linear")
-              + C' (16 U + 2 U) + U (b_i: inv_sqrt's 2^(4-f) relative (of 1 / ||x_i|| <= 1) and 2^(1-f)
-              absolute error, the product with C') + 2 U (the clamp's products)
-      fresh  <= s ||X_B||_2 sqrt(|B|) max du + sqrt(d) (s U (X_B^T u's truncation) + s n U / 2 (each
-              party's noise rounded once) + U (the update's truncation))
-    """
-    config = dp.config
-    a = LINEAR_SLOPE if config.loss == "logistic" else 1.0
-    c_eff = clip_range(config, X.shape[1]).effective_clip
-    units = LINEAR.units if config.loss == "logistic" else 0.0
-    du = a * U + units * U + c_eff * 18 * U + U + 2 * U
-    Xb = np.hstack([X, np.ones((X.shape[0], 1))])
-    d = Xb.shape[1]
-    s = dp.step_size
-    total = 0.0
-    for rows in poisson_batches(seed, X.shape[0], dp.sampling_rate, dp.steps):
-        spectral = np.linalg.norm(Xb[rows], 2) if rows.size else 0.0
-        assert s * a * spectral**2 <= 2, "the step is too long for the non-expansive argument"
-        total += s * spectral * math.sqrt(rows.size) * du + math.sqrt(d) * (s * U + s * n_players * U / 2 + U)
-    return total
 
 
 def _secure_run(spmd, X, y, dp, n_players, seed):
@@ -123,7 +95,7 @@ def test_secure_dp_sgd_follows_the_plaintext_replay(spmd, engine, cancer, loss, 
     dp = plan(config, X.shape[0])
     secure = _secure_run(spmd, X, y, dp, n_players, SEED)
     plain = _replay(X, y, dp, n_players, SEED)
-    tolerance = _replay_tolerance(X, dp, n_players, SEED)
+    tolerance = replay_tolerance(X, dp, n_players, SEED)  # derived in its docstring
     error = np.linalg.norm(secure - plain)
     assert error <= tolerance, (error / U, tolerance / U)
     # the noise is there and is the replayed one: the same run without it lands far away
@@ -391,3 +363,191 @@ def test_docs_options_table_is_current():
 
     page = (Path(__file__).resolve().parent.parent / "docs" / "dp.md").read_text(encoding="utf-8")
     assert DPSGDConfig.options_table() in page, "docs/dp.md: paste DPSGDConfig.options_table() under 'Options'"
+
+
+# --- DP-SGD inside SecureLogisticRegression / SecureLinearRegression ---------------------------------
+
+
+def _estimator_replay_config(loss: str, colluders: int | None, **changes) -> DPSGDConfig:
+    """The test's own DP-SGD parameters for the estimator options below (built independently of the
+    integration, so a sampling rate or clip that differs from the accountant's plan is caught)."""
+    return DPSGDConfig(loss, clip=0.5, feature_bound=13.0, noise_multiplier=3.0, expected_batch_size=16, epochs=1.0,
+                       learning_rate=0.5 if loss == "logistic" else 0.15, colluders=colluders, noise_seed=NOISE_SEED,
+                       **changes)
+
+
+@pytest.fixture
+def noise_hook(monkeypatch):
+    """The test-only noise seed reaches the estimators' config (the real path keys noise from os.urandom)."""
+    from dataclasses import replace
+
+    from protocols.regression.estimators import _SecureRegression
+
+    original = _SecureRegression.make_config
+    monkeypatch.setattr(_SecureRegression, "make_config",
+                        lambda self, **topology: replace(original(self, **topology), dp_noise_seed=NOISE_SEED))
+
+
+@pytest.mark.parametrize("loss,partition", [("logistic", "vertical"), ("logistic", "horizontal"), ("squared", "vertical")])
+def test_estimator_dp_fit_replays_plaintext_dp_sgd(cancer, noise_hook, engine, transport, loss, partition):
+    """The estimator's DP fit = plaintext DP-SGD with the same Poisson batches and the parties' noise draws,
+    within :func:`protocols.dp_sgd.replay_tolerance` (derived from the fixed-point unit in its docstring);
+    the accountant's epsilon of the test's own plan; noise and clipping both active."""
+    from protocols.regression import SecureLinearRegression, SecureLogisticRegression
+
+    X, y = cancer
+    X, y = X[:120, :6], y[:120]
+    if loss == "squared":
+        y = q(X[:, :3] @ np.array([1.5, -1.0, 0.8]) + 0.1)
+    holders = 3 if engine == "rss3" else 2
+    blocks = (np.array_split(X, holders, axis=1), y) if partition == "vertical" else (
+        list(zip(np.array_split(X, holders), np.array_split(y, holders))), None)
+    cls = SecureLogisticRegression if loss == "logistic" else SecureLinearRegression
+    est = cls(partition=partition, epochs=1, batch_size=16, learning_rate=0.5 if loss == "logistic" else 0.15,
+              dp_noise_multiplier=3.0, dp_clip=0.5, dp_feature_bound=13.0, random_state=11, engine=engine)
+    est.fit(*blocks)
+    players = est.config_.players
+    # rss3 tolerates one colluder by default (two hold every share anyway), beaver all but one
+    expected = plan(_estimator_replay_config(loss, 1 if engine == "rss3" else None), 120)
+    assert (est.dp_plan_.sampling_rate, est.dp_plan_.steps) == (16 / 120, 8)
+    assert est.epsilon_ == pytest.approx(dp_sgd_epsilon(16 / 120, 3.0, 8, 1e-5), rel=0.01)
+    sources = party_noise_sources(NOISE_SEED, players)
+    sigma = expected.config.party_sigma(len(players))
+    activation = LINEAR.plain if loss == "logistic" else None
+    plain = plaintext_dp_sgd(X, y, expected, est.batch_seed_, noise=[(sources[p], sigma) for p in players],
+                             activation=activation)
+    secure = np.concatenate([np.ravel(est.coef_), np.ravel(est.intercept_)])
+    tolerance = replay_tolerance(X, expected, len(players), est.batch_seed_)
+    assert np.linalg.norm(secure - plain) <= tolerance, (np.linalg.norm(secure - plain) / U, tolerance / U)
+    # the noise is there: the same run without it lands far away
+    noiseless = plaintext_dp_sgd(X, y, expected, est.batch_seed_, noise=[], activation=activation)
+    assert np.linalg.norm(noiseless - plain) > 20 * tolerance
+    # clipping is active: first-step gradient norms exceed 2 C (so a doubled clip moves the model)
+    rows = next(poisson_batches(est.batch_seed_, 120, expected.sampling_rate, 1))
+    e = (0.5 if loss == "logistic" else 0.0) - y[rows]
+    assert np.max(np.abs(e) * np.linalg.norm(np.hstack([X[rows], np.ones((rows.size, 1))]), axis=1)) > 2 * 0.5
+
+
+def test_estimator_dp_epsilon_budget_fresh_noise_and_public_facts(cancer, wire_log, tmp_path):
+    """dp_epsilon calibrates the noise multiplier with the accountant (epsilon_ within 1% of the budget and
+    equal to an independent accounting of the same run); without the test hook two runs with the same
+    batches differ by the CSPRNG noise; the set-up facts carry the public bound's magnitude, not the data's."""
+    from mpcml.accounting import noise_multiplier_for
+    from protocols.common import magnitude_bits
+    from protocols.regression import SecureLogisticRegression
+
+    X, y = cancer
+    X, y = X[:160, :5], y[:160]
+    kwargs = dict(epochs=2, batch_size=32, learning_rate=0.5, dp_epsilon=1.0, dp_feature_bound=13.0, random_state=3)
+    first = SecureLogisticRegression(**kwargs).fit(np.array_split(X, 2, axis=1), y)
+    sigma = first.dp_plan_.config.noise_multiplier
+    assert sigma == pytest.approx(noise_multiplier_for(1.0, 1e-5, 32 / 160, 10), rel=1e-6)
+    assert 0.99 <= first.epsilon_ <= 1.0
+    assert first.epsilon_ == pytest.approx(dp_sgd_epsilon(32 / 160, sigma, 10, 1e-5), rel=0.01)
+    facts = [m for _, _, m in wire_log if isinstance(m, dict) and "x_bits" in m]
+    assert facts and {m["x_bits"] for m in facts} == {magnitude_bits(13.0)}
+    second = SecureLogisticRegression(**kwargs).fit(np.array_split(X, 2, axis=1), y)
+    assert np.array_equal(first.batch_seed_, second.batch_seed_)
+    # the weights' noise: 10 steps of sqrt(2) sigma C (eta / B) = 0.1 per step and weight at least; the
+    # two runs agree to < 0.01 in all 6 weights with probability below 1e-9
+    difference = np.concatenate([np.ravel(first.coef_ - second.coef_), first.intercept_ - second.intercept_])
+    assert np.linalg.norm(difference) > 0.01
+    # the guarantee travels with the saved model
+    first.save(tmp_path / "dp.npz")
+    assert type(first).load(tmp_path / "dp.npz").epsilon_ == first.epsilon_
+
+
+DP_ON = dict(dp_noise_multiplier=1.0, dp_feature_bound=13.0)
+
+
+@pytest.mark.parametrize("options,match", [
+    (dict(dp_epsilon=1.0, dp_noise_multiplier=0.3), r"dp_noise_multiplier=0.3, batch_size=32 of 120 rows.*above the "
+                                                    r"budget dp_epsilon=1.0"),
+    (dict(dp_epsilon=-1.0), "dp_epsilon"),
+    (dict(DP_ON, dp_clip=0.0), "dp_clip"),
+    (dict(DP_ON, dp_clip=1e-4), r"dp_clip=0.0001 is too small"),
+    (dict(DP_ON, dp_delta=0.7), "dp_delta"),
+    (dict(DP_ON, dp_feature_bound=1.0), r"above dp_feature_bound=1.0"),
+    (dict(DP_ON, dp_feature_bound=1e9), r"dp_feature_bound=1000000000.0, 6 features\) does not fit"),
+    (dict(DP_ON, batch_size=500), "batch_size=500 exceeds the 120 rows"),
+    (dict(DP_ON, alpha=0.1), "alpha=0.1 is not supported with differential privacy"),
+    (dict(DP_ON, decay=0.5), "decay=0.5 is not supported"),
+    (dict(DP_ON, tol=1e-3), "tol=0.001 is not supported"),
+    (dict(DP_ON, sigmoid="poly"), "sigmoid='poly' is not bounded"),
+    (dict(DP_ON, dp_colluders=2), "dp_colluders must be below the number of compute parties 2"),
+    (dict(DP_ON, learning_rate=1000.0, epochs=5000), r"differential privacy: the products X_B w could reach"),
+])
+def test_estimator_dp_refusals_come_before_any_message(cancer, runs, options, match):
+    from protocols.regression import SecureLogisticRegression
+
+    X, y = cancer
+    X, y = X[:120, :6], y[:120]
+    with pytest.raises(ValueError, match=match):
+        SecureLogisticRegression(**options).fit(np.array_split(X, 2, axis=1), y)
+    assert runs == []
+
+
+def test_estimator_dp_refuses_one_vs_rest_before_any_message(cancer, runs):
+    from protocols.regression import SecureLogisticRegression
+
+    X, y = cancer
+    with pytest.raises(ValueError, match="two classes.*got 3 outputs"):
+        SecureLogisticRegression(**DP_ON).fit(np.array_split(X[:90, :6], 2, axis=1), np.arange(90) % 3)
+    assert runs == []
+
+
+def test_party_app_trains_with_dp(tmp_path):
+    """The regression app takes the dp_* options (three holders + dealer, beaver; fresh CSPRNG noise): its check
+    compares with the noiseless replay of the same batches within the noise's bound (a smoke test of the app
+    path; the replay tests above are the exact ones)."""
+    from parties.apps import load_app, run_app_local
+
+    app = load_app("regression")
+    options = {"dp_noise_multiplier": "2", "dp_feature_bound": "13", "epochs": "1", "batch_size": "64"}
+    data = app.demo_data(tmp_path, 0, options)
+    outputs = run_app_local("regression", data, options, timeout=120)
+    result = app.check(outputs, data, options)
+    assert result.ok and "noiseless" in result.summary, result.summary
+    with pytest.raises(ValueError, match="dp_clip must be"):
+        run_app_local("regression", data, {**options, "dp_clip": "-1"})
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+@given(
+    feature_scale=st.sampled_from([1e-3, 1.0, 30.0, 1e4]),
+    bound=st.sampled_from([1.0, 16.0, 100.0, 1e3]),
+    holders=st.integers(2, 3),
+    partition=st.sampled_from(["vertical", "horizontal"]),
+    logistic=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_generated_dp_fits_replay_or_refuse_before_any_message(noise_hook, runs, feature_scale, bound, holders,
+                                                               partition, logistic, seed):
+    """Every generated case ends as the plaintext DP-SGD replay (same batches, same noise) within the derived
+    tolerance, or as a ValueError before any party starts."""
+    from protocols.regression import SecureLinearRegression, SecureLogisticRegression
+
+    data = np.random.default_rng(seed)
+    n, d = 20 * holders, 3
+    X = q(data.normal(size=(n, d)) * feature_scale)
+    y = (X @ data.normal(size=d) > 0).astype(float) if logistic else q(np.tanh(X @ data.normal(size=d)))
+    blocks = (np.array_split(X, holders, axis=1), y) if partition == "vertical" else (
+        list(zip(np.array_split(X, holders), np.array_split(y, holders))), None)
+    est = (SecureLogisticRegression if logistic else SecureLinearRegression)(
+        partition=partition, epochs=1, batch_size=8, learning_rate=0.3, dp_noise_multiplier=2.0, dp_feature_bound=bound,
+        random_state=seed)
+    runs.clear()
+    try:
+        est.fit(*blocks)
+    except ValueError as exc:
+        assert runs == [], f"refused after the run started: {exc}"
+        event("refused before any message")
+        return
+    event("replayed")
+    dp = est.dp_plan_
+    players = est.config_.players
+    sources = party_noise_sources(NOISE_SEED, players)
+    plain = plaintext_dp_sgd(X, y, dp, est.batch_seed_, activation=LINEAR.plain if logistic else None,
+                             noise=[(sources[p], dp.config.party_sigma(len(players))) for p in players])
+    secure = np.concatenate([np.ravel(est.coef_), np.ravel(est.intercept_)])
+    assert np.linalg.norm(secure - plain) <= replay_tolerance(X, dp, len(players), est.batch_seed_)

@@ -16,6 +16,7 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
 import protocols.estimator
+from mpcml import fixedpoint
 from protocols.estimator import Horizontal
 from protocols.pca import PCAConfig, SecurePCA, model_tolerance, reference_model
 from tests.contract import assert_persists
@@ -35,7 +36,8 @@ def _aligned(components: np.ndarray, reference: np.ndarray) -> np.ndarray:
 
 def assert_replays(est: SecurePCA, blocks: list[np.ndarray]) -> None:
     """The secure model equals the plaintext replay within the derived bound, and scikit-learn's within its own."""
-    config = est.make_config(holders=tuple(f"holder-{i}" for i in range(len(blocks))))
+    config = est.make_config(holders=tuple(f"holder-{i}" for i in range(len(blocks))),
+                             compute_parties=tuple(f"server-{i}" for i in range(est.n_servers)) or None)
     ref, bound = reference_model(blocks, config), model_tolerance(blocks, config)
     for key in ("mean", "scale", "components", "explained_variance", "explained_variance_ratio"):
         assert np.max(np.abs(getattr(est, f"{key}_") - ref[key])) <= bound, key
@@ -59,6 +61,21 @@ def test_matches_the_replay_and_sklearn(cancer: np.ndarray, variant: str, he: st
     est = SecurePCA(n_components=6, variant=variant, he=he, key_bits=KEY_BITS).fit(blocks)
     assert_replays(est, blocks)
     assert est.communication_.total_bytes > 0
+
+
+@pytest.mark.parametrize("compute", ["holders", "servers"])
+def test_ss_matches_the_replay_and_sklearn_on_either_engine(cancer: np.ndarray, engine: str, compute: str,
+                                                             transport: str) -> None:
+    """The ``ss`` sum on each engine, computed by three holders or by servers four holders input to
+    (rss3: three; beaver: two). The sums are exact in the ring, so the bound is :func:`model_tolerance`
+    (float rounding and Davis-Kahan against the replay; plus ``m 2^-(f+1)`` per entry against scikit-learn)."""
+    holders, servers = (3, 0) if compute == "holders" else (4, 3 if engine == "rss3" else 2)
+    blocks = np.array_split(cancer, holders)
+    est = SecurePCA(n_components=6, variant="ss", engine=engine, n_servers=servers).fit(blocks)
+    assert_replays(est, blocks)
+    parties = set(est.communication_.per_party)
+    assert parties == {f"holder-{i}" for i in range(holders)} | {f"server-{i}" for i in range(servers)} | {"consumer"}
+    assert "dealer" not in parties
 
 
 def test_fraction_of_variance_transform_and_inverse(cancer: np.ndarray) -> None:
@@ -93,8 +110,8 @@ def test_standardize_matches_pca_on_scaled_data() -> None:
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-@given(scale=st.sampled_from([1e-3, 1.0, 1e3]), holders=st.integers(2, 5), variant=st.sampled_from(["ss", "he"]),
-       standardize=st.booleans(), seed=st.integers(0, 2**16))
+@given(scale=st.sampled_from([1e-3, 1.0, 1e3]), holders=st.integers(2, 5),
+       variant=st.sampled_from(["ss", "ss-rss3", "he"]), standardize=st.booleans(), seed=st.integers(0, 2**16))
 def test_generated_data_gives_the_replay_or_an_early_error(monkeypatch, scale, holders, variant, standardize, seed):
     started = []
     monkeypatch.setattr(protocols.estimator, "run_parties",
@@ -102,7 +119,10 @@ def test_generated_data_gives_the_replay_or_an_early_error(monkeypatch, scale, h
     data = np.random.default_rng(seed)
     X = data.normal(size=(10 * holders, 5)) @ data.normal(size=(5, 5)) * scale * data.uniform(0.1, 1, 5)
     blocks = np.array_split(X, holders)
-    est = SecurePCA(n_components=3, variant=variant, standardize=standardize, key_bits=KEY_BITS)
+    variant, _, engine = variant.partition("-")
+    servers = 3 if engine and holders != 3 else 0  # rss3: the three holders, or three servers
+    est = SecurePCA(n_components=3, variant=variant, engine=engine or "beaver", n_servers=servers,
+                    standardize=standardize, key_bits=KEY_BITS)
     try:
         est.fit(blocks)
     except ValueError:
@@ -111,18 +131,43 @@ def test_generated_data_gives_the_replay_or_an_early_error(monkeypatch, scale, h
     assert_replays(est, blocks)
 
 
-def test_holders_receive_only_what_holder_output_allows(cancer: np.ndarray, wire_log) -> None:
-    blocks = np.array_split(cancer, 2)
-    SecurePCA(n_components=3, variant="ss").fit(blocks)
+def _assert_uniform_words(arrays: list[np.ndarray], what: str) -> None:
+    """Bit balance of uint64 words at 5 sigma, each array alone and each adjacent pair's sum (the
+    partial sums add up to the statistics, so a sum of all of them would not be uniform)."""
+    for i, words in enumerate(arrays):
+        for name, w in [(f"{what} {i}", words)] + ([(f"{what} {i} + {i + 1}", words + arrays[i + 1])]
+                                                     if i + 1 < len(arrays) else []):
+            balance = np.unpackbits(np.ascontiguousarray(w).view(np.uint8)).reshape(-1, 64).mean(axis=0)
+            assert np.all(np.abs(balance - 0.5) < 5 * 0.5 / np.sqrt(w.size)), name
+
+
+@pytest.mark.parametrize("servers", [0, 3])
+def test_holders_receive_only_what_holder_output_allows(cancer: np.ndarray, wire_log, engine: str, servers: int) -> None:
+    holders = 3 if servers == 0 else 2
+    blocks = np.array_split(cancer, holders)
+    SecurePCA(n_components=3, variant="ss", engine=engine, n_servers=servers).fit(blocks)
     models = [m for receiver, sender, m in wire_log if sender == "consumer" and isinstance(m, dict) and "mean" in m]
-    assert len(models) == 2 and all(set(m) == {"mean", "scale", "components"} and m["components"].shape == (3, 30)
-                                    for m in models)
-    # what the consumer receives in the ss variant: partial sums, uniform ring words (bit balance, 5 sigma)
-    sums = np.concatenate([m for receiver, _, m in wire_log if receiver == "consumer" and isinstance(m, np.ndarray)])
-    balance = np.unpackbits(sums.view(np.uint8)).reshape(-1, 64).mean(axis=0)
-    assert np.all(np.abs(balance - 0.5) < 5 * 0.5 / np.sqrt(sums.size))
+    assert len(models) == holders and all(set(m) == {"mean", "scale", "components"} and
+                                          m["components"].shape == (3, 30) for m in models)
+    # what the consumer receives in the ss variant: one term of the sum per compute party, uniform ring words
+    sums = [m for receiver, _, m in wire_log if receiver == "consumer" and isinstance(m, np.ndarray)]
+    assert len(sums) == (servers or holders)
+    _assert_uniform_words(sums, "term of the sum")
+    (frac_bits,) = {m["frac_bits"] for _, sender, m in wire_log if sender == "consumer" and isinstance(m, dict)
+                    and "frac_bits" in m}
+    with np.errstate(over="ignore"):
+        total = fixedpoint.decode(sum(sums[1:], sums[0].copy()), frac_bits)
+    assert total[0] == len(cancer)  # the terms add up to the statistics (first: the row count)
+    # what a compute party receives from holders and peers: uniform words (seeds expand to uniform words too)
+    computing = {f"server-{i}" for i in range(servers)} or {f"holder-{i}" for i in range(holders)}
+    received = [m for receiver, sender, m in wire_log if receiver in computing and sender != "consumer"]
+    arrays = [m for m in received if isinstance(m, np.ndarray)]
+    seeds = [m[0] for m in received if isinstance(m, list) and isinstance(m[0], bytes)]
+    assert arrays or seeds
+    _assert_uniform_words(arrays, "array received by a compute party")
+    assert all(len(seed) == 32 for seed in seeds) and len(set(seeds)) == len(seeds)
     facts = [m for receiver, _, m in wire_log if receiver == "consumer" and isinstance(m, dict)]
-    assert all(set(m) == {"features", "stat_bits"} for m in facts) and len(facts) == 2
+    assert all(set(m) == {"features", "stat_bits"} for m in facts) and len(facts) == holders
     wire_log.clear()
     SecurePCA(n_components=3, variant="ss", holder_output="full").fit(blocks)
     models = [m for _, sender, m in wire_log if sender == "consumer" and isinstance(m, dict) and "mean" in m]
@@ -176,6 +221,25 @@ def test_bad_input(cancer: np.ndarray) -> None:
         PCAConfig(holders=("a",))
 
 
+def test_invalid_engine_and_compute_party_combinations_are_refused_before_any_party_starts(cancer, runs) -> None:
+    thirds, halves = np.array_split(cancer, 3), np.array_split(cancer, 2)
+    with pytest.raises(ValueError, match=r"engine='rss3' needs exactly three compute parties .*n_servers=3"):
+        SecurePCA(variant="ss", engine="rss3").fit(halves)
+    with pytest.raises(ValueError, match=r"engine='rss3' needs exactly three compute parties"):
+        SecurePCA(variant="ss", engine="rss3", n_servers=2).fit(thirds)
+    with pytest.raises(ValueError, match=r"engine='rss3' applies to variant='ss' only"):
+        SecurePCA(variant="he", engine="rss3").fit(thirds)
+    with pytest.raises(ValueError, match=r"n_servers must be 0 .* or at least 2, got 1"):
+        SecurePCA(variant="ss", n_servers=1).fit(thirds)
+    with pytest.raises(ValueError, match="engine"):
+        SecurePCA(variant="ss", engine="aby3").fit(thirds)
+    with pytest.raises(ValueError, match=r"compute_parties apply to variant='ss' only"):
+        PCAConfig(variant="ckks", holders=("a", "b"), compute_parties=("s", "t"))
+    with pytest.raises(ValueError, match=r"compute_parties .* must be neither holders nor the consumer"):
+        PCAConfig(variant="ss", holders=("a", "b"), compute_parties=("a", "s"))
+    assert not runs
+
+
 def test_sklearn_conventions(cancer: np.ndarray) -> None:
     est = SecurePCA(n_components=3, variant="ss")
     with pytest.raises(NotFittedError):
@@ -186,13 +250,13 @@ def test_sklearn_conventions(cancer: np.ndarray) -> None:
         copy.fit(np.array_split(cancer, 2)).transform(cancer[:, :4])
 
 
-@pytest.mark.parametrize("variant", ["ss", "he"])
+@pytest.mark.parametrize("variant,engine", [("ss", "beaver"), ("ss", "rss3"), ("he", "beaver")])
 @pytest.mark.slow  # spawns one process per party
-def test_party_processes_match_in_process(tmp_path, variant: str) -> None:
+def test_party_processes_match_in_process(tmp_path, variant: str, engine: str) -> None:
     from parties.apps import load_app, run_app_local
     from parties.launcher import run_processes
 
-    options = {"variant": variant, "n_components": "4", "key_bits": "1024"}
+    options = {"variant": variant, "engine": engine, "n_components": "4", "key_bits": "1024"}
     app = load_app("pca")
     data = app.demo_data(tmp_path, 0, options)
     local = run_app_local("pca", data, options, timeout=60)
@@ -200,6 +264,26 @@ def test_party_processes_match_in_process(tmp_path, variant: str) -> None:
     for outputs in (local, remote.outputs):
         result = app.check(outputs, data, options)
         assert result.ok, result.summary
+
+
+@pytest.mark.parametrize("engine", ["beaver", "rss3"])
+def test_app_with_server_parties(tmp_path, engine: str) -> None:
+    """The app's `server` role: three holders input to three (rss3) or two (beaver) servers, in-process."""
+    from parties.apps import load_app, party_model, run_app_local
+
+    app = load_app("pca")
+    options = {"variant": "ss", "engine": engine, "n_components": "4"}
+    data = app.demo_data(tmp_path, 0, options)
+    servers = ("s0", "s1", "s2") if engine == "rss3" else ("s0", "s1")
+    federation = {**app.DEMO_PARTIES, **{s: "server" for s in servers}}
+    outputs = run_app_local("pca", data, options, federation=federation, timeout=60)
+    result = app.check(outputs, data, options)
+    assert result.ok, result.summary
+    assert all(outputs[s] is None and party_model(app, None, s, federation, options) is None for s in servers)
+    assert set(outputs.stats["consumer"].received_from) == {"alice", "bob", "carol", *servers}
+    with pytest.raises(ValueError, match="engine='rss3' needs exactly three compute parties"):
+        run_app_local("pca", data, {**options, "engine": "rss3"}, federation={**app.DEMO_PARTIES, "s0": "server",
+                                                                             "s1": "server"}, timeout=60)
 
 
 def test_scikit_learn_estimator_checks() -> None:

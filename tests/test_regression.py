@@ -24,7 +24,6 @@ from sklearn.multiclass import OneVsRestClassifier
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mpcml import DealerTriples, Session, run_dealer, run_local
 from mpcml.masked import MaskedMatrix
 from protocols.estimator import Horizontal, Vertical
 from protocols.regression import (
@@ -40,27 +39,25 @@ from tests.contract import assert_persists
 UNIT = 2.0**-16
 
 
-def test_masked_matrix_products() -> None:
-    players = ("a", "b", "c")
+def test_masked_matrix_products(spmd) -> None:
+    """MaskedMatrix on either engine (beaver: the SecureML mask opened once; rss3: replicated products)."""
     data = np.random.default_rng(1)
     X, w, e = data.normal(size=(40, 6)), data.normal(size=6), data.normal(size=9)
     rows = data.choice(40, 9, replace=False)
 
-    def player(party):
-        session = Session(party, players, DealerTriples(party, players, "dealer"))
-        x = session.input(X if party.id == "a" else None, "a")
-        wv = session.input(w if party.id == "b" else None, "b")
-        ev = session.input(e if party.id == "c" else None, "c")
+    def body(session):
+        a, b, c = session.players
+        x = session.input(X if session.party.id == a else None, a)
+        wv = session.input(w if session.party.id == b else None, b)
+        ev = session.input(e if session.party.id == c else None, c)
         masked = MaskedMatrix(x)
         out = [masked.matmul(wv).reveal(), masked.matmul(wv, rows).reveal(), masked.t_matmul(ev, rows).reveal()]
         with pytest.raises(ValueError, match="rows"):
             masked.matmul(wv, np.array([0, 40]))
         masked.release()
-        session.close()
         return out
 
-    out = run_local({**{p: player for p in players}, "dealer": lambda party: run_dealer(party, players)})
-    full, batch, back = out["a"]
+    full, batch, back = spmd(3, body)["p0"]
     # encoding X, w (half a unit each, times |w|_1 <= 6 * 3 and |X|_1 <= 6 * 3) plus one truncation
     assert np.max(np.abs(full - X @ w)) < 20 * UNIT
     assert np.max(np.abs(batch - X[rows] @ w)) < 20 * UNIT
@@ -495,7 +492,9 @@ def test_party_app_options(tmp_path) -> None:
     assert result.ok, result.summary
     with pytest.raises(ValueError, match="exactly one party with role 'dealer'"):
         run_app_local("regression", data, {**options, "triples": "dealer"}, federation={"alice": "label", "bob": "holder"})
-    with pytest.raises(ValueError, match=r"unknown option 'epocs'; valid options: alpha, batch_size, decay, engine, epochs"):
+    with pytest.raises(ValueError, match=r"unknown option 'epocs'; valid options: alpha, batch_size, decay, dp_clip, "
+                                         r"dp_colluders, dp_delta, dp_epsilon, dp_feature_bound, dp_noise_multiplier, "
+                                         r"engine, epochs"):
         run_app_local("regression", data, {"epocs": "1"})
     with pytest.raises(ValueError, match="option 'epochs' must be int, got 'two'"):
         run_app_local("regression", data, {"epochs": "two"})
@@ -516,3 +515,14 @@ def test_scikit_learn_estimator_checks() -> None:
     check_estimator(SecureLinearRegression(partition=Horizontal(2)), expected_failed_checks={
         "check_fit_idempotent": DIVERGES, "check_fit_check_is_fitted": DIVERGES, "check_n_features_in": DIVERGES,
         "check_regressor_data_not_an_array": NOT_IDEMPOTENT, "check_supervised_y_2d": NOT_IDEMPOTENT})
+
+
+def test_replay_tolerance_takes_the_small_gram_matrix_of_a_wide_batch():
+    """lambda_max(X^T X) from X X^T when X is wide (the 1,000 x 20,000 CAESAR case needs no 20,000^2 matrix):
+    equal to the tall formula to float rounding on both shapes."""
+    from protocols.regression.reference import top_gram_eigenvalue
+
+    data = np.random.default_rng(3)
+    for shape in ((8, 50), (50, 8)):
+        xb = data.normal(size=shape)
+        assert np.isclose(top_gram_eigenvalue(xb), np.linalg.eigvalsh(xb.T @ xb)[-1], rtol=1e-12)

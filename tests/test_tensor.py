@@ -565,13 +565,10 @@ def test_error_messages_name_the_argument(spmd):
 
 
 def test_session_rejects_bad_players_and_engines():
-    from mpcml import DealerTriples, Session, make_local_parties, make_session
+    from mpcml import NoTriples as Stub  # no dealer: only the players matter for Session's checks
+    from mpcml import Session, make_local_parties, make_session
 
     parties = make_local_parties(["p0", "p1", "p2", "p3"])
-
-    class Stub(DealerTriples):
-        def __init__(self, players):  # no dealer: only the players matter for Session's checks
-            self.players = tuple(players)
 
     with pytest.raises(ValueError, match="at least two"):
         Session(parties["p0"], ["p0"], Stub(["p0"]))
@@ -600,14 +597,10 @@ def test_session_rejects_bad_players_and_engines():
 
 @pytest.mark.parametrize("sent", [np.zeros(3, np.uint64), np.zeros(2, np.float64), 7])
 def test_open_and_open_to_reject_malformed_peer_shares(sent):
-    from mpcml import DealerTriples, PartyFailed, Session, run_local
-
-    class Stub(DealerTriples):
-        def __init__(self, players):  # opening needs no correlated randomness
-            self.players = tuple(players)
+    from mpcml import NoTriples, PartyFailed, Session, run_local
 
     def honest(party, reveal_to):
-        s = Session(party, ["p0", "p1"], Stub(["p0", "p1"]))
+        s = Session(party, ["p0", "p1"], NoTriples(["p0", "p1"]))  # opening needs no correlated randomness
         share = np.zeros(2, np.uint64)
         return s.open_to(share, "p0") if reveal_to else s.open([share])
 
@@ -683,3 +676,31 @@ def test_share_and_reconstruct(n, binary):
         share(secret, 1, rng)
     with pytest.raises(ValueError, match="at least one share"):
         reconstruct([])
+
+
+def test_a_session_without_triples_adds_and_reveals_and_refuses_products():
+    """NoTriples (PCA's secure sum on beaver): inputs, sums and reveals work with no dealer and no
+    message beyond theirs; a product or a comparison raises before any message, naming what it lacked."""
+    from mpcml import NoTriples, Session, run_local
+
+    players = ("p0", "p1", "p2")
+    x = np.arange(6.0).reshape(2, 3)
+
+    def body(party):
+        s = Session(party, players, NoTriples(players))
+        parts = [s.input(x * (i + 1) if party.id == p else None, p) for i, p in enumerate(players)]
+        total = (parts[0] + parts[1] + parts[2]).reveal()
+        sent = party.stats.messages_sent
+        errors = []
+        for step in (lambda: parts[0] * parts[1], lambda: parts[0] @ parts[1].T, lambda: parts[0] < 0,
+                     lambda: parts[0] * 0.5):
+            with pytest.raises(RuntimeError, match="no source of correlated randomness") as info:
+                step()
+            errors.append(str(info.value))
+        assert party.stats.messages_sent == sent
+        return total, errors
+
+    out = run_local({p: body for p in players})
+    total, errors = out["p0"]
+    assert np.array_equal(total, 6 * x)  # integers: exact
+    assert ["multiplication triple" in errors[0], "matrix triple" in errors[1], "truncation pair" in errors[3]] == [True] * 3

@@ -84,11 +84,29 @@ def xgb_margin(xtr, ytr, xte, trees, depth, max_bin=32, regression=False):
 # --- the secure fits replay the plaintext algorithm -------------------------------------------------
 
 
-@pytest.mark.parametrize("method, he", METHODS)
-def test_classifier_replays_tree_by_tree(cancer, method, he, transport):
+# SS-XGB on each engine (beaver: two data parties and the dealer; rss3: three data parties, no dealer), SecureBoost
+# under each additively homomorphic scheme (``he``; SS-XGB ignores it)
+ENGINE_METHODS = [pytest.param("ss", "beaver", "ou", id="ss-beaver"), pytest.param("ss", "rss3", "ou", id="ss-rss3"),
+                  *(pytest.param("he", "beaver", scheme, id=f"he-{scheme}") for scheme in SCHEMES)]
+
+
+def assert_engine_parties(est, method, engine, parties):
+    """Who took part: the data parties, plus the dealer exactly for SS-XGB on beaver; rss3 leaves are replicated."""
+    expected = {f"holder-{i}" for i in range(parties)} | ({"dealer"} if (method, engine) == ("ss", "beaver") else set())
+    assert set(est.communication_.per_party) == expected
+    if engine == "rss3":
+        leaves = est.models_["holder-1"].leaves
+        assert leaves.shape[0] == 2 and leaves.shape[1] == est.n_estimators  # two components per player
+
+
+@pytest.mark.parametrize("method,engine,he", ENGINE_METHODS)
+def test_classifier_replays_tree_by_tree(cancer, method, engine, he, transport):
     xtr, xte, ytr, _ = cancer
-    est = SecureXGBClassifier(method=method, he=he, n_estimators=2, max_depth=3, key_bits=KEY, partition=Vertical(12, 18))
+    widths = (10, 10, 10) if engine == "rss3" else (12, 18)
+    est = SecureXGBClassifier(method=method, engine=engine, he=he, n_estimators=2, max_depth=3, key_bits=KEY,
+                              partition=Vertical(*widths))
     est.fit(xtr[:240], ytr[:240])
+    assert_engine_parties(est, method, engine, len(widths))
     assert_replays(est, xtr[:240], ytr[:240], xte)
     if method == "he":  # exact split finding: the independent replay grows the very same trees
         own = plaintext_xgb(est.feature_blocks(xtr[:240]), ytr[:240], est.config_)
@@ -117,11 +135,14 @@ def test_the_replay_rejects_another_model(cancer):
             plaintext_xgb(blocks, ytr[:200], est.config_, follow=shifted)
 
 
-@pytest.mark.parametrize("method, he", METHODS)
-def test_regressor_replays_tree_by_tree(diabetes, method, he):
+@pytest.mark.parametrize("method,engine,he", ENGINE_METHODS)
+def test_regressor_replays_tree_by_tree(diabetes, method, engine, he):
     xtr, xte, ytr, _ = diabetes
-    est = SecureXGBRegressor(method=method, he=he, n_estimators=10, max_depth=2, key_bits=KEY, partition=Vertical(5, 5))
+    widths = (4, 3, 3) if engine == "rss3" else (5, 5)
+    est = SecureXGBRegressor(method=method, engine=engine, he=he, n_estimators=10, max_depth=2, key_bits=KEY,
+                             partition=Vertical(*widths))
     est.fit(xtr, ytr)
+    assert_engine_parties(est, method, engine, len(widths))
     assert est.models_["holder-0"].target_shift == 8  # max |y - mean| = 193 < 2^8: trained as (y - mean) / 256
     assert_replays(est, xtr, ytr, xte)
 
@@ -136,21 +157,6 @@ def test_three_parties_with_row_and_column_sampling(cancer, method, he):
         for t in range(2):
             assert len(set(part.trees.features[t][part.trees.features[t] >= 0].tolist())) <= 2  # round(0.2 * 10)
     assert_replays(est, xtr[:200], ytr[:200], xte)
-
-
-@pytest.mark.parametrize("loss", ["logistic", "squared"])
-def test_ss_on_the_replicated_three_party_engine(cancer, diabetes, loss):
-    """SS-XGB's code is engine-agnostic: on rss3 (three players, honest majority, no dealer) it replays the same
-    algorithm within the same bounds, and its saved parts predict as the in-process model does."""
-    xtr, xte, ytr, _ = cancer if loss == "logistic" else diabetes
-    kind = SecureXGBClassifier if loss == "logistic" else SecureXGBRegressor
-    widths = (10, 10, 10) if loss == "logistic" else (4, 3, 3)
-    est = kind(engine="rss3", n_estimators=2, max_depth=2, partition=Vertical(*widths)).fit(xtr[:200], ytr[:200])
-    assert set(est.communication_.per_party) == {"holder-0", "holder-1", "holder-2"}  # no dealer
-    assert est.models_["holder-1"].leaves.shape == (2, 2, 4)  # replicated: two components per player
-    assert_replays(est, xtr[:200], ytr[:200], xte)
-    with pytest.raises(ValueError, match="engine='rss3' needs exactly three data parties"):
-        kind(engine="rss3", partition=Vertical(widths[0], sum(widths[1:]))).fit(xtr[:50], ytr[:50])
 
 
 def test_ss_margins_go_to_the_named_party_only(cancer):
@@ -544,6 +550,11 @@ def test_sklearn_conventions_and_bad_input(cancer):
     assert "sigmoid" not in SecureXGBRegressor().get_params()
     with pytest.raises(ValueError, match="same number of rows"):
         est.fit([a, b[:-1]], ytr)
+    for kind in (SecureXGBClassifier, SecureXGBRegressor):
+        with pytest.raises(ValueError, match="engine='rss3' needs exactly three data parties"):
+            kind(engine="rss3", partition=Vertical(10, 20)).fit(xtr[:50], ytr[:50])
+        with pytest.raises(ValueError, match="applies to method='ss' only"):
+            kind(method="he", engine="rss3", partition=Vertical(10, 10, 10)).fit(xtr[:50], ytr[:50])
     bad = a.copy()
     bad[3, 2] = np.nan
     with pytest.raises(ValueError, match="NaN"):

@@ -1,12 +1,16 @@
 """PPPCA (Liu et al. 2020) as party processes: holders of row blocks and one data consumer.
 
 Roles: ``holder`` (any number >= 2; each CSV holds that holder's rows, the same columns
-everywhere) and ``consumer`` (learns the pooled mean and covariance and computes the
-components; holds no data). Every holder returns what ``holder_output`` allows and its own rows
-projected locally. Threat model and leakage: see :mod:`protocols.pca`. Options: the fields of
+everywhere), ``consumer`` (learns the pooled mean and covariance and computes the
+components; holds no data) and, for ``variant=ss`` only, optional ``server`` parties: the compute
+parties the holders input their statistics to (without servers the holders compute the sum;
+``engine=rss3`` needs exactly three compute parties, so three holders or three servers). Every
+holder returns what ``holder_output`` allows and its own rows projected locally; a server returns
+nothing. Threat model and leakage: see :mod:`protocols.pca`. Options: the fields of
 :class:`protocols.pca.PCAConfig` (``mpcml options pca``).
 
-Demo data: ``load_breast_cancer`` standardised, rows split between alice, bob and carol.
+Demo data: ``load_breast_cancer`` standardised, rows split between alice, bob and carol (three
+holders, so the demo runs on either engine: ``mpcml demo pca --option variant=ss --option engine=rss3``).
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ from protocols.pca import PCAConfig, SecurePCA, model_tolerance, reference_model
 
 from . import AppContext, CheckResult, parse, read_csv, write_csv
 
-DESCRIPTION = "privacy-preserving PCA over row-partitioned data (Paillier, CKKS or secret-shared sums)"
+DESCRIPTION = "privacy-preserving PCA over row-partitioned data (Paillier, CKKS or secret-shared sums on beaver or rss3)"
 DEMO_PARTIES = {"alice": "holder", "bob": "holder", "carol": "holder", "consumer": "consumer"}
 CONFIG = PCAConfig
 
@@ -38,12 +42,14 @@ def _topology(federation: Mapping[str, str]) -> dict[str, Any]:
     consumers = sorted(p for p, r in federation.items() if r == "consumer")
     if len(consumers) != 1:
         raise ValueError(f"the federation must have exactly one party with role 'consumer', found {consumers}")
-    return {"holders": tuple(sorted(p for p, r in federation.items() if r == "holder")), "consumer": consumers[0]}
+    servers = tuple(sorted(p for p, r in federation.items() if r == "server"))
+    return {"holders": tuple(sorted(p for p, r in federation.items() if r == "holder")), "consumer": consumers[0],
+            "compute_parties": servers or None}
 
 
 def build(ctx: AppContext) -> tuple[Callable[..., Any], dict]:
-    if ctx.role not in ("holder", "consumer"):
-        raise ValueError(f"pca has roles holder and consumer, not {ctx.role!r}")
+    if ctx.role not in ("holder", "consumer", "server"):
+        raise ValueError(f"pca has roles holder, consumer and server, not {ctx.role!r}")
     config = ctx.config(**_topology(ctx.federation))
     data = {ctx.party_id: read_csv(ctx.require_data())} if ctx.role == "holder" else {}
     party_roles, inputs = roles(config, data)
@@ -76,7 +82,9 @@ def check(outputs: Mapping[str, Any], data: Mapping[str, Path], options: Mapping
 
 
 def model(output: Mapping[str, Any], ctx: AppContext) -> SecurePCA:
-    """A holder's model (components, mean, scale) as a fitted ``SecurePCA`` for ``transform``."""
+    """A holder's model (components, mean, scale) as a fitted ``SecurePCA`` for ``transform``; a server has none."""
+    if output is None:
+        return None
     config = ctx.config(**_topology(ctx.federation))
     estimator = SecurePCA(**config.options())
     estimator.mean_, estimator.scale_ = np.asarray(output["mean"]), np.asarray(output["scale"])

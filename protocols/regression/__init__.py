@@ -52,6 +52,14 @@ colluding ones learn everything (the data and the weights). What each role learn
 - compute parties that hold no data: the public facts, the same per-epoch bit and numbers.
 - the dealer: the shapes, the (public) mini-batch order and the number of iterations.
 
+Differential privacy (``dp_epsilon``/``dp_noise_multiplier``; :mod:`protocols.regression.privacy`):
+the compute parties run DP-SGD (PEA) instead: Poisson batches, every example's gradient clipped to
+``dp_clip`` inside the secure computation, noise shared by every compute party so that at most
+``dp_colluders`` of them cannot remove it; the released model is ``(epsilon_, dp_delta)``-DP towards
+anyone who does not know the batches (the compute parties and the dealer do: towards them the
+guarantee is weaker, see docs/regression.md). With DP the holders announce the ``x_bits`` of the public
+``dp_feature_bound`` instead of their data's.
+
 Precision: ``frac_bits`` (default 16) fractional bits in Z_2^64; every product is truncated
 (error at most one unit, 2^-16). The update multiplies by the public factors ``1 - eta alpha``
 and ``eta / B`` carried with 30 fractional bits (the plaintext replay uses the same rounded
@@ -61,12 +69,14 @@ factors).
 from .config import DEFAULT_SIGMOID, LOSSES, OUTPUTS, PARTITIONS, TRIPLES, RegressionConfig, Scales, batch_schedule, plan
 from .estimators import SecureLinearRegression, SecureLogisticRegression
 from .prediction import prediction_party, prediction_roles
+from .privacy import dp_plan, plaintext_dp_fit
 from .protocol import regression_dealer, regression_party, roles, train_shared
 from .reference import plaintext_sgd, quantize, reference_scales, replay_tolerance
 
 __all__ = [
     "DEFAULT_SIGMOID", "LOSSES", "OUTPUTS", "PARTITIONS", "TRIPLES", "RegressionConfig", "Scales",
-    "SecureLinearRegression", "SecureLogisticRegression", "batch_schedule", "plaintext_sgd", "plan",
+    "SecureLinearRegression", "SecureLogisticRegression", "batch_schedule", "dp_plan", "plaintext_dp_fit",
+    "plaintext_sgd", "plan",
     "prediction_party", "prediction_roles", "quantize", "reference_scales", "regression_dealer", "regression_party",
     "replay_tolerance",
     "roles", "train_shared",

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Callable, Iterator
 
 import numpy as np
@@ -28,6 +28,7 @@ from mpcml.triples import DealerTriples, TripleSource
 
 from ..common import check_party_ids
 from ..config import ProtocolConfig, boolean, he_key_bits, he_option, integer, number, one_of, option, optional
+from ..dp_sgd import BOUNDED_SIGMOIDS, check_noise_seed
 
 LOSSES = ("squared", "logistic")
 PARTITIONS = ("vertical", "horizontal")
@@ -53,7 +54,8 @@ class RegressionConfig(ProtocolConfig):
                             one_of(*PARTITIONS))
     learning_rate: float = option(0.1, "step size eta of mini-batch gradient descent", number(high=1024))
     epochs: int = option(10, "passes over the data", integer(1, 100_000))
-    batch_size: int = option(32, "rows per mini-batch (the last batch of an epoch may be smaller)", integer(1))
+    batch_size: int = option(32, "rows per mini-batch (the last batch of an epoch may be smaller); with DP the "
+                             "expected Poisson batch", integer(1))
     alpha: float = option(0.0, "L2 penalty (the intercept is not penalised)", number(positive=False))
     fit_intercept: bool = option(True, "learn an intercept (a public column of ones)", boolean)
     decay: float = option(0.0, "step size eta / (1 + decay * epoch)", number(positive=False))
@@ -74,10 +76,24 @@ class RegressionConfig(ProtocolConfig):
     key_bits: int = option(2048, "modulus size of the `he` keys for `triples=paillier`", he_key_bits)
     random_state: int | None = option(None, "seed of the public batch order (none: a fresh one from the CSPRNG)",
                                       optional(integer(-(2**63), 2**63 - 1)))
+    dp_epsilon: float | None = option(None, "differential privacy of the released model: the budget epsilon; DP-SGD "
+                                      "with the noise multiplier calibrated to it (none: DP off unless "
+                                      "dp_noise_multiplier is set)", optional(number()))
+    dp_noise_multiplier: float | None = option(None, "DP: noise sigma / dp_clip (none: calibrated from dp_epsilon); "
+                                               "with dp_epsilon too, refused if the run spends more",
+                                               optional(number()))
+    dp_delta: float = option(1e-5, "DP: delta of the (epsilon, delta) guarantee", number(high=0.5))
+    dp_clip: float = option(1.0, "DP: L2 norm C each example's gradient is clipped to", number())
+    dp_feature_bound: float = option(16.0, "DP: public bound on |x| of every feature value (each holder checks its "
+                                     "block)", number())
+    dp_colluders: int | None = option(None, "DP: compute parties that may collude against the noise (none: all but "
+                                      "one on beaver, one on rss3)", optional(integer(0)))
     holders: tuple[str, ...] = ()
     label_holder: str | None = None
     dealer: str = "dealer"
     compute_parties: tuple[str, ...] | None = None
+    dp_noise_seed: bytes | None = field(default=None, repr=False, metadata={"check": check_noise_seed})
+    """Tests only: key every party's DP noise from this public seed (:func:`protocols.dp_sgd.party_noise_sources`)."""
 
     def validate(self) -> None:
         holders = check_party_ids(self.holders, "holders")
@@ -104,6 +120,28 @@ class RegressionConfig(ProtocolConfig):
             raise ValueError(f"the dealer {self.dealer!r} cannot also hold data or compute")
         if self.output == "own" and self.partition != "vertical":
             raise ValueError('output="own" needs a vertical partition (horizontal holders share every weight)')
+        if self.dp:
+            self._validate_dp()
+
+    def _validate_dp(self) -> None:
+        """What DP-SGD (:mod:`protocols.regression.privacy`) does not take, named before any message."""
+        off = {"alpha": self.alpha != 0, "decay": self.decay != 0, "tol": self.tol is not None}
+        for name, given in off.items():
+            if given:
+                raise ValueError(f"{name}={getattr(self, name)!r} is not supported with differential privacy "
+                                 f"(dp_epsilon/dp_noise_multiplier): DP-SGD takes the accountant's fixed number of "
+                                 f"plain steps; leave {name} at its default")
+        if self.loss == "logistic" and self.sigmoid not in BOUNDED_SIGMOIDS:
+            raise ValueError(f"sigmoid={self.sigmoid!r} is not bounded; with differential privacy use one of "
+                             f"{list(BOUNDED_SIGMOIDS)} (residuals must stay in [-1, 1])")
+        if self.dp_colluders is not None and self.dp_colluders >= len(self.players):
+            raise ValueError(f"dp_colluders must be below the number of compute parties {len(self.players)} "
+                             f"(someone must add noise nobody else knows), got {self.dp_colluders}")
+
+    @property
+    def dp(self) -> bool:
+        """Whether training is differentially private (``dp_epsilon`` or ``dp_noise_multiplier`` given)."""
+        return self.dp_epsilon is not None or self.dp_noise_multiplier is not None
 
     @property
     def players(self) -> tuple[str, ...]:

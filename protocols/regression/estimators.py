@@ -6,7 +6,10 @@ are those of :class:`~protocols.regression.config.RegressionConfig` (``loss`` fi
 plus ``label_party``, ``n_servers``, ``timeout`` and ``verbose``; the input forms, labels,
 persistence and progress follow :mod:`protocols.estimator`. After ``fit``: ``coef_``,
 ``intercept_`` (``output="shared"``: ``weight_shares_`` instead), ``n_iter_`` (epochs),
-``batch_seed_`` (the agreed public batch order, for replays), ``config_`` and ``communication_``.
+``batch_seed_`` (the agreed public batch order, for replays), ``config_`` and ``communication_``; with
+differential privacy (``dp_epsilon`` or ``dp_noise_multiplier``) also ``epsilon_`` (the ``(epsilon_,
+dp_delta)``-DP guarantee of the released model by the RDP accountant, towards anyone who does not know
+the batches) and ``dp_plan_`` (:class:`protocols.dp_sgd.DPPlan`: sampling rate, steps, noise multiplier).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from sklearn.utils.validation import check_is_fitted
 from ..estimator import FitData, LinearClassifierMixin, LinearModel, LinearRegressorMixin, SecureEstimator
 from .config import RegressionConfig
 from .prediction import prediction_roles
+from .privacy import dp_plan
 from .protocol import holder_facts, holder_input, roles, scales_from_facts
 
 
@@ -27,7 +31,7 @@ class _SecureRegression(LinearModel, SecureEstimator):
     config_class = RegressionConfig
     partitions = ("vertical", "horizontal")
     extra_params = {"label_party": 0, "n_servers": 0}
-    saved_attributes = ("coef_", "intercept_", "n_iter_")
+    saved_attributes = ("coef_", "intercept_", "n_iter_", "epsilon_")
 
     def _topology(self, n_holders: int) -> dict[str, Any]:
         holders = tuple(f"holder-{i}" for i in range(n_holders))
@@ -54,7 +58,12 @@ class _SecureRegression(LinearModel, SecureEstimator):
         holder_data = self._holder_data(config, data)
         # the range analysis on the public facts, before any message
         facts = {h: holder_facts(config, *holder_input(config, h, *holder_data[h])) for h in config.holders}
-        scales_from_facts(config, facts)
+        _, n_rows, _ = scales_from_facts(config, facts)
+        for name in ("dp_plan_", "epsilon_"):
+            self.__dict__.pop(name, None)
+        if config.dp:
+            self.dp_plan_ = dp_plan(config, n_rows)
+            self.epsilon_ = self.dp_plan_.epsilon
         party_roles, inputs = roles(config, holder_data, progress=self.progress(config.epochs, "epoch"))
         out = self.run(party_roles, inputs)
         self.config_ = config

@@ -19,6 +19,10 @@ Training, at the compute parties (the holders by default):
      count of weights outside it is opened (with ``||dw||^2`` when ``tol`` is set), and a
      non-zero count stops every party with ``OverflowError`` naming the epoch.
   7. Output: weights revealed to every holder, each holder its own, or left shared.
+With differential privacy (``dp_epsilon``/``dp_noise_multiplier``), steps 4-6 are DP-SGD instead
+(:func:`protocols.regression.privacy.train_private`: the agreed seed keys the Poisson batches; the
+clipping bounds once; per step the clipped sum, every party's shared noise and the update; no guard:
+the range analysis of step 2 bounds every intermediate from the public options).
 """
 
 from __future__ import annotations
@@ -40,6 +44,7 @@ from mpcml.triples import run_dealer
 from ..common import check_matrix, check_targets, magnitude_bits
 from ..progress import Progress
 from .config import STEP_BITS, RegressionConfig, Scales, batch_schedule, guard_error, plan
+from .privacy import check_holder_block, dp_scales, train_private
 
 FACTS = Record(rows=Int(low=1), cols=Int(low=1), x_bits=Int(-64, 2048), y_bits=OneOf(Nothing(), Int(-64, 2048)),
                outputs=Int(1, 10_000))
@@ -52,6 +57,8 @@ PROGRESS = Tuple(Int(low=-1), Bool())
 def holder_input(config: RegressionConfig, holder: str, X: Any, y: Any) -> tuple[np.ndarray, np.ndarray | None]:
     """One holder's block and targets, checked locally (no message): ``y`` as an ``(n, K)`` matrix."""
     X = check_matrix(X, f"X of holder {holder!r}")
+    if config.dp:
+        check_holder_block(config, X, holder)
     if not config.has_labels(holder):
         if y is not None:
             raise ValueError(f"holder {holder!r} is not the label holder but was given labels y")
@@ -63,8 +70,10 @@ def holder_input(config: RegressionConfig, holder: str, X: Any, y: Any) -> tuple
 
 
 def holder_facts(config: RegressionConfig, X: np.ndarray, y: np.ndarray | None) -> dict[str, Any]:
-    """The public facts a holder announces (step 1): what they reveal is in the module docstring."""
-    return {"rows": int(X.shape[0]), "cols": int(X.shape[1]), "x_bits": magnitude_bits(X),
+    """The public facts a holder announces (step 1): what they reveal is in the module docstring (with DP
+    ``x_bits`` is that of the public ``dp_feature_bound``, not of the data)."""
+    x_bits = magnitude_bits(config.dp_feature_bound if config.dp else X)
+    return {"rows": int(X.shape[0]), "cols": int(X.shape[1]), "x_bits": x_bits,
             "y_bits": magnitude_bits(y) if y is not None and config.loss == "squared" else None,
             "outputs": int(y.shape[1]) if y is not None else 1}
 
@@ -84,6 +93,8 @@ def scales_from_facts(config: RegressionConfig, facts: Mapping[str, Mapping[str,
     n_rows = rows[0] if config.partition == "vertical" else sum(rows)
     n_features = sum(cols) if config.partition == "vertical" else cols[0]
     y_bits = max((f["y_bits"] for f in labelled if f["y_bits"] is not None), default=None)
+    if config.dp:
+        return dp_scales(config, n_rows, n_features, y_bits, outputs.pop()), n_rows, 1
     scales = plan(config, n_rows, n_features, max(f["x_bits"] for f in ordered), y_bits)
     return scales, n_rows, outputs.pop()
 
@@ -272,7 +283,12 @@ def regression_party(party: Party, X: Any = None, y: Any = None, *, config: Regr
 
     result["seed"] = _agree_seed(session, config)
     try:
-        w, result["n_epochs"] = train_shared(session, xs, ys, config, scales, result["seed"], epoch_done)
+        if config.dp:
+            # 4.-6. with DP: DP-SGD on Poisson batches (protocols.regression.privacy)
+            w = train_private(session, xs, ys, config, result["seed"], lambda epoch: epoch_done(epoch, False, None))
+            result["n_epochs"] = config.epochs
+        else:
+            w, result["n_epochs"] = train_shared(session, xs, ys, config, scales, result["seed"], epoch_done)
     except OverflowError:
         if session.is_leader:
             party.send_all(outsiders, [-1, False])

@@ -87,6 +87,9 @@ class XGBConfig(ProtocolConfig):
         if len(players) < 2 or self.dealer in players:
             raise ValueError(f"players must name at least two data parties (the label holder first) and not the dealer "
                              f"{self.dealer!r}, got {list(players)}")
+        if self.method == "he" and self.engine != "beaver":
+            raise ValueError(f"engine={self.engine!r} applies to method='ss' only; SecureBoost (method='he') uses no "
+                             "secret-sharing engine: leave engine at its default")
         if self.uses_rss3 and len(players) != 3:
             raise ValueError(f"engine='rss3' needs exactly three data parties, got {len(players)}")
 
