@@ -2,6 +2,11 @@
 
     python -m benchmarks.bench_caesar            # 20,000 x 20,000 at 0.1% and 0.2%, 2048-bit Paillier
     python -m benchmarks.bench_caesar --quick    # 2,000 x 2,000, 1024-bit keys: a smoke run
+    python -m benchmarks.bench_caesar --he-only --repeats 3   # 20,000 cols at 0.1%: OU vs Paillier, one run
+
+``--he`` picks the schemes (default ``ou,paillier``): ``--he-only`` times one epoch of the first
+density under each, interleaved ``--repeats`` times (medians, and the OU/Paillier ratio); the other
+measurements use the first scheme listed.
 
 Per configuration it prints CAESAR's wall time and bytes for one epoch (both parties in this
 process, key generation and the final output excluded), the plaintext algorithm's time for one
@@ -24,12 +29,24 @@ cost follows the non-zeros, not the columns. Last, wine (3 classes, standardised
 one-vs-rest fit of the three models in one run (shared keys, set-up and messages) against one
 binary fit with the same options, and its accuracy against scikit-learn's
 ``OneVsRestClassifier(LogisticRegression())`` on the same split.
+
+``--processes`` instead runs CAESAR and the dealer-aided dense regression as mTLS party processes
+(the ``caesar`` and ``regression`` apps, checked against their plaintext replays) on the first
+``--ss-rows`` rows of the first density, under each of ``--profiles`` (emulated links, see
+docs/network.md), for 1 and 3 epochs, interleaved: the first epoch is the 1-epoch run end to end
+(key generation, the opening of ``X - U`` and the output included), a further epoch is half the
+difference between the 3- and the 1-epoch runs. A further epoch is linear in the rows at a fixed
+batch size (one batch per ``--batch-size`` rows), so it is also shown scaled to ``--rows``; the
+first is not (CAESAR's set-up and output do not grow with the rows).
 """
 
 from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
+import time
+from pathlib import Path
 
 import numpy as np
 from sklearn.datasets import load_wine
@@ -39,7 +56,10 @@ from sklearn.model_selection import train_test_split
 from sklearn.multiclass import OneVsRestClassifier
 from sklearn.preprocessing import StandardScaler
 
+from benchmarks.bench_network import label, load, run_measured
 from benchmarks.timing import median_time, timed
+from parties.apps import write_csv
+from parties.netem import parse_network
 from protocols.caesar import CaesarLogisticRegression, make_sparse_logistic, reference_fit
 from protocols.regression import SecureLogisticRegression
 
@@ -49,14 +69,17 @@ def _split(x, cols: int):
     return [x[:, :half], x[:, half:]]
 
 
-def run_config(rows: int, cols: int, density: float, args: argparse.Namespace) -> dict:
+def run_config(rows: int, cols: int, density: float, args: argparse.Namespace, he: str | None = None) -> dict:
     test_rows = rows // 5
     x, y, _ = make_sparse_logistic(rows + test_rows, cols, density, seed=args.seed)
     xtr, xte, ytr, yte = x[:rows], x[rows:], y[:rows], y[rows:]
-    params = dict(learning_rate=args.lr, batch_size=args.batch_size, key_bits=args.key_bits)
-    epochs, seconds, traffic = [], [], []
+    params = dict(learning_rate=args.lr, batch_size=args.batch_size, key_bits=args.key_bits,
+                  he=he or args.he.split(",")[0], random_state=args.seed)  # the same batches under every scheme
+    epochs, seconds, traffic, cpu = [], [], [], []
     for _ in range(args.repeats):
+        start = time.process_time()  # every party is a thread of this process (MPCML_HE_PROCESSES=1: all its work)
         model = CaesarLogisticRegression(epochs=args.epochs, **params).fit(_split(xtr, cols), ytr)
+        cpu.append(time.process_time() - start)
         seconds.append(float(np.median(model.epoch_seconds_)))
         traffic.append(int(np.median(model.epoch_bytes_)))
         epochs.append(model)
@@ -70,7 +93,33 @@ def run_config(rows: int, cols: int, density: float, args: argparse.Namespace) -
     ref_w, ref_b = plain()
     ref_auc = roc_auc_score(yte, xte @ ref_w[0] + ref_b[0])
     return {"rows": rows, "cols": cols, "density": density, "nnz": int(xtr.nnz), "seconds": statistics.median(seconds),
+            "cpu": statistics.median(cpu),
             "bytes": statistics.median(traffic), "plain": plain_time, "auc": auc, "ref_auc": ref_auc, "x": xtr, "y": ytr}
+
+
+def scheme_comparison(args: argparse.Namespace, density: float) -> None:
+    """One epoch under each scheme of ``--he``, interleaved ``--repeats`` times: medians, AUC, ratio to the first."""
+    schemes = args.he.split(",")
+    repeats, args.repeats = args.repeats, 1
+    runs: dict[str, list[dict]] = {s: [] for s in schemes}
+    for _ in range(repeats):
+        for scheme in schemes:
+            runs[scheme].append(run_config(args.rows, args.cols, density, args, scheme))
+    args.repeats = repeats
+    print(f"CAESAR per scheme: {args.rows} train rows x {args.cols} cols at density {density}, {args.key_bits}-bit keys, "
+          f"batch {args.batch_size}, lr {args.lr}, {args.epochs} epoch(s); medians of {repeats} interleaved runs")
+    print("wall s/epoch: the median epoch's wall time; CPU s/fit: the whole fit (key generation and set-up included) "
+          "in CPU seconds of this process, the steadier figure on a loaded machine")
+    print(f"{'he':>9} {'s/epoch':>9} {'each run':>24} {'CPU s/fit':>10} {'each run':>24} {'MB/epoch':>9} {'AUC':>7} "
+          f"{'plain AUC':>10} {'wall x ' + schemes[-1]:>15} {'CPU x ' + schemes[-1]:>15}")
+    last = {k: statistics.median(r[k] for r in runs[schemes[-1]]) for k in ("seconds", "cpu")}
+    for scheme in schemes:
+        seconds, cpu = (statistics.median(r[k] for r in runs[scheme]) for k in ("seconds", "cpu"))
+        each = {k: " ".join(f"{r[k]:.2f}" for r in runs[scheme]) for k in ("seconds", "cpu")}
+        first = runs[scheme][0]
+        print(f"{scheme:>9} {seconds:>9.2f} {each['seconds']:>24} {cpu:>10.2f} {each['cpu']:>24} {first['bytes'] / 1e6:>9.2f} "
+              f"{first['auc']:>7.4f} {first['ref_auc']:>10.4f} {seconds / last['seconds']:>15.3f} "
+              f"{cpu / last['cpu']:>15.3f}")
 
 
 def dealer_baseline(config: dict, args: argparse.Namespace) -> dict:
@@ -85,7 +134,8 @@ def dealer_baseline(config: dict, args: argparse.Namespace) -> dict:
 
     fit(1)  # warm-up: the first run pays for allocating the dense arrays
     (first, first_bytes), (three, _) = fit(1), fit(3)
-    caesar = CaesarLogisticRegression(learning_rate=args.lr, epochs=1, batch_size=args.batch_size, key_bits=args.key_bits)
+    caesar = CaesarLogisticRegression(learning_rate=args.lr, epochs=1, batch_size=args.batch_size, key_bits=args.key_bits,
+                                      he=args.he.split(",")[0])
     caesar_time = median_time(lambda: caesar.fit(_split(x, config["cols"]), y), args.repeats)
     return {"rows": rows, "first": first, "steady": (three - first) / 2, "bytes": first_bytes,
             "caesar": caesar_time, "caesar_bytes": caesar.communication_.total_bytes}
@@ -112,7 +162,8 @@ def wine_one_vs_rest(args: argparse.Namespace) -> dict:
     X_train, X_test, y_train, y_test = train_test_split(X, y, test_size=0.3, random_state=0, stratify=y)
     scaler = StandardScaler().fit(X_train)
     X_train, X_test = scaler.transform(X_train), scaler.transform(X_test)
-    options = dict(learning_rate=0.5, epochs=6, batch_size=32, key_bits=args.key_bits, random_state=1)
+    options = dict(learning_rate=0.5, epochs=6, batch_size=32, key_bits=args.key_bits, he=args.he.split(",")[0],
+                   random_state=1)
 
     def fit(labels: np.ndarray) -> CaesarLogisticRegression:
         return CaesarLogisticRegression(**options).fit(_split(X_train, X_train.shape[1]), labels)
@@ -127,6 +178,58 @@ def wine_one_vs_rest(args: argparse.Namespace) -> dict:
     return {"ovr": statistics.median(seconds["ovr"]), "binary": statistics.median(seconds["binary"]),
             "ovr_bytes": ovr.communication_.total_bytes, "binary_bytes": one.communication_.total_bytes,
             "accuracy": ovr.score(X_test, y_test), "plain": plain}
+
+
+def processes_over_links(args: argparse.Namespace) -> None:
+    """CAESAR vs the dealer-aided dense regression as party processes under each profile (see the module docstring)."""
+    density = float(args.densities.split(",")[0])
+    rows, half = args.ss_rows, args.cols // 2
+    x, y, _ = make_sparse_logistic(args.rows + args.rows // 5, args.cols, density, seed=args.seed)
+    x, y = x[:rows].toarray(), y[:rows]
+    profiles = [parse_network(p) for p in args.profiles.split(",") if p.strip()]
+    apps = {  # app: (federation {id: role} or None for the demo's, options without epochs)
+        "caesar": (None, {"learning_rate": args.lr, "batch_size": args.batch_size, "key_bits": args.key_bits}),
+        "regression": ({"alice": "label", "bob": "holder", "dealer": "dealer"},
+                       {"learning_rate": args.lr, "batch_size": args.batch_size}),
+    }
+    runs: dict[tuple[str, int, str], list] = {}
+    print(f"CAESAR vs dealer-aided dense secret sharing as party processes: {rows} rows x {args.cols} cols at density "
+          f"{density}, batch {args.batch_size}, lr {args.lr}, CAESAR keys {args.key_bits} bits, {args.repeats} repeats "
+          f"({load()})\n")
+    with tempfile.TemporaryDirectory(prefix="mpcml-bench-caesar-") as tmp:
+        data = {"caesar": {"alice": write_csv(Path(tmp) / "caesar-alice.csv", x[:, :half]),
+                           "bob": write_csv(Path(tmp) / "caesar-bob.csv", np.column_stack([x[:, half:], y]))},
+                "regression": {"alice": write_csv(Path(tmp) / "ss-alice.csv", np.column_stack([x[:, :half], y])),
+                               "bob": write_csv(Path(tmp) / "ss-bob.csv", x[:, half:])}}
+        for repeat in range(args.repeats):
+            for epochs in (1, 3):
+                for profile in profiles:  # interleaved, so load drifts hit every profile and app alike
+                    for name, (parties, options) in apps.items():
+                        work = Path(tmp) / f"{name}-{epochs}-{label(profile)}-{repeat}"
+                        chosen = {k: str(v) for k, v in {**options, "epochs": epochs}.items()}
+                        runs.setdefault((name, epochs, label(profile)), []).append(
+                            run_measured(name, data[name], chosen, profile, work, args.timeout, parties))
+    print("| protocol | epochs | network | time s (median) | (min-max) | MB sent (max party) | MB all | rounds | msgs |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for (name, epochs, net), ms in runs.items():
+        times = [m.seconds for m in ms]
+        print(f"| {name} | {epochs} | {net} | {statistics.median(times):.2f} | {min(times):.2f}-{max(times):.2f} | "
+              f"{statistics.median(m.bytes_sent for m in ms) / 1e6:.2f} | {statistics.median(m.total_bytes for m in ms) / 1e6:.2f} | "
+              f"{statistics.median(m.rounds for m in ms):g} | {statistics.median(m.messages for m in ms):g} |")
+    scale = args.rows / rows
+    print(f"\nper epoch on the slice (medians; further epochs also x{scale:g}, scaled to {args.rows} rows):\n")
+    print("| network | CAESAR first epoch s | dense SS first epoch s | SS / CAESAR | CAESAR further epoch s | "
+          "dense SS further epoch s | SS / CAESAR | scaled further epoch: CAESAR / SS s |")
+    print("|---|---|---|---|---|---|---|---|")
+    for profile in profiles:
+        net = label(profile)
+        first = {n: statistics.median(m.seconds for m in runs[(n, 1, net)]) for n in apps}
+        further = {n: statistics.median((c.seconds - o.seconds) / 2 for o, c in zip(runs[(n, 1, net)], runs[(n, 3, net)]))
+                   for n in apps}
+        print(f"| {net} | {first['caesar']:.2f} | {first['regression']:.2f} | {first['regression'] / first['caesar']:.1f} | "
+              f"{further['caesar']:.2f} | {further['regression']:.2f} | {further['regression'] / further['caesar']:.2f} | "
+              f"{further['caesar'] * scale:.0f} / {further['regression'] * scale:.0f} |")
+    print(f"\n{load()} at the end")
 
 
 def main() -> None:
@@ -146,10 +249,22 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--wine-only", action="store_true", help="only the wine one-vs-rest measurement")
+    parser.add_argument("--he", default="ou,paillier", help="additively homomorphic schemes (the first for the rest)")
+    parser.add_argument("--he-only", action="store_true", help="only the per-scheme epoch times at the first density")
+    parser.add_argument("--processes", action="store_true",
+                        help="only CAESAR vs the dealer baseline as party processes over emulated links (see above)")
+    parser.add_argument("--profiles", default="loopback,lan,wan", help="--processes: comma-separated network profiles")
+    parser.add_argument("--timeout", type=float, default=600.0, help="--processes: per-receive deadline of the parties (s)")
     args = parser.parse_args()
     if args.quick:
         args.rows, args.cols, args.densities, args.ss_rows, args.free_cols = 2_000, 2_000, "0.01,0.02", 500, 100
         args.key_bits, args.batch_size, args.repeats, args.lr = 1024, 250, 3, 4.0
+    if args.he_only:
+        scheme_comparison(args, float(args.densities.split(",")[0]))
+        return
+    if args.processes:
+        processes_over_links(args)
+        return
     wine = wine_one_vs_rest(args)
     print(f"wine, 3 classes one-vs-rest in one run vs one binary fit ({args.key_bits}-bit keys, lr 0.5, 6 epochs, "
           f"batch 32, medians of {args.repeats}): {wine['ovr']:.1f} s vs {wine['binary']:.1f} s "
@@ -159,7 +274,7 @@ def main() -> None:
     if args.wine_only:
         return
     densities = [float(d) for d in args.densities.split(",")]
-    print(f"CAESAR benchmark: {args.rows} train rows, Paillier {args.key_bits} bits, batch {args.batch_size}, "
+    print(f"CAESAR benchmark: {args.rows} train rows, {args.he.split(',')[0]} {args.key_bits} bits, batch {args.batch_size}, "
           f"lr {args.lr}, {args.epochs} epoch(s), medians of {args.repeats} run(s)")
     configs = [run_config(args.rows, args.cols, d, args) for d in densities]
     configs.append(run_config(args.rows, 2 * args.cols, densities[0] / 2, args))

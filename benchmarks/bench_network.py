@@ -4,7 +4,9 @@ Run: ``python -m benchmarks.bench_network`` (quick sizes, a few minutes; ``--qui
 ``--full`` for each app's demo sizes (long under ``wan``), ``--profiles loopback,lan,dc,wan,slow``
 (default ``loopback,lan,wan``), ``--repeats N`` (default 3), ``--only matmul,xgb``,
 ``--skip-accuracy`` / ``--accuracy-only``, ``--option KEY=VALUE`` (e.g. ``--only regression --option
-epochs=10 --option batch_size=128``).
+epochs=10 --option batch_size=128``), ``--two-holders`` (with ``--only regression``: alice and bob
+holding the demo's columns and the dealer, the federation of issue 19's round counts, instead of
+the demo's three holders).
 
 Part 1 checks the emulator (:mod:`parties.netem`) on raw TCP: for each profile the median
 ping-pong round trip and bulk throughput through a relay against the profile's figures, next to
@@ -39,8 +41,10 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from parties.apps import available_apps, load_app
-from parties.launcher import run_processes
+import numpy as np
+
+from parties.apps import available_apps, load_app, read_csv, write_csv
+from parties.launcher import run_processes, write_loopback_federation
 from parties.linkcheck import Sink, measure_path
 from parties.netem import LOOPBACK, PROFILES, LinkProfile, Relay, format_rate, parse_network
 
@@ -54,8 +58,9 @@ QUICK_OPTIONS: dict[str, dict[str, str]] = {
     "xgb": {"n_estimators": "1", "max_depth": "2"},
     "hybridalpha": {"rounds": "3"},
     "fedv": {"epochs": "1"},
-    "coded": {"rounds": "10"},
+    "coded": {"n_rounds": "10"},
 }
+TWO_HOLDERS = {"alice": "label", "bob": "holder", "dealer": "dealer"}
 # Bulk bytes per accuracy probe: about a quarter of a second at each profile's bandwidth.
 PROBE_BYTES = {"lan": 256 << 20, "dc": 32 << 20, "wan": 4 << 20, "slow": 1 << 20}
 PROBE_PINGS = {"lan": 200, "dc": 50, "wan": 15, "slow": 8}
@@ -106,11 +111,30 @@ class Measured:
     messages: float
 
 
-def run_once(name: str, options: dict[str, str], profile: LinkProfile | None, work: Path, timeout: float) -> Measured:
-    app = load_app(name)
+def run_once(name: str, options: dict[str, str], profile: LinkProfile | None, work: Path, timeout: float,
+             two_holders: bool = False) -> Measured:
+    """One run of app ``name`` on its demo data and demo federation (``two_holders``: see :func:`two_holder_data`)."""
     work.mkdir(parents=True)
-    data = app.demo_data(work, 0, options)
-    run = run_processes(name, data, options, work_dir=work / "run", timeout=timeout, network=profile)
+    data = load_app(name).demo_data(work, 0, options)
+    if two_holders:
+        return run_measured(name, two_holder_data(data, work), options, profile, work, timeout, TWO_HOLDERS)
+    return run_measured(name, data, options, profile, work, timeout)
+
+
+def two_holder_data(data: dict[str, Path], work: Path) -> dict[str, Path]:
+    """The regression demo's columns for two holders: alice's (with the labels) and bob's and carol's as bob's."""
+    merged = np.hstack([read_csv(data["bob"]), read_csv(data["carol"])])
+    return {"alice": data["alice"], "bob": write_csv(work / "bob-and-carol.csv", merged)}
+
+
+def run_measured(name: str, data: dict[str, Path], options: dict[str, str], profile: LinkProfile | None, work: Path,
+                 timeout: float, parties: dict[str, str] | None = None) -> Measured:
+    """One checked run of app ``name`` on ``data`` with the federation ``parties`` ({id: role}; default the demo's)."""
+    app = load_app(name)
+    federation = None if parties is None else write_loopback_federation(parties, work / "fed", timeout=timeout)
+    (work / "run").mkdir(parents=True, exist_ok=True)
+    run = run_processes(name, data, options, work_dir=work / "run", timeout=timeout, network=profile,
+                        federation=federation)
     result = app.check(run.outputs, data, options)
     if not result.ok:
         raise RuntimeError(f"{name} under {profile.name if profile else LOOPBACK}: check failed: {result.summary}")
@@ -125,7 +149,7 @@ def predict(compute: float, m: Measured, profile: LinkProfile, per: float) -> fl
 
 
 def protocols(names: list[str], profiles: list[LinkProfile | None], repeats: int, full: bool, timeout: float,
-              extra: dict[str, str]) -> None:
+              extra: dict[str, str], two_holders: bool = False) -> None:
     print(f"\n## Protocols over emulated links ({'demo' if full else 'quick'} sizes, median of {repeats} runs; {load()})\n")
     print("| protocol | options | network | time s | (min-max) | x loopback | MB sent (max party) | MB all | rounds | msgs "
           "| predicted s (rounds) | measured / predicted | predicted s (msgs) | measured / predicted |")
@@ -137,7 +161,7 @@ def protocols(names: list[str], profiles: list[LinkProfile | None], repeats: int
             for repeat in range(repeats):
                 for profile in profiles:  # interleaved, so load drifts hit every profile alike
                     work = Path(tmp) / f"{name}-{label(profile)}-{repeat}"
-                    runs[label(profile)].append(run_once(name, options, profile, work, timeout))
+                    runs[label(profile)].append(run_once(name, options, profile, work, timeout, two_holders))
             compute = statistics.median(m.seconds for m in runs[LOOPBACK]) if LOOPBACK in runs else None
             shown = ",".join(f"{k}={v}" for k, v in options.items()) or "defaults"
             for profile in profiles:
@@ -173,6 +197,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="app option for every chosen app, over the quick or demo sizes (use with --only)")
     parser.add_argument("--timeout", type=float, default=120.0, help="per-receive deadline of the parties (s)")
+    parser.add_argument("--two-holders", action="store_true",
+                        help="regression only: two holders and the dealer (alice; bob with carol's columns), issue 19's setting")
     part = parser.add_mutually_exclusive_group()
     part.add_argument("--skip-accuracy", action="store_true", help="only the protocol table")
     part.add_argument("--accuracy-only", action="store_true", help="only the emulator accuracy table")
@@ -189,6 +215,8 @@ def main(argv: list[str] | None = None) -> None:
         profiles = [parse_network(p) for p in args.profiles.split(",") if p.strip()]
     except ValueError as exc:
         parser.error(str(exc))
+    if args.two_holders and names != ["regression"]:
+        parser.error("--two-holders needs --only regression")
     extra = dict(pair.split("=", 1) for pair in args.option if "=" in pair)
     if len(extra) != len(args.option):
         parser.error("--option expects KEY=VALUE")
@@ -197,7 +225,7 @@ def main(argv: list[str] | None = None) -> None:
     if not args.skip_accuracy:
         emulator_accuracy(args.repeats, 1.0 if args.full else 0.5)
     if not args.accuracy_only:
-        protocols(names, profiles, args.repeats, args.full, args.timeout, extra)
+        protocols(names, profiles, args.repeats, args.full, args.timeout, extra, args.two_holders)
         print(f"\n{load()} at the end")
 
 

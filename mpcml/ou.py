@@ -71,6 +71,11 @@ def prime_bits(n_bits: int) -> int:
     return (n_bits + 2) // 3
 
 
+def min_plaintext_bits(n_bits: int) -> int:
+    """Packing capacity of every ``n_bits``-bit key: ``max_int = 2^(|p| - 2) - 1``."""
+    return prime_bits(n_bits) - 2
+
+
 def _random_bits(bits: int, top: int = 1) -> mpz:
     """A uniform ``bits``-bit odd integer with its ``top`` leading bits set (``secrets``)."""
     value = secrets.randbits(bits) | ((1 << top) - 1) << (bits - top) | 1
@@ -216,6 +221,11 @@ class PrivateKey(BasePrivateKey):
         if gt == 1:
             raise ValueError("g has no component of order p mod p^2")
         self._l_inv = gmpy2.invert((gt - 1) // p, p)
+        # g = g1 g2 mod p^2: g1 = g^(t (t^-1 mod p)) of order p, so g1 = 1 + L p and g1^x = 1 + x L p; g2 = g^(p (p^-1
+        # mod t)) of order t. Then g^v h^r = g^(v + n r) = (1 + v L p) g2^((v + n r) mod t) mod p^2, as p | n.
+        self._g1_l = (powmod(public_key.g, t * gmpy2.invert(t, p), self._p2) - 1) // p
+        self._g2 = powmod(public_key.g, p * gmpy2.invert(p, t), self._p2)
+        self._n_mod_t = public_key.n % t
 
     @property
     def max_bound_bits(self) -> int:
@@ -223,28 +233,32 @@ class PrivateKey(BasePrivateKey):
         return self.public_key.prime_bits - 2
 
     def encrypt_int(self, ints: Any, *, frac_bits: int = 0, name: str = "ints") -> Any:
-        """Encrypt as the key owner: the ciphertexts of :meth:`PublicKey.encrypt_int` (``randomness="djn"``)
-        computed mod ``p^2`` and mod ``q`` (moduli of 2/3 and 1/3 of ``|n|``) and joined by CRT: about 3x
-        cheaper than the public-key comb mod ``n``."""
+        """Encrypt as the key owner: the ciphertexts of :meth:`PublicKey.encrypt_int` (``randomness="djn"``),
+        ``g^v h^(±r) mod n`` (the sign of ``v``; a negative ``v`` is the inverse of ``Enc(|v|)``), computed mod
+        ``q`` (``g^|v| h^r`` from combs, inverted for negatives) and mod ``p^2`` as ``(1 + v L p) g2^((v ± n r) mod t)``
+        (the order-``p`` part of ``g`` needs one multiplication, the order-``t`` part one 2λ-bit comb), joined
+        by CRT: about 4x cheaper than the public-key comb mod ``n``."""
         pk = self.public_key
         flat, shape = pk.plaintexts(ints, name)
         magnitudes = [abs(v) for v in flat]
         exps = _modexp.random_exponents(len(flat), pk.short_exponent_bits)
-        halves = []
-        for modulus in (self._p2, self._q):
-            powers = _modexp.fixed_products([pk.g % modulus, pk.h % modulus], [magnitudes, exps], modulus,
-                                            window=[_WINDOW_BITS, _SHORT_WINDOW_BITS])
-            halves.append([gmpy2.invert(c, modulus) if v < 0 else c for c, v in zip(powers, flat)])
-        p2, q, p2_inv = self._p2, self._q, self._p2_inv
-        cts = [a + (b - a) * p2_inv % q * p2 for a, b in zip(*halves)]
+        q, p, p2, t = self._q, self._p, self._p2, self._t
+        powers = _modexp.fixed_products([pk.g % q, pk.h % q], [magnitudes, exps], q, window=[_WINDOW_BITS, _SHORT_WINDOW_BITS])
+        mod_q = [gmpy2.invert(c, q) if v < 0 else c for c, v in zip(powers, flat)]
+        n_t, g1_l = self._n_mod_t, self._g1_l
+        order_t = [(v + (n_t * r if v >= 0 else -n_t * r)) % t for v, r in zip(flat, exps)]
+        order_p = [1 + v * g1_l % p * p for v in flat]
+        mod_p2 = _modexp.fixed_products([self._g2], [order_t], p2, window=_SHORT_WINDOW_BITS, factors=order_p)
+        p2_inv = self._p2_inv
+        cts = [a + (b - a) * p2_inv % q * p2 for a, b in zip(mod_p2, mod_q)]
         return pk.array(object_array(cts, shape), check_frac_bits(frac_bits))
 
     def prepare(self) -> None:
         """Build now the CRT tables of :meth:`encrypt_int` (else built on first use)."""
         pk = self.public_key
-        for modulus in (self._p2, self._q):
-            _modexp.fixed_base(pk.g % modulus, modulus, _WINDOW_BITS).ensure(pk.prime_bits)
-            _modexp.fixed_base(pk.h % modulus, modulus, _SHORT_WINDOW_BITS).ensure(pk.short_exponent_bits)
+        _modexp.fixed_base(pk.g % self._q, self._q, _WINDOW_BITS).ensure(pk.prime_bits)
+        _modexp.fixed_base(pk.h % self._q, self._q, _SHORT_WINDOW_BITS).ensure(pk.short_exponent_bits)
+        _modexp.fixed_base(self._g2, self._p2, _SHORT_WINDOW_BITS).ensure(self._t.bit_length())
 
     def _decrypt_values(self, cts: list[mpz], max_bits: int | None) -> list[int]:
         p, p2, l_inv, half = self._p, self._p2, self._l_inv, self._p >> 1

@@ -30,6 +30,7 @@ import numpy as np
 
 from mpcml.fe import GROUPS, config_group
 from mpcml.floors import check_key_bits
+from mpcml.he import DEFAULT_SCHEME, check_scheme
 
 from .common import check_int, check_number
 
@@ -67,6 +68,21 @@ def one_of(*choices: str) -> Check:
 def he_key_bits(name: str, value: Any) -> int:
     """An additively homomorphic modulus size: at least 2048 bits outside tests (:mod:`mpcml.floors`), at most 8192."""
     return check_int(name, check_key_bits(name, value), 1024, 8192)
+
+
+def he_scheme(name: str, value: Any) -> str:
+    """An additively homomorphic scheme's name, one of :data:`mpcml.he.SCHEMES`."""
+    return check_scheme(value, name)
+
+
+def he_option(what: str) -> Any:
+    """The ``he`` option: which additively homomorphic scheme ``what`` uses (Okamoto–Uchiyama by default).
+
+    Declared with this one helper by every protocol that encrypts (CAESAR, SecureBoost, HE PCA, the
+    dealer-free triples, HybridAlpha's packed baseline), so the choice, default and check are the same.
+    """
+    return option(DEFAULT_SCHEME, f"additively homomorphic scheme of {what}: `ou` (Okamoto–Uchiyama, faster at "
+                  "equal key size) or `paillier`", he_scheme)
 
 
 def fe_group(name: str, value: Any) -> str:

@@ -21,8 +21,9 @@ centralised PCA up to ``m 2^-(f+1)`` per entry of ``G`` and ``s``.
 
 Variants of the secure sum (step 3):
 
-- ``"he"`` (default): the consumer's Paillier key; the holders add their packed ciphertexts
-  (:func:`mpcml.paillier.encrypt_packed`) along a chain ``holder 1 -> ... -> holder m -> consumer``.
+- ``"he"`` (default): the consumer's key of the scheme ``he`` (Okamoto–Uchiyama by default, or
+  Paillier; each holder checks it with :func:`mpcml.he.public_key_from_wire`); the holders add their
+  packed ciphertexts (:func:`mpcml.he.encrypt_packed`) along a chain ``holder 1 -> ... -> holder m -> consumer``.
   No holder sees another's values (they are encrypted to the consumer).
 - ``"ckks"``: the same chain with the consumer's CKKS key (:mod:`mpcml.ckks`, preset
   ``"default"``): 20-50x more bytes than packed Paillier, about 10x less precise (approximate
@@ -76,13 +77,13 @@ from sklearn.utils.validation import check_is_fitted
 
 from mpcml import ckks, fixedpoint
 from mpcml.engine import ENGINES
-from mpcml.paillier import PackedEncryptedArray, PublicKey, decrypt_packed, encrypt_packed, generate_keypair
+from mpcml.he import PackedEncryptedArray, decrypt_packed, encrypt_packed, generate_keypair, public_key_from_wire
 from mpcml.party import Party
 from mpcml.schema import Anything, Array, Int, Record
 from mpcml.tensor import Session, SharedTensor, receive_revealed, send_input
 from mpcml.triples import NoTriples
 from protocols.common import check_matrix, check_party_ids, magnitude_bits
-from protocols.config import ProtocolConfig, boolean, integer, one_of, option
+from protocols.config import ProtocolConfig, boolean, he_option, integer, one_of, option
 from protocols.estimator import SecureEstimator
 
 logger = logging.getLogger(__name__)
@@ -116,14 +117,15 @@ class PCAConfig(ProtocolConfig):
 
     n_components: int | float | None = option(
         None, "components to keep: an int, a fraction in (0, 1) of explained variance, or none (all)", check_n_components)
-    variant: str = option("he", "secure sum: `he` (packed Paillier), `ckks` or `ss` (additive shares)", one_of(*VARIANTS))
+    variant: str = option("he", "secure sum: `he` (packed additively homomorphic encryption, scheme `he`), `ckks` or `ss` (additive shares)", one_of(*VARIANTS))
     standardize: bool = option(False, "PCA of the correlation matrix (features scaled to unit variance)", boolean)
     holder_output: str = option("components", "what holders receive: `components` (mean, scale and the selected "
                                 "components: what projecting needs) or `full` (also their explained variances)",
                                 one_of(*HOLDER_OUTPUTS))
     frac_bits: int = option(32, "fractional bits of the secure sums (lowered automatically for large statistics, "
                             f"down to {MIN_FRAC_BITS})", integer(MIN_FRAC_BITS, 40))
-    key_bits: int = option(2048, "Paillier modulus size for `variant=he`", integer(1024, 8192))
+    he: str = he_option("`variant=he` (the consumer's key pair)")
+    key_bits: int = option(2048, "modulus size of the consumer's `he` key for `variant=he`", integer(1024, 8192))
     engine: str = option("beaver", "`variant=ss` only: the compute parties' sharing: `beaver` (additive shares among "
                          "two or more compute parties; no dealer for a sum) or `rss3` (replicated shares among exactly "
                          "three compute parties, honest majority)", one_of(*ENGINES))
@@ -312,7 +314,7 @@ def _ss_contribute(party: Party, config: PCAConfig, stats: np.ndarray, frac_bits
 
 
 def _he_contribute(party: Party, config: PCAConfig, stats: np.ndarray, frac_bits: int, key: Any) -> None:
-    public_key = PublicKey.from_wire(key)
+    public_key = public_key_from_wire(key, config.he)
     mine = encrypt_packed(public_key, stats, frac_bits=frac_bits, slot_bits=_SLOT_BITS, max_summands=len(config.holders))
     previous, nxt = _chain(config, party.id)
     if previous is not None:
@@ -347,7 +349,7 @@ def _consumer_keys(config: PCAConfig) -> tuple[Any, Callable[[Party], np.ndarray
         context, params = ckks.make_context(CKKS_PRESET)
         return ckks.public_context_bytes(context), lambda party: ckks.CKKSArray.from_wire(
             party.recv(config.holders[-1], what="encrypted sum"), context, params).decrypt()
-    public_key, private_key = generate_keypair(config.key_bits)
+    public_key, private_key = generate_keypair(config.he, config.key_bits)
     return public_key.to_wire(), lambda party: decrypt_packed(private_key, PackedEncryptedArray.from_wire(
         public_key, party.recv(config.holders[-1], what="encrypted sum")))[0]
 

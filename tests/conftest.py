@@ -14,6 +14,7 @@ import pytest
 from mpcml import RunOutputs, Session, make_session, run_dealer
 from mpcml.engine import ENGINES
 from mpcml.floors import INSECURE_ENV
+from mpcml.he import SCHEMES
 from mpcml.recording import recorded_run
 
 # The suite uses 1024-bit HE keys and the INSECURE-dsa-1024-160 FE group where only arithmetic is
@@ -49,6 +50,13 @@ def run_players(n: int, body: Callable[[Session], Any], *, engine: str = "beaver
 
 @pytest.fixture(params=ENGINES)
 def engine(request) -> str:
+    return request.param
+
+
+@pytest.fixture(params=SCHEMES)
+def he_scheme(request) -> str:
+    """Each additively homomorphic scheme of :mod:`mpcml.he` in turn: HE protocols' correctness tests take it
+    as their ``he`` option, so each runs under Okamoto–Uchiyama and under Paillier."""
     return request.param
 
 

@@ -32,7 +32,7 @@ from sklearn.preprocessing import StandardScaler
 import protocols.caesar.protocol
 import protocols.estimator
 from mpcml import run_local
-from mpcml.paillier import MASK_SIGMA, EncryptedArray
+from mpcml.he import MASK_SIGMA, EncryptedArray
 from protocols.caesar import (
     CaesarConfig,
     CaesarLogisticRegression,
@@ -76,9 +76,9 @@ def assert_replays(est: CaesarLogisticRegression, blocks: list, y: np.ndarray) -
 # --- the secure fits replay the plaintext algorithm -------------------------------------------------
 
 
-def test_breast_cancer_replays_plaintext_over_both_transports(cancer, transport) -> None:
+def test_breast_cancer_replays_plaintext_over_both_transports(cancer, transport, he_scheme) -> None:
     X, y = cancer[0][:160], cancer[2][:160]
-    est = CaesarLogisticRegression(key_bits=KEY, epochs=3, batch_size=64, l2=0.02, random_state=0)
+    est = CaesarLogisticRegression(he=he_scheme, key_bits=KEY, epochs=3, batch_size=64, l2=0.02, random_state=0)
     est.fit(halves(X), y)
     assert est.coef_.shape == (1, 30) and est.intercept_.shape == (1,) and est.n_iter_ == 3
     assert_replays(est, halves(X), y)
@@ -93,10 +93,10 @@ def test_generalises_like_scikit_learn(cancer) -> None:
     assert est.score(halves(X_test), y_test) >= plain.score(X_test, y_test) - 0.02
 
 
-def test_sparse_one_hot_replays_and_reports_the_loss() -> None:
+def test_sparse_one_hot_replays_and_reports_the_loss(he_scheme) -> None:
     X, y, _ = make_sparse_logistic(300, 200, 0.05, seed=3)
     blocks = [X[:, :100], X[:, 100:]]
-    est = CaesarLogisticRegression(key_bits=KEY, learning_rate=1.0, epochs=2, batch_size=100, report_loss=True,
+    est = CaesarLogisticRegression(he=he_scheme, key_bits=KEY, learning_rate=1.0, epochs=2, batch_size=100, report_loss=True,
                                    random_state=4).fit(blocks, y)
     assert_replays(est, blocks, y)
     losses: list[float] = []
@@ -111,11 +111,11 @@ def test_sparse_one_hot_replays_and_reports_the_loss() -> None:
     np.testing.assert_allclose(est.epoch_loss_, losses, rtol=0, atol=delta * (2 * top + delta) + top * 2.0**-19)
 
 
-def test_cubic_sigmoid_replays_plaintext() -> None:
+def test_cubic_sigmoid_replays_plaintext(he_scheme) -> None:
     gen = np.random.default_rng(5)
     X = gen.normal(size=(60, 4)) * 0.5
     y = (X @ np.array([1.0, -1.0, 0.5, 0.0]) + gen.normal(size=60) * 0.3 > 0).astype(int)
-    est = CaesarLogisticRegression(key_bits=KEY, sigmoid="cubic", learning_rate=0.5, epochs=2, batch_size=30,
+    est = CaesarLogisticRegression(he=he_scheme, key_bits=KEY, sigmoid="cubic", learning_rate=0.5, epochs=2, batch_size=30,
                                    random_state=5).fit(halves(X), y)
     assert_replays(est, halves(X), y)
 
@@ -225,7 +225,8 @@ def test_generated_data_gives_the_replay_or_an_early_error(runs, scale, learning
 
 
 @pytest.mark.parametrize("sigmoid", ["linear", "cubic"])
-def test_wire_view_both_parties_receive_ciphertexts_or_uniformly_masked_values(monkeypatch, wire_log, sigmoid) -> None:
+def test_wire_view_both_parties_receive_ciphertexts_or_uniformly_masked_values(monkeypatch, wire_log, sigmoid,
+                                                                              he_scheme) -> None:
     """Issue 15 items 10-11: what each party receives, checked against the leakage statement, for A and for B.
 
     A masked value ``v + 2^B + U`` (``U`` uniform on ``[0, 2^(B+40))``, ``|v| < 2^B``) decrypted by
@@ -235,8 +236,9 @@ def test_wire_view_both_parties_receive_ciphertexts_or_uniformly_masked_values(m
     keys: dict[int, object] = {}
     real = protocols.caesar.protocol.generate_keypair
 
-    def recording(bits):
-        public, private = real(bits)
+    def recording(scheme, bits):
+        assert scheme == he_scheme
+        public, private = real(scheme, bits)
         keys[int(public.n)] = private
         return public, private
 
@@ -244,8 +246,8 @@ def test_wire_view_both_parties_receive_ciphertexts_or_uniformly_masked_values(m
     gen = np.random.default_rng(9)
     X = gen.normal(size=(96, 6))
     y = (X[:, 0] - X[:, 4] > 0).astype(int)
-    est = CaesarLogisticRegression(key_bits=KEY, learning_rate=0.15, epochs=2, batch_size=32, l2=0.05, report_loss=True,
-                                   sigmoid=sigmoid, random_state=1).fit(halves(X), y)
+    est = CaesarLogisticRegression(he=he_scheme, key_bits=KEY, learning_rate=0.15, epochs=2, batch_size=32, l2=0.05,
+                                   report_loss=True, sigmoid=sigmoid, random_state=1).fit(halves(X), y)
     hellos = {receiver: m for receiver, _, m in wire_log if isinstance(m, dict) and "digest" in m}
     own_key = {receiver: keys[int(hellos[sender]["pk"]["n"])] for receiver, sender in (("a", "b"), ("b", "a"))}
     uniform: dict[str, list[float]] = {"a": [], "b": []}
@@ -281,10 +283,10 @@ def test_wire_view_both_parties_receive_ciphertexts_or_uniformly_masked_values(m
 # --- outputs and secure prediction -------------------------------------------------------------------
 
 
-def test_outputs_own_reveal_and_shared_with_secure_prediction(cancer) -> None:
+def test_outputs_own_reveal_and_shared_with_secure_prediction(cancer, he_scheme) -> None:
     X_train, X_test, y_train, _ = cancer
     X, y = X_train[:128], y_train[:128]
-    options = dict(key_bits=KEY, epochs=2, batch_size=64, random_state=5)
+    options = dict(he=he_scheme, key_bits=KEY, epochs=2, batch_size=64, random_state=5)
     own = CaesarLogisticRegression(**options).fit(halves(X), y)
     reveal = CaesarLogisticRegression(output="reveal", **options).fit(halves(X), y)
     shared = CaesarLogisticRegression(output="shared", **options).fit(halves(X), y)
@@ -304,10 +306,10 @@ def test_outputs_own_reveal_and_shared_with_secure_prediction(cancer) -> None:
         shared.save("unused.npz")
 
 
-def test_secure_prediction_wire_view(cancer, wire_log) -> None:
+def test_secure_prediction_wire_view(cancer, wire_log, he_scheme) -> None:
     """A learns nothing from prediction but public facts, ciphertexts and masked values; B learns the scores."""
     X, y = cancer[0][:64], cancer[2][:64]
-    shared = CaesarLogisticRegression(key_bits=KEY, epochs=1, output="shared", random_state=2).fit(halves(X), y)
+    shared = CaesarLogisticRegression(he=he_scheme, key_bits=KEY, epochs=1, output="shared", random_state=2).fit(halves(X), y)
     wire_log.clear()
     shared.decision_function(cancer[1][:10])
     to_a = [m for receiver, _, m in wire_log if receiver == "a"]
@@ -389,6 +391,18 @@ def test_estimator_conventions_and_input_errors() -> None:
         model.fit([bad, X[:, 2:]], y)
     with pytest.raises(TypeError, match="unexpected parameters"):
         CaesarLogisticRegression(epocs=3)
+
+
+@pytest.mark.parametrize("expected, sent", [("ou", "paillier"), ("paillier", "ou")])
+def test_a_peer_key_of_another_scheme_is_refused_at_set_up(monkeypatch, expected, sent) -> None:
+    """Each party checks the key it receives with ``public_key_from_wire(..., config.he)``: a peer whose key
+    pair is of another scheme (here both, as if each had been built with the other) is refused."""
+    real = protocols.caesar.protocol.generate_keypair
+    monkeypatch.setattr(protocols.caesar.protocol, "generate_keypair", lambda scheme, bits: real(sent, bits))
+    gen = np.random.default_rng(0)
+    X, y = gen.normal(size=(20, 4)), np.arange(20) % 2
+    with pytest.raises(Exception, match=f"expected a {expected} public key from the peer, got '{sent}'"):
+        CaesarLogisticRegression(he=expected, key_bits=KEY, epochs=1).fit(halves(X), y)
 
 
 def test_parties_with_different_options_refuse_at_set_up() -> None:

@@ -362,6 +362,59 @@ def test_a_send_that_blocks_on_a_dead_client_never_holds_up_a_round():
     assert_replays(config, parts, result["weights"])
 
 
+
+def test_a_late_last_result_refused_by_a_finished_server_ends_the_client_normally():
+    """Over gRPC a slow client's answer to the last round can reach a server that already had R
+    results from the others, sent the stop and shut down: the send is refused (CANCELLED). The
+    client then finds the stop waiting and ends normally; the server's weights are the replay's."""
+    parts = synthetic_parts(6, 6, 3, seed=9)
+    config = CodedConfig(clients=clients(6), n_rounds=4, round_timeout=5.0)  # T = 2, R = 5
+    party_roles, inputs = roles(config, dict(zip(config.clients, parts)))
+    parties = make_local_parties(list(party_roles), timeout=20)
+    late = parties["c5"]
+    deliver, to_server = late._send_bytes, []
+
+    def refused_at_the_end(to, segments):
+        if to == "server":
+            to_server.append(True)
+            if len(to_server) == 1 + config.n_rounds:  # the facts, then one result per round: the last one
+                time.sleep(0.5)  # the other five complete the round meanwhile
+                raise RuntimeError("party 'server' refused a message from 'c5' (CANCELLED)")
+        deliver(to, segments)
+
+    late._send_bytes = refused_at_the_end
+    out = run_threads(parties, party_roles, inputs, parties["server"].abort_all)
+    assert "c5" not in out["server"]["responders"][-1] and out["c5"]["stopped"] == ""
+    assert out["c5"]["rounds_answered"] == config.n_rounds - 1
+    assert_replays(config, parts, out["server"]["weights"])
+
+
+def test_a_refused_result_without_a_stop_is_the_clients_failure():
+    """A refusal while the server is not stopping (no stop arrives within the round timeout) raises the refusal."""
+    parts = synthetic_parts(5, 6, 3, seed=10)
+    config = CodedConfig(clients=clients(5), n_masks=1, n_rounds=3, round_timeout=ROUND_TIMEOUT)  # R = 3
+    party_roles, inputs = roles(config, dict(zip(config.clients, parts)))
+    parties = make_local_parties(list(party_roles), timeout=20)
+    server = parties["server"]
+    server_deliver, client_deliver, to_server = server._send_bytes, parties["c4"]._send_bytes, []
+
+    def refused(to, segments):
+        if to == "server":
+            to_server.append(True)
+            if len(to_server) == 2:  # the first result
+                raise RuntimeError("party 'server' refused a message from 'c4' (CANCELLED)")
+        client_deliver(to, segments)
+
+    def silent_to_c4(to, segments):
+        if to != "c4" or not to_server[1:]:
+            server_deliver(to, segments)
+
+    parties["c4"]._send_bytes, server._send_bytes = refused, silent_to_c4
+    with pytest.raises(PartyFailed, match="party 'c4'") as info:
+        run_threads(parties, party_roles, inputs, server.abort_all)
+    assert "refused a message from 'c4'" in str(info.value.__cause__)
+
+
 # --- privacy: what T clients, T + 1 clients and the server can learn -------------------------------------
 
 

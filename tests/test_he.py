@@ -264,6 +264,22 @@ def test_key_owner_encryption_matches_public_encryption(keys):
     assert len({int(c) for c in sk.encrypt_int(np.zeros(50, dtype=np.int64)).ciphertexts}) == 50
 
 
+def test_ou_key_owner_ciphertexts_are_exactly_g_to_the_v_times_h_to_the_r(monkeypatch):
+    """The key owner's OU encryption (mod ``p^2`` as ``(1 + v L p) g2^((v ± n r) mod t)``, mod ``q`` by combs) gives
+    exactly ``g^v h^r`` (``g^v h^-r`` for negative ``v``) for the exponent ``r`` it draws: the public encryption's
+    distribution, not merely a ciphertext that decrypts right (a wrong ``±`` or ``L`` would decrypt right mod ``p^2``
+    but leave the two CRT halves with different randomness)."""
+    from mpcml.he import _modexp
+
+    pk, sk = ou.generate_keypair(KEY_BITS)
+    v = [0, 1, -1, 5, -(2**300), pk.max_int, -pk.max_int]
+    drawn = [int(r) for r in _modexp.random_exponents(len(v), pk.short_exponent_bits)]
+    monkeypatch.setattr(_modexp, "random_exponents", lambda count, bits: drawn[:count])
+    cts = sk.encrypt_int(np.array(v, dtype=object)).ciphertexts
+    n, g, h = int(pk.n), int(pk.g), int(pk.h)
+    assert [int(c) for c in cts] == [pow(g, x, n) * pow(h, r if x >= 0 else -r, n) % n for x, r in zip(v, drawn)]
+
+
 def test_worker_processes_compute_what_one_process_computes(keys, monkeypatch):
     """Batches split over a worker process (thresholds lowered so small test batches split) decrypt to
     the same plaintexts: encryption (comb tables), per-element products and sparse products."""

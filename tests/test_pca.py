@@ -52,11 +52,13 @@ def assert_replays(est: SecurePCA, blocks: list[np.ndarray]) -> None:
     assert np.max(np.abs(_aligned(est.components_, plain.components_) - plain.components_)) <= exact
 
 
-@pytest.mark.parametrize("variant", ["he", "ckks", "ss"])
+@pytest.mark.parametrize("variant, he", [("he", "ou"), ("he", "paillier"), ("ckks", "ou"), ("ss", "ou")],
+                         ids=["he-ou", "he-paillier", "ckks", "ss"])
 @pytest.mark.parametrize("holders", [2, 5])
-def test_matches_the_replay_and_sklearn(cancer: np.ndarray, variant: str, holders: int, transport: str) -> None:
+def test_matches_the_replay_and_sklearn(cancer: np.ndarray, variant: str, he: str, holders: int, transport: str) -> None:
+    """``he``: the scheme of the `he` variant's key (the other variants ignore it)."""
     blocks = np.array_split(cancer, holders)
-    est = SecurePCA(n_components=6, variant=variant, key_bits=KEY_BITS).fit(blocks)
+    est = SecurePCA(n_components=6, variant=variant, he=he, key_bits=KEY_BITS).fit(blocks)
     assert_replays(est, blocks)
     assert est.communication_.total_bytes > 0
 

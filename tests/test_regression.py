@@ -292,10 +292,11 @@ def test_outputs_own_and_shared_with_secure_prediction(cancer, engine) -> None:
         shared.save("unused.npz")
 
 
-def test_dealer_free_paillier_triples_follow_the_plaintext_algorithm(diabetes) -> None:
+def test_dealer_free_paillier_triples_follow_the_plaintext_algorithm(diabetes, he_scheme) -> None:
     X, y = diabetes[0][:120], diabetes[1][:120]
     blocks = np.array_split(X, 2, axis=1)
-    est = SecureLinearRegression(epochs=2, batch_size=40, random_state=3, triples="paillier", key_bits=1024).fit(blocks, y)
+    est = SecureLinearRegression(epochs=2, batch_size=40, random_state=3, triples="paillier", he=he_scheme,
+                                 key_bits=1024).fit(blocks, y)
     assert set(est.communication_.per_party) == {"holder-0", "holder-1"}  # no dealer
     assert_replays(est, X, y)
     with pytest.raises(ValueError, match="exactly two compute parties"):
@@ -515,3 +516,14 @@ def test_scikit_learn_estimator_checks() -> None:
     check_estimator(SecureLinearRegression(partition=Horizontal(2)), expected_failed_checks={
         "check_fit_idempotent": DIVERGES, "check_fit_check_is_fitted": DIVERGES, "check_n_features_in": DIVERGES,
         "check_regressor_data_not_an_array": NOT_IDEMPOTENT, "check_supervised_y_2d": NOT_IDEMPOTENT})
+
+
+def test_replay_tolerance_takes_the_small_gram_matrix_of_a_wide_batch():
+    """lambda_max(X^T X) from X X^T when X is wide (the 1,000 x 20,000 CAESAR case needs no 20,000^2 matrix):
+    equal to the tall formula to float rounding on both shapes."""
+    from protocols.regression.reference import top_gram_eigenvalue
+
+    data = np.random.default_rng(3)
+    for shape in ((8, 50), (50, 8)):
+        xb = data.normal(size=shape)
+        assert np.isclose(top_gram_eigenvalue(xb), np.linalg.eigvalsh(xb.T @ xb)[-1], rtol=1e-12)

@@ -33,11 +33,14 @@ from sklearn.preprocessing import StandardScaler
 import protocols.xgb.config
 import protocols.xgb.trees
 from mpcml import fixedpoint
+from mpcml.he import SCHEMES, slots_per_ciphertext
 from protocols.estimator import Vertical
 from protocols.xgb import Forest, ReplayMismatch, SecureXGBClassifier, SecureXGBRegressor, XGBConfig, plaintext_xgb
 from protocols.xgb.trees import QuantileBinner, feature_values
 
-KEY = 1024  # arithmetic only: the test suite's small Paillier keys
+KEY = 1024  # arithmetic only: the test suite's small keys
+METHODS = [pytest.param("ss", "ou", id="ss"), *(pytest.param("he", scheme, id=f"he-{scheme}") for scheme in SCHEMES)]
+"""SS-XGB, and SecureBoost under each additively homomorphic scheme (``he``; SS-XGB ignores it)."""
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +85,9 @@ def xgb_margin(xtr, ytr, xte, trees, depth, max_bin=32, regression=False):
 
 
 # SS-XGB on each engine (beaver: two data parties and the dealer; rss3: three data parties, no dealer), SecureBoost
-METHODS = [("ss", "beaver"), ("ss", "rss3"), ("he", "beaver")]
+# under each additively homomorphic scheme (``he``; SS-XGB ignores it)
+ENGINE_METHODS = [pytest.param("ss", "beaver", "ou", id="ss-beaver"), pytest.param("ss", "rss3", "ou", id="ss-rss3"),
+                  *(pytest.param("he", "beaver", scheme, id=f"he-{scheme}") for scheme in SCHEMES)]
 
 
 def assert_engine_parties(est, method, engine, parties):
@@ -94,11 +99,11 @@ def assert_engine_parties(est, method, engine, parties):
         assert leaves.shape[0] == 2 and leaves.shape[1] == est.n_estimators  # two components per player
 
 
-@pytest.mark.parametrize("method,engine", METHODS)
-def test_classifier_replays_tree_by_tree(cancer, method, engine, transport):
+@pytest.mark.parametrize("method,engine,he", ENGINE_METHODS)
+def test_classifier_replays_tree_by_tree(cancer, method, engine, he, transport):
     xtr, xte, ytr, _ = cancer
     widths = (10, 10, 10) if engine == "rss3" else (12, 18)
-    est = SecureXGBClassifier(method=method, engine=engine, n_estimators=2, max_depth=3, key_bits=KEY,
+    est = SecureXGBClassifier(method=method, engine=engine, he=he, n_estimators=2, max_depth=3, key_bits=KEY,
                               partition=Vertical(*widths))
     est.fit(xtr[:240], ytr[:240])
     assert_engine_parties(est, method, engine, len(widths))
@@ -130,11 +135,11 @@ def test_the_replay_rejects_another_model(cancer):
             plaintext_xgb(blocks, ytr[:200], est.config_, follow=shifted)
 
 
-@pytest.mark.parametrize("method,engine", METHODS)
-def test_regressor_replays_tree_by_tree(diabetes, method, engine):
+@pytest.mark.parametrize("method,engine,he", ENGINE_METHODS)
+def test_regressor_replays_tree_by_tree(diabetes, method, engine, he):
     xtr, xte, ytr, _ = diabetes
     widths = (4, 3, 3) if engine == "rss3" else (5, 5)
-    est = SecureXGBRegressor(method=method, engine=engine, n_estimators=10, max_depth=2, key_bits=KEY,
+    est = SecureXGBRegressor(method=method, engine=engine, he=he, n_estimators=10, max_depth=2, key_bits=KEY,
                              partition=Vertical(*widths))
     est.fit(xtr, ytr)
     assert_engine_parties(est, method, engine, len(widths))
@@ -142,10 +147,10 @@ def test_regressor_replays_tree_by_tree(diabetes, method, engine):
     assert_replays(est, xtr, ytr, xte)
 
 
-@pytest.mark.parametrize("method", ["ss", "he"])
-def test_three_parties_with_row_and_column_sampling(cancer, method):
+@pytest.mark.parametrize("method, he", METHODS)
+def test_three_parties_with_row_and_column_sampling(cancer, method, he):
     xtr, xte, ytr, _ = cancer
-    est = SecureXGBClassifier(method=method, n_estimators=2, max_depth=2, subsample=0.7, colsample_bytree=0.2,
+    est = SecureXGBClassifier(method=method, he=he, n_estimators=2, max_depth=2, subsample=0.7, colsample_bytree=0.2,
                               max_bin=16, key_bits=KEY, random_state=5, partition=Vertical(10, 10, 10))
     est.fit(xtr[:200], ytr[:200])
     for part in est.models_.values():
@@ -169,12 +174,12 @@ def test_ss_margins_go_to_the_named_party_only(cancer):
 # --- quality: the same model as xgboost (separately from the replays) ------------------------------
 
 
-def test_he_equals_xgboost_and_ss_is_close(cancer):
+def test_he_equals_xgboost_and_ss_is_close(cancer, he_scheme):
     """Same cut points (xgboost's own sketch): SecureBoost's margins are xgboost's up to the 2^-24 rounding of
     g and h; SS-XGB's agree to fixed-point accuracy except where tied thresholds resolve differently."""
     xtr, xte, ytr, yte = cancer
     expected = xgb_margin(xtr, ytr, xte, 2, 3)
-    he = SecureXGBClassifier(method="he", n_estimators=2, key_bits=KEY).fit([xtr[:, :15], xtr[:, 15:]], ytr)
+    he = SecureXGBClassifier(method="he", he=he_scheme, n_estimators=2, key_bits=KEY).fit([xtr[:, :15], xtr[:, 15:]], ytr)
     np.testing.assert_allclose(he.decision_function(xte), expected, atol=1e-4)
     ss = SecureXGBClassifier(method="ss", n_estimators=2).fit([xtr[:, :15], xtr[:, 15:]], ytr)
     margin = ss.decision_function(xte)
@@ -228,6 +233,19 @@ def test_features_from_1e_3_to_1e3(cancer):
     scales = np.logspace(-3, 3, 30)
     est = SecureXGBClassifier(n_estimators=2, max_depth=2, partition=Vertical(15, 15)).fit(xtr * scales, ytr)
     assert_replays(est, xtr * scales, ytr, xte * scales)
+
+
+@pytest.mark.parametrize("expected, sent", [("ou", "paillier"), ("paillier", "ou")])
+def test_a_label_holder_key_of_another_scheme_is_refused_by_the_passive_party(cancer, monkeypatch, expected, sent):
+    """The passive party checks the key with ``public_key_from_wire(..., config.he)``."""
+    import protocols.xgb.he
+
+    real = protocols.xgb.he.generate_keypair
+    monkeypatch.setattr(protocols.xgb.he, "generate_keypair", lambda scheme, bits: real(sent, bits))
+    xtr, _, ytr, _ = cancer
+    with pytest.raises(Exception, match=f"expected a {expected} public key from the peer, got '{sent}'"):
+        SecureXGBClassifier(method="he", he=expected, n_estimators=1, max_depth=1, key_bits=KEY,
+                            partition=Vertical(15, 15)).fit(xtr[:60], ytr[:60])
 
 
 def test_reg_lambda_too_small_for_the_secure_division_is_refused_before_any_message(cancer, runs):
@@ -349,27 +367,29 @@ def he_keys(monkeypatch) -> list:
     made: list = []
     original = protocols.xgb.he.generate_keypair
 
-    def recording(bits):
-        made.append(original(bits))
+    def recording(scheme, bits):
+        made.append(original(scheme, bits))
         return made[-1]
 
     monkeypatch.setattr(protocols.xgb.he, "generate_keypair", recording)
     return made
 
 
-def test_he_wire_view_passive_sees_ciphertexts_and_histograms_are_rerandomised(cancer, wire_log, he_keys):
+def test_he_wire_view_passive_sees_ciphertexts_and_histograms_are_rerandomised(cancer, wire_log, he_keys, he_scheme):
     """The passive party receives, besides the public set-up, the node assignment and the nodes it won, only
     ciphertexts: of ``g 2^W + h`` for the sampled rows. The label holder receives left sums it can decrypt,
     but their ciphertexts are re-randomised: none equals the product of its own ciphertexts that the passive
     party computed (which would tell the label holder which rows each sum holds)."""
-    from mpcml.paillier import EncryptedArray
+    from mpcml.he import EncryptedArray
 
     xtr, _, ytr, _ = cancer
     X, y = xtr[:60], ytr[:60]
-    est = SecureXGBClassifier(method="he", n_estimators=1, max_depth=2, max_bin=6, key_bits=KEY, partition=Vertical(15, 15))
+    est = SecureXGBClassifier(method="he", he=he_scheme, n_estimators=1, max_depth=2, max_bin=6, key_bits=KEY,
+                              partition=Vertical(15, 15))
     est.fit(X, y)
     public, private = he_keys[0]
-    n2 = int(public.nsquare)
+    assert public.scheme == he_scheme
+    n2 = int(public.modulus)  # the ciphertext modulus: n^2 (Paillier) or n (OU)
 
     def decrypt(cts):
         return [int(v) for v in private.decrypt_int(EncryptedArray(public, np.array(cts, dtype=object), 0))]
@@ -380,7 +400,7 @@ def test_he_wire_view_passive_sees_ciphertexts_and_histograms_are_rerandomised(c
                      ("won",), ("nodes",), ("won",), "done"]
     gradients = to_passive[2]
     cts = gradients["ciphertexts"]
-    assert all(int(public.n) < c < n2 for c in cts)
+    assert all(0 < c < n2 for c in cts) and len(set(cts)) == len(cts)
     g, h = protocols.xgb.trees.gradients(np.full(60, est.models_["holder-0"].base), y, "logistic")
     gh = np.rint(np.stack([g, h], axis=1) * 2.0**24).astype(np.int64)
     w = int(gh[:, 1].sum()).bit_length() + 1
@@ -405,7 +425,7 @@ def test_he_wire_view_passive_sees_ciphertexts_and_histograms_are_rerandomised(c
                 for r in left:
                     product = product * cts[r] % n2
                 sums[sum(plain[r] for r in left)] = product
-            per_word = (public.bits - 4) // slot
+            per_word = slots_per_ciphertext(public, slot)
             for word, value in zip(words, decrypt(words)):
                 expected, k = 1, 0
                 while value and k < per_word:

@@ -78,6 +78,13 @@ def generate_keypair(scheme: str = DEFAULT_SCHEME, bits: int = DEFAULT_KEY_BITS)
     return module.generate_keypair(bits)
 
 
+def plaintext_bits(scheme: str, bits: int) -> int:
+    """Packing capacity every ``bits``-bit key of ``scheme`` has (its :attr:`PublicKey.plaintext_bits` is at
+    least this), for range analyses made before any key exists: OU ``|p| - 2`` (681 at 2048 bits),
+    Paillier ``bits - 3`` (``max_int = n // 3 - 1 >= 2^(bits - 3)``)."""
+    return _module(scheme).min_plaintext_bits(bits)
+
+
 def public_key_from_wire(obj: Any, scheme: str | None = None) -> PublicKey:
     """A peer's public key from its wire form; ``scheme`` (if given) is the one the receiver expects.
 
@@ -94,5 +101,5 @@ __all__ = [
     "DEFAULT_KEY_BITS", "DEFAULT_SCHEME", "EncryptedArray", "MASK_SIGMA", "MaskedPacking", "PackedEncryptedArray",
     "PrivateKey", "PublicKey", "RANDOMNESS", "SCHEMES", "check_frac_bits", "check_masked", "check_scheme",
     "decrypt_packed", "encrypt_packed", "generate_keypair", "mask_to_share", "pack_ciphertexts", "pack_plain",
-    "public_key_from_wire", "random_masks", "slots_per_ciphertext", "statistical_masks", "unmask_share", "unpack_words",
+    "plaintext_bits", "public_key_from_wire", "random_masks", "slots_per_ciphertext", "statistical_masks", "unmask_share", "unpack_words",
 ]

@@ -312,8 +312,16 @@ class ColumnPowers:
 def _combine(columns: Sequence[mpz], rows: Sequence[Sequence[tuple[int, int]]], modulus: int) -> list[mpz]:
     """``out[j] = prod columns[col]^e`` over ``(col, e)`` in ``rows[j]`` (negative ``e``: one inversion)."""
     m = mpz(modulus)
-    indices = np.array([col for row in rows for col, _ in row], dtype=np.int64)
     data = [e for row in rows for _, e in row]
+    if all(e == 1 for e in data):  # 0/1 data (one-hot buckets, indicator features): one multiplication per term
+        out = []
+        for row in rows:
+            acc = ONE
+            for col, _ in row:
+                acc = acc * columns[col] % m
+            out.append(acc)
+        return out
+    indices = np.array([col for row in rows for col, _ in row], dtype=np.int64)
     powers = ColumnPowers(columns, indices, data, m)
     out = []
     for row in rows:

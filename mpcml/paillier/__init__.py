@@ -38,11 +38,12 @@ from ..he.packing import (
     unpack_words,
 )
 from .array import EncryptedArray
-from .keys import DEFAULT_SHORT_EXPONENT_BITS, MIN_KEY_BITS, SUBGROUP_SIGMA, PrivateKey, PublicKey, generate_keypair
+from .keys import DEFAULT_SHORT_EXPONENT_BITS, MIN_KEY_BITS, SUBGROUP_SIGMA, PrivateKey, PublicKey, generate_keypair, min_plaintext_bits
 
 __all__ = [
     "ColumnPowers", "DEFAULT_SHORT_EXPONENT_BITS", "EncryptedArray", "MASK_SIGMA", "MAX_FRAC_BITS", "MIN_KEY_BITS",
     "MaskedPacking", "PackedEncryptedArray", "PrivateKey", "PublicKey", "RANDOMNESS", "SUBGROUP_SIGMA",
-    "decrypt_packed", "encrypt_packed", "generate_keypair", "mask_to_share", "multi_exp", "pack_ciphertexts",
+    "decrypt_packed", "encrypt_packed", "generate_keypair", "mask_to_share", "min_plaintext_bits", "multi_exp",
+    "pack_ciphertexts",
     "pack_plain", "parallel_powmod", "random_masks", "slots_per_ciphertext", "unmask_share", "unpack_words",
 ]

@@ -42,6 +42,11 @@ _WINDOW_BITS = 8
 _OWNER_WINDOW_BITS = 10
 
 
+def min_plaintext_bits(n_bits: int) -> int:
+    """Packing capacity of every ``n_bits``-bit key: ``max_int = n // 3 - 1 >= 2^(n_bits - 3)``."""
+    return n_bits - 3
+
+
 def generate_keypair(n_length: int = 2048) -> tuple["PublicKey", "PrivateKey"]:
     """A fresh key pair with an ``n_length``-bit modulus (``phe``'s generator; CSPRNG primes).
 

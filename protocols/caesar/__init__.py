@@ -1,4 +1,4 @@
-"""CAESAR: secure sparse logistic regression for two parties, Paillier + secret sharing.
+"""CAESAR: secure sparse logistic regression for two parties, additively homomorphic encryption + secret sharing.
 
 Chen, Zhou, Wang et al., "When Homomorphic Encryption Marries Secret Sharing: Secure
 Large-Scale Sparse Logistic Regression and Applications in Risk Control", KDD 2021.
@@ -6,7 +6,8 @@ Large-Scale Sparse Logistic Regression and Applications in Risk Control", KDD 20
 Setting. Features are vertically partitioned: party A holds ``X_A`` (n x d_A), party B holds
 ``X_B`` (n x d_B) and the labels ``y``; rows are aligned. Both fit
 ``p = sigmoid(X_A w_A + X_B w_B + b)`` by mini-batch gradient descent (K such models at once for
-one-vs-rest). Each party has its own Paillier key pair. The expensive products are done by the
+one-vs-rest). Each party has its own key pair of the additively homomorphic scheme ``he``
+(Okamoto–Uchiyama by default, or Paillier; :mod:`mpcml.he`). The expensive products are done by the
 owner of the (plaintext, sparse) data on ciphertexts under the *other* party's key, so their cost
 is one short exponentiation per non-zero of the data (a modular multiplication for 0/1 data).
 The steps are numbered in :mod:`protocols.caesar.protocol`; in short, per mini-batch ``S``
@@ -48,7 +49,7 @@ shares cost at most a few units in the last place per step (never a wrap-around:
 are integers, not ring elements); :func:`protocols.caesar.reference.replay_tolerance` bounds
 the distance to the plaintext algorithm :func:`~protocols.caesar.reference.reference_fit`.
 
-Threat model: semi-honest, two parties. Every value a party receives is (a) a Paillier
+Threat model: semi-honest, two parties. Every value a party receives is (a) an IND-CPA
 ciphertext under the other party's key, or (b) a ciphertext under its own key whose plaintext
 slots are ``v + 2^B + U`` with ``U`` uniform in ``[0, 2^(B + 40))`` and ``|v| < 2^B`` (``B``
 from the range analysis), statistically within ``2^-39`` of independent of ``v``, or (c) public

@@ -28,10 +28,10 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import LinearOperator, eigsh
 
-from mpcml.paillier import MASK_SIGMA
+from mpcml.he import MASK_SIGMA, plaintext_bits
 
 from ..common import check_party_ids
-from ..config import ProtocolConfig, boolean, he_key_bits, integer, number, one_of, option, optional
+from ..config import ProtocolConfig, boolean, he_key_bits, he_option, integer, number, one_of, option, optional
 from ..regression.config import batch_schedule
 
 SIGMOIDS = ("linear", "cubic")
@@ -70,7 +70,8 @@ class CaesarConfig(ProtocolConfig):
     fit_intercept: bool = option(True, "learn an intercept (a column of ones at the label party B)", boolean)
     output: str = option("own", "`own` (A learns w_A, B learns w_B and the intercept), `reveal` (both learn "
                          "every weight) or `shared` (the weights stay additively shared)", one_of(*OUTPUTS))
-    key_bits: int = option(2048, "Paillier modulus size of each party's key pair", he_key_bits)
+    he: str = he_option("each party's key pair")
+    key_bits: int = option(2048, "modulus size of each party's `he` key pair", he_key_bits)
     frac_bits: int = option(16, "fractional bits of the residuals (and of non-integer features)", integer(8, 32))
     report_loss: bool = option(False, "B learns each epoch's mean squared residual (one number per epoch)", boolean)
     random_state: int | None = option(None, "seed of the public batch order (none: B draws a fresh one)",
@@ -274,9 +275,9 @@ def _analyse(config: CaesarConfig, facts: Mapping[str, Mapping[str, int]]) -> tu
     stable = 2.0 / (high * spread) if low >= 0 else 0.0
     scales = Scales(steps, spread, kappa, stable, weight, z, product_bits, _bits(weight), cubic_bits, share_bits)
     widest = max(slot for _, slot in slot_bits(config, scales, facts))
-    capacity = config.key_bits - 8
+    capacity = plaintext_bits(config.he, config.key_bits)
     if widest > capacity:
-        return None, f"their {widest}-bit packed slots do not fit the {config.key_bits}-bit key"
+        return None, f"their {widest}-bit packed slots do not fit the {capacity}-bit plaintexts of a {config.key_bits}-bit {config.he} key"
     return scales, ""
 
 

@@ -4,7 +4,7 @@ After training with ``output="shared"`` party P holds ``a_P = -R`` and its peer 
 ``t_P = w_P + R`` for P's weights ``w_P`` (integers at P's weight scale), and neither knows
 ``w_P``. Scoring new rows ``X = [X_A, X_B]`` (aligned, each party its own columns):
 
-1. Each party generates a fresh Paillier key pair and announces its public key and the public
+1. Each party generates a fresh key pair of the scheme ``he`` and announces its public key and the public
    facts of its query rows (rows, columns, feature scale, quarter bits of the largest row norm).
 2. Each party Q encrypts its share ``t_P`` of the peer's weights under Q's key and sends it to P.
 3. P computes ``[X_P w_P]_Q = X_P [t_P]_Q + X_P a_P`` (one exponentiation per non-zero), packs
@@ -25,7 +25,7 @@ from typing import Any, Callable, Mapping
 import numpy as np
 import scipy.sparse as sp
 
-from mpcml.paillier import EncryptedArray, PublicKey, generate_keypair
+from mpcml.he import EncryptedArray, generate_keypair, public_key_from_wire
 from mpcml.party import Party
 
 from ..common import check_matrix
@@ -59,7 +59,7 @@ def prediction_party(party: Party, X: Any = None, shares: Mapping[str, Any] | No
                          f"the shared model of party {me!r} has {expected} columns and {outputs} outputs")
     x, fx = encode_features(with_intercept(raw, name) if is_b and config.fit_intercept else raw, config.frac_bits, name)
     # 1. fresh keys and the public facts of the query rows
-    public_key, private_key = generate_keypair(config.key_bits)
+    public_key, private_key = generate_keypair(config.he, config.key_bits)
     real = sp.csr_matrix(x, dtype=np.float64) * 2.0**-fx
     row_norm = quarter_bits(float(np.sqrt(np.asarray(real.multiply(real).sum(axis=1)).max())))
     party.send(peer, {"pk": public_key.to_wire(), "rows": x.shape[0], "cols": x.shape[1], "x_frac_bits": fx,
@@ -68,7 +68,7 @@ def prediction_party(party: Party, X: Any = None, shares: Mapping[str, Any] | No
     if facts["rows"] != x.shape[0] or facts["cols"] != cols[peer] or facts["x_frac_bits"] not in (0, config.frac_bits):
         raise ValueError(f"party {peer!r} has {facts['rows']} query rows of {facts['cols']} columns at scale "
                          f"{facts['x_frac_bits']}; expected {x.shape[0]} rows of {cols[peer]} columns")
-    peer_key = PublicKey.from_wire(facts["pk"])
+    peer_key = public_key_from_wire(facts["pk"], config.he)
     # 2. my share of the peer's weights, encrypted under my key
     party.send(peer, private_key.encrypt_int(theirs).to_wire())
     mine = EncryptedArray.from_wire(peer_key, party.recv(peer, expect=ENCRYPTED, what="encrypted weight shares"))

@@ -4,8 +4,8 @@
 run :func:`caesar_party`. The steps (numbered as in the code):
 
 Set-up:
-  1. Each party checks and encodes its block locally and generates its Paillier key pair; they
-     exchange public keys and the digest of the options (B also the public batch-order seed).
+  1. Each party checks and encodes its block locally and generates its key pair of the scheme ``he``; they
+     exchange public keys (each checks the peer's: that scheme, the size floor) and the digest of the options (B also the public batch-order seed).
   2. Each party computes its public facts over the agreed batches (:func:`~.config.block_facts`:
      rows, columns, feature scale, the quarter bits of its largest row norm and of its widest
      batch) and sends them.
@@ -39,7 +39,7 @@ import scipy.sparse as sp
 from gmpy2 import mpz
 
 from mpcml.csprng import new_seed
-from mpcml.paillier import MASK_SIGMA, EncryptedArray, PublicKey, generate_keypair, random_masks
+from mpcml.he import MASK_SIGMA, EncryptedArray, generate_keypair, public_key_from_wire, random_masks
 from mpcml.party import Party
 from mpcml.schema import Array
 
@@ -118,7 +118,7 @@ class _Trainer:
     def setup(self, seed: bytes | None) -> None:
         config = self.config
         # 1. keys, the options' digest, the batch-order seed (B's)
-        self.public_key, self.private_key = generate_keypair(config.key_bits)
+        self.public_key, self.private_key = generate_keypair(config.he, config.key_bits)
         if self.is_b:
             seed = seed if seed is not None else (config.seed or new_seed())
         elif seed is not None:
@@ -128,7 +128,7 @@ class _Trainer:
         if hello["digest"] != config.digest():
             raise ValueError(f"party {self.peer!r} uses different training parameters (another options digest); "
                              f"start both parties with the same options: {config.options()}")
-        self.peer_key = PublicKey.from_wire(hello["pk"])
+        self.peer_key = public_key_from_wire(hello["pk"], config.he)
         self.seed = seed if self.is_b else hello["seed"]
         if self.seed is None:
             raise ValueError(f"party {self.peer!r} sent no batch-order seed")

@@ -6,9 +6,9 @@ from mpcml.csprng import SEED_BYTES
 from mpcml.schema import Anything, Bytes, Int, ListOf, Nothing, OneOf, Record, Str
 
 ENCRYPTED = Record(shape=ListOf(Int(low=0)), frac_bits=Int(0, 512), c=ListOf(Int(low=1)))
-"""An :class:`mpcml.paillier.EncryptedArray` on the wire (``from_wire`` checks the ciphertexts' range)."""
+"""An :class:`mpcml.he.EncryptedArray` on the wire (``from_wire`` checks the ciphertexts' range)."""
 HELLO = Record(pk=Anything(), digest=Str(), seed=OneOf(Nothing(), Bytes(SEED_BYTES)))
-"""Step 1: the public key (checked by ``PublicKey.from_wire``), the options' digest, and B's batch-order seed."""
+"""Step 1: the public key (checked by :func:`mpcml.he.public_key_from_wire`), the options' digest, and B's batch-order seed."""
 FACTS = Record(rows=Int(low=1), cols=Int(low=1), x_frac_bits=Int(0, 32), row_norm=Int(-256, 8192),
                spread=Int(-256, 16384), outputs=Int(0, 10_000))
 """Step 2: a party's public facts (:func:`protocols.caesar.config.block_facts`)."""

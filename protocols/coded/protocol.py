@@ -144,8 +144,30 @@ def client_rounds(party: Party, config: CodedConfig, state: ClientState) -> dict
             continue
         result = state.stack.gradient(message["weights"].astype(np.int64), config.primes)
         result = (result + state.mask[:, message["round"]].reshape(result.shape)) % primes
-        party.send(config.server, {"round": message["round"], "result": result.astype(np.uint32)})
+        try:
+            party.send(config.server, {"round": message["round"], "result": result.astype(np.uint32)})
+        except Exception as exc:  # noqa: BLE001 - a server that finished without this result refuses it; see below
+            stop = _stop_after_refusal(party, config, round_spec, exc)
+            return {"rounds_answered": answered, "setup_bytes_sent": state.setup_bytes, "stopped": stop}
         answered += 1
+
+
+def _stop_after_refusal(party: Party, config: CodedConfig, round_spec: OneOf, failure: Exception) -> str:
+    """The server's stop, when it refused a late result because it had finished; else ``failure`` re-raised.
+
+    A slow client may still be computing its answer to the last round when the other clients'
+    results complete it: the server then delivers the stop (:meth:`_Courier.finish` waits for the
+    delivery) and shuts down, refusing the late result. The stop is then already waiting here,
+    behind at most newer round messages that need no answer any more.
+    """
+    while True:
+        try:
+            message = party.recv(config.server, config.round_timeout, expect=round_spec, what="round message")
+        except Exception:  # noqa: BLE001 - no stop waiting: the refusal was the real failure
+            raise failure from None
+        if "stop" in message:
+            logger.info("%s: the server had finished without this client's last result: %s", party.id, failure)
+            return message["stop"]
 
 
 def coded_client(party: Party, X: Any, y: Any, *, config: CodedConfig) -> dict[str, Any]:

@@ -7,7 +7,7 @@ any party starts): it fixes the bound on a quantised update entry and shows that
 party's update fits the discrete-log search (below ``q / 2`` of the FE group and within
 :func:`protocols.fe_authority.searchable`, so a decryption takes under a second per value), int64
 arithmetic (hence a packing slot of ``scheme="paillier-packed"``: at most ``62 + 2 + log2(n)`` bits,
-far inside any Paillier key); or it refuses with a ``ValueError`` naming the parameter, the bound
+far inside any Paillier or OU key: 681 plaintext bits at 2048); or it refuses with a ``ValueError`` naming the parameter, the bound
 and a value that works.
 
 The update bound. Without ``max_abs`` it is proved from the local trainer's public parameters
@@ -32,7 +32,7 @@ from mpcml.dp import analytic_gaussian_sigma, share_sigma
 from mpcml.fe import DEFAULT_GROUP, GROUPS, group_by_name
 
 from ..common import check_party_ids
-from ..config import ProtocolConfig, boolean, fe_group, he_key_bits, integer, number, one_of, option, optional
+from ..config import ProtocolConfig, boolean, fe_group, he_key_bits, he_option, integer, number, one_of, option, optional
 from ..fe_authority import searchable
 
 SCHEMES = ("fe", "paillier-packed", "phe", "plain")
@@ -73,7 +73,9 @@ class HybridAlphaConfig(ProtocolConfig):
     dp_delta: float = option(1e-5, "delta of the per-round DP guarantee", _probability)
     dp_clip: float = option(1.0, "L2 norm each party clips its update to (with DP)", number())
     group: str = option(DEFAULT_GROUP.name, f"FE group, one of {sorted(GROUPS)}", fe_group)
-    paillier_bits: int = option(2048, "Paillier modulus size of the Paillier baselines", he_key_bits)
+    he: str = he_option("`scheme=paillier-packed` (`phe` is always Paillier)")
+    paillier_bits: int = option(2048, "modulus size of the keys of the baselines `paillier-packed` (scheme `he`) and "
+                                "`phe`", he_key_bits)
     precompute: bool = option(False, "`fe` only: prepare every round's encryption masks and key pads at set-up",
                               boolean)
     parties: tuple[str, ...] = ()

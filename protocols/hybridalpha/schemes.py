@@ -14,7 +14,7 @@ in this order:
   quantised updates.
 
 ``fe`` is HybridAlpha (labelled MIFE, :mod:`mpcml.fe`); ``paillier-packed`` (mpcml's packed
-Paillier), ``phe`` (one ``phe`` ciphertext per value) and ``plain`` (updates in the clear) are
+additively homomorphic encryption, of the scheme ``he``: Okamoto–Uchiyama by default, or Paillier), ``phe`` (one ``phe`` ciphertext per value) and ``plain`` (updates in the clear) are
 the baselines, run through the same roles and the same TPA policy. With Paillier the key holder
 decrypts what the aggregator sends it and cannot tell a sum from a single update: its policy
 check rests on the aggregator's word.
@@ -27,7 +27,7 @@ from typing import Any, ClassVar, Mapping
 import numpy as np
 import phe
 
-from mpcml import paillier
+from mpcml import he
 from mpcml.dlog import dlog_table
 from mpcml.fe import MIFECiphertext, MIFEFunctionKey, MIFEMasterKey, MIFESlotKey, group_by_name, label_bytes, mife_decrypt
 from mpcml.party import Party
@@ -36,7 +36,7 @@ from mpcml.schema import Anything, Array, Int, ListOf, Record, Spec
 from ..fe_authority import CIPHERTEXT, FUNCTION_KEY, SLOT_KEY, search_bound
 from .config import HybridAlphaConfig, Plan
 
-PUBLIC_KEY = Anything()  # checked by paillier.PublicKey.from_wire (the receiver computes hs from h)
+PUBLIC_KEY = Anything()  # checked by mpcml.he.public_key_from_wire against the expected scheme
 
 
 class AggregationScheme:
@@ -118,15 +118,19 @@ class FEScheme(AggregationScheme):
 
 
 class _PaillierScheme(AggregationScheme):
-    """The Paillier baselines: the TPA party holds the private key and decrypts the aggregated sum."""
+    """The homomorphic baselines: the TPA party holds the private key and decrypts the aggregated sum."""
+
+    def he_scheme(self) -> str:
+        """The additively homomorphic scheme of the keys (:data:`mpcml.he.SCHEMES`)."""
+        return "paillier"
 
     def setup(self, party: Party) -> None:
-        config = self.config
+        config, scheme = self.config, self.he_scheme()
         if party.id == config.tpa:
-            self.public, self.private = paillier.generate_keypair(config.paillier_bits)
+            self.public, self.private = he.generate_keypair(scheme, config.paillier_bits)
             party.send_all([*self.plan.parties, config.aggregator], self.public.to_wire())
         else:
-            self.public = paillier.PublicKey.from_wire(party.recv(config.tpa, expect=PUBLIC_KEY, what="Paillier key"))
+            self.public = he.public_key_from_wire(party.recv(config.tpa, expect=PUBLIC_KEY, what="public key"), scheme)
         self.reply = Record(sum=Array(np.int64, shape=(self.plan.n_params,)))
 
     def decrypt(self, reply: Any, payloads: Mapping[str, Any], weights: list[int], rnd: int) -> np.ndarray:
@@ -134,27 +138,30 @@ class _PaillierScheme(AggregationScheme):
 
 
 class PackedPaillierScheme(_PaillierScheme):
-    """mpcml's packed Paillier: each party's update packed ``slot_bits`` wide into 2048-bit plaintexts."""
+    """mpcml's packed HE (option ``he``): each party's update packed ``slot_bits`` wide into the key's plaintexts."""
 
     name = "paillier-packed"
     payload = Anything()  # checked by PackedEncryptedArray.from_wire
     extra = {"sum": Anything()}
 
+    def he_scheme(self) -> str:
+        return self.config.he
+
     def encrypt(self, update: np.ndarray, rnd: int) -> Any:
         f = self.config.frac_bits
-        return paillier.encrypt_packed(self.public, update.astype(np.float64) / 2.0**f, frac_bits=f,
+        return he.encrypt_packed(self.public, update.astype(np.float64) / 2.0**f, frac_bits=f,
                                        slot_bits=self.plan.slot_bits(), max_summands=len(self.plan.parties)).to_wire()
 
     def combine(self, payloads: Mapping[str, Any], rnd: int) -> dict[str, Any]:
-        arrays = [paillier.PackedEncryptedArray.from_wire(self.public, v) for v in payloads.values()]
+        arrays = [he.PackedEncryptedArray.from_wire(self.public, v) for v in payloads.values()]
         total = arrays[0]
         for arr in arrays[1:]:
             total = total + arr
         return {"sum": total.to_wire()}
 
     def answer(self, request: Mapping[str, Any]) -> Any:
-        packed = paillier.PackedEncryptedArray.from_wire(self.public, request["sum"])
-        values = paillier.decrypt_packed(self.private, packed)[0]
+        packed = he.PackedEncryptedArray.from_wire(self.public, request["sum"])
+        values = he.decrypt_packed(self.private, packed)[0]
         return {"sum": np.rint(values * 2.0**self.config.frac_bits).astype(np.int64)}
 
 

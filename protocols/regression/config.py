@@ -27,7 +27,7 @@ from mpcml.tensor import Session, make_session
 from mpcml.triples import DealerTriples, TripleSource
 
 from ..common import check_party_ids
-from ..config import ProtocolConfig, boolean, he_key_bits, integer, number, one_of, option, optional
+from ..config import ProtocolConfig, boolean, he_key_bits, he_option, integer, number, one_of, option, optional
 from ..dp_sgd import BOUNDED_SIGMOIDS, check_noise_seed
 
 LOSSES = ("squared", "logistic")
@@ -71,8 +71,9 @@ class RegressionConfig(ProtocolConfig):
                          "from `triples`) or `rss3` (replicated shares among exactly three compute parties, honest "
                          "majority, no dealer)", one_of(*ENGINES))
     triples: str = option("dealer", "`engine=beaver` only: `dealer` (a helper party deals Beaver triples) or `paillier` "
-                          "(two compute parties make their own)", one_of(*TRIPLES))
-    key_bits: int = option(2048, "Paillier modulus size for `triples=paillier`", he_key_bits)
+                          "(two compute parties make their own: OT, and `he` for matrix products)", one_of(*TRIPLES))
+    he: str = he_option("`triples=paillier` (its matrix-product triples)")
+    key_bits: int = option(2048, "modulus size of the `he` keys for `triples=paillier`", he_key_bits)
     random_state: int | None = option(None, "seed of the public batch order (none: a fresh one from the CSPRNG)",
                                       optional(integer(-(2**63), 2**63 - 1)))
     dp_epsilon: float | None = option(None, "differential privacy of the released model: the budget epsilon; DP-SGD "
@@ -177,9 +178,9 @@ class RegressionConfig(ProtocolConfig):
         return self.engine == "beaver" and self.triples == "dealer"
 
     def triple_source(self, party: Party) -> TripleSource:
-        """A compute party's Beaver triples: from the dealer, or made by the two players with Paillier."""
+        """A compute party's Beaver triples: from the dealer, or made by the two players (OT and ``he``)."""
         if self.triples == "paillier":
-            return PaillierTriples(party, self.players, key_bits=self.key_bits)
+            return PaillierTriples(party, self.players, he=self.he, key_bits=self.key_bits)
         return DealerTriples(party, self.players, self.dealer)
 
     def session(self, party: Party) -> Session:

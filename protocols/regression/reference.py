@@ -86,6 +86,13 @@ def _max_slope(config: RegressionConfig) -> float:
     return float(np.max(np.abs(np.diff(SIGMOID_METHODS[config.sigmoid].plain(x))) / np.diff(x)))
 
 
+def top_gram_eigenvalue(xb: np.ndarray) -> float:
+    """``lambda_max(X_B^T X_B)``, from the smaller of ``X_B^T X_B`` and ``X_B X_B^T`` (same non-zero eigenvalues):
+    a batch of 1,000 rows of 20,000 columns needs a 1,000 x 1,000 matrix, not 20,000 x 20,000."""
+    gram = xb @ xb.T if xb.shape[0] < xb.shape[1] else xb.T @ xb
+    return float(np.linalg.eigvalsh(gram)[-1])
+
+
 def replay_tolerance(config: RegressionConfig, X: np.ndarray, seed: bytes, epochs: int, y_shift: int) -> float:
     """The largest ``|secure - replay|`` weight difference after ``epochs`` epochs of batches from ``seed``.
 
@@ -114,7 +121,7 @@ def replay_tolerance(config: RegressionConfig, X: np.ndarray, seed: bytes, epoch
     for epoch, rows in batch_schedule(seed, X.shape[0], epochs, config.batch_size):
         eta = config.step_size(epoch)
         xb = Xq[rows]
-        curvature = eta * slope * float(np.linalg.eigvalsh(xb.T @ xb / len(rows))[-1])
+        curvature = eta * slope * top_gram_eigenvalue(xb) / len(rows)
         bound = bound * max(1.0, curvature - 1.0) + 1.0 + eta / len(rows) + eta * x_max * (z_units * slope + c)
     return bound * 2.0 ** (y_shift - config.frac_bits)
 

@@ -8,8 +8,8 @@ holder*) also holds the labels. ``XGBConfig.method`` picks the protocol:
   dealer supplies correlated randomness; the model is distributed (each party keeps its own
   splits and a share of the leaf weights) and prediction runs on it securely.
 - ``"he"`` — SecureBoost, Cheng et al., IEEE Intelligent Systems 2021 (:mod:`protocols.xgb.he`):
-  Paillier-encrypted gradients; the label holder sees per-bucket gradient sums and holds the leaf
-  weights in plaintext. Faster, leakier.
+  homomorphically encrypted gradients (``he``: Okamoto–Uchiyama or Paillier); the label holder
+  sees per-bucket gradient sums and holds the leaf weights in plaintext. Faster, leakier.
 
 Modules: :mod:`~protocols.xgb.config` (the options, the range analysis, the guard),
 :mod:`~protocols.xgb.trees` (plaintext building blocks), :mod:`~protocols.xgb.setup` (checks

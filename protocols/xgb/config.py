@@ -26,7 +26,7 @@ from mpcml.nonlinear import SIGMOID_METHODS
 from mpcml.party import Party
 
 from ..common import check_party_ids
-from ..config import ProtocolConfig, he_key_bits, integer, number, one_of, option, optional
+from ..config import ProtocolConfig, he_key_bits, he_option, integer, number, one_of, option, optional
 
 METHODS = ("ss", "he")
 LOSSES = ("logistic", "squared")
@@ -58,7 +58,7 @@ class XGBConfig(ProtocolConfig):
     """
 
     method: str = option("ss", "`ss` (SS-XGB, everything secret-shared, distributed model) or `he` (SecureBoost, "
-                         "Paillier-encrypted gradients, leaf weights at the label holder)", one_of(*METHODS))
+                         "homomorphically encrypted gradients, leaf weights at the label holder)", one_of(*METHODS))
     loss: str = option("logistic", "`logistic` (binary classification) or `squared` (regression)", one_of(*LOSSES))
     n_estimators: int = option(10, "number of trees", integer(1, 10_000))
     max_depth: int = option(3, "depth of every tree (full binary trees; 2^max_depth leaves)", integer(1, 10))
@@ -74,7 +74,8 @@ class XGBConfig(ProtocolConfig):
                          "`rss3` (replicated, exactly three players, no dealer; honest majority)", one_of(*ENGINES))
     sigmoid: str = option("spline", f"secure sigmoid of `ss` with the logistic loss, one of {sorted(SIGMOID_METHODS)}",
                           one_of(*SIGMOID_METHODS))
-    key_bits: int = option(2048, "Paillier modulus size of `he`", he_key_bits)
+    he: str = he_option("`method=he` (the label holder's key pair)")
+    key_bits: int = option(2048, "modulus size of the label holder's `he` key (`method=he`)", he_key_bits)
     random_state: int | None = option(None, "seed of the row and column sampling (none: each party samples from its "
                                       "CSPRNG); anyone who knows it can redo every party's sampling",
                                       optional(integer(-(2**63), 2**63 - 1)))

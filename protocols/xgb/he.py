@@ -1,4 +1,4 @@
-"""SecureBoost: vertical XGBoost with Paillier-encrypted gradients (the fast, leakier method).
+"""SecureBoost: vertical XGBoost with homomorphically encrypted gradients (the fast, leakier method).
 
 Cheng et al., "SecureBoost: A Lossless Federated Learning Framework", IEEE Intelligent Systems
 2021 (as offered by FATE and SecretFlow). The data parties hold different feature columns of
@@ -9,7 +9,9 @@ gradients in plaintext; the *passive* parties only ever see them encrypted. The 
 Set-up (``_setup``):
   1. Every party bins its own columns; each passive party sends its facts (rows, candidate count,
      options digest) to the label holder and receives the label holder's; the range analysis.
-  2. The label holder makes a Paillier key pair and sends the public key.
+  2. The label holder makes a key pair of the additively homomorphic scheme ``he`` (Okamoto–Uchiyama
+     by default, or Paillier; :mod:`mpcml.he`) and sends the public key; each passive party checks it
+     (:func:`mpcml.he.public_key_from_wire`, expecting ``he``).
 Per tree (``_send_gradients``):
   3. The label holder computes ``g``, ``h`` (exact sigmoid) at the current margins, samples the
      rows (``subsample``), quantises ``g``, ``h`` to ``2^-24`` and packs one plaintext per sampled
@@ -22,8 +24,8 @@ Per level (``_grow_level``):
      turns bucket sums into left sums (prefix products), puts each feature's candidates in a
      CSPRNG order (one permutation per tree), replaces the candidates of columns it dropped
      (``colsample_bytree``) by ``Enc(0)``, packs ``(|n| - 4) / S`` of them per ciphertext
-     (Horner), re-randomises every packed ciphertext (``r^n`` uniform on the subgroup of the
-     label holder's DJN base) and sends them.
+     (Horner), re-randomises every packed ciphertext (``randomness="subgroup"``: uniform on the
+     subgroup holding the randomness of the label holder's encryptions) and sends them.
   6. The label holder decrypts, derives the larger siblings, computes xgboost's gain of every
      candidate (its own from its plaintext sums) and picks each node's best: a strictly positive
      gain, ties to the lowest ``(party, candidate)``; it tells each passive party the (shuffled)
@@ -49,7 +51,7 @@ Threat model: semi-honest, no collusion. What each party learns:
   the leaves each passive party's splits allow for every row. It never sees a passive party's
   feature values or thresholds; the packed sums it receives are re-randomised, so their
   ciphertexts tell it nothing beyond the sums.
-- passive party: the number of rows, the options digest, the Paillier public key, the slot
+- passive party: the number of rows, the options digest, the public key, the slot
   width of each tree (about ``log2`` of the sums of ``|g|`` and ``h``), which rows each tree
   samples, every node's rows (the node assignment), which nodes it owns; ``g``, ``h`` and the
   labels only as ciphertexts (IND-CPA). Its model part holds only its own splits.
@@ -64,7 +66,7 @@ import gmpy2
 import numpy as np
 import scipy.sparse as sp
 
-from mpcml.paillier import EncryptedArray, generate_keypair, pack_ciphertexts, slots_per_ciphertext
+from mpcml.he import EncryptedArray, generate_keypair, pack_ciphertexts, slots_per_ciphertext
 from mpcml.party import Party
 
 from ..common import logistic
@@ -125,7 +127,7 @@ class _LabelHolder:
         self.plan, facts = setup.agree(self.party, self.config, setup.facts(self.config, self.X, self.bins),
                                        self.config.passive)
         self.counts = {pid: facts[pid]["candidates"] for pid in self.config.passive}
-        public_key, self.private_key = generate_keypair(self.config.key_bits)
+        public_key, self.private_key = generate_keypair(self.config.he, self.config.key_bits)
         self.party.send_all(self.config.passive, messages.KeyMessage(public_key).to_wire())
         self.private_key.prepare()
 
@@ -313,7 +315,7 @@ class _Passive:
         """Steps 1-2 at a passive party."""
         leader = self.config.label_holder
         setup.agree(self.party, self.config, setup.facts(self.config, self.X, self.bins), [leader])
-        self.public_key = messages.receive(self.party, leader, messages.KeyMessage).public_key
+        self.public_key = messages.receive(self.party, leader, messages.KeyMessage, self.config.he).public_key
         self.public_key.prepare("subgroup")
 
     def receive_gradients(self) -> tuple[np.ndarray, EncryptedArray, int]:
@@ -330,7 +332,7 @@ class _Passive:
         onehot = sp.csr_matrix((np.ones(rows.size, dtype=np.int64), (rows.ravel(), cols)),
                                shape=(int(self.offsets[-1]), len(members)))
         buckets = list(enc[members].rmatmul(onehot).ciphertexts)
-        n2 = self.public_key.nsquare
+        n2 = self.public_key.modulus
         out = []
         for f, c in enumerate(self.bins.cuts_):
             acc = buckets[self.offsets[f]]

@@ -3,7 +3,7 @@
 Each type declares its wire shape once (``SCHEMA``, checked by :meth:`mpcml.party.Party.recv` /
 :meth:`~mpcml.party.Party.gather` at the receiver, which name the sender and the field of a
 mismatch) and :meth:`from_wire` checks what a shape cannot (ranges, lengths, ciphertexts below
-``n^2``) with a ``ValueError`` naming the message. :func:`receive` and :func:`gather` do both.
+the key's modulus) with a ``ValueError`` naming the message. :func:`receive` and :func:`gather` do both.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from mpcml.paillier import PublicKey
+from mpcml.he import PublicKey, public_key_from_wire
 from mpcml.party import Party
 from mpcml.schema import Anything, Array, Int, ListOf, Record, Str, Tuple
 
@@ -33,7 +33,7 @@ def _listed(value: Any) -> Any:
 
 @dataclass(frozen=True)
 class KeyMessage(_Message):
-    """Label holder -> passive parties, once: the Paillier public key."""
+    """Label holder -> passive parties, once: the public key (of the scheme the receiver expects)."""
 
     public_key: PublicKey
     SCHEMA = Record(key=Anything())
@@ -43,8 +43,8 @@ class KeyMessage(_Message):
         return {"key": self.public_key.to_wire()}
 
     @classmethod
-    def from_wire(cls, obj: dict[str, Any]) -> "KeyMessage":
-        return cls(PublicKey.from_wire(obj["key"]))
+    def from_wire(cls, obj: dict[str, Any], scheme: str) -> "KeyMessage":
+        return cls(public_key_from_wire(obj["key"], scheme))
 
 
 @dataclass(frozen=True)
@@ -63,9 +63,9 @@ class GradientsMessage(_Message):
         rows, cts = obj["rows"], obj["ciphertexts"]
         if rows.size == 0 or rows[0] < 0 or rows[-1] >= n_rows or np.any(np.diff(rows) <= 0):
             raise ValueError(f"the {cls.WHAT} name rows that are not sorted distinct indices in [0, {n_rows})")
-        if len(cts) != rows.size or max(cts) >= public_key.nsquare:
-            raise ValueError(f"the {cls.WHAT} need one ciphertext below n^2 per sampled row ({rows.size})")
-        if obj["slot_bits"] > public_key.bits - 4:
+        if len(cts) != rows.size or max(cts) >= public_key.modulus:
+            raise ValueError(f"the {cls.WHAT} need one ciphertext below the key's modulus per sampled row ({rows.size})")
+        if obj["slot_bits"] > public_key.plaintext_bits:
             raise ValueError(f"the {cls.WHAT} declare {obj['slot_bits']}-bit slots, wider than the key's plaintexts")
         return cls(rows, cts, obj["slot_bits"])
 
@@ -101,8 +101,8 @@ class HistogramsMessage(_Message):
         words = obj["words"]
         if len(words) != n_nodes:
             raise ValueError(f"the {cls.WHAT} must hold {n_nodes} nodes, got {len(words)}")
-        if any(c >= public_key.nsquare for w in words for c in w):
-            raise ValueError(f"the {cls.WHAT} hold a ciphertext beyond n^2")
+        if any(c >= public_key.modulus for w in words for c in w):
+            raise ValueError(f"the {cls.WHAT} hold a ciphertext beyond the key's modulus")
         return cls(words)
 
 
