@@ -70,6 +70,9 @@ def _cmd_certs(args: argparse.Namespace) -> int:
 
 
 def _cmd_party(args: argparse.Namespace) -> int:
+    # Ctrl-C must stop a party whatever its parent left: a blocked or ignored SIGINT passes through fork and exec
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     if args.insecure:
         print(INSECURE_WARNING, file=sys.stderr)
     federation = load_federation(args.federation)

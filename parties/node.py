@@ -16,9 +16,10 @@ from .agreement import Agreement, ConfigurationMismatch
 from .apps import build_role, effective_options, load_app, party_model
 from .certs import load_tls
 from .config import Federation
-from .failures import Failure, RunAborted, find_culprit
+from .failures import Failure, RunAborted, RunState, find_culprit
 from .transport import GrpcParty, PartyServer, PeerRefused, PeerUnreachable
 
+SIGNAL_POLL = 0.25  # seconds between the main thread's checks for a pending signal (Ctrl-C) while the role runs
 STOP_GRACE = 5.0  # seconds in-flight RPCs (e.g. the ack of a peer's last message) may take to finish
 
 
@@ -102,7 +103,7 @@ def run_party(
         seconds = time.perf_counter() - start
         # a party with little to do (e.g. a dealer the engine does not need) may finish before a slow
         # peer has even compared configurations with it: keep serving until every peer's Hello arrived
-        party.state.wait(lambda: party.state.greeted() >= set(peers), federation.timeout)
+        wait_on_main_thread(party.state, lambda: party.state.greeted() >= set(peers), federation.timeout)
     except BaseException as exc:
         grace = 0.0  # what is still arriving no longer matters, and peers know why: they were told before the stop
         failure, unreachable = name_failure(party, exc)
@@ -145,10 +146,22 @@ def run_role(party: GrpcParty, role: Callable[..., Any], args: tuple | dict) -> 
             party.state.notify()
 
     threading.Thread(target=target, name=f"mpcml-{party.id}-role", daemon=True).start()
-    party.state.wait(lambda: bool(outcome), None)
+    wait_on_main_thread(party.state, lambda: bool(outcome), None)
     if "error" in outcome:
         raise outcome["error"]
     return outcome["output"]
+
+
+def wait_on_main_thread(state: RunState, done: Callable[[], bool], timeout: float | None) -> bool:
+    """:meth:`RunState.wait` in slices of :data:`SIGNAL_POLL`: a signal (Ctrl-C) the kernel hands to another
+    thread runs its Python handler only when the main thread wakes, so a wait without end could miss it."""
+    end = None if timeout is None else time.monotonic() + timeout
+    while True:
+        left = SIGNAL_POLL if end is None else min(SIGNAL_POLL, end - time.monotonic())
+        if state.wait(done, max(left, 0.0)):
+            return True
+        if end is not None and time.monotonic() >= end:
+            return False
 
 
 def name_failure(party: GrpcParty, exc: BaseException) -> tuple[Failure, frozenset[str]]:
