@@ -9,7 +9,8 @@ from .fixedpoint import DEFAULT_FRAC_BITS, decode, encode
 from .local import PartyFailed, RunOutputs, make_local_parties, run_local
 from .party import CommStats, Party, PartyAborted, PartyTimeout
 from .sharing import reconstruct, share
-from .tensor import Session, SharedTensor, make_session
+from .tensor import SharedTensor
+from .session import Session, make_session
 from .triples import DealerTriples, NoTriples, TripleSource, run_dealer
 
 __all__ = [

@@ -1,4 +1,4 @@
-"""The engine interface: how a :class:`~mpcml.tensor.Session` represents and combines shares.
+"""The engine interface: how a :class:`~mpcml.session.Session` represents and combines shares.
 
 A :class:`~mpcml.tensor.SharedTensor` is engine-agnostic: it holds this party's *raw share* of a
 secret array over Z_2^64 and asks its session's engine for every interactive step. Two engines
@@ -16,7 +16,7 @@ implement :class:`Engine`:
 or 1), which is all :class:`~mpcml.tensor.SharedTensor` needs to know to index, reshape, sum,
 concatenate and broadcast shares locally (every local operation is linear on each component).
 Raw shares of integers (bits, indices) and of fixed-point values look the same: the engine
-works in the ring, :class:`~mpcml.tensor.Session` and :mod:`mpcml.fixedpoint` give the meaning.
+works in the ring, :class:`~mpcml.session.Session` and :mod:`mpcml.fixedpoint` give the meaning.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ Shape = tuple[int, ...]
 Multiplicands = Union[Sequence[np.ndarray], Callable[[list[np.ndarray]], Sequence[np.ndarray]]]
 """What :meth:`Engine.ltz` multiplies its bits by: raw shares, or a function of the truncated raw shares."""
 ENGINES = ("beaver", "rss3")
-"""The engine names :class:`~mpcml.tensor.Session` and :func:`~mpcml.tensor.make_session` accept."""
+"""The engine names :class:`~mpcml.session.Session` and :func:`~mpcml.session.make_session` accept."""
 
 
 _Method = TypeVar("_Method", bound=Callable[..., Any])

@@ -47,7 +47,8 @@ import numpy as np
 
 from . import fixedpoint
 from .beaver import AND_WORDS
-from .tensor import Session, SharedTensor
+from .tensor import SharedTensor
+from .session import Session
 
 DEFAULT_LO, DEFAULT_HI, DEFAULT_ITERATIONS = -8, 24, 3
 

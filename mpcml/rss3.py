@@ -29,7 +29,7 @@ own CSPRNG.
 
 - input by player ``j``: components ``x_{j-1} = 0``, ``x_j = F(k_{j-1})`` (known to ``P_{j-1}``
   and ``P_j``), ``x_{j+1} = x - x_j`` sent to ``P_{j+1}``: 1 round, ``n`` elements. A party that
-  is not a player splits its value additively among the players (:func:`mpcml.tensor.send_input`)
+  is not a player splits its value additively among the players (:func:`mpcml.session.send_input`)
   and they re-share the three terms (:meth:`from_additive`): 1 round, ``n`` elements each.
 - ``+``, ``-``, products by public integers: local; a public constant is added to ``x_0``.
 - ``x * y``, ``x @ y``: ``z_i = x_i y_i + x_i y_{i+1} + x_{i+1} y_i + alpha_i`` (two local

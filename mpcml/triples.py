@@ -1,6 +1,6 @@
 """Correlated randomness for secret-shared arithmetic: Beaver triples and friends.
 
-:class:`TripleSource` is the pluggable interface :class:`mpcml.tensor.Session` draws from
+:class:`TripleSource` is the pluggable interface :class:`mpcml.session.Session` draws from
 (in the spirit of CrypTen's triple providers). Every method returns *this party's* shares.
 
 :class:`DealerTriples` is the default: a non-colluding helper party (the "dealer", the server
@@ -25,7 +25,7 @@ the same call at every player): the last party sends them in one message and the
 with one message, which the last party reads when the first of them is drawn; every draw then
 checks it is the next prefetched request. Sent one step ahead (e.g. the next training
 iteration's requests, recorded once with :meth:`DealerTriples.recording`:
-:class:`mpcml.tensor.Prefetcher`), the reply is there before it is needed and the dealer costs
+:class:`mpcml.session.Prefetched`), the reply is there before it is needed and the dealer costs
 no round. The dealer still learns only the shapes and the order of operations.
 
 A dealer-free source (e.g. Paillier-based, for two parties) implements the same methods (without

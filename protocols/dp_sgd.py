@@ -79,7 +79,8 @@ from mpcml.accounting import RdpAccountant, noise_multiplier_for_run
 from mpcml.csprng import SEED_BYTES, Csprng
 from mpcml.dp import NoiseSource, share_sigma
 from mpcml.masked import MaskedMatrix
-from mpcml.tensor import Session, SharedTensor
+from mpcml.tensor import SharedTensor
+from mpcml.session import Session
 from protocols.common import check_int, check_matrix, check_number
 from protocols.config import ProtocolConfig, boolean, integer, number, one_of, option, optional
 

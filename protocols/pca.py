@@ -32,7 +32,7 @@ Variants of the secure sum (step 3):
   session engine ``engine`` (:mod:`mpcml.engine`), summed locally, and each compute party sends
   its additive term of the sum to the consumer (:meth:`mpcml.tensor.SharedTensor.reveal_outside`).
   The compute parties are the holders themselves (``compute_parties=None``) or servers the
-  holders input to (``compute_parties``; :func:`mpcml.tensor.send_input`: a 32-byte PRG seed to
+  holders input to (``compute_parties``; :func:`mpcml.session.send_input`: a 32-byte PRG seed to
   every server but the last, the rest to the last). A sum needs no products, so neither engine
   uses a dealer here (``beaver`` runs with :class:`mpcml.triples.NoTriples`):
 
@@ -80,7 +80,8 @@ from mpcml.engine import ENGINES
 from mpcml.he import PackedEncryptedArray, decrypt_packed, encrypt_packed, generate_keypair, public_key_from_wire
 from mpcml.party import Party
 from mpcml.schema import Anything, Array, Int, Record
-from mpcml.tensor import Session, SharedTensor, receive_revealed, send_input
+from mpcml.tensor import SharedTensor
+from mpcml.session import Session, receive_revealed, send_input
 from mpcml.triples import NoTriples
 from protocols.common import check_matrix, check_party_ids, magnitude_bits
 from protocols.config import ProtocolConfig, boolean, he_option, integer, one_of, option

@@ -241,7 +241,7 @@ def test_prefetched_steps_cost_no_dealer_round_trips_and_check_their_order():
 def test_outside_holder_inputs_and_receives(engine):
     """A party that is not a player inputs with send_input and learns a result by receive_revealed."""
     from mpcml import make_session, run_dealer
-    from mpcml.tensor import receive_revealed, send_input
+    from mpcml.session import receive_revealed, send_input
 
     players = players_of(3)
     value = np.random.default_rng(3).normal(size=(4, 3))

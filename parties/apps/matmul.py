@@ -32,7 +32,8 @@ import numpy as np
 from mpcml import DEFAULT_FRAC_BITS, fixedpoint, run_dealer
 from mpcml.engine import ENGINES
 from mpcml.schema import Int, Record
-from mpcml.tensor import Session, SharedTensor, make_session
+from mpcml.tensor import SharedTensor
+from mpcml.session import Session, make_session
 from protocols.common import magnitude_bits
 from protocols.config import ProtocolConfig, integer, one_of, option
 

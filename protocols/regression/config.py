@@ -23,7 +23,7 @@ from mpcml.engine import ENGINES
 from mpcml.nonlinear import SIGMOID_METHODS
 from mpcml.paillier_triples import PaillierTriples
 from mpcml.party import Party
-from mpcml.tensor import Session, make_session
+from mpcml.session import Session, make_session
 from mpcml.triples import DealerTriples, TripleSource
 
 from ..common import check_party_ids

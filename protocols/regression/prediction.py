@@ -18,7 +18,8 @@ import numpy as np
 
 from mpcml import fixedpoint
 from mpcml.party import Party
-from mpcml.tensor import SharedTensor, receive_revealed, send_input
+from mpcml.tensor import SharedTensor
+from mpcml.session import receive_revealed, send_input
 
 from ..common import check_matrix
 from .config import RegressionConfig

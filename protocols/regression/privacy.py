@@ -47,7 +47,8 @@ import numpy as np
 from mpcml.csprng import new_seed
 from mpcml.dp import NoiseSource
 from mpcml.nonlinear import SIGMOID_METHODS
-from mpcml.tensor import Session, SharedTensor
+from mpcml.tensor import SharedTensor
+from mpcml.session import Session
 
 from ..common import magnitude_bits
 from ..dp_sgd import (DPPlan, DPSGDConfig, check_feature_bound, clip_range, local_dp_model, local_dp_models,

@@ -42,7 +42,8 @@ from mpcml.masked import MaskedMatrix
 from mpcml.nonlinear import sigmoid
 from mpcml.party import Party
 from mpcml.schema import Bool, Bytes, Int, Nothing, OneOf, Record, Tuple
-from mpcml.tensor import Session, SharedTensor, receive_revealed, send_input
+from mpcml.tensor import SharedTensor
+from mpcml.session import Session, receive_revealed, send_input
 from mpcml.triples import run_dealer
 
 from ..common import check_matrix, check_targets, magnitude_bits
@@ -128,7 +129,7 @@ def _agree_facts(party: Party, config: RegressionConfig, mine: dict | None) -> d
 
 def _input(session: Session, value: np.ndarray | None, owner: str, name: str) -> SharedTensor:
     """This player's share of ``owner``'s array, whether or not ``owner`` is a player (an outsider runs
-    :func:`mpcml.tensor.send_input`)."""
+    :func:`mpcml.session.send_input`)."""
     if owner in session.players:
         return session.input(value, owner, name=name)
     return session.input_external(owner, name=name)
@@ -205,7 +206,7 @@ def _epoch_check(w: SharedTensor, previous: SharedTensor, config: RegressionConf
 
 def _plan(seed: bytes, n: int, config: RegressionConfig) -> Iterator[tuple[tuple, np.ndarray | None, int]]:
     """The steps of training, ``(key, rows, epoch)``: every mini-batch, then the epoch's guard (the
-    dealer's randomness for each is prefetched a step ahead: :meth:`mpcml.tensor.Session.prefetched`)."""
+    dealer's randomness for each is prefetched a step ahead: :meth:`mpcml.session.Session.prefetched`)."""
     schedule = batch_schedule(seed, n, config.epochs, config.batch_size)
     for epoch in range(config.epochs):
         for _ in range(-(-n // config.batch_size)):

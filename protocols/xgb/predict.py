@@ -31,7 +31,8 @@ import numpy as np
 from mpcml import fixedpoint
 from mpcml.party import Party
 from mpcml.schema import Array, Float, Int, Tuple
-from mpcml.tensor import SharedTensor, make_session
+from mpcml.tensor import SharedTensor
+from mpcml.session import make_session
 
 from ..common import check_matrix
 from .config import FRAC_BITS, XGBConfig

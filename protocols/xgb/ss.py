@@ -64,7 +64,8 @@ from mpcml import fixedpoint
 from mpcml.masked import MaskedMatrix
 from mpcml.nonlinear import divide, sigmoid
 from mpcml.party import Party
-from mpcml.tensor import Session, SharedTensor, make_session
+from mpcml.tensor import SharedTensor
+from mpcml.session import Session, make_session
 
 from ..progress import Progress
 from . import setup
