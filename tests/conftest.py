@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
 import pytest
 
 from mpcml import RunOutputs, Session, make_session, run_dealer
@@ -161,3 +162,24 @@ def wait_for_log(log: Path, text: str, proc: subprocess.Popen, timeout: float) -
         if proc.poll() is not None or time.monotonic() > limit:
             raise RuntimeError(f"{text!r} did not appear in {log}: {log.read_text(encoding='utf-8', errors='replace')}")
         time.sleep(0.02)
+
+
+def message_leaves(messages: list) -> list:
+    """Every value inside ``messages`` that is not a list, tuple or dict (those are opened), in order."""
+    out = []
+    for m in messages:
+        if isinstance(m, (list, tuple)):
+            out.extend(message_leaves(list(m)))
+        elif isinstance(m, dict):
+            out.extend(message_leaves(list(m.values())))
+        else:
+            out.append(m)
+    return out
+
+
+def bits_balanced(words: np.ndarray) -> bool:
+    """Every bit position of the unsigned words (64-bit ring words, 16-bit comparison table bits) set in
+    half of them within five standard deviations: what uniformly masked values show."""
+    words = np.ascontiguousarray(words)
+    balance = np.unpackbits(words.view(np.uint8)).reshape(-1, 8 * words.itemsize).mean(axis=0)
+    return bool(np.all(np.abs(balance - 0.5) < 5 * 0.5 / np.sqrt(words.size)))

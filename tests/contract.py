@@ -36,3 +36,20 @@ def assert_persists(est: Any, X: Any, tmp_path: Path, *, other: type | None = No
     if other is not None:
         with pytest.raises(ValueError, match=cls.__name__):
             other.load(path)
+
+
+def run_both_ways(protocol: str, options: dict[str, str], tmp_path: Path, *, seed: int = 0,
+                  timeout: float = 60.0) -> tuple[Any, Any]:
+    """The app's demo federation on its demo data (``seed``) in-process and as mTLS party processes;
+    both runs must pass the app's own check (its plaintext replay). Returns ``(local outputs, process run)``."""
+    from parties.apps import load_app, run_app_local
+    from parties.launcher import run_processes
+
+    app = load_app(protocol)
+    data = app.demo_data(tmp_path, seed, options)
+    local = run_app_local(protocol, data, options, timeout=timeout)
+    remote = run_processes(protocol, data, options, work_dir=tmp_path / "run", secure=True, timeout=timeout)
+    for outputs in (local, remote.outputs):
+        result = app.check(outputs, data, options)
+        assert result.ok, result.summary
+    return local, remote

@@ -45,7 +45,7 @@ from protocols.caesar.config import plan, schedule_facts
 from protocols.caesar.packing import unpack_masked
 from protocols.caesar.protocol import encoded_blocks
 from protocols.estimator import Vertical
-from tests.contract import assert_persists
+from tests.contract import assert_persists, run_both_ways
 
 KEY = 1024
 
@@ -420,18 +420,9 @@ def test_parties_with_different_options_refuse_at_set_up() -> None:
 
 @pytest.mark.slow  # two party processes
 def test_processes_match_in_process_run(tmp_path) -> None:
-    from parties.apps import load_app, run_app_local
-    from parties.launcher import run_processes
-
     options = {"key_bits": str(KEY), "rows": "60", "cols": "20", "density": "0.1", "epochs": "1", "batch_size": "30",
                "random_state": "7"}
-    app = load_app("caesar")
-    data = app.demo_data(tmp_path, 4, options)
-    local = run_app_local("caesar", data, options, timeout=60)
-    remote = run_processes("caesar", data, options, work_dir=tmp_path / "run", secure=True, timeout=60)
-    for outputs in (local, remote.outputs):
-        result = app.check(outputs, data, options)
-        assert result.ok, result.summary
+    local, remote = run_both_ways("caesar", options, tmp_path, seed=4)
     # same messages and rounds; the runs differ only in fresh keys and masks (ciphertext widths, last-bit rounding)
     for pid in ("alice", "bob"):
         a, b = local.stats[pid].as_dict(), remote.outputs.stats[pid].as_dict()

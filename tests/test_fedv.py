@@ -38,7 +38,7 @@ from protocols.fedv import (
     replay_tolerance,
 )
 from protocols.fedv.protocol import FedVPolicy
-from tests.contract import assert_persists
+from tests.contract import assert_persists, run_both_ways
 
 G = "secp256k1"
 
@@ -358,15 +358,6 @@ def test_app_options_check_and_model_hook(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_processes_match_run_local(tmp_path) -> None:
-    from parties.apps import load_app, run_app_local
-    from parties.launcher import run_processes
-
     options = {"group": G, "epochs": "2", "rows": "120"}
-    app = load_app("fedv")
-    data = app.demo_data(tmp_path, 0, options)
-    local = run_app_local("fedv", data, options, timeout=60)
-    remote = run_processes("fedv", data, options, work_dir=tmp_path / "run", secure=True, timeout=60)
-    for outputs in (local, remote.outputs):
-        result = app.check(outputs, data, options)
-        assert result.ok, result.summary
+    local, remote = run_both_ways("fedv", options, tmp_path)
     assert remote.outputs.stats["bob"].bytes_sent == local.stats["bob"].bytes_sent

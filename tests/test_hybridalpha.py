@@ -44,7 +44,8 @@ from protocols.hybridalpha import (
     replay_tolerance,
     roles,
 )
-from tests.contract import assert_persists
+from tests.conftest import message_leaves
+from tests.contract import assert_persists, run_both_ways
 
 G = "secp256k1"
 FIVE = tuple(f"p{i}" for i in range(5))
@@ -275,17 +276,6 @@ def test_the_analysed_bound_holds_for_every_update(cancer) -> None:
 # --- what each role receives -------------------------------------------------------------------------
 
 
-def _leaves(messages: list) -> list:
-    out = []
-    for m in messages:
-        if isinstance(m, (list, tuple)):
-            out.extend(_leaves(list(m)))
-        elif isinstance(m, dict):
-            out.extend(_leaves(list(m.values())))
-        else:
-            out.append(m)
-    return out
-
 
 def test_wire_view_matches_the_leakage_statement(cancer, wire_log) -> None:
     """The TPA gets the plan, 0/1 weights per round and stop; the aggregator gets facts and ciphertexts
@@ -309,7 +299,7 @@ def test_wire_view_matches_the_leakage_statement(cancer, wire_log) -> None:
     raw = np.frombuffer(b"".join(group.element_to_wire(p)[1:] for p in points), dtype=np.uint8)
     balance = np.unpackbits(raw).mean()
     assert abs(balance - 0.5) < 5 * 0.5 / np.sqrt(raw.size * 8)
-    assert not any(isinstance(v, np.ndarray) and v.dtype.kind == "f" for v in _leaves(from_parties))
+    assert not any(isinstance(v, np.ndarray) and v.dtype.kind == "f" for v in message_leaves(from_parties))
 
 
 # --- the scikit-learn contract -----------------------------------------------------------------------
@@ -420,16 +410,7 @@ def test_app_options_and_model_hook(tmp_path) -> None:
 
 @pytest.mark.slow
 def test_processes_match_run_local(tmp_path) -> None:
-    from parties.apps import load_app, run_app_local
-    from parties.launcher import run_processes
-
-    app = load_app("hybridalpha")
-    data = app.demo_data(tmp_path, 1, APP_OPTIONS)
-    local = run_app_local("hybridalpha", data, APP_OPTIONS, timeout=30)
-    remote = run_processes("hybridalpha", data, APP_OPTIONS, work_dir=tmp_path / "run", secure=True, timeout=30)
-    for outputs in (local, remote.outputs):
-        result = app.check(outputs, data, APP_OPTIONS)
-        assert result.ok, result.summary
+    local, remote = run_both_ways("hybridalpha", APP_OPTIONS, tmp_path, seed=1, timeout=30)
     assert np.array_equal(remote.outputs["aggregator"]["model"], local["aggregator"]["model"])
     assert remote.outputs.stats["alice"].bytes_sent == local.stats["alice"].bytes_sent
 

@@ -19,7 +19,8 @@ import protocols.estimator
 from mpcml import fixedpoint
 from protocols.estimator import Horizontal
 from protocols.pca import PCAConfig, SecurePCA, model_tolerance, reference_model
-from tests.contract import assert_persists
+from tests.conftest import bits_balanced
+from tests.contract import assert_persists, run_both_ways
 
 KEY_BITS = 1024
 
@@ -137,8 +138,7 @@ def _assert_uniform_words(arrays: list[np.ndarray], what: str) -> None:
     for i, words in enumerate(arrays):
         for name, w in [(f"{what} {i}", words)] + ([(f"{what} {i} + {i + 1}", words + arrays[i + 1])]
                                                      if i + 1 < len(arrays) else []):
-            balance = np.unpackbits(np.ascontiguousarray(w).view(np.uint8)).reshape(-1, 64).mean(axis=0)
-            assert np.all(np.abs(balance - 0.5) < 5 * 0.5 / np.sqrt(w.size)), name
+            assert bits_balanced(w), name
 
 
 @pytest.mark.parametrize("servers", [0, 3])
@@ -253,17 +253,8 @@ def test_sklearn_conventions(cancer: np.ndarray) -> None:
 @pytest.mark.parametrize("variant,engine", [("ss", "beaver"), ("ss", "rss3"), ("he", "beaver")])
 @pytest.mark.slow  # spawns one process per party
 def test_party_processes_match_in_process(tmp_path, variant: str, engine: str) -> None:
-    from parties.apps import load_app, run_app_local
-    from parties.launcher import run_processes
-
     options = {"variant": variant, "engine": engine, "n_components": "4", "key_bits": "1024"}
-    app = load_app("pca")
-    data = app.demo_data(tmp_path, 0, options)
-    local = run_app_local("pca", data, options, timeout=60)
-    remote = run_processes("pca", data, options, work_dir=tmp_path / "run", secure=True, timeout=60)
-    for outputs in (local, remote.outputs):
-        result = app.check(outputs, data, options)
-        assert result.ok, result.summary
+    run_both_ways("pca", options, tmp_path)
 
 
 @pytest.mark.parametrize("engine", ["beaver", "rss3"])

@@ -34,7 +34,8 @@ from protocols.regression import (
     reference_scales,
     replay_tolerance,
 )
-from tests.contract import assert_persists
+from tests.conftest import bits_balanced, message_leaves
+from tests.contract import assert_persists, run_both_ways
 
 UNIT = 2.0**-16
 
@@ -243,30 +244,18 @@ def test_wire_view_matches_the_leakage_statement(cancer, wire_log) -> None:
     X, y = cancer[0][:128], cancer[2][:128]
     SecureLogisticRegression(epochs=2, batch_size=64, random_state=0).fit(np.array_split(X, 2, axis=1), y)
     to_dealer = [m for receiver, _, m in wire_log if receiver == "dealer"]
-    assert to_dealer and all(not isinstance(m, np.ndarray) or m.dtype != np.uint64 for m in _leaves(to_dealer))
+    assert to_dealer and all(not isinstance(m, np.ndarray) or m.dtype != np.uint64 for m in message_leaves(to_dealer))
     facts = [m for receiver, _, m in wire_log if isinstance(m, dict) and "x_bits" in m]
     assert {tuple(sorted(m)) for m in facts} == {("cols", "outputs", "rows", "x_bits", "y_bits")}
     # what a holder receives from the other: masked ring words (uniform in every bit) and masked single bits
     # (the comparisons' e = msb XOR b, uniform on {0, 1}); five standard deviations of the bit-balance test
     arrays = [a.ravel() for _, sender, m in wire_log if sender.startswith("holder")
-              for a in _leaves([m]) if isinstance(a, np.ndarray) and a.dtype == np.uint64]
+              for a in message_leaves([m]) if isinstance(a, np.ndarray) and a.dtype == np.uint64]
     words = np.concatenate([a for a in arrays if a.size and a.max() > 1])
     single = np.concatenate([a for a in arrays if a.size and a.max() <= 1])
-    balance = np.unpackbits(words.view(np.uint8)).reshape(-1, 64).mean(axis=0)
-    assert words.size > 10_000 and np.all(np.abs(balance - 0.5) < 5 * 0.5 / np.sqrt(words.size))
+    assert words.size > 10_000 and bits_balanced(words)
     assert single.size > 1000 and abs(single.mean() - 0.5) < 5 * 0.5 / np.sqrt(single.size)
 
-
-def _leaves(messages: list) -> list:
-    out = []
-    for m in messages:
-        if isinstance(m, (list, tuple)):
-            out.extend(_leaves(list(m)))
-        elif isinstance(m, dict):
-            out.extend(_leaves(list(m.values())))
-        else:
-            out.append(m)
-    return out
 
 
 # --- outputs, servers, triples ---------------------------------------------------------------------
@@ -463,17 +452,8 @@ def test_per_iteration_communication_is_independent_of_rows(cancer) -> None:
 @pytest.mark.slow  # spawns one process per party
 def test_party_processes_match_in_process(tmp_path, engine) -> None:
     """The demo federation (three holders and a dealer, which has nothing to do on rss3) as processes."""
-    from parties.apps import load_app, run_app_local
-    from parties.launcher import run_processes
-
     options = {"epochs": "2", "batch_size": "64", "random_state": "3", "engine": engine}
-    app = load_app("regression")
-    data = app.demo_data(tmp_path, 0, options)
-    local = run_app_local("regression", data, options, timeout=60)
-    remote = run_processes("regression", data, options, work_dir=tmp_path / "run", secure=True, timeout=60)
-    for outputs in (local, remote.outputs):
-        result = app.check(outputs, data, options)
-        assert result.ok, result.summary
+    local, remote = run_both_ways("regression", options, tmp_path)
     # same batches, same messages: identical byte counts
     assert {p: s.as_dict() for p, s in remote.outputs.stats.items()} == {p: s.as_dict() for p, s in local.stats.items()}
 

@@ -37,6 +37,7 @@ from mpcml.he import SCHEMES, slots_per_ciphertext
 from protocols.estimator import Vertical
 from protocols.xgb import Forest, ReplayMismatch, SecureXGBClassifier, SecureXGBRegressor, XGBConfig, plaintext_xgb
 from protocols.xgb.trees import QuantileBinner, feature_values
+from tests.conftest import bits_balanced, message_leaves
 
 KEY = 1024  # arithmetic only: the test suite's small keys
 METHODS = [pytest.param("ss", "ou", id="ss"), *(pytest.param("he", scheme, id=f"he-{scheme}") for scheme in SCHEMES)]
@@ -306,24 +307,6 @@ def test_generated_data_gives_the_replay_model_or_an_early_error(runs, feature_s
 # --- what each role receives (the leakage statements of protocols.xgb.ss / .he) ----------------------
 
 
-def _leaves(messages: list) -> list:
-    out = []
-    for m in messages:
-        if isinstance(m, (list, tuple)):
-            out.extend(_leaves(list(m)))
-        elif isinstance(m, dict):
-            out.extend(_leaves(list(m.values())))
-        else:
-            out.append(m)
-    return out
-
-
-def _uniform_words(words: np.ndarray) -> bool:
-    """Every bit of the words (64-bit ring words, or the dealt comparison's 16-bit masked table bits)
-    balanced within five standard deviations."""
-    balance = np.unpackbits(words.view(np.uint8)).reshape(-1, 8 * words.itemsize).mean(axis=0)
-    return bool(np.all(np.abs(balance - 0.5) < 5 * 0.5 / np.sqrt(words.size)))
-
 
 def test_ss_wire_view_dealer_learns_nothing_and_openings_are_uniform(cancer, wire_log):
     """The dealer receives the same requests whatever the data (shapes only); what a player receives from
@@ -338,24 +321,24 @@ def test_ss_wire_view_dealer_learns_nothing_and_openings_are_uniform(cancer, wir
     est.fit(X, np.random.default_rng(0).permutation(y))  # other labels, the same shapes
     to_dealer = [[m for receiver, _, m in log if receiver == "dealer"] for log in (first, wire_log)]
     assert to_dealer[0] and to_dealer[0] == to_dealer[1]
-    assert all(isinstance(kind, str) and not any(isinstance(v, np.ndarray) for v in _leaves([args]))
+    assert all(isinstance(kind, str) and not any(isinstance(v, np.ndarray) for v in message_leaves([args]))
                for kind, args in to_dealer[0])
     between = [(sender, m) for receiver, sender, m in first if receiver.startswith("holder") and sender.startswith("holder")]
     facts = [m for _, m in between if isinstance(m, dict)]
     assert [sorted(m) for m in facts] == [["candidates", "digest", "rows"]] * 2
-    arrays = [a for _, m in between for a in _leaves([m]) if isinstance(a, np.ndarray)]
+    arrays = [a for _, m in between for a in message_leaves([m]) if isinstance(a, np.ndarray)]
     assert all(a.dtype in (np.uint64, np.uint16) for a in arrays)
     table_bits = [a for a in arrays if a.dtype == np.uint16]
-    assert table_bits and _uniform_words(np.concatenate([a.ravel() for a in table_bits]))
+    assert table_bits and bits_balanced(np.concatenate([a.ravel() for a in table_bits]))
     arrays = [a for a in arrays if a.dtype == np.uint64]
     candidates = {m["candidates"] for m in facts}
     indicators = [a for a in arrays if a.ndim == 2 and a.shape[0] == len(y) and a.shape[1] in candidates]
-    assert len(indicators) >= 2 and all(_uniform_words(a.ravel()) for a in indicators)
+    assert len(indicators) >= 2 and all(bits_balanced(a.ravel()) for a in indicators)
     words = np.concatenate([a.ravel() for a in arrays if a.size and a.max() > 1])
     bits = np.concatenate([a.ravel() for a in arrays if a.size and a.max() <= 1])
-    assert words.size > 10_000 and _uniform_words(words)
+    assert words.size > 10_000 and bits_balanced(words)
     assert bits.size > 1000 and abs(bits.mean() - 0.5) < 5 * 0.5 / np.sqrt(bits.size)
-    seeds = [b for _, m in between for b in _leaves([m]) if isinstance(b, bytes)]
+    seeds = [b for _, m in between for b in message_leaves([m]) if isinstance(b, bytes)]
     assert seeds and all(len(b) == 32 for b in seeds)
 
 
