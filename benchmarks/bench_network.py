@@ -21,14 +21,17 @@ start-up, the TLS handshakes and the parties' wait for peers still starting are 
 and messages sent from ``party.stats`` (medians too: they are the same in every run except where
 a protocol reacts to timing, as coded training does to which clients answer first). The model is
 
-    predicted = compute + rounds x RTT + 8 x MB / bandwidth
+    predicted = compute + rounds x latency + 8 x MB / bandwidth       (rounds x one-way latency)
 
 with ``compute`` the median time of the same federation on loopback with no emulation
 (processes, gRPC and TLS included: what the protocol costs when the network is free).
 ``measured / predicted`` is the median over repeats of each run's time against the prediction
 from the loopback run of the same repeat (paired, so a load drift between repeats cancels). The
-``msgs`` model puts messages in place of rounds: the transport waits for the receiver's
-acknowledgement at every send, so a message costs its sender a round trip even within a round.
+transport pipelines messages (a send does not wait for its acknowledgement), so a round in which
+the parties exchange values (an opening) costs one one-way latency; a round in which a party
+waits for a reply to its own request costs a round trip. The second prediction puts ``rounds x
+RTT`` in place of ``rounds x latency``: a protocol lies between the two, nearer the first the
+more of its rounds are exchanges.
 """
 
 from __future__ import annotations
@@ -143,16 +146,16 @@ def run_measured(name: str, data: dict[str, Path], options: dict[str, str], prof
                     max(s.rounds for s in stats), max(s.messages_sent for s in stats))
 
 
-def predict(compute: float, m: Measured, profile: LinkProfile, per: float) -> float:
-    """compute + per x RTT + 8 x bytes / bandwidth (``per`` = rounds or messages)."""
-    return compute + per * profile.rtt + profile.transfer_seconds(m.bytes_sent)
+def predict(compute: float, m: Measured, profile: LinkProfile, per_round: float) -> float:
+    """compute + rounds x ``per_round`` + 8 x bytes / bandwidth (``per_round``: the one-way latency or the RTT)."""
+    return compute + m.rounds * per_round + profile.transfer_seconds(m.bytes_sent)
 
 
 def protocols(names: list[str], profiles: list[LinkProfile | None], repeats: int, full: bool, timeout: float,
               extra: dict[str, str], two_holders: bool = False) -> None:
     print(f"\n## Protocols over emulated links ({'demo' if full else 'quick'} sizes, median of {repeats} runs; {load()})\n")
     print("| protocol | options | network | time s | (min-max) | x loopback | MB sent (max party) | MB all | rounds | msgs "
-          "| predicted s (rounds) | measured / predicted | predicted s (msgs) | measured / predicted |")
+          "| predicted s (rounds x latency) | measured / predicted | predicted s (rounds x RTT) | measured / predicted |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory(prefix="mpcml-bench-network-") as tmp:
         for name in names:
@@ -175,11 +178,11 @@ def protocols(names: list[str], profiles: list[LinkProfile | None], repeats: int
                     cells += ["-"] * 4
                 else:
                     loops = runs[LOOPBACK]
-                    for per in ("rounds", "messages"):
+                    for per_round in (profile.latency, profile.rtt):
                         # paired: each run against the loopback run of the same repeat, so load drift cancels
-                        ratio = statistics.median(x.seconds / predict(loop.seconds, x, profile, getattr(x, per))
+                        ratio = statistics.median(x.seconds / predict(loop.seconds, x, profile, per_round)
                                                   for x, loop in zip(ms, loops))
-                        cells += [f"{predict(compute, m, profile, getattr(m, per)):.3f}", f"{ratio:.2f}"]
+                        cells += [f"{predict(compute, m, profile, per_round):.3f}", f"{ratio:.2f}"]
                 print("| " + " | ".join(cells) + " |", flush=True)
 
 

@@ -92,6 +92,7 @@ def run_threads(
         args = inputs.get(pid, ())
         try:
             result = roles[pid](parties[pid], **args) if isinstance(args, Mapping) else roles[pid](parties[pid], *args)
+            parties[pid].flush()
             with lock:
                 outputs[pid] = result
         except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread

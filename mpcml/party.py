@@ -47,7 +47,8 @@ class Inbox:
 
     A receiver waits on several senders at once without polling (:meth:`get` with several
     senders returns the earliest arrival among them). :meth:`abort` wakes every waiter, which
-    then raises :class:`PartyAborted` with the given reason. Both transports keep their
+    then raises :class:`PartyAborted` with the given reason (or the given exception, e.g. a
+    transport's error for a message it could not deliver). Both transports keep their
     received payloads here.
     """
 
@@ -55,14 +56,15 @@ class Inbox:
         self._queues: dict[str, deque[tuple[int, Any]]] = {s: deque() for s in senders}
         self._arrivals = itertools.count()
         self._cond = threading.Condition()
-        self._aborted: str | None = None
+        self._aborted: str | Exception | None = None
 
     def put(self, sender: str, payload: Any) -> None:
         with self._cond:
             self._queues[sender].append((next(self._arrivals), payload))
             self._cond.notify_all()
 
-    def abort(self, reason: str) -> None:
+    def abort(self, reason: str | Exception) -> None:
+        """From now on :meth:`get` raises ``reason`` (an exception) or :class:`PartyAborted` with it (a string); the first call counts."""
         with self._cond:
             if self._aborted is None:
                 self._aborted = reason
@@ -73,11 +75,13 @@ class Inbox:
 
         Raises a bare :class:`TimeoutError` after ``timeout`` seconds (the caller turns it into
         :class:`PartyTimeout` naming the silent peers) and :class:`PartyAborted` once
-        :meth:`abort` was called.
+        :meth:`abort` was called (or the exception given to it).
         """
         end = time.monotonic() + timeout
         with self._cond:
             while True:
+                if isinstance(self._aborted, Exception):
+                    raise self._aborted
                 if self._aborted is not None:
                     raise PartyAborted(self._aborted)
                 ready = [s for s in senders if self._queues[s]]
@@ -262,6 +266,14 @@ class Party(abc.ABC):
         for peer in to:
             self.stats.record_send(peer, size)
             self._send_bytes(peer, segments)
+
+    def flush(self) -> None:
+        """Wait until every message sent so far is accepted by its recipient; raise if one was refused or lost.
+
+        :meth:`send` may return before its message has arrived (a transport that pipelines
+        messages); a role's output counts only after :meth:`flush`. In-process parties deliver
+        at once, so it does nothing there.
+        """
 
     @abc.abstractmethod
     def _send_bytes(self, to: str, segments: list[memoryview]) -> None:

@@ -139,7 +139,9 @@ def run_role(party: GrpcParty, role: Callable[..., Any], args: tuple | dict) -> 
 
     def target() -> None:
         try:
-            outcome["output"] = role(party, **args) if isinstance(args, dict) else role(party, *args)
+            output = role(party, **args) if isinstance(args, dict) else role(party, *args)
+            party.flush()  # the output counts once every message the role sent has arrived
+            outcome["output"] = output
         except BaseException as exc:  # noqa: BLE001 - handed to the calling thread
             outcome["error"] = exc
         finally:

@@ -155,8 +155,9 @@ def test_parties_start_in_any_order(federation):
 
 def test_send_to_dead_peer_names_it(federation):
     with running(federation, "bob", timeout=0.5) as (b,):
+        b.send("dealer", 1)  # pipelined: the loss is raised by the next send, receive or flush
         with pytest.raises(PeerUnreachable, match="'bob' could not reach 'dealer' within 0.5s"):
-            b.send("dealer", 1)
+            b.flush()
         with pytest.raises(PeerUnreachable, match="'bob' could not reach 'alice'.*no connection"):
             b.connect()
 
@@ -192,8 +193,9 @@ def test_client_refuses_a_server_that_is_not_the_peer(federation, other_ca, impo
     server = PartyServer("bob", federation.parties["bob"].address, ["alice"], SESSION, tls=bob_tls).start()
     bob = GrpcParty("bob", {"alice": address}, server, SESSION, tls=bob_tls, timeout=1.0)
     try:
+        bob.send("alice", 1)
         with pytest.raises(PeerUnreachable, match="'bob' could not reach 'alice'"):
-            bob.send("alice", 1)
+            bob.flush()
     finally:
         bob.close()
         for s in (server, impostor):
@@ -265,14 +267,44 @@ def test_bad_chunk_headers_session_and_sequence_are_refused(federation, receiver
     assert_still_serving(federation, party)
 
 
+def test_pipelined_messages_are_handed_over_in_order_and_a_replay_is_refused(federation, receiver):
+    """The server's threads may finish a sender's pipelined RPCs in any order: a message ahead of the next one due
+    (within limits.streams) is held until those before it arrive; a repeated or far-ahead sequence number is refused."""
+    party, _ = receiver
+    channel, stub = raw_stub(federation, load_tls(federation, "bob"))
+    for seq in (2, 1):
+        stub.Deliver(chunk("bob", seq, codec.encode(f"m{seq}")), timeout=2)
+    with pytest.raises(PartyTimeout):
+        party.recv("bob", timeout=0.2)
+    stub.Deliver(chunk("bob", 0, codec.encode("m0")), timeout=2)
+    assert [party.recv("bob") for _ in range(3)] == ["m0", "m1", "m2"]
+    stub.Deliver(chunk("bob", 4, codec.encode("m4")), timeout=2)
+    for seq in (1, 4, 3 + Limits().streams):
+        with pytest.raises(grpc.RpcError) as err:
+            stub.Deliver(chunk("bob", seq, codec.encode("again")), timeout=2)
+        assert err.value.code() == grpc.StatusCode.FAILED_PRECONDITION and "out of sequence" in err.value.details()
+    stub.Deliver(chunk("bob", 3, codec.encode("m3")), timeout=2)
+    assert [party.recv("bob") for _ in range(2)] == ["m3", "m4"]
+    channel.close()
+
+
 def test_refusal_reaches_the_sending_party(federation):
-    """GrpcParty turns a refusal into PeerRefused naming the refusing peer."""
-    with running(federation, "alice", "bob") as (a, b):
+    """GrpcParty turns a refusal into PeerRefused naming the refusing peer. A pipelined send returns before the
+    refusal arrives: it wakes a receive already waiting (long before its timeout) and is raised by every later
+    send, receive and flush of the party."""
+    with running(federation, "alice", "bob", timeout=30) as (a, b):
         channel, stub = raw_stub(federation, load_tls(federation, "bob"))
         stub.Deliver(chunk("bob", 0, codec.encode("from another client with bob's key")), timeout=2)
         channel.close()
-        with pytest.raises(PeerRefused, match="party 'alice' refused a message from 'bob'.*out of sequence"):
-            b.send("alice", 1)
+        refused = "party 'alice' refused a message from 'bob'.*out of sequence"
+        b.send("alice", 1)
+        start = time.monotonic()
+        with pytest.raises(PeerRefused, match=refused):
+            b.recv("alice")
+        assert time.monotonic() - start < 5
+        for later in (lambda: b.send("alice", 2), lambda: b.recv("alice"), b.flush):
+            with pytest.raises(PeerRefused, match=refused):
+                later()
 
 
 def test_port_in_use_is_one_clear_error(federation):
