@@ -11,7 +11,7 @@ TOML (``.toml``, read with :mod:`tomllib`) or JSON (``.json``), same structure::
 
     [limits]                      # optional: what one authenticated peer may make this party's server hold
     buffer_mib = 512              # bytes received from one peer and not yet read (a larger message is refused)
-    streams = 4                   # RPCs one peer may have open at once
+    streams = 4                   # RPCs one peer may have open at once (at least 4)
     idle_timeout = 30             # seconds a message may wait for its next chunk
     message_timeout = 60          # seconds one message may take in all (default: timeout)
 
@@ -47,6 +47,7 @@ _TOP_KEYS = {"session", "timeout", "chunk_mib", "tls", "limits", "parties"}
 _LIMIT_KEYS = {"buffer_mib", "streams", "idle_timeout", "message_timeout"}
 DEFAULT_BUFFER_MIB = 512
 DEFAULT_STREAMS = 4
+MIN_STREAMS = 4  # a sender pipelines up to MIN_STREAMS - 1 messages (parties.transport.SEND_WINDOW) and keeps a slot for a control call
 DEFAULT_IDLE_TIMEOUT = 30.0
 _PARTY_KEYS = {"address", "role", "hosts", "cert", "key"}
 
@@ -80,7 +81,8 @@ class Limits:
     ``buffer_bytes``: payload bytes received from one peer and not yet read by the protocol,
     counting messages still arriving; a message larger than this is refused, a message that
     does not fit yet waits (back-pressure) until the protocol reads or ``message_timeout``.
-    ``streams``: RPCs one peer may have open at once (more are refused at once).
+    ``streams``: RPCs one peer may have open at once (more are refused at once); at least
+    :data:`MIN_STREAMS`, so a peer's pipelined messages and a control call always fit.
     ``idle_timeout``: seconds a message may wait for its next chunk; ``message_timeout``:
     seconds one message may take from its first byte to its acknowledgement (``None``: the
     federation timeout). A message past either is cancelled.
@@ -256,7 +258,7 @@ def _limits(data: Any, timeout: float, chunk_mib: float) -> Limits:
         raise ConfigError(f"limits: unknown key(s) {sorted(unknown)}; allowed: {sorted(_LIMIT_KEYS)}")
     try:
         buffer_mib = _number(data, "buffer_mib", DEFAULT_BUFFER_MIB, chunk_mib, 1 << 20)
-        streams = _number(data, "streams", DEFAULT_STREAMS, 2, 64)
+        streams = _number(data, "streams", DEFAULT_STREAMS, MIN_STREAMS, 64)
         idle = float(_number(data, "idle_timeout", DEFAULT_IDLE_TIMEOUT, 0.001, 86400))
         message = float(_number(data, "message_timeout", timeout, 0.001, 86400))
     except ConfigError as exc:

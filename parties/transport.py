@@ -6,7 +6,7 @@ messages on the wire; they are framed by :mod:`parties.framing` so the payload i
 per side (standard protobuf clients built from proto/ interoperate). The RPC returns once the
 receiver's server has checked the message and put it in the mailbox of its sender. Messages
 that fit in a chunk are pipelined: ``send`` returns once the call is issued, up to
-``limits.streams - 1`` per peer are in flight, and the receiver restores their order; a
+three per peer (:data:`SEND_WINDOW`) are in flight, and the receiver restores their order; a
 returned :meth:`GrpcParty.flush` means every message sent so far was delivered. The server
 refuses, with a gRPC status and one line of explanation, and keeps serving:
 
@@ -52,7 +52,7 @@ from mpcml.party import DEFAULT_TIMEOUT, Inbox, Party, PartyAborted
 from . import framing, wire_pb2
 from .agreement import Agreement, ConfigurationMismatch
 from .certs import TlsMaterial
-from .config import DEFAULT_CHUNK_MIB, MIB, Limits
+from .config import DEFAULT_CHUNK_MIB, MIB, MIN_STREAMS, Limits
 from .failures import MAX_REASON, Failure, PeerView, RunState
 from .limits import Deadlines, LimitExceeded, PeerBudget, Watch
 
@@ -60,6 +60,7 @@ HEADROOM = 64 * 1024
 MAX_PAYLOAD = 1 << 32
 MIN_CHUNK = MIB  # the smallest chunk size a sender may use: a message of n bytes has at most ceil(n / MIN_CHUNK) chunks
 CONTROL_TIMEOUT = 2.0  # seconds (at most a quarter of the party's timeout) for an abort or a probe to reach a peer
+SEND_WINDOW = MIN_STREAMS - 1  # messages in flight to one peer: every peer's limits.streams leaves a slot for a control call
 SPARE_WORKERS = 4  # server threads beyond every peer's limits.streams (refusals, control calls)
 SERVICE = wire_pb2.DESCRIPTOR.services_by_name["PartyService"].full_name
 # peers start in any order: retry dialling quickly at first (gRPC's default first back-off is 1 s)
@@ -154,8 +155,8 @@ def _split(raw: bytes) -> tuple[wire_pb2.Chunk, memoryview]:
 class Mailboxes:
     """An :class:`~mpcml.party.Inbox` that hands each sender's messages to the protocol in ``seq`` order.
 
-    A sender pipelines up to ``limits.streams`` RPCs, which the server's threads may finish in
-    any order: message ``seq`` is accepted while fewer than ``window`` messages separate it
+    A sender pipelines up to :data:`SEND_WINDOW` RPCs, which the server's threads may finish in
+    any order: message ``seq`` is accepted while fewer than ``window`` (``limits.streams``) messages separate it
     from the next one due, and held until those before it have arrived. Every payload is
     counted against its sender's :class:`~parties.limits.PeerBudget` from the moment its
     message starts arriving until :meth:`get` hands it to the protocol.
@@ -404,7 +405,6 @@ class PartyServer:
             raise ValueError(f"limits.buffer_mib ({limits.buffer_bytes / MIB:g}) must hold at least one chunk ({chunk_bytes // MIB} MiB)")
         self.state = RunState()
         self.mailboxes = Mailboxes(peers, PeerBudget(party_id, peers, limits), limits.streams)
-        self.limits = limits
         self.state.on_failure(lambda failure: self.mailboxes.inbox.abort(failure.describe()))
         self._deadlines = Deadlines(limits.idle_timeout, limits.message_timeout or timeout)
         self._server = grpc.server(
@@ -474,7 +474,6 @@ class GrpcParty(Party):
         self.state = server.state
         self._seq = dict.fromkeys(peers, 0)
         self._send_locks = {peer: threading.Lock() for peer in peers}
-        self._window = max(1, server.limits.streams - 1)  # messages in flight per peer: one RPC slot stays free for control calls
         self._channels = {peer: open_channel(address, peer, tls, self._chunk) for peer, address in peers.items()}
         self._stubs = {peer: {name: (channel.stream_unary if name == "Stream" else channel.unary_unary)(
                                   f"/{SERVICE}/{name}", response_deserializer=reply.FromString)
@@ -590,7 +589,7 @@ class GrpcParty(Party):
             yield raw
 
     def _send_bytes(self, to: str, segments: list[memoryview]) -> None:
-        """Send one message: ``Deliver`` if it fits in a chunk, else ``Stream``; up to ``limits.streams - 1`` in flight per peer.
+        """Send one message: ``Deliver`` if it fits in a chunk, else ``Stream``; up to :data:`SEND_WINDOW` in flight per peer.
 
         A ``Deliver`` carries its own copy of the payload, so it returns as soon as the call is
         issued: the acknowledgement's round trip overlaps with what the protocol does next, and
@@ -605,7 +604,7 @@ class GrpcParty(Party):
         with self._send_locks[to]:  # threads may send concurrently; messages to one peer keep their order
             self._check_sends()
             with self.state.waiting((to,)):
-                while len(live := self._live(to)) >= self._window:
+                while len(live := self._live(to)) >= SEND_WINDOW:
                     self._await(to, live[0])
             seq = self._seq[to]
             chunks = self._chunks(to, seq, segments, size)

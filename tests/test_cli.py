@@ -63,7 +63,7 @@ def test_certs_command_makes_a_ca_and_party_certificates(fed_file, capsys):
         ('chunk_mib = 16\n[parties.a]\naddress = "127.0.0.1:1"\n[parties.b]\naddress = "127.0.0.1:2"\n', "'chunk_mib' must be a number in [1, 4]"),
         ('colour = 1\n[parties.a]\naddress = "127.0.0.1:1"\n[parties.b]\naddress = "127.0.0.1:2"\n', "unknown key(s) ['colour']"),
         ('[limits]\nstreams = 1\n[parties.a]\naddress = "127.0.0.1:1"\n[parties.b]\naddress = "127.0.0.1:2"\n',
-         "limits: 'streams' must be a number in [2, 64], got 1"),
+         "limits: 'streams' must be a number in [4, 64], got 1"),
         ('chunk_mib = 4\n[limits]\nbuffer_mib = 3\n[parties.a]\naddress = "127.0.0.1:1"\n[parties.b]\naddress = "127.0.0.1:2"\n',
          "limits: 'buffer_mib' must be a number in [4, 1.04858e+06], got 3"),
         ('[limits]\nqueue = 3\n[parties.a]\naddress = "127.0.0.1:1"\n[parties.b]\naddress = "127.0.0.1:2"\n',
