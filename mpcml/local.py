@@ -36,7 +36,7 @@ class LocalParty(Party):
         super().__init__(party_id, peers, timeout=timeout)
         self._inboxes = inboxes
 
-    def _send_bytes(self, to: str, segments: list[memoryview]) -> None:
+    def _send_bytes(self, to: str, segments: list[memoryview], acknowledged: bool) -> None:
         self._inboxes[to].put(self.id, b"".join(segments))
 
     def _recv_any(self, senders: Sequence[str], timeout: float) -> tuple[str, bytes]:

@@ -187,8 +187,9 @@ class Party(abc.ABC):
         if peer not in self.peers:
             raise ValueError(f"{what} {peer!r} is not a peer of party {self.id!r}; peers are {list(self.peers)}")
 
-    def send(self, to: str, obj: Any) -> None:
-        self.send_all((to,), obj)
+    def send(self, to: str, obj: Any, *, acknowledged: bool = False) -> None:
+        """Send ``obj`` to ``to``; see :meth:`send_all`."""
+        self.send_all((to,), obj, acknowledged=acknowledged)
 
     def recv(self, frm: str, timeout: float | None = None, *, expect: Spec | None = None, what: str = "message") -> Any:
         """The next message from ``frm``, checked against ``expect`` (a :mod:`mpcml.schema` spec) if given.
@@ -257,15 +258,22 @@ class Party(abc.ABC):
         message = codec.decode(payload)
         return message if expect is None else expect.validate(message, frm, what)
 
-    def send_all(self, to: Sequence[str], obj: Any) -> None:
-        """Send the same object to each of ``to`` (the codec runs once)."""
+    def send_all(self, to: Sequence[str], obj: Any, *, acknowledged: bool = False) -> None:
+        """Send the same object to each of ``to`` (the codec runs once).
+
+        A transport may return before a message has arrived (pipelining): a message it then
+        cannot deliver fails this party's run, raised by its next send, receive or
+        :meth:`flush`. With ``acknowledged=True`` each send returns once its recipient has the
+        message, and a failure to deliver it is raised here and concerns this send only: for
+        protocols that treat an unreachable peer as a dropout.
+        """
         for peer in to:
             self.check_peer(peer, "recipient")
         segments = codec.encode_segments(obj)
         size = sum(len(s) for s in segments)
         for peer in to:
             self.stats.record_send(peer, size)
-            self._send_bytes(peer, segments)
+            self._send_bytes(peer, segments, acknowledged)
 
     def flush(self) -> None:
         """Wait until every message sent so far is accepted by its recipient; raise if one was refused or lost.
@@ -276,11 +284,11 @@ class Party(abc.ABC):
         """
 
     @abc.abstractmethod
-    def _send_bytes(self, to: str, segments: list[memoryview]) -> None:
+    def _send_bytes(self, to: str, segments: list[memoryview], acknowledged: bool) -> None:
         """Deliver the message made of ``segments`` (codec output viewing the sender's arrays).
 
         The segments must be copied or fully sent before returning: the caller may change its
-        arrays afterwards.
+        arrays afterwards. ``acknowledged``: as in :meth:`send_all`.
         """
 
     @abc.abstractmethod

@@ -33,16 +33,16 @@ class RecordingParty:
     def __getattr__(self, name: str) -> Any:
         return getattr(self._party, name)
 
-    def send(self, to: str, obj: Any) -> None:
-        self.send_all((to,), obj)
+    def send(self, to: str, obj: Any, *, acknowledged: bool = False) -> None:
+        self.send_all((to,), obj, acknowledged=acknowledged)
 
-    def send_all(self, to: Sequence[str], obj: Any) -> None:
+    def send_all(self, to: Sequence[str], obj: Any, *, acknowledged: bool = False) -> None:
         for peer in to:
             self._party.check_peer(peer, "recipient")
         for peer in to:
             hop = 0 if self.id in self._free or peer in self._free else 1
             self._stamps[(self.id, peer)].append(self.depth + hop)  # before the message can arrive
-        self._party.send_all(to, obj)
+        self._party.send_all(to, obj, acknowledged=acknowledged)
 
     def _arrived(self, frm: str) -> None:
         self.depth = max(self.depth, self._stamps[(frm, self.id)].popleft())

@@ -588,17 +588,18 @@ class GrpcParty(Party):
             self.transport.record_chunk(len(raw) - sum(len(piece) for piece in data))
             yield raw
 
-    def _send_bytes(self, to: str, segments: list[memoryview]) -> None:
+    def _send_bytes(self, to: str, segments: list[memoryview], acknowledged: bool) -> None:
         """Send one message: ``Deliver`` if it fits in a chunk, else ``Stream``; up to :data:`SEND_WINDOW` in flight per peer.
 
-        A ``Deliver`` carries its own copy of the payload, so it returns as soon as the call is
-        issued: the acknowledgement's round trip overlaps with what the protocol does next, and
-        an exchange costs one one-way delay instead of a round trip. The receiver's
-        :class:`Mailboxes` puts pipelined messages back in order. A ``Stream`` reads the caller's
-        arrays as it goes, so it returns once acknowledged. A message the peer refused, or did
-        not take within the timeout, is raised by this party's next send, receive or
-        :meth:`flush` (a receive already waiting wakes up with it). Every call is a future, which
-        a failure told by a peer cancels at once.
+        A ``Deliver`` carries its own copy of the payload, so unless ``acknowledged`` it returns
+        as soon as the call is issued: the acknowledgement's round trip overlaps with what the
+        protocol does next, and an exchange costs one one-way delay instead of a round trip.
+        The receiver's :class:`Mailboxes` puts pipelined messages back in order. A message the
+        peer refused, or did not take within the timeout, then fails the run: it is raised by
+        this party's next send, receive or :meth:`flush` (a receive already waiting wakes up
+        with it). A ``Stream`` reads the caller's arrays as it goes, so it returns once
+        acknowledged, as does an ``acknowledged`` send, raising its own failure. Every call is a
+        future, which a failure told by a peer cancels at once.
         """
         size = sum(len(s) for s in segments)
         with self._send_locks[to]:  # threads may send concurrently; messages to one peer keep their order
@@ -614,12 +615,13 @@ class GrpcParty(Party):
                 call = self._stubs[to]["Stream"].future(chunks, timeout=self.timeout, wait_for_ready=True)
             with self._in_flight_lock:
                 self._in_flight[to].append(call)
-            call.add_done_callback(lambda done: self._sent(to, done))
             self.transport.record_rpc()
             self._seq[to] = seq + 1
-            if size > self._chunk:
+            if acknowledged or size > self._chunk:
                 with self.state.waiting((to,)):
                     self._await(to, call)
+            else:
+                call.add_done_callback(lambda done: self._sent(to, done))
 
     def flush(self) -> None:
         """Wait until every peer acknowledged every message sent to it; raise the first refusal or lost message."""

@@ -345,11 +345,11 @@ def test_a_send_that_blocks_on_a_dead_client_never_holds_up_a_round():
     deliver = server._send_bytes
     setup_done = []
 
-    def blocking(to, segments):
+    def blocking(to, segments, acknowledged):
         if to == "c5" and setup_done:
             time.sleep(3.0)
             raise TimeoutError("c5 is dead")
-        deliver(to, segments)
+        deliver(to, segments, acknowledged)
         if to == config.clients[-1]:
             setup_done.append(True)  # the plan has gone to every client
 
@@ -374,13 +374,13 @@ def test_a_late_last_result_refused_by_a_finished_server_ends_the_client_normall
     late = parties["c5"]
     deliver, to_server = late._send_bytes, []
 
-    def refused_at_the_end(to, segments):
+    def refused_at_the_end(to, segments, acknowledged):
         if to == "server":
             to_server.append(True)
             if len(to_server) == 1 + config.n_rounds:  # the facts, then one result per round: the last one
                 time.sleep(0.5)  # the other five complete the round meanwhile
                 raise RuntimeError("party 'server' refused a message from 'c5' (CANCELLED)")
-        deliver(to, segments)
+        deliver(to, segments, acknowledged)
 
     late._send_bytes = refused_at_the_end
     out = run_threads(parties, party_roles, inputs, parties["server"].abort_all)
@@ -398,16 +398,16 @@ def test_a_refused_result_without_a_stop_is_the_clients_failure():
     server = parties["server"]
     server_deliver, client_deliver, to_server = server._send_bytes, parties["c4"]._send_bytes, []
 
-    def refused(to, segments):
+    def refused(to, segments, acknowledged):
         if to == "server":
             to_server.append(True)
             if len(to_server) == 2:  # the first result
                 raise RuntimeError("party 'server' refused a message from 'c4' (CANCELLED)")
-        client_deliver(to, segments)
+        client_deliver(to, segments, acknowledged)
 
-    def silent_to_c4(to, segments):
+    def silent_to_c4(to, segments, acknowledged):
         if to != "c4" or not to_server[1:]:
-            server_deliver(to, segments)
+            server_deliver(to, segments, acknowledged)
 
     parties["c4"]._send_bytes, server._send_bytes = refused, silent_to_c4
     with pytest.raises(PartyFailed, match="party 'c4'") as info:

@@ -155,8 +155,10 @@ def test_parties_start_in_any_order(federation):
 
 def test_send_to_dead_peer_names_it(federation):
     with running(federation, "bob", timeout=0.5) as (b,):
-        b.send("dealer", 1)  # pipelined: the loss is raised by the next send, receive or flush
         with pytest.raises(PeerUnreachable, match="'bob' could not reach 'dealer' within 0.5s"):
+            b.send("dealer", 0, acknowledged=True)  # raised here, and this send's failure only
+        b.send("alice", 1)  # pipelined: the loss is raised by the next send, receive or flush
+        with pytest.raises(PeerUnreachable, match="'bob' could not reach 'alice' within 0.5s"):
             b.flush()
         with pytest.raises(PeerUnreachable, match="'bob' could not reach 'alice'.*no connection"):
             b.connect()

@@ -145,7 +145,7 @@ def client_rounds(party: Party, config: CodedConfig, state: ClientState) -> dict
         result = state.stack.gradient(message["weights"].astype(np.int64), config.primes)
         result = (result + state.mask[:, message["round"]].reshape(result.shape)) % primes
         try:
-            party.send(config.server, {"round": message["round"], "result": result.astype(np.uint32)})
+            party.send(config.server, {"round": message["round"], "result": result.astype(np.uint32)}, acknowledged=True)
         except Exception as exc:  # noqa: BLE001 - a server that finished without this result refuses it; see below
             stop = _stop_after_refusal(party, config, round_spec, exc)
             return {"rounds_answered": answered, "setup_bytes_sent": state.setup_bytes, "stopped": stop}
@@ -201,8 +201,8 @@ def _share(party: Party, config: CodedConfig, scales: Scales, data: np.ndarray) 
 class _Courier:
     """The server's sends, none of which may hold up a round.
 
-    A send returns once the message is delivered, or (over gRPC) fails after the party's timeout
-    when the client is dead. So a client's messages go out on a daemon thread that lives while it
+    An acknowledged send returns once the message is delivered, or (over gRPC) fails after the
+    party's timeout when the client is dead; that failure makes the client a dropout, not the run's. So a client's messages go out on a daemon thread that lives while it
     has something to send, and a message posted while the previous one is still in flight waits
     in a one-message slot, replacing any older waiting message (a newer round's model makes the
     older one stale): at most one thread and one waiting message per client, messages in order,
@@ -235,7 +235,7 @@ class _Courier:
     def _drain(self, client: str, message: dict | None) -> None:
         while message is not None:
             try:
-                self._party.send(client, message)
+                self._party.send(client, message, acknowledged=True)
             except Exception as exc:  # noqa: BLE001 - a dead or refusing client is a dropout, not a server failure
                 logger.warning("%s: client %r is unreachable from now on: %s", self._party.id, client, exc)
                 with self._lock:

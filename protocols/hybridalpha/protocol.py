@@ -161,11 +161,11 @@ def hybridalpha_tpa(party: Party, *, config: HybridAlphaConfig) -> dict[str, lis
 
 
 def _send_each(party: Party, peers: list[str], message: Any) -> list[str]:
-    """Send ``message`` to each peer; those whose channel fails (a dead process) are left out."""
+    """Send ``message`` to each peer, acknowledged; those whose channel fails (a dead process) are left out."""
     reached = []
     for pid in peers:
         try:
-            party.send(pid, message)
+            party.send(pid, message, acknowledged=True)
             reached.append(pid)
         except TimeoutError:
             continue
