@@ -37,6 +37,7 @@ from .ec import SECP256K1
 
 KAPPA = 128
 _BLOCK = 16
+MAX_WORDS = 1 << 16  # 128-bit blocks per OT message: the word index fills two bytes of the hash's tweak
 _FIXED_KEY = hashlib.sha256(b"mpcml.ot fixed-key AES for the correlation-robust hash").digest()[:16]
 
 
@@ -48,7 +49,9 @@ def _aes_ecb(blocks: np.ndarray) -> np.ndarray:
 
 
 def tccr_hash(rows: np.ndarray, first_index: int, words: int = 1) -> np.ndarray:
-    """``words`` 128-bit outputs per row: ``π(π(x) xor tweak) xor π(x)``, tweak = ``(index, word)``."""
+    """``words`` 128-bit outputs per row: ``π(π(x) xor tweak) xor π(x)``, tweak = ``(index, word)`` (at most 2^16 words)."""
+    if not 1 <= words <= MAX_WORDS:
+        raise ValueError(f"words must be in [1, {MAX_WORDS}], got {words!r}")
     count = rows.shape[0]
     image = _aes_ecb(rows)
     out = np.empty((count, words * _BLOCK), dtype=np.uint8)
@@ -56,7 +59,7 @@ def tccr_hash(rows: np.ndarray, first_index: int, words: int = 1) -> np.ndarray:
     for w in range(words):
         tweak = np.zeros((count, _BLOCK), dtype=np.uint8)
         tweak[:, :8] = index.view(np.uint8).reshape(count, 8)
-        tweak[:, 8] = w
+        tweak[:, 8:10] = np.frombuffer(w.to_bytes(2, "little"), dtype=np.uint8)
         out[:, w * _BLOCK : (w + 1) * _BLOCK] = _aes_ecb(image ^ tweak) ^ image
     return out
 

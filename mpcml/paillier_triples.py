@@ -19,9 +19,14 @@ and keeps ``-m mod 2^64``; party ``i`` decrypts ``f + m`` exactly over the integ
 2^64. Both directions run at once.
 
 # 1. ``matmul``/``matmul_fixed``: random ``a = a_0 + a_1``, ``b = b_0 + b_1`` mod 2^64 (each party
-  draws its own shares); ``c_i = a_i b_i + (cross-term shares)`` with cross terms ``a_0 b_1`` and
-  ``a_1 b_0`` from the HE core step (2 rounds). Each party encrypts the smaller operand (for the
-  regression's fixed masked matrix: the 31-entry vector, not the ``128 x 31`` mask).
+  holds its own shares); ``c_i = a_i b_i + (cross-term shares)`` with cross terms ``a_0 b_1`` and
+  ``a_1 b_0``. By default as vector OLE over random OT (Gilboa's product with vectors): party
+  ``j``'s ``b_j`` is made of its random choice bits, one OT per bit of each entry ``b_j[k, l]``,
+  in which the sender inputs the column ``a_i[:, k] 2^t`` masked by the OT's expanded pads (2
+  rounds; ``64 x 8`` bytes per multiply-add of the product, e.g. 2 MB each way for the
+  regression's ``128 x 31`` times ``31``). A product whose traffic would exceed
+  ``ot_matmul_bytes`` uses the HE core step instead: each party encrypts the smaller operand and
+  the peer multiplies it by its plaintext share (2 rounds; little traffic, much more computation).
   ``mul`` (elementwise): Gilboa by random OT, 64 per element each way: the receiver's ``b`` is its
   64 random choice bits, the sender inputs ``a 2^k`` to OT ``k`` (2 rounds).
 # 2. ``edabit``/``trunc``/``random_bit``: the ring element ``r = sum_t 2^t (b_{0,t} xor b_{1,t})``
@@ -42,10 +47,11 @@ were computed (``"subgroup"`` randomness of the scheme), and OT messages (semi-h
 computational, 128-bit). A malicious party could bias the randomness (no zero-knowledge proofs,
 no OT consistency checks).
 
-Cost per element and party at 2048-bit keys: a matrix product one encryption per entry of the
-smaller operand and a few modular multiplications per entry of the larger (fixed-base tables per
-column), plus a share of a decryption and of a re-randomiser per output; a ``mul`` triple 64 OTs
-(each way), a ``trunc`` pair 32, an AND word 64 (an OT is a few AES blocks and 24 bytes).
+Cost per element and party: a matrix product by OT 64 OTs per entry of ``b`` and ``64 x 8`` bytes
+per multiply-add (homomorphically at 2048-bit keys: one encryption per entry of the smaller
+operand and a few modular multiplications per entry of the larger, fixed-base tables per column,
+plus a share of a decryption and of a re-randomiser per output); a ``mul`` triple 64 OTs (each
+way), a ``trunc`` pair 32, an AND word 64 (an OT is a few AES blocks and 24 bytes).
 The dealer (:class:`mpcml.triples.DealerTriples`) is still far faster when a non-colluding helper
 is acceptable.
 """
@@ -69,12 +75,13 @@ from .he import (
     public_key_from_wire,
     statistical_masks,
 )
-from .ot import OTExtension
+from .ot import KAPPA, OTExtension
 from .party import Party
 from .ring import ring_matmul
 from .triples import Shape, TripleSource, _shape, matmul_shape
 
 WORD_BITS = 64
+OT_MATMUL_BYTES = 64 << 20  # default: matrix triples by OT up to 64 MiB each way, homomorphically beyond
 _TWO64 = 1 << 64
 _LOW63 = np.uint64((1 << 63) - 1)
 
@@ -90,6 +97,18 @@ def _checked_shape(shape: Any, name: str = "shape") -> Shape:
     return dims
 
 
+def _product_dims(shape_a: Shape, shape_b: Shape) -> tuple[int, int, int]:
+    """``(rows, inner, cols)`` of ``a @ b`` for 1-D or 2-D operands (a 1-D ``a`` is one row, a 1-D ``b`` one column)."""
+    rows = shape_a[0] if len(shape_a) == 2 else 1
+    return rows, shape_a[-1], shape_b[1] if len(shape_b) == 2 else 1
+
+
+def _ot_matmul_traffic(rows: int, inner: int, cols: int) -> int:
+    """Bytes each player sends for a ``(rows, inner) @ (inner, cols)`` triple by OT: corrections and OT extension."""
+    count = inner * cols * WORD_BITS
+    return 8 * count * rows + KAPPA * count // 8
+
+
 def _bits_to_words(bits: np.ndarray) -> np.ndarray:
     """uint64 words from 0/1 bits, 64 per word (bit ``t`` of a word from column ``t`` of ``bits.reshape(-1, 64)``)."""
     rows = np.asarray(bits, dtype=np.uint64).reshape(-1, WORD_BITS)
@@ -103,7 +122,9 @@ class PaillierTriples(TripleSource):
     the same); ``key_bits`` sets this party's modulus (2048 for ~112-bit security, the floor outside
     tests); ``keypair`` reuses an existing ``(PublicKey, PrivateKey)`` of any scheme instead.
     ``timeout`` bounds each wait for the peer (default: the party's), and must cover the peer's
-    homomorphic work on the largest request.
+    homomorphic work on the largest request. ``ot_matmul_bytes``: the most traffic (each way) a
+    matrix triple may take by OT; larger ones are made homomorphically (the same at both players,
+    checked at set-up).
     """
 
     def __init__(
@@ -115,6 +136,7 @@ class PaillierTriples(TripleSource):
         key_bits: int = 2048,
         keypair: tuple[PublicKey, PrivateKey] | None = None,
         timeout: float | None = None,
+        ot_matmul_bytes: int = OT_MATMUL_BYTES,
     ) -> None:
         self.players = tuple(players)
         if len(self.players) != 2 or len(set(self.players)) != 2:
@@ -123,6 +145,9 @@ class PaillierTriples(TripleSource):
             raise ValueError(f"party {party.id!r} is not among the players {list(self.players)}")
         if timeout is not None and not timeout > 0:
             raise ValueError(f"timeout must be positive, got {timeout!r}")
+        if not isinstance(ot_matmul_bytes, int) or ot_matmul_bytes < 0:
+            raise ValueError(f"ot_matmul_bytes must be a non-negative int, got {ot_matmul_bytes!r}")
+        self._ot_matmul_bytes = ot_matmul_bytes
         self._party = party
         self._index = self.players.index(party.id)
         self._peer = self.players[1 - self._index]
@@ -133,8 +158,14 @@ class PaillierTriples(TripleSource):
         self._pk, self._sk = keypair
         if not isinstance(self._pk, PublicKey) or not isinstance(self._sk, PrivateKey) or self._sk.public_key != self._pk:
             raise ValueError("keypair must be a matching (PublicKey, PrivateKey) from mpcml.he")
-        party.send(self._peer, self._pk.to_wire())
-        self._peer_pk = public_key_from_wire(self._recv(), self._pk.scheme)
+        party.send(self._peer, {"pk": self._pk.to_wire(), "ot_matmul_bytes": ot_matmul_bytes})
+        hello = self._recv()
+        if not isinstance(hello, dict) or set(hello) != {"pk", "ot_matmul_bytes"}:
+            raise ValueError(f"player {self._peer!r} sent a malformed set-up message")
+        if hello["ot_matmul_bytes"] != ot_matmul_bytes:
+            raise ValueError(f"ot_matmul_bytes differs: {ot_matmul_bytes} at {party.id!r}, {hello['ot_matmul_bytes']!r} at "
+                             f"{self._peer!r}; start both players with the same")
+        self._peer_pk = public_key_from_wire(hello["pk"], self._pk.scheme)
         self._rng = party.rng
         self._store: dict[int, np.ndarray] = {}
         self._ots: OTExtension | None = None
@@ -166,6 +197,40 @@ class PaillierTriples(TripleSource):
         received = layout.open(self._sk, EncryptedArray.from_wire(self._pk, self._recv()), len(terms))
         mine = np.array([(-m) % _TWO64 for m in masks], dtype=np.uint64)
         return mine + np.array([v % _TWO64 for v in received], dtype=np.uint64)
+
+    def _matmul(self, a: np.ndarray, shape_b: Shape) -> tuple[np.ndarray, np.ndarray]:
+        """``(b, c)``: this party's share of a random ``b`` of ``shape_b`` and of ``a @ b`` (step 1): by OT
+        while its traffic stays within ``ot_matmul_bytes``, else homomorphically (both players decide alike)."""
+        if _ot_matmul_traffic(*_product_dims(a.shape, shape_b)) <= self._ot_matmul_bytes:
+            return self._ot_matmul(a, shape_b)
+        b = self._rng.random_uint64(shape_b)
+        return b, self._cross_matmul(a, b)
+
+    def _ot_matmul(self, a: np.ndarray, shape_b: Shape) -> tuple[np.ndarray, np.ndarray]:
+        """Vector OLE over random OT: ``b`` from this party's choice bits, and its share of ``a @ b``.
+
+        OT ``(k, l, t)`` each way: as sender, with pads ``R_0, R_1`` (the OT's messages expanded to
+        ``m`` words), this party sends ``d = R_0 - R_1 + a[:, k] 2^t`` and keeps ``-R_0``; as receiver
+        with choice ``c`` it keeps ``R_c + c d``. Summed over ``t`` and ``k`` the receiver's and the
+        sender's terms add up to ``(a_i @ b_j)[:, l]`` with ``b_j[k, l] = sum_t 2^t c_(k, l, t)``.
+        """
+        out_shape = matmul_shape(a.shape, shape_b)
+        rows, inner, cols = _product_dims(a.shape, shape_b)
+        a2 = a.reshape(rows, inner)
+        count = inner * cols * WORD_BITS
+        x0, x1, choices, chosen = self._ot().extend(count, max(1, -(-rows // 2)))
+        r0, r1, rc = (x.view(np.uint64)[:, :rows] for x in (x0, x1, chosen))
+        powers = np.arange(WORD_BITS, dtype=np.uint64)
+        inputs = np.broadcast_to((a2.T[:, None, None, :] << powers[None, None, :, None]), (inner, cols, WORD_BITS, rows))
+        self._party.send(self._peer, {"d": r0 - r1 + inputs.reshape(count, rows)})
+        message = self._recv()
+        theirs = message.get("d") if isinstance(message, dict) else None
+        if not isinstance(theirs, np.ndarray) or theirs.dtype != np.uint64 or theirs.shape != (count, rows):
+            raise ValueError(f"peer {self._peer!r} sent a malformed matrix-triple correction")
+        bits = choices.astype(np.uint64)
+        b = (bits.reshape(inner, cols, WORD_BITS) << powers).sum(axis=2, dtype=np.uint64)
+        cross = (rc + bits[:, None] * theirs - r0).reshape(inner, cols, WORD_BITS, rows).sum(axis=(0, 2), dtype=np.uint64)
+        return b.reshape(shape_b), (ring_matmul(a2, b) + cross.T).reshape(out_shape)
 
     def _cross_matmul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
         """This party's share of ``a @ b`` (both operands additively shared, 1-D or 2-D).
@@ -264,8 +329,8 @@ class PaillierTriples(TripleSource):
     def matmul(self, shape_a: Shape, shape_b: Shape, trunc_bits: int = 0) -> tuple[np.ndarray, ...]:
         shape_a, shape_b = _checked_shape(shape_a, "shape_a"), _checked_shape(shape_b, "shape_b")
         out = matmul_shape(shape_a, shape_b)
-        a, b = self._rng.random_uint64(shape_a), self._rng.random_uint64(shape_b)
-        c = self._cross_matmul(a, b)
+        a = self._rng.random_uint64(shape_a)
+        b, c = self._matmul(a, shape_b)
         return (a, b, c, *(self.trunc(out, trunc_bits) if trunc_bits else ()))
 
     def trunc(self, shape: Shape, trunc_bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -317,8 +382,10 @@ class PaillierTriples(TripleSource):
         a = self._store[handle] if rows is None else self._store[handle][np.asarray(rows, dtype=np.int64)]
         if transpose:
             a = a.T
-        b = self._rng.random_uint64(_checked_shape(shape_b, "shape_b"))
-        return a, b, self._cross_matmul(np.ascontiguousarray(a), b)
+        shape_b = _checked_shape(shape_b, "shape_b")
+        matmul_shape(a.shape, shape_b)  # refuses a mismatch before any message
+        b, c = self._matmul(np.ascontiguousarray(a), shape_b)
+        return a, b, c
 
     def release(self, handle: int) -> None:
         """Forget a stored mask (local only: nothing is sent)."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mpcml import Session, make_local_parties, run_local
+from mpcml import PartyFailed, Session, make_local_parties, run_local
 from mpcml import he
 from mpcml.paillier_triples import PaillierTriples
 from mpcml.ring import ring_matmul
@@ -24,7 +24,14 @@ def keypairs(request):
 def draw_everything(party, keypair):
     source = PaillierTriples(party, PLAYERS, keypair=keypair)
     handle, _ = source.mask((4, 3))
+    homomorphic = PaillierTriples(party, PLAYERS, keypair=keypair, ot_matmul_bytes=0)  # every matrix triple by HE
+    he_handle, _ = homomorphic.mask((4, 3))
     return {
+        "matmul_he": homomorphic.matmul((2, 3), (3, 4)),
+        "matvec_he": homomorphic.matmul((3,), (3, 2), 12),
+        "fixed_he": homomorphic.matmul_fixed(he_handle, (4, 2), rows=np.array([0, 2, 3, 1]), transpose=True),
+        "mask_he": homomorphic._store[he_handle],
+        "wide": source.matmul((70, 3), (3,)),  # 70 rows: pads of 35 OT words
         "mul": source.mul((3, 4), F),
         "matmul": source.matmul((2, 3), (3, 4)),
         "matvec": source.matmul((3,), (3, 2), 12),
@@ -48,19 +55,53 @@ def assert_trunc_pair(r, msb, low, bits):
     np.testing.assert_array_equal(low, (r & LOW63) >> np.uint64(bits))
 
 
-def test_mul_and_matmul_triples(drawn):
+def test_mul_triples(drawn):
     np.testing.assert_array_equal(drawn("mul", 2), drawn("mul", 0) * drawn("mul", 1))
     assert_trunc_pair(drawn("mul", 3), drawn("mul", 4), drawn("mul", 5), F)
-    np.testing.assert_array_equal(drawn("matmul", 2), ring_matmul(drawn("matmul", 0), drawn("matmul", 1)))
-    np.testing.assert_array_equal(drawn("matvec", 2), ring_matmul(drawn("matvec", 0), drawn("matvec", 1)))
-    assert drawn("matvec", 2).shape == (2,)
-    assert_trunc_pair(drawn("matvec", 3), drawn("matvec", 4), drawn("matvec", 5), 12)
 
 
-def test_matmul_fixed_uses_the_stored_mask(drawn):
-    a, b, c = (drawn("fixed", i) for i in range(3))
-    np.testing.assert_array_equal(a, drawn("mask", slice(None))[[0, 2, 3, 1]].T)
+@pytest.mark.parametrize("path", ["", "_he"], ids=["ot", "he"])
+def test_matmul_triples(drawn, path):
+    for kind in ("matmul", "matvec", "wide")[: 3 if not path else 2]:
+        a, b, c = (drawn(kind + path, i) for i in range(3))
+        np.testing.assert_array_equal(c, ring_matmul(a, b))
+        assert len(set(b.ravel().tolist())) == b.size  # uniformly random words: no repeats among a few
+    assert drawn("matvec" + path, 2).shape == (2,) and drawn("wide", 2).shape == (70,)
+    assert_trunc_pair(drawn("matvec" + path, 3), drawn("matvec" + path, 4), drawn("matvec" + path, 5), 12)
+
+
+@pytest.mark.parametrize("path", ["", "_he"], ids=["ot", "he"])
+def test_matmul_fixed_uses_the_stored_mask(drawn, path):
+    a, b, c = (drawn("fixed" + path, i) for i in range(3))
+    np.testing.assert_array_equal(a, drawn("mask" + path, slice(None))[[0, 2, 3, 1]].T)
     np.testing.assert_array_equal(c, ring_matmul(a, b))
+
+
+def product_traffic(party, keypair, limit):
+    source = PaillierTriples(party, PLAYERS, keypair=keypair, ot_matmul_bytes=limit)
+    source.mul((1,))  # the OT extension's base OTs, outside the measurement
+    before = party.stats.snapshot()
+    a, b, c = source.matmul((128, 31), (31,))
+    return (party.stats.snapshot() - before).bytes_sent, a, b, c
+
+
+def test_a_matrix_triple_goes_by_ot_within_the_byte_limit_and_homomorphically_beyond(keypairs):
+    """The regression's 128 x 31 times 31 product: by OT 128 x 31 x 64 corrections of 8 bytes each way (2 MB, with the
+    16 bytes per OT of the extension); with a limit below that, homomorphically (a few kB of ciphertexts)."""
+    expected = 8 * 31 * 64 * 128 + 16 * 31 * 64
+    for limit, low, high in [(expected, expected, 1.01 * expected), (expected - 1, 0, 0.1 * expected)]:
+        out = run_local({p: product_traffic for p in PLAYERS}, {p: (keypairs[p], limit) for p in PLAYERS})
+        a, b, c = (reconstruct([out[p][i] for p in PLAYERS]) for i in (1, 2, 3))
+        np.testing.assert_array_equal(c, ring_matmul(a, b))
+        for p in PLAYERS:
+            assert low <= out[p][0] <= high, (limit, out[p][0])
+
+
+def test_players_must_agree_on_the_byte_limit(keypairs):
+    roles = {p: (lambda party, kp, limit: PaillierTriples(party, PLAYERS, keypair=kp, ot_matmul_bytes=limit))
+             for p in PLAYERS}
+    with pytest.raises(PartyFailed, match="ot_matmul_bytes differs"):
+        run_local(roles, {"alice": (keypairs["alice"], 1 << 20), "bob": (keypairs["bob"], 1 << 21)})
 
 
 def test_trunc_pairs_are_exact_and_random(drawn):
