@@ -182,7 +182,9 @@ def regression(bits: int) -> None:
     (dealer, t_dealer), (free, t_free) = fits["dealer"], fits["paillier"]
     gap = max(float(np.max(np.abs(np.ravel(a) - np.ravel(b)))) for a, b in zip(free.coef_, dealer.coef_))
     print(f"\nbreast cancer logistic regression, 10 epochs, batch 128, 15/15 split, {bits}-bit {he.DEFAULT_SCHEME} keys: "
-          f"dealer-free {t_free:.1f}s, dealer-aided {t_dealer:.2f}s; training accuracy {(free.predict(parts) == y).mean():.4f} "
+          f"dealer-free {t_free:.1f}s ({free.communication_.total_bytes / 1e6:.0f} MB, {free.communication_.rounds} rounds), "
+          f"dealer-aided {t_dealer:.2f}s ({dealer.communication_.total_bytes / 1e6:.1f} MB, {dealer.communication_.rounds} rounds); "
+          f"training accuracy {(free.predict(parts) == y).mean():.4f} "
           f"vs {(dealer.predict(parts) == y).mean():.4f}; max |weight difference| {gap:.1e}; load average {load()}")
 
 

@@ -1,14 +1,15 @@
 """Dealer-free correlated randomness for two parties: additively homomorphic encryption and OT (no trusted helper).
 
 :class:`PaillierTriples` implements :class:`mpcml.triples.TripleSource` for exactly two compute
-parties. Matrix products come from additively homomorphic encryption, each party holding its
-own key pair of the scheme ``he`` (:mod:`mpcml.he`: Okamoto–Uchiyama by default, or Paillier):
-the "HE-based Beaver triple generation" of e.g. SPDZ's precursor in Damgård–Pastro–Smart–Zakarias,
-CRYPTO 2012, and SecureML, Mohassel–Zhang S&P 2017, section 4.2. Elementwise products and
-bit-level correlations come from random oblivious transfer (:mod:`mpcml.ot`, IKNP extension;
-Gilboa's products, CRYPTO 1999, and ABY's AND triples), which costs a few AES blocks per bit where
-HE costs an encryption per element or per bit (measured: one breast-cancer regression epoch spent
-628 of 732 s in HE AND triples).
+parties. Products and bit-level correlations come from random oblivious transfer (:mod:`mpcml.ot`,
+IKNP extension; Gilboa's products, CRYPTO 1999, for elements and, as vector OLE, for matrix
+products, as in SecureML, Mohassel–Zhang S&P 2017, section 4.2's OT-based variant; ABY's AND
+triples), which costs a few AES blocks per bit where HE costs an encryption per element or per
+bit (measured: one breast-cancer regression epoch spent 628 of 732 s in HE AND triples). Matrix
+products too large for OT's traffic come from additively homomorphic encryption, each party
+holding its own key pair of the scheme ``he`` (:mod:`mpcml.he`: Okamoto–Uchiyama by default, or
+Paillier): the "HE-based Beaver triple generation" of e.g. SPDZ's precursor in
+Damgård–Pastro–Smart–Zakarias, CRYPTO 2012, and SecureML section 4.2.
 
 HE core step (:meth:`PaillierTriples._cross_sum`): party ``i`` sends ``Enc_i(u_i)`` of its private
 vector; party ``j`` computes ``Enc_i(f(u_i, v_j))`` for a function linear in ``u_i`` (a product

@@ -72,7 +72,7 @@ class RegressionConfig(ProtocolConfig):
                          "majority, no dealer)", one_of(*ENGINES))
     triples: str = option("dealer", "`engine=beaver` only: `dealer` (a helper party deals Beaver triples) or `paillier` "
                           "(two compute parties make their own: OT, and `he` for matrix products)", one_of(*TRIPLES))
-    he: str = he_option("`triples=paillier` (its matrix-product triples)")
+    he: str = he_option("`triples=paillier` (its matrix-product triples beyond 64 MiB of OT traffic)")
     key_bits: int = option(2048, "modulus size of the `he` keys for `triples=paillier`", he_key_bits)
     random_state: int | None = option(None, "seed of the public batch order (none: a fresh one from the CSPRNG)",
                                       optional(integer(-(2**63), 2**63 - 1)))
