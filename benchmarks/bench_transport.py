@@ -32,7 +32,8 @@ from benchmarks.timing import timed
 from parties.certs import TlsMaterial, load_tls
 from parties.config import MIB, Federation, load_federation
 from parties.launcher import write_loopback_federation
-from parties.transport import GrpcParty, PartyServer, channel_options, open_channel
+from parties.server import PartyServer, channel_options
+from parties.transport import GrpcParty, open_channel
 
 CHUNK = 2 * MIB
 

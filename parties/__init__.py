@@ -1,7 +1,7 @@
 """mpcml parties: protocol roles as separate processes over gRPC with mutual TLS.
 
 Modules: :mod:`parties.config` (federation file), :mod:`parties.certs` (CA and party
-certificates), :mod:`parties.transport` (party server with per-sender mailboxes, ``GrpcParty``),
+certificates), :mod:`parties.server` (party server with per-sender mailboxes), :mod:`parties.transport` (``GrpcParty``),
 :mod:`parties.limits` (what one peer may make a server hold), :mod:`parties.failures` (naming
 the party that failed), :mod:`parties.agreement` (the configuration parties compare at set-up),
 :mod:`parties.framing` (chunk wire framing), :mod:`parties.node` (run one party),

@@ -31,6 +31,10 @@ class LimitExceeded(Exception):
         super().__init__(message)
 
 
+class MessageTooLarge(LimitExceeded):
+    """A message larger than the whole buffer: it can never fit, however quickly the protocol reads."""
+
+
 def _mib(nbytes: int) -> str:
     return f"{nbytes / MIB:.4g} MiB"
 
@@ -62,12 +66,12 @@ class PeerBudget:
     def reserve(self, peer: str, nbytes: int, deadline: float) -> None:
         """Count ``nbytes`` of ``peer``'s against its buffer, waiting (until ``deadline``, monotonic) for room.
 
-        :class:`LimitExceeded` at once for a message larger than the whole buffer, at the
+        :class:`MessageTooLarge` at once for a message larger than the whole buffer; :class:`LimitExceeded` at the
         deadline if the protocol does not read ``peer``'s earlier messages, or when the server stops.
         """
         limit = self._limits.buffer_bytes
         if nbytes > limit:
-            raise LimitExceeded(f"a message of {_mib(nbytes)} from {peer!r} exceeds the {_mib(limit)} {self._owner!r} "
+            raise MessageTooLarge(f"a message of {_mib(nbytes)} from {peer!r} exceeds the {_mib(limit)} {self._owner!r} "
                                 "buffers per peer (limits.buffer_mib)")
         with self._cond:
             while self._buffered[peer] + nbytes > limit:

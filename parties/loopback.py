@@ -1,6 +1,6 @@
 """``run_loopback``: :func:`mpcml.run_local`'s contract over the real gRPC transport, in one process.
 
-Every party gets a :class:`~parties.transport.PartyServer` on a free loopback port and a
+Every party gets a :class:`~parties.server.PartyServer` on a free loopback port and a
 :class:`~parties.transport.GrpcParty`, and runs its role on its own thread; messages travel
 through gRPC (with mutual TLS when ``secure``, certificates made in a temporary folder). Tests
 use it to run one test body over both transports (``tests/conftest.py``'s ``transport``
@@ -20,7 +20,8 @@ from mpcml.party import DEFAULT_TIMEOUT
 from .certs import load_tls, write_federation_certs
 from .config import federation_from_dict
 from .launcher import free_ports
-from .transport import GrpcParty, PartyServer
+from .server import PartyServer
+from .transport import GrpcParty
 
 
 def run_loopback(

@@ -17,7 +17,8 @@ from .apps import build_role, effective_options, load_app, party_model
 from .certs import load_tls
 from .config import Federation
 from .failures import Failure, RunAborted, RunState, find_culprit
-from .transport import GrpcParty, PartyServer, PeerRefused, PeerUnreachable
+from .server import PartyServer
+from .transport import GrpcParty, PeerRefused, PeerUnreachable
 
 SIGNAL_POLL = 0.25  # seconds between the main thread's checks for a pending signal (Ctrl-C) while the role runs
 STOP_GRACE = 5.0  # seconds in-flight RPCs (e.g. the ack of a peer's last message) may take to finish

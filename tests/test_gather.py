@@ -13,7 +13,8 @@ from mpcml import PartyTimeout, make_local_parties
 from mpcml.schema import Array, Bytes, Int, ListOf, ProtocolError, Record, Str, Tuple
 from parties.config import federation_from_dict
 from parties.launcher import free_ports
-from parties.transport import GrpcParty, PartyServer
+from parties.server import PartyServer
+from parties.transport import GrpcParty
 
 IDS = ("hub", "a", "b", "c")
 

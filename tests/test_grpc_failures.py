@@ -161,3 +161,20 @@ def test_status_tells_what_a_party_waits_for_and_the_failure_it_knows(pair):
         alice.state.fail(Failure("bob", "gone", "alice"))
         waiter.join(5)
         assert outcome and bob.probe() == {"alice": PeerView(True, (), Failure("bob", "gone", "alice"))}
+
+
+def test_a_message_too_large_for_the_peer_is_the_senders_failure_not_a_liveness_puzzle():
+    """Found by a 4,000-row dense regression: bob refused alice's 610 MiB opening (buffer_mib 512), and alice, reading
+    RESOURCE_EXHAUSTED as "bob did not read", probed the wait chain and blamed the busy dealer, which was never told.
+    A message larger than the peer's whole buffer is now INVALID_ARGUMENT: the sender's own failure, named at once."""
+    from types import SimpleNamespace
+
+    from parties.node import name_failure
+    from parties.transport import PeerRefused
+
+    refusal = PeerRefused("alice", "bob", "INVALID_ARGUMENT",
+                          "'bob' refused: a message of 610.4 MiB from 'alice' exceeds the 512 MiB 'bob' buffers per peer")
+    party = SimpleNamespace(id="alice", state=RunState(), probe=lambda: pytest.fail("no probe: the refusal says it all"))
+    failure, unreachable = name_failure(party, refusal)
+    assert failure.culprit == "alice" and "exceeds the 512 MiB 'bob' buffers per peer" in failure.reason
+    assert unreachable == frozenset()

@@ -16,7 +16,8 @@ from parties import wire_pb2, wire_pb2_grpc
 from parties.certs import TlsMaterial, load_tls, write_federation_certs
 from parties.config import MIB, Limits, federation_from_dict
 from parties.launcher import free_ports
-from parties.transport import HEADROOM, SERVICE, GrpcParty, PartyServer, PeerRefused, PeerUnreachable, TransportError, channel_options
+from parties.server import HEADROOM, SERVICE, PartyServer, TransportError, channel_options
+from parties.transport import GrpcParty, PeerRefused, PeerUnreachable
 
 IDS = ("alice", "bob", "dealer")
 SESSION = "test-session"
