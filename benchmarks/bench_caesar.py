@@ -208,7 +208,8 @@ def processes_over_links(args: argparse.Namespace) -> None:
                         work = Path(tmp) / f"{name}-{epochs}-{label(profile)}-{repeat}"
                         chosen = {k: str(v) for k, v in {**options, "epochs": epochs}.items()}
                         runs.setdefault((name, epochs, label(profile)), []).append(
-                            run_measured(name, data[name], chosen, profile, work, args.timeout, parties))
+                            run_measured(name, data[name], chosen, profile, work, args.timeout, parties,
+                                         args.buffer_mib if parties else None))
     print("| protocol | epochs | network | time s (median) | (min-max) | MB sent (max party) | MB all | rounds | msgs |")
     print("|---|---|---|---|---|---|---|---|---|")
     for (name, epochs, net), ms in runs.items():
@@ -255,6 +256,9 @@ def main() -> None:
                         help="only CAESAR vs the dealer baseline as party processes over emulated links (see above)")
     parser.add_argument("--profiles", default="loopback,lan,wan", help="--processes: comma-separated network profiles")
     parser.add_argument("--timeout", type=float, default=600.0, help="--processes: per-receive deadline of the parties (s)")
+    parser.add_argument("--buffer-mib", type=int, default=None,
+                        help="--processes: the dense regression's limits.buffer_mib (its opening of X - U is one message of "
+                             "rows x cols x 8 bytes: above 3,000 rows it exceeds the default 512)")
     args = parser.parse_args()
     if args.quick:
         args.rows, args.cols, args.densities, args.ss_rows, args.free_cols = 2_000, 2_000, "0.01,0.02", 500, 100

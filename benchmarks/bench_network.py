@@ -131,10 +131,11 @@ def two_holder_data(data: dict[str, Path], work: Path) -> dict[str, Path]:
 
 
 def run_measured(name: str, data: dict[str, Path], options: dict[str, str], profile: LinkProfile | None, work: Path,
-                 timeout: float, parties: dict[str, str] | None = None) -> Measured:
+                 timeout: float, parties: dict[str, str] | None = None, buffer_mib: int | None = None) -> Measured:
     """One checked run of app ``name`` on ``data`` with the federation ``parties`` ({id: role}; default the demo's)."""
     app = load_app(name)
-    federation = None if parties is None else write_loopback_federation(parties, work / "fed", timeout=timeout)
+    federation = None if parties is None else write_loopback_federation(parties, work / "fed", timeout=timeout,
+                                                                         buffer_mib=buffer_mib)
     (work / "run").mkdir(parents=True, exist_ok=True)
     run = run_processes(name, data, options, work_dir=work / "run", timeout=timeout, network=profile,
                         federation=federation)

@@ -268,9 +268,12 @@ def _limits(data: Any, timeout: float, chunk_mib: float) -> Limits:
     return Limits(int(buffer_mib * MIB), streams, idle, message)
 
 
-def federation_toml(parties: Mapping[str, tuple[str, str]], *, session: str, timeout: float, tls_dir: str = "certs") -> str:
-    """A federation file for ``{party_id: (address, role)}`` (used by the demo launcher)."""
+def federation_toml(parties: Mapping[str, tuple[str, str]], *, session: str, timeout: float, tls_dir: str = "certs",
+                    buffer_mib: int | None = None) -> str:
+    """A federation file for ``{party_id: (address, role)}`` (used by the demo launcher); ``buffer_mib``: ``[limits]``'s, if given."""
     lines = [f"session = {json.dumps(session)}", f"timeout = {float(timeout)!r}", "", "[tls]", f"dir = {json.dumps(tls_dir)}"]
+    if buffer_mib is not None:
+        lines += ["", "[limits]", f"buffer_mib = {int(buffer_mib)}"]
     for pid, (address, role) in parties.items():
         lines += ["", f"[parties.{check_party_id(pid)}]", f"address = {json.dumps(address)}", f"role = {json.dumps(role)}"]
     return "\n".join(lines) + "\n"

@@ -76,14 +76,16 @@ def free_ports(n: int) -> list[int]:
 
 
 def write_loopback_federation(
-    roles: Mapping[str, str], work_dir: Path, *, timeout: float, with_certs: bool = True
+    roles: Mapping[str, str], work_dir: Path, *, timeout: float, with_certs: bool = True, buffer_mib: int | None = None
 ) -> Path:
-    """A federation file (and certificates under ``work_dir/certs``) for ``{party_id: role}`` on free loopback ports."""
+    """A federation file (and certificates under ``work_dir/certs``) for ``{party_id: role}`` on free loopback ports
+    (``buffer_mib``: the ``[limits]`` value, default the federation default)."""
     work_dir.mkdir(parents=True, exist_ok=True)
     ports = free_ports(len(roles))
     parties = {pid: (f"127.0.0.1:{port}", role) for (pid, role), port in zip(roles.items(), ports)}
     path = work_dir / "federation.toml"
-    path.write_text(federation_toml(parties, session=secrets.token_hex(8), timeout=timeout), encoding="utf-8")
+    path.write_text(federation_toml(parties, session=secrets.token_hex(8), timeout=timeout, buffer_mib=buffer_mib),
+                    encoding="utf-8")
     if with_certs:
         write_federation_certs(load_federation(path))
     return path
