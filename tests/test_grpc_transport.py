@@ -291,6 +291,27 @@ def test_pipelined_messages_are_handed_over_in_order_and_a_replay_is_refused(fed
     channel.close()
 
 
+def test_send_returns_before_delivery_and_flush_waits_for_it(federation):
+    """A message that fits in a chunk is pipelined: send returns while the receiver still holds it back (its buffer is
+    full until its protocol reads), and flush returns only once it has been delivered."""
+    limits = Limits(buffer_bytes=2 * MIB, streams=4, idle_timeout=30, message_timeout=30)
+    block = np.zeros(200_000, dtype=np.uint64)  # 1.6 MB: one fills bob's 2 MiB buffer
+    with running(federation, "alice", "bob", limits=limits, timeout=30) as (a, b):
+        a.send("bob", block)
+        a.flush()
+        start = time.monotonic()
+        a.send("bob", block + 1)  # does not fit until bob reads the first
+        assert time.monotonic() - start < 0.5
+        flushed = threading.Event()
+        flusher = threading.Thread(target=lambda: (a.flush(), flushed.set()))
+        flusher.start()
+        assert not flushed.wait(1.0)
+        np.testing.assert_array_equal(b.recv("alice"), block)
+        assert flushed.wait(10)
+        flusher.join()
+        np.testing.assert_array_equal(b.recv("alice"), block + 1)
+
+
 def test_refusal_reaches_the_sending_party(federation):
     """GrpcParty turns a refusal into PeerRefused naming the refusing peer. A pipelined send returns before the
     refusal arrives: it wakes a receive already waiting (long before its timeout) and is raised by every later
