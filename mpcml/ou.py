@@ -181,9 +181,7 @@ class PublicKey(BasePublicKey):
             bases.append(self.h)
             columns.append(exponents)
             windows.append(window)
-        cts = _modexp.fixed_products(bases, columns, self.n, window=windows)
-        n = self.n
-        return [gmpy2.invert(c, n) if v < 0 else c for c, v in zip(cts, values)]
+        return _modexp.fixed_products(bases, columns, self.n, window=windows, inverted=[v < 0 for v in values])
 
     def trivial(self, values: Sequence[int]) -> list[mpz]:
         return self._signed_powers(values, None)

@@ -304,3 +304,18 @@ def test_worker_processes_compute_what_one_process_computes(keys, monkeypatch):
     for count in (1, 2):
         for got, want in zip(results[count], expected):
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
+
+
+def test_worker_packing_round_trips_and_leaves_other_values_alone():
+    """Items and results cross to the worker processes as fixed-width byte columns when they are plain non-negative
+    integers; anything else (a negative exponent, nested jobs) keeps the codec's own form."""
+    from gmpy2 import mpz
+
+    from mpcml.he._worker import pack, unpack
+
+    big = [mpz(3) ** 1290 + k for k in range(5)]
+    assert unpack(pack(big)) == big
+    rows = [(None, 1, 2**60 + k, int(big[k])) for k in range(5)]
+    assert unpack(pack(rows)) == rows and isinstance(pack(rows), dict)
+    for untouched in ([(7, -1), (8, 2)], [[(1, 2)]], [], [1, None]):
+        assert pack(untouched) is untouched
