@@ -307,8 +307,8 @@ def test_worker_processes_compute_what_one_process_computes(keys, monkeypatch):
 
 
 def test_worker_packing_round_trips_and_leaves_other_values_alone():
-    """Items and results cross to the worker processes as fixed-width byte columns when they are plain non-negative
-    integers; anything else (a negative exponent, nested jobs) keeps the codec's own form."""
+    """Items and results cross to the worker processes as fixed-width byte columns when they are plain integers
+    (signs apart); anything else (nested jobs, a column mixing integers and None) keeps the codec's own form."""
     from gmpy2 import mpz
 
     from mpcml.he._worker import pack, unpack
@@ -317,5 +317,7 @@ def test_worker_packing_round_trips_and_leaves_other_values_alone():
     assert unpack(pack(big)) == big
     rows = [(None, 1, 2**60 + k, int(big[k])) for k in range(5)]
     assert unpack(pack(rows)) == rows and isinstance(pack(rows), dict)
-    for untouched in ([(7, -1), (8, 2)], [[(1, 2)]], [], [1, None]):
+    signed = [(big[0], -1), (big[1], 2), (big[2], -(2**70))]
+    assert unpack(pack(signed)) == signed
+    for untouched in ([[(1, 2)]], [], [1, None], [(1, 2), (3,)]):
         assert pack(untouched) is untouched

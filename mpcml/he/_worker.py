@@ -4,8 +4,8 @@ Each worker is a fresh interpreter started as ``python -m mpcml.he._worker`` (ne
 is safe next to gRPC's threads, and the caller's ``__main__`` is not re-imported). Requests and
 replies are length-prefixed :mod:`mpcml.codec` frames on the worker's stdin/stdout: a task name
 from :data:`mpcml.he._modexp.TASKS` and its integer arguments, the items and the results as
-fixed-width byte strings where they are plain non-negative integers (:func:`pack`); no pickle,
-nothing evaluated.
+fixed-width byte strings where they are plain integers (:func:`pack`); no pickle, nothing
+evaluated.
 """
 
 from __future__ import annotations
@@ -32,18 +32,20 @@ _PACKED = "packed-ints"
 
 
 def _column(values: Sequence[Any]) -> list | None:
-    """``[width, bytes]`` of non-negative ints (fixed-width little-endian), ``[0, b""]`` if all are ``None``, else ``None``."""
+    """``[width, magnitudes, signs]`` of ints (fixed-width little-endian magnitudes, one byte per sign, ``b""`` if none
+    is negative), ``[0, b"", b""]`` if all are ``None``; ``None`` for anything else."""
     if all(v is None for v in values):
-        return [0, b""]
-    if not all(isinstance(v, _INTS) and v >= 0 for v in values):
+        return [0, b"", b""]
+    if not all(isinstance(v, _INTS) for v in values):
         return None
-    width = max(1, (max(int(v).bit_length() for v in values) + 7) // 8)
-    return [width, b"".join(int(v).to_bytes(width, "little") for v in values)]
+    width = max(1, (max(abs(int(v)).bit_length() for v in values) + 7) // 8)
+    signs = bytes(v < 0 for v in values) if any(v < 0 for v in values) else b""
+    return [width, b"".join(abs(int(v)).to_bytes(width, "little") for v in values), signs]
 
 
 def pack(obj: Any) -> Any:
-    """A list of non-negative ints, or of equal-length tuples of them (a column may be all ``None``), as one
-    fixed-width byte string per column: a fraction of the codec's per-integer cost. Anything else unchanged."""
+    """A list of ints, or of equal-length tuples of them (a column may be all ``None``), as one fixed-width byte
+    string per column: a fraction of the codec's per-integer cost. Anything else unchanged."""
     if not isinstance(obj, list) or not obj:
         return obj
     tuples = isinstance(obj[0], tuple)
@@ -61,11 +63,13 @@ def unpack(obj: Any) -> Any:
         return obj
     rows = obj["rows"]
     columns = []
-    for width, data in obj[_PACKED]:
-        if len(data) != rows * width:
-            raise ValueError(f"a packed column of {len(data)} bytes does not hold {rows} values of {width} bytes")
-        columns.append([None] * rows if width == 0 else
-                       [mpz(int.from_bytes(data[k : k + width], "little")) for k in range(0, rows * width, width)])
+    for width, data, signs in obj[_PACKED]:
+        if len(data) != rows * width or len(signs) not in (0, rows):
+            raise ValueError(f"a packed column of {len(data)} bytes and {len(signs)} signs does not hold {rows} values "
+                             f"of {width} bytes")
+        values = [None] * rows if width == 0 else [mpz(int.from_bytes(data[k : k + width], "little"))
+                                                   for k in range(0, rows * width, width)]
+        columns.append([-v if negative else v for v, negative in zip(values, signs)] if signs else values)
     return list(zip(*columns)) if obj["tuples"] else columns[0]
 
 
