@@ -8,6 +8,7 @@ is out of date or an app's options are documented nowhere.
 
 from __future__ import annotations
 
+import logging
 import re
 import sys
 from pathlib import Path
@@ -54,6 +55,7 @@ def configured_apps() -> list[str]:
 
 
 if __name__ == "__main__":
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
     for path in rewrite():
-        print(f"updated {path}")
+        logging.getLogger(__name__).info("updated %s", path)
     sys.exit(0)

@@ -560,6 +560,17 @@ def _horizontal(X, y, holders=2):
     return list(zip(np.array_split(X, holders), np.array_split(y, holders)))
 
 
+def _fit_with_aid(cancer, **aid):
+    """The PEA-aid fits' common run: 120 rows x 6 features over two holders, one epoch, DP at sigma 3; ``aid`` adds the aid."""
+    from protocols.regression import SecureLogisticRegression
+
+    X, y = cancer
+    X, y = X[:120, :6], y[:120]
+    est = SecureLogisticRegression(partition="horizontal", epochs=1, batch_size=16, learning_rate=0.5,
+                                   dp_noise_multiplier=3.0, dp_clip=0.5, dp_feature_bound=13.0, random_state=11, **aid)
+    return est.fit(_horizontal(X, y)), X, y
+
+
 def test_estimator_dp_projection_replays_plaintext_dp_sgd(cancer, noise_hook):
     """dp_projection=k: every holder projects its rows by the public Gaussian matrix of the seed derived from
     random_state; the fit = plaintext DP-SGD on the same (encoded) projected rows, with the bound
@@ -567,14 +578,7 @@ def test_estimator_dp_projection_replays_plaintext_dp_sgd(cancer, noise_hook):
     ||P||_2 bounds after coef_ = P w; prediction takes the raw features."""
     import hashlib
 
-    from protocols.regression import SecureLogisticRegression
-
-    X, y = cancer
-    X, y = X[:120, :6], y[:120]
-    est = SecureLogisticRegression(partition="horizontal", epochs=1, batch_size=16, learning_rate=0.5,
-                                   dp_noise_multiplier=3.0, dp_clip=0.5, dp_feature_bound=13.0, random_state=11,
-                                   dp_projection=4)
-    est.fit(_horizontal(X, y))
+    est, X, y = _fit_with_aid(cancer, dp_projection=4)
     assert est.coef_.shape == (1, 6)
     seed = hashlib.sha256(
         b"mpcml.regression.batches" + (11).to_bytes(16, "big", signed=True)).digest()
@@ -607,14 +611,7 @@ def test_estimator_dp_local_init_replays_plaintext_and_charges_both_phases(cance
     2 holders rounds each weight once: sqrt(d) 2 U / 2); epsilon_ = the global RDP plus the worst local phase."""
     import hashlib
 
-    from protocols.regression import SecureLogisticRegression
-
-    X, y = cancer
-    X, y = X[:120, :6], y[:120]
-    est = SecureLogisticRegression(partition="horizontal", epochs=1, batch_size=16, learning_rate=0.5,
-                                   dp_noise_multiplier=3.0, dp_clip=0.5, dp_feature_bound=13.0, random_state=11,
-                                   dp_local_epochs=2)
-    est.fit(_horizontal(X, y))
+    est, X, y = _fit_with_aid(cancer, dp_local_epochs=2)
     expected = plan(_estimator_replay_config("logistic", None), 120, local_rows=[60, 60], local_epochs=2)
     assert expected.local == ((16 / 60, 8),) * 2
     charged = RdpAccountant().compose(16 / 120, 3.0, 8).compose(16 / 60, 3.0, 8).epsilon(1e-5)
