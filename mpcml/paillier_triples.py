@@ -218,19 +218,11 @@ class PaillierTriples(TripleSource):
         out_shape = matmul_shape(a.shape, shape_b)
         rows, inner, cols = _product_dims(a.shape, shape_b)
         a2 = a.reshape(rows, inner)
-        count = inner * cols * WORD_BITS
-        x0, x1, choices, chosen = self._ot().extend(count, max(1, -(-rows // 2)))
-        r0, r1, rc = (x.view(np.uint64)[:, :rows] for x in (x0, x1, chosen))
         powers = np.arange(WORD_BITS, dtype=np.uint64)
         inputs = np.broadcast_to((a2.T[:, None, None, :] << powers[None, None, :, None]), (inner, cols, WORD_BITS, rows))
-        self._party.send(self._peer, {"d": r0 - r1 + inputs.reshape(count, rows)})
-        message = self._recv()
-        theirs = message.get("d") if isinstance(message, dict) else None
-        if not isinstance(theirs, np.ndarray) or theirs.dtype != np.uint64 or theirs.shape != (count, rows):
-            raise ValueError(f"peer {self._peer!r} sent a malformed matrix-triple correction")
-        bits = choices.astype(np.uint64)
+        sent, bits, got = self._ot_products(inputs.reshape(inner * cols * WORD_BITS, rows))
         b = (bits.reshape(inner, cols, WORD_BITS) << powers).sum(axis=2, dtype=np.uint64)
-        cross = (rc + bits[:, None] * theirs - r0).reshape(inner, cols, WORD_BITS, rows).sum(axis=(0, 2), dtype=np.uint64)
+        cross = (sent + got).reshape(inner, cols, WORD_BITS, rows).sum(axis=(0, 2), dtype=np.uint64)
         return b.reshape(shape_b), (ring_matmul(a2, b) + cross.T).reshape(out_shape)
 
     def _cross_matmul(self, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -259,22 +251,26 @@ class PaillierTriples(TripleSource):
 
     def _ot_products(self, values: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Shares of ``x c`` mod 2^64 for this party's ``values`` ``x`` (as OT sender) and, the other way,
-        of the peer's values times this party's random choice bits ``c`` (one random OT per value, each way).
+        of the peer's values times this party's random choice bits ``c`` (one random OT per row, each way).
 
-        Returns ``(my shares as sender, my choice bits, my shares as receiver)``. Random OT: the sender
-        has ``(r_0, r_1)``, the receiver its choice ``c`` and ``r_c``; the sender sends
-        ``d = r_0 - r_1 + x`` and keeps ``-r_0``; the receiver keeps ``r_c + c d = r_0 + c x``.
+        ``values`` is ``(count,)`` (one word per OT) or ``(count, width)`` (a vector per OT: vector OLE, the
+        OT's messages expanded to ``width`` words by the hash). Returns ``(my shares as sender, my choice
+        bits, my shares as receiver)``, shaped as ``values``. Random OT: the sender has ``(r_0, r_1)``, the
+        receiver its choice ``c`` and ``r_c``; the sender sends ``d = r_0 - r_1 + x`` and keeps ``-r_0``;
+        the receiver keeps ``r_c + c d = r_0 + c x``.
         """
-        count = values.size
-        x0, x1, choices, chosen = self._ot().extend(count)
-        r0, r1, rc = (v[:, :8].copy().view(np.uint64).ravel() for v in (x0, x1, chosen))
-        self._party.send(self._peer, {"d": (r0 - r1 + values.ravel()).astype(np.uint64)})
+        vectors = values[:, None] if values.ndim == 1 else values
+        count, width = vectors.shape
+        x0, x1, choices, chosen = self._ot().extend(count, max(1, -(-width // 2)))
+        r0, r1, rc = (v.view(np.uint64)[:, :width] for v in (x0, x1, chosen))
+        self._party.send(self._peer, {"d": r0 - r1 + vectors})
         message = self._recv()
         theirs = message.get("d") if isinstance(message, dict) else None
-        if not isinstance(theirs, np.ndarray) or theirs.dtype != np.uint64 or theirs.shape != (count,):
+        if not isinstance(theirs, np.ndarray) or theirs.dtype != np.uint64 or theirs.shape != (count, width):
             raise ValueError(f"peer {self._peer!r} sent a malformed OT correction")
         chosen_bits = choices.astype(np.uint64)
-        return np.uint64(0) - r0, chosen_bits, rc + chosen_bits * theirs
+        return ((np.uint64(0) - r0).reshape(values.shape), chosen_bits,
+                (rc + chosen_bits[:, None] * theirs).reshape(values.shape))
 
     def _bit_products(self, count: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """``count`` products each way of a random bit of the sender and a random bit of the receiver:
@@ -321,7 +317,7 @@ class PaillierTriples(TripleSource):
         size = int(np.prod(shape, dtype=np.int64))
         a = self._rng.random_uint64(size)
         shifted = a[:, None] << np.arange(WORD_BITS, dtype=np.uint64)
-        sent_z, choices, got_z = self._ot_products(shifted)
+        sent_z, choices, got_z = self._ot_products(shifted.ravel())
         b = _bits_to_words(choices)
         cross = sent_z.reshape(size, WORD_BITS).sum(axis=1, dtype=np.uint64) + got_z.reshape(size, WORD_BITS).sum(axis=1, dtype=np.uint64)
         return (a.reshape(shape), b.reshape(shape), (a * b + cross).reshape(shape),
