@@ -30,11 +30,20 @@ Short-exponent randomness (``randomness="djn"``, the default): ``h^r`` with ``r`
 known attack, a baby-step giant-step / lambda search for ``r``, costs ``2^λ``). HEU draws 110-bit
 ``r`` at 2048 bits, within reach of that search (2^55); here ``r`` has 224 bits.
 
-``"subgroup"``/``"uniform"`` (re-randomisation that hides a computation from the key owner):
-``h^r`` with ``r`` uniform in ``[0, 2^(|n| + 64))``, within ``2^-64`` of uniform on ``<h>``. Every
-OU ciphertext is ``g^e h^s``, and ``<h> = <g^n>`` is the subgroup of ``<g>`` of index ``p``, so after
-re-randomisation a ciphertext reveals only ``e mod p``, its plaintext: not the multipliers or the
-randomness of the inputs it was computed from.
+``"subgroup"``/``"uniform"`` (re-randomisation that hides a computation from the key owner): ``h^r``
+with ``r`` uniform in ``[0, 2^b)``, within ``2^-64`` of uniform on ``<h>`` when ``ord(h) < 2^(b - 64)``.
+Every OU ciphertext is ``g^e h^s``, and ``<h> = <g^n>`` is the subgroup of ``<g>`` of index ``p``, so
+after re-randomisation a ciphertext reveals only ``e mod p``, its plaintext: not the multipliers or
+the randomness of the inputs it was computed from.
+
+- ``"uniform"``: ``b = |n| + 64``, since ``ord(h) < n`` for any modulus.
+- ``"subgroup"``: ``b = 2λ + |q| + 64`` (972 bits at 2048 instead of 2,112: 2.2x cheaper), since
+  for a key made as :func:`generate_keypair` makes it ``h = g^n`` has order ``t`` mod ``p^2`` and
+  an order dividing ``q - 1`` mod ``q``, so ``ord(h)`` divides ``lcm(t, q - 1) < 2^(2λ + |q|)``
+  (``|q| <= |n| - 2|p| + 2``). The encryptor cannot check how the key owner made its key, as it
+  cannot check that the key owner's ciphertexts are honest encryptions (a ciphertext outside
+  ``<g>``, e.g. times ``-1``, would carry a multiplier's parity through any re-randomisation): both
+  are the semi-honest key owner every protocol here assumes.
 """
 
 from __future__ import annotations
@@ -89,6 +98,12 @@ def _prime(bits: int) -> mpz:
             return candidate
 
 
+def signed_columns(values: Sequence[int]) -> tuple[list[int], list[int]]:
+    """The exponents of ``g`` and of ``g^-1`` for signed ``values``: ``(max(v, 0), max(-v, 0))`` each."""
+    ints = [int(v) for v in values]
+    return [v if v > 0 else 0 for v in ints], [-v if v < 0 else 0 for v in ints]
+
+
 def generate_keypair(n_length: int = 2048) -> tuple["PublicKey", "PrivateKey"]:
     """A fresh key pair with an exactly ``n_length``-bit ``n = p^2 q`` (primes from ``secrets``).
 
@@ -140,6 +155,7 @@ class PublicKey(BasePublicKey):
         self.n = self.modulus = n
         self.g = g
         self.h = powmod(g, n, n)
+        self.g_inv = gmpy2.invert(g, n)  # negative plaintexts: g^v = (g^-1)^|v| from a second comb, no inversion each
         self.prime_bits = prime_bits(self.bits)
         self.max_int = (1 << (self.prime_bits - 2)) - 1
         self.short_exponent_bits = 2 * security_bits(self.bits)
@@ -148,24 +164,28 @@ class PublicKey(BasePublicKey):
     def identity(self) -> tuple:
         return (self.scheme, int(self.n), int(self.g))
 
-    def _hiding_bits(self) -> int:
-        return self.bits + HIDING_SIGMA
+    def _hiding_bits(self, randomness: str) -> int:
+        """Bits of the re-randomising exponent for ``"subgroup"`` or ``"uniform"`` (module docstring)."""
+        if randomness == "uniform":
+            return self.bits + HIDING_SIGMA
+        return self.short_exponent_bits + (self.bits - 2 * self.prime_bits + 2) + HIDING_SIGMA
 
     def prepare(self, randomness: str = "djn") -> None:
         """Build now the comb tables for ``g`` (all plaintexts) and ``h`` (``randomness``), e.g. during set-up."""
         check_randomness(randomness)
-        _modexp.fixed_base(self.g, self.n, _WINDOW_BITS).ensure(self.prime_bits)
+        for base in (self.g, self.g_inv):
+            _modexp.fixed_base(base, self.n, _WINDOW_BITS).ensure(self.prime_bits)
         if randomness == "djn":
             _modexp.fixed_base(self.h, self.n, _SHORT_WINDOW_BITS).ensure(self.short_exponent_bits)
         else:
-            _modexp.fixed_base(self.h, self.n, _WINDOW_BITS).ensure(self._hiding_bits())
+            _modexp.fixed_base(self.h, self.n, _WINDOW_BITS).ensure(self._hiding_bits(randomness))
 
     def _exponents(self, count: int, randomness: str) -> tuple[list[int], int]:
         """Random exponents of ``h`` for ``randomness`` and the comb width their table uses."""
         check_randomness(randomness)
         if randomness == "djn":
             return _modexp.random_exponents(count, self.short_exponent_bits), _SHORT_WINDOW_BITS
-        return _modexp.random_exponents(count, self._hiding_bits()), _WINDOW_BITS
+        return _modexp.random_exponents(count, self._hiding_bits(randomness)), _WINDOW_BITS
 
     def obfuscators(self, count: int, *, randomness: str = "djn") -> list[mpz]:
         """``count`` encryptions of zero ``h^r`` (see the module docstring for ``randomness``)."""
@@ -173,15 +193,14 @@ class PublicKey(BasePublicKey):
         return _modexp.fixed_products([self.h], [exponents], self.n, window=window)
 
     def _signed_powers(self, values: Sequence[int], randomness: str | None) -> list[mpz]:
-        """``g^v h^r`` for each signed ``v`` (``r`` drawn for ``randomness``; ``None``: ``r = 0``); negatives inverted."""
-        magnitudes = [abs(int(v)) for v in values]
-        bases, columns, windows = [self.g], [magnitudes], [_WINDOW_BITS]
+        """``g^v h^r`` for each signed ``v`` (``r`` drawn for ``randomness``; ``None``: ``r = 0``)."""
+        bases, columns, windows = [self.g, self.g_inv], list(signed_columns(values)), [_WINDOW_BITS, _WINDOW_BITS]
         if randomness is not None:
             exponents, window = self._exponents(len(values), randomness)
             bases.append(self.h)
             columns.append(exponents)
             windows.append(window)
-        return _modexp.fixed_products(bases, columns, self.n, window=windows, inverted=[v < 0 for v in values])
+        return _modexp.fixed_products(bases, columns, self.n, window=windows)
 
     def trivial(self, values: Sequence[int]) -> list[mpz]:
         return self._signed_powers(values, None)
@@ -232,19 +251,17 @@ class PrivateKey(BasePrivateKey):
 
     def encrypt_int(self, ints: Any, *, frac_bits: int = 0, name: str = "ints") -> Any:
         """Encrypt as the key owner: the ciphertexts of :meth:`PublicKey.encrypt_int` (``randomness="djn"``),
-        ``g^v h^(±r) mod n`` (the sign of ``v``; a negative ``v`` is the inverse of ``Enc(|v|)``), computed mod
-        ``q`` (``g^|v| h^r`` from combs, inverted for negatives) and mod ``p^2`` as ``(1 + v L p) g2^((v ± n r) mod t)``
-        (the order-``p`` part of ``g`` needs one multiplication, the order-``t`` part one 2λ-bit comb), joined
-        by CRT: about 4x cheaper than the public-key comb mod ``n``."""
+        ``g^v h^r mod n``, computed mod ``q`` (``g^v h^r`` from combs of ``g``, ``g^-1`` and ``h``) and mod ``p^2``
+        as ``(1 + v L p) g2^((v + n r) mod t)`` (the order-``p`` part of ``g`` needs one multiplication, the
+        order-``t`` part one 2λ-bit comb), joined by CRT."""
         pk = self.public_key
         flat, shape = pk.plaintexts(ints, name)
-        magnitudes = [abs(v) for v in flat]
         exps = _modexp.random_exponents(len(flat), pk.short_exponent_bits)
         q, p, p2, t = self._q, self._p, self._p2, self._t
-        powers = _modexp.fixed_products([pk.g % q, pk.h % q], [magnitudes, exps], q, window=[_WINDOW_BITS, _SHORT_WINDOW_BITS])
-        mod_q = [gmpy2.invert(c, q) if v < 0 else c for c, v in zip(powers, flat)]
+        mod_q = _modexp.fixed_products([pk.g % q, pk.g_inv % q, pk.h % q], [*signed_columns(flat), exps], q,
+                                       window=[_WINDOW_BITS, _WINDOW_BITS, _SHORT_WINDOW_BITS])
         n_t, g1_l = self._n_mod_t, self._g1_l
-        order_t = [(v + (n_t * r if v >= 0 else -n_t * r)) % t for v, r in zip(flat, exps)]
+        order_t = [(v + n_t * r) % t for v, r in zip(flat, exps)]
         order_p = [1 + v * g1_l % p * p for v in flat]
         mod_p2 = _modexp.fixed_products([self._g2], [order_t], p2, window=_SHORT_WINDOW_BITS, factors=order_p)
         p2_inv = self._p2_inv
@@ -254,7 +271,8 @@ class PrivateKey(BasePrivateKey):
     def prepare(self) -> None:
         """Build now the CRT tables of :meth:`encrypt_int` (else built on first use)."""
         pk = self.public_key
-        _modexp.fixed_base(pk.g % self._q, self._q, _WINDOW_BITS).ensure(pk.prime_bits)
+        for base in (pk.g, pk.g_inv):
+            _modexp.fixed_base(base % self._q, self._q, _WINDOW_BITS).ensure(pk.prime_bits)
         _modexp.fixed_base(pk.h % self._q, self._q, _SHORT_WINDOW_BITS).ensure(pk.short_exponent_bits)
         _modexp.fixed_base(self._g2, self._p2, _SHORT_WINDOW_BITS).ensure(self._t.bit_length())
 

@@ -265,19 +265,45 @@ def test_key_owner_encryption_matches_public_encryption(keys):
 
 
 def test_ou_key_owner_ciphertexts_are_exactly_g_to_the_v_times_h_to_the_r(monkeypatch):
-    """The key owner's OU encryption (mod ``p^2`` as ``(1 + v L p) g2^((v ± n r) mod t)``, mod ``q`` by combs) gives
-    exactly ``g^v h^r`` (``g^v h^-r`` for negative ``v``) for the exponent ``r`` it draws: the public encryption's
-    distribution, not merely a ciphertext that decrypts right (a wrong ``±`` or ``L`` would decrypt right mod ``p^2``
-    but leave the two CRT halves with different randomness)."""
+    """The key owner's OU encryption (mod ``p^2`` as ``(1 + v L p) g2^((v + n r) mod t)``, mod ``q`` by combs of
+    ``g``, ``g^-1`` and ``h``) gives exactly ``g^v h^r`` for the exponent ``r`` it draws, as the public encryption
+    does: the same distribution, not merely a ciphertext that decrypts right (a wrong sign or ``L`` would decrypt
+    right mod ``p^2`` but leave the two CRT halves with different randomness)."""
     from mpcml.he import _modexp
 
     pk, sk = ou.generate_keypair(KEY_BITS)
     v = [0, 1, -1, 5, -(2**300), pk.max_int, -pk.max_int]
     drawn = [int(r) for r in _modexp.random_exponents(len(v), pk.short_exponent_bits)]
     monkeypatch.setattr(_modexp, "random_exponents", lambda count, bits: drawn[:count])
-    cts = sk.encrypt_int(np.array(v, dtype=object)).ciphertexts
     n, g, h = int(pk.n), int(pk.g), int(pk.h)
-    assert [int(c) for c in cts] == [pow(g, x, n) * pow(h, r if x >= 0 else -r, n) % n for x, r in zip(v, drawn)]
+    expected = [pow(g, x, n) * pow(h, r, n) % n for x, r in zip(v, drawn)]
+    assert [int(c) for c in sk.encrypt_int(np.array(v, dtype=object)).ciphertexts] == expected
+    assert [int(c) for c in pk.encrypt_int(np.array(v, dtype=object)).ciphertexts] == expected
+
+
+@pytest.mark.parametrize("bits", [KEY_BITS, 2048])
+def test_ou_subgroup_rerandomiser_is_64_bits_beyond_the_order_of_h(bits):
+    """``"subgroup"`` draws ``h^r`` with ``r`` at least 64 bits longer than ``ord(h)``, which divides
+    ``lcm(t, q - 1)`` for our keys (so ``h^r`` is within ``2^-64`` of uniform on ``<h>``), and far shorter than
+    ``"uniform"``'s ``|n| + 64`` bits; the exponents drawn have that length."""
+    from math import lcm
+
+    from mpcml.he import _modexp
+
+    pk, sk = ou.generate_keypair(bits)
+    t, q = int(sk._t), int(sk._q)
+    assert pow(int(pk.h), lcm(t, q - 1), int(pk.n)) == 1
+    subgroup, uniform = pk._hiding_bits("subgroup"), pk._hiding_bits("uniform")
+    assert lcm(t, q - 1).bit_length() + 64 <= subgroup <= lcm(t, q - 1).bit_length() + 66
+    assert uniform == bits + 64 and subgroup < uniform
+    assert subgroup == 972 or bits != 2048
+    drawn = []
+    original = _modexp.random_exponents
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_modexp, "random_exponents", lambda count, width: drawn.append(width) or original(count, width))
+        pk.obfuscators(2, randomness="subgroup")
+        pk.obfuscators(2, randomness="uniform")
+    assert drawn == [subgroup, uniform]
 
 
 def test_worker_processes_compute_what_one_process_computes(keys, monkeypatch):

@@ -36,7 +36,7 @@ from typing import Any
 from ..floors import check_key_bits
 from .array import EncryptedArray
 from .conversion import MASK_SIGMA, MaskedPacking, check_masked, mask_to_share, random_masks, statistical_masks, unmask_share
-from .encoding import check_frac_bits
+from .encoding import check_frac_bits, object_array
 from .keys import RANDOMNESS, PrivateKey, PublicKey
 from .packing import (
     PackedEncryptedArray,
@@ -100,6 +100,6 @@ def public_key_from_wire(obj: Any, scheme: str | None = None) -> PublicKey:
 __all__ = [
     "DEFAULT_KEY_BITS", "DEFAULT_SCHEME", "EncryptedArray", "MASK_SIGMA", "MaskedPacking", "PackedEncryptedArray",
     "PrivateKey", "PublicKey", "RANDOMNESS", "SCHEMES", "check_frac_bits", "check_masked", "check_scheme",
-    "decrypt_packed", "encrypt_packed", "generate_keypair", "mask_to_share", "pack_ciphertexts", "pack_plain",
+    "decrypt_packed", "encrypt_packed", "generate_keypair", "mask_to_share", "object_array", "pack_ciphertexts", "pack_plain",
     "plaintext_bits", "public_key_from_wire", "random_masks", "slots_per_ciphertext", "statistical_masks", "unmask_share", "unpack_words",
 ]

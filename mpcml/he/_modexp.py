@@ -177,7 +177,7 @@ MAX_TABLES = 48
 
 def fixed_base(base: mpz, modulus: mpz, window: int) -> FixedBase:
     """The process-wide table of ``base`` mod ``modulus`` (created on first use; the
-    :data:`MAX_TABLES` most recently used are kept: a key pair uses up to six, two parties in one
+    :data:`MAX_TABLES` most recently used are kept: an OU key pair uses up to eight, two parties in one
     process and their peers' keys twice that)."""
     key = (int(base), int(modulus), window)
     with _lock:
@@ -200,26 +200,24 @@ def random_exponents(count: int, bits: int) -> list[int]:
 
 def _fixed_products(items: Sequence[tuple], bases: Sequence[int], modulus: int, windows: Sequence[int],
                     bits: Sequence[int]) -> list[mpz]:
-    """``factor * prod_j bases[j]^e_j mod modulus`` for each item ``(factor, invert, e_0, e_1, ...)`` (factor 1:
-    ``None``), inverted mod ``modulus`` where ``invert``."""
+    """``factor * prod_j bases[j]^e_j mod modulus`` for each item ``(factor, e_0, e_1, ...)`` (factor 1: ``None``)."""
     m = mpz(modulus)
     tables = [fixed_base(mpz(b), m, w).ensure(nb) for b, w, nb in zip(bases, windows, bits)]
     out = []
-    for factor, invert, *exps in items:
+    for factor, *exps in items:
         acc = ONE if factor is None else mpz(factor)
         for table, e in zip(tables, exps):
             if e:
                 acc = acc * table.power(e) % m
-        out.append(gmpy2.invert(acc, m) if invert else acc)
+        out.append(acc)
     return out
 
 
 def fixed_products(
     bases: Sequence[mpz], exponents: Sequence[Sequence[int]], modulus: mpz, *, window: int | Sequence[int] = 8,
-    factors: Sequence[mpz] | None = None, inverted: Sequence[bool] | None = None,
+    factors: Sequence[mpz] | None = None,
 ) -> list[mpz]:
-    """``[factors[i] * prod_j bases[j]^exponents[j][i] mod modulus]`` from comb tables, over all cores,
-    inverted mod ``modulus`` where ``inverted[i]`` (where it is computed, so on all cores too).
+    """``[factors[i] * prod_j bases[j]^exponents[j][i] mod modulus]`` from comb tables, over all cores.
 
     Exponents must be non-negative; ``window`` is the comb width, one for all bases or one per base.
     Each process builds (once) its own tables for the bases.
@@ -228,8 +226,7 @@ def fixed_products(
     count = len(exponents[0]) if exponents else len(factors or ())
     bits = [max((int(e).bit_length() for e in column), default=1) or 1 for column in exponents]
     facts = [None] * count if factors is None else list(factors)
-    flags = [0] * count if inverted is None else [int(bool(f)) for f in inverted]
-    items = list(zip(facts, flags, *exponents))
+    items = list(zip(facts, *exponents))
     work = count * sum(-(-b // w) for b, w in zip(bits, windows))
     return [mpz(v) for v in split_map("fixed_products", items, [int(b) for b in bases], int(modulus), windows, bits, work=work)]
 
