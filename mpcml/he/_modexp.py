@@ -342,7 +342,8 @@ def combine(jobs: Sequence[tuple[Sequence[mpz], Sequence[Sequence[tuple[int, int
 
     Rows of a single large job are split across processes (each receives only the columns it uses).
     """
-    work = 16 * sum(len(row) for _, rows in jobs for row in rows)
+    binary = all(e == 1 for _, rows in jobs for row in rows for _, e in row)
+    work = (1 if binary else 16) * sum(len(row) for _, rows in jobs for row in rows)  # 0/1 data: one product per term
     if processes() == 1 or work < PROCESS_MIN_WORK:
         return _combine_task(jobs, int(modulus))
     if len(jobs) >= processes():

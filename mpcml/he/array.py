@@ -202,9 +202,10 @@ class EncryptedArray:
         mat.sum_duplicates()
         mat.sort_indices()
         ints, added = to_ints(mat.data, check_frac_bits(frac_bits), "matrix")
-        data, indices, indptr = list(ints), mat.indices.tolist(), mat.indptr.tolist()
-        rows = [[(indices[t], data[t]) for t in range(indptr[j], indptr[j + 1]) if data[t]] for j in range(len(indptr) - 1)]
-        return mat.shape, rows, added
+        keep = np.asarray(ints != 0, dtype=bool)
+        bounds = np.concatenate([[0], np.cumsum(keep)])[mat.indptr].tolist()
+        terms = list(zip(mat.indices[keep].tolist(), ints[keep].tolist()))
+        return mat.shape, [terms[a:b] for a, b in zip(bounds[:-1], bounds[1:])], added
 
     def matmul(self, matrix: Any, frac_bits: int = DEFAULT_FRAC_BITS) -> "EncryptedArray":
         """``self @ matrix`` for a dense or scipy.sparse plaintext matrix; cost ∝ non-zeros x rows of self."""

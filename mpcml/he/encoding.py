@@ -42,6 +42,8 @@ def to_ints(values: Any, frac_bits: int, name: str) -> tuple[np.ndarray, int]:
     """Integer-valued object array and the scale it carries: integers exact, floats fixed point."""
     arr = numeric(values, name)
     if is_exact(arr):
+        if arr.dtype != object:  # numpy integers to Python ints in C (bools first to 0/1)
+            return (arr.astype(np.int64) if arr.dtype == bool else arr).astype(object), 0
         return object_array([int(v) for v in arr.flat], arr.shape), 0
     arr = arr.astype(np.float64, copy=False)
     if not np.all(np.isfinite(arr)):
