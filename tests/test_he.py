@@ -332,6 +332,33 @@ def test_worker_processes_compute_what_one_process_computes(keys, monkeypatch):
             np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)
 
 
+def test_products_by_repeated_integers_go_to_grouped_threads_and_match_powmod(keys, monkeypatch):
+    """Per-element products whose exponents repeat (negative, zero and one among them) run as one GIL-free call per
+    exponent on two threads, not in a worker process, and give exactly ``powmod`` of each pair; distinct exponents
+    still go to the worker processes."""
+    from gmpy2 import powmod
+
+    from mpcml.he import _modexp
+
+    pk, _ = keys
+    monkeypatch.setattr(_modexp, "PROCESS_MIN_WORK", 0)
+    monkeypatch.setattr(_modexp, "PROCESS_MIN", 2)
+    bases = list(pk.encrypt(data((48,), 7)).ciphertexts)
+    split = []
+    monkeypatch.setattr(_modexp, "split_map", lambda task, items, *rest, **kw: split.append(task) or _modexp.TASKS[task](items, *rest))
+    repeated = [(-3, 0, 1, 5, 1000, -1)[k % 6] for k in range(48)]
+    distinct = list(range(-24, 24))
+    m = pk.modulus
+    _modexp.set_processes(2)
+    try:
+        assert _modexp.powmod_pairs(bases, repeated, m) == [powmod(b, e, m) for b, e in zip(bases, repeated)]
+        assert split == []
+        assert _modexp.powmod_pairs(bases, distinct, m) == [powmod(b, e, m) for b, e in zip(bases, distinct)]
+        assert split == ["powmod_pairs"]
+    finally:
+        _modexp.set_processes(None)
+
+
 def test_worker_packing_round_trips_and_leaves_other_values_alone():
     """Items and results cross to the worker processes as fixed-width byte columns when they are plain integers
     (signs apart); anything else (nested jobs, a column mixing integers and None) keeps the codec's own form."""

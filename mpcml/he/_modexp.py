@@ -33,6 +33,7 @@ PARALLEL_MIN = 8
 THREAD_MIN_WORK = 1 << 15
 PROCESS_MIN = 64
 PROCESS_MIN_WORK = 1 << 16
+REPEATS = 4
 _threads = ThreadPoolExecutor(max_workers=2, thread_name_prefix="he")
 _lock = threading.Lock()
 _processes: dict[str, int | None] = {"count": None}
@@ -108,10 +109,32 @@ def _powmod_pairs(pairs: Sequence[tuple[int, int]], modulus: int) -> list[mpz]:
     return [mpz(c) if k == 1 else powmod(c, k, m) for c, k in pairs]
 
 
+def _grouped_powmod(bases: Sequence[mpz], groups: list[tuple[int, list[int]]], modulus: mpz, out: list) -> None:
+    for e, where in groups:
+        for i, power in zip(where, gmpy2.powmod_base_list([bases[i] for i in where], e, modulus)):
+            out[i] = power
+
+
 def powmod_pairs(bases: Sequence[mpz], exponents: Sequence[int], modulus: mpz) -> list[mpz]:
-    """``[b_i^e_i mod modulus]`` (negative ``e_i`` invert), large batches over all cores."""
-    pairs = list(zip(bases, exponents))
+    """``[b_i^e_i mod modulus]`` (negative ``e_i`` invert), large batches over all cores.
+
+    When exponents repeat (products by small integers: at least :data:`REPEATS` uses per distinct
+    value on average), the bases of each exponent go to one GIL-free ``powmod_base_list`` call and
+    the groups are split over two threads: no worker process, so nothing is copied.
+    """
     work = sum(int(e).bit_length() for e in exponents) * 5 // 4
+    if processes() > 1 and len(bases) >= PROCESS_MIN and work >= PROCESS_MIN_WORK:
+        by_exponent: dict[int, list[int]] = {}
+        for i, e in enumerate(exponents):
+            by_exponent.setdefault(int(e), []).append(i)
+        if len(by_exponent) * REPEATS <= len(bases):
+            groups = list(by_exponent.items())
+            out: list = [None] * len(bases)
+            fut = _threads.submit(_grouped_powmod, bases, groups[1::2], modulus, out)
+            _grouped_powmod(bases, groups[::2], modulus, out)
+            fut.result()
+            return out
+    pairs = list(zip(bases, exponents))
     return [mpz(v) for v in split_map("powmod_pairs", pairs, modulus, work=work)]
 
 
