@@ -52,8 +52,10 @@ the distance to the plaintext algorithm :func:`~protocols.caesar.reference.refer
 Threat model: semi-honest, two parties. Every value a party receives is (a) an IND-CPA
 ciphertext under the other party's key, or (b) a ciphertext under its own key whose plaintext
 slots are ``v + 2^B + U`` with ``U`` uniform in ``[0, 2^(B + 40))`` and ``|v| < 2^B`` (``B``
-from the range analysis), statistically within ``2^-39`` of independent of ``v``, or (c) public
-set-up facts. What each party learns:
+from the range analysis), statistically within ``2^-39`` of independent of ``v``, and fresh
+``"subgroup"`` randomness (within ``2^-64`` of uniform on the randomness subgroup of a key made
+as :mod:`mpcml.he` makes it, so a ciphertext's randomness says nothing of the data it was computed
+from), or (c) public set-up facts. What each party learns:
 
 - both: the other's public key, numbers of rows and columns, whether its features are
   integer-valued (the encoding scale), the options, the batch-order seed (so the batches), the
