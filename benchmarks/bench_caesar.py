@@ -122,6 +122,69 @@ def scheme_comparison(args: argparse.Namespace, density: float) -> None:
               f"{cpu / last['cpu']:>15.3f}")
 
 
+def per_row_operations(args: argparse.Namespace, density: float) -> None:
+    """The HE operations of one party in one CAESAR batch, each timed alone on one core, per scheme.
+
+    On the first batch of the first party's block (``--batch-size`` rows, half the columns, 0/1
+    data) and weights encrypted under a peer's key: step 4's product ``X[S] [w]``, its Horner
+    packing into ``--slot-value-bits``-bit masked slots, the packed masks' ``"subgroup"``
+    encryptions, the key owner's decryption; step 6's key-owner encryption of the residual shares,
+    the plaintext half added to the peer's, and the sparse gradient product with the update of
+    the touched weights. Their sum is what a batch costs a party without any of the protocol's own
+    work (shares, masks, messages): a floor for the epoch, per row.
+    """
+    from mpcml import he
+    from mpcml.csprng import Csprng
+    from mpcml.he import _modexp
+    from protocols.caesar.packing import encode_features
+
+    x, _, _ = make_sparse_logistic(args.rows, args.cols, density, seed=args.seed)
+    batch, _ = encode_features(x[: args.batch_size, : args.cols // 2], 16)
+    touched = np.unique(batch.indices)
+    rng, data = Csprng(), np.random.default_rng(args.seed)
+    shares = data.integers(-(2**62), 2**62, size=(args.batch_size, 1)).astype(object) << 4  # 66-bit residual shares
+    _modexp.set_processes(1)
+    floors = {}
+    print(f"CAESAR's HE operations per party and batch of {args.batch_size} rows ({batch.shape[1]} columns at density "
+          f"{density}, {batch.nnz} non-zeros, {len(touched)} columns touched), {args.slot_value_bits}-bit products, "
+          f"{args.key_bits}-bit keys, one core, median of {args.repeats} (us per row; {load()})")
+    try:
+        for scheme in args.he.split(","):
+            (peer_pk, peer_sk), (_, own_sk) = (he.generate_keypair(scheme, args.key_bits) for _ in range(2))
+            peer_pk.prepare("subgroup")
+            peer_sk.prepare()
+            own_sk.prepare()
+            layout = he.MaskedPacking.for_values(args.slot_value_bits, signed=True)
+            weights = peer_pk.encrypt_int(data.integers(-(2**20), 2**20, size=(batch.shape[1], 1)))
+            products = weights.rmatmul(batch)
+            masks = he.statistical_masks(rng, args.batch_size, args.slot_value_bits, signed=True)
+            words = he.pack_plain(masks, layout.slots(peer_pk), layout.width)
+            sealed = layout.seal(peer_pk, list(products.ciphertexts.flat), masks)
+            theirs = peer_sk.encrypt_int(shares)
+            steps = {
+                "4. product X[S] [w]": lambda: weights.rmatmul(batch),
+                "4. Horner packing": lambda: he.pack_ciphertexts(peer_pk, list(products.ciphertexts.flat), layout.width),
+                "4. packed masks, subgroup": lambda: peer_pk.encrypt_int(he.object_array(words, (len(words),)),
+                                                                         randomness="subgroup"),
+                "4. key owner's decryption": lambda: layout.open(peer_sk, sealed, args.batch_size),
+                "6. key owner's encryption": lambda: own_sk.encrypt_int(shares),
+                "6. plaintext half added": lambda: theirs + shares,
+                "6. gradient product, update": lambda: weights[touched] + theirs.T.matmul(batch[:, touched]).T,
+            }
+            floors[scheme] = {name: median_time(step, args.repeats) / args.batch_size * 1e6 for name, step in steps.items()}
+    finally:
+        _modexp.set_processes(None)
+    schemes = list(floors)
+    print(f"{'operation':>30} " + " ".join(f"{s:>10}" for s in schemes) + (f" {'ratio':>7}" if len(schemes) == 2 else ""))
+    for name in floors[schemes[0]]:
+        values = [floors[s][name] for s in schemes]
+        print(f"{name:>30} " + " ".join(f"{v:>10.1f}" for v in values)
+              + (f" {values[1] / values[0]:>7.2f}" if len(schemes) == 2 else ""))
+    totals = [sum(floors[s].values()) for s in schemes]
+    print(f"{'sum (a floor per row)':>30} " + " ".join(f"{v:>10.1f}" for v in totals)
+          + (f" {totals[1] / totals[0]:>7.2f}" if len(schemes) == 2 else ""))
+
+
 def dealer_baseline(config: dict, args: argparse.Namespace) -> dict:
     """The first ``ss_rows`` rows: dealer-aided dense secret sharing for 1 and 3 epochs (medians), CAESAR for 1."""
     rows = min(args.ss_rows, config["rows"])
@@ -252,6 +315,10 @@ def main() -> None:
     parser.add_argument("--wine-only", action="store_true", help="only the wine one-vs-rest measurement")
     parser.add_argument("--he", default="ou,paillier", help="additively homomorphic schemes (the first for the rest)")
     parser.add_argument("--he-only", action="store_true", help="only the per-scheme epoch times at the first density")
+    parser.add_argument("--floor", action="store_true",
+                        help="only the HE operations of one party's batch, each timed alone per scheme (a floor per row)")
+    parser.add_argument("--slot-value-bits", type=int, default=34,
+                        help="--floor: bits of the packed products (34: what the range analysis gives this benchmark)")
     parser.add_argument("--processes", action="store_true",
                         help="only CAESAR vs the dealer baseline as party processes over emulated links (see above)")
     parser.add_argument("--profiles", default="loopback,lan,wan", help="--processes: comma-separated network profiles")
@@ -265,6 +332,9 @@ def main() -> None:
         args.key_bits, args.batch_size, args.repeats, args.lr = 1024, 250, 3, 4.0
     if args.he_only:
         scheme_comparison(args, float(args.densities.split(",")[0]))
+        return
+    if args.floor:
+        per_row_operations(args, float(args.densities.split(",")[0]))
         return
     if args.processes:
         processes_over_links(args)
