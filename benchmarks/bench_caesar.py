@@ -3,6 +3,7 @@
     python -m benchmarks.bench_caesar            # 20,000 x 20,000 at 0.1% and 0.2%, 2048-bit Paillier
     python -m benchmarks.bench_caesar --quick    # 2,000 x 2,000, 1024-bit keys: a smoke run
     python -m benchmarks.bench_caesar --he-only --repeats 3   # 20,000 cols at 0.1%: OU vs Paillier, one run
+    python -m benchmarks.bench_caesar --floor --repeats 5     # each HE operation of a batch, alone, per scheme
 
 ``--he`` picks the schemes (default ``ou,paillier``): ``--he-only`` times one epoch of the first
 density under each, interleaved ``--repeats`` times (medians, and the OU/Paillier ratio); the other
