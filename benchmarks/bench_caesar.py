@@ -59,6 +59,7 @@ from sklearn.preprocessing import StandardScaler
 
 from benchmarks.bench_network import label, load, run_measured
 from benchmarks.timing import median_time, timed
+from mpcml.floors import insecure_test_keys
 from parties.apps import write_csv
 from parties.netem import parse_network
 from protocols.caesar import CaesarLogisticRegression, make_sparse_logistic, reference_fit
@@ -331,6 +332,12 @@ def main() -> None:
     if args.quick:
         args.rows, args.cols, args.densities, args.ss_rows, args.free_cols = 2_000, 2_000, "0.01,0.02", 500, 100
         args.key_bits, args.batch_size, args.repeats, args.lr = 1024, 250, 3, 4.0
+    with insecure_test_keys(args.key_bits < 2048):  # --quick's 1024-bit keys: a smoke run, never a deployment
+        run(args)
+
+
+def run(args: argparse.Namespace) -> None:
+    """The measurements ``args`` asks for (see the module docstring)."""
     if args.he_only:
         scheme_comparison(args, float(args.densities.split(",")[0]))
         return
