@@ -27,6 +27,7 @@ from sklearn.datasets import load_breast_cancer, load_diabetes, make_classificat
 from sklearn.metrics import r2_score, roc_auc_score
 from sklearn.model_selection import train_test_split
 
+from mpcml.floors import insecure_test_keys
 from protocols.xgb import SecureXGBClassifier, SecureXGBRegressor
 
 
@@ -141,11 +142,12 @@ def main() -> None:
                 args.repeats, large, args.secure_repeats)
         return
     if args.quick:
-        compare("breast_cancer", x, y, [0, 15, 30], 2, 2, 16, 1024, 3, methods)
-        xs, ys = make_classification(n_samples=3000, n_features=20, n_informative=10, random_state=0)
-        compare("synthetic", xs, ys, [0, 10, 20], 2, 2, 16, 1024, 3, methods)
-        depth_sweep(x, y, [0, 15, 30], 1, [2, 3], 16, 1024, 3, methods)
-        regression(2, 2, 1024, methods)
+        with insecure_test_keys():  # 1024-bit keys: a smoke run, never a deployment
+            compare("breast_cancer", x, y, [0, 15, 30], 2, 2, 16, 1024, 3, methods)
+            xs, ys = make_classification(n_samples=3000, n_features=20, n_informative=10, random_state=0)
+            compare("synthetic", xs, ys, [0, 10, 20], 2, 2, 16, 1024, 3, methods)
+            depth_sweep(x, y, [0, 15, 30], 1, [2, 3], 16, 1024, 3, methods)
+            regression(2, 2, 1024, methods)
         return
     compare("breast_cancer", x, y, [0, 15, 30], 10, 3, 32, args.key_bits, args.repeats, methods, args.secure_repeats)
     compare(f"synthetic {args.large_rows:,} x 20", xs, ys, [0, 10, 20], args.large_trees, 3, 32, args.key_bits,
