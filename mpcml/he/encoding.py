@@ -66,10 +66,11 @@ def values_at_scale(values: Any, frac_bits: int, name: str) -> np.ndarray:
     return ints
 
 
-def object_array(items: Sequence[Any], shape: tuple[int, ...]) -> np.ndarray:
-    """An object ndarray of ``shape`` holding ``items`` (no conversion of big integers).
+def object_array(items: Sequence[Any], shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """An object ndarray of ``shape`` (default: 1-D) holding ``items`` (no conversion of big integers).
 
     ``np.fromiter``: ``np.array`` and slice assignment probe each ``gmpy2.mpz`` for the sequence
     protocol, about 1.3 us per item (100x slower).
     """
-    return np.fromiter(items, dtype=object, count=len(items)).reshape(shape)
+    arr = np.fromiter(items, dtype=object, count=len(items))
+    return arr if shape is None else arr.reshape(shape)

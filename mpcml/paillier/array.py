@@ -36,4 +36,4 @@ class EncryptedArray(BaseEncryptedArray):
         low = min(min(x.exponent for x in numbers_), 0)
         n2 = key.nsquare
         cts = [powmod(mpz(x.ciphertext(be_secure=False)), 16 ** (x.exponent - low), n2) for x in numbers_]
-        return cls(key, object_array(cts, (len(cts),)), -4 * low)
+        return cls(key, object_array(cts), -4 * low)

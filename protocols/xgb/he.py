@@ -190,7 +190,7 @@ class _LabelHolder:
                                  f"expected {expected}")
             if not node_words:
                 continue
-            plain = self.private_key.decrypt_int(EncryptedArray(public_key, object_array(node_words, (len(node_words),)), 0))
+            plain = self.private_key.decrypt_int(public_key.array(object_array(node_words)))
             pairs = [pair for word in plain for pair in _unpack(int(word), per_word, w, s)]
             out[j] = np.array(pairs[:count], dtype=np.int64)
         return out
@@ -321,7 +321,7 @@ class _Passive:
     def receive_gradients(self) -> tuple[np.ndarray, EncryptedArray, int]:
         """Step 3 at a passive party: ``(sampled rows, Enc(v) per sampled row, slot width)``."""
         msg = messages.receive(self.party, self.config.label_holder, messages.GradientsMessage, self.public_key, self.n)
-        enc = EncryptedArray(self.public_key, object_array([gmpy2.mpz(c) for c in msg.ciphertexts], (len(msg.ciphertexts),)), 0)
+        enc = self.public_key.array(object_array([gmpy2.mpz(c) for c in msg.ciphertexts]))
         return msg.rows, enc, msg.slot_bits
 
     def left_sums(self, enc: EncryptedArray, rows: np.ndarray, members: np.ndarray) -> EncryptedArray:
@@ -340,7 +340,7 @@ class _Passive:
                 if b:
                     acc = acc * buckets[self.offsets[f] + b] % n2
                 out.append(acc)
-        return EncryptedArray(self.public_key, object_array(out, (len(out),)), 0)
+        return self.public_key.array(object_array(out))
 
     def shuffle(self) -> np.ndarray:
         """A fresh order of the candidates, shuffled within each feature: ``order[i]`` is sent at position ``i``."""
@@ -353,7 +353,7 @@ class _Passive:
         cts = sums.ciphertexts.copy()
         cts[~keep] = gmpy2.mpz(1)
         words = pack_ciphertexts(self.public_key, list(cts[order]), slot_bits)
-        fresh = EncryptedArray(self.public_key, object_array(words, (len(words),)), 0).rerandomize("subgroup")
+        fresh = self.public_key.array(object_array(words)).rerandomize("subgroup")
         return [int(c) for c in fresh.ciphertexts]
 
     def grow_level(self, trees: PartyTrees, t: int, d: int, rows: np.ndarray, enc: EncryptedArray, slot_bits: int,
