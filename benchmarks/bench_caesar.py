@@ -59,10 +59,14 @@ from sklearn.preprocessing import StandardScaler
 
 from benchmarks.bench_network import label, load, run_measured
 from benchmarks.timing import median_time, timed
+from mpcml import he
+from mpcml.csprng import Csprng
 from mpcml.floors import insecure_test_keys
+from mpcml.he import _modexp
 from parties.apps import write_csv
 from parties.netem import parse_network
 from protocols.caesar import CaesarLogisticRegression, make_sparse_logistic, reference_fit
+from protocols.caesar.packing import encode_features
 from protocols.regression import SecureLogisticRegression
 
 
@@ -135,11 +139,6 @@ def per_row_operations(args: argparse.Namespace, density: float) -> None:
     the touched weights. Their sum is what a batch costs a party without any of the protocol's own
     work (shares, masks, messages): a floor for the epoch, per row.
     """
-    from mpcml import he
-    from mpcml.csprng import Csprng
-    from mpcml.he import _modexp
-    from protocols.caesar.packing import encode_features
-
     x, _, _ = make_sparse_logistic(args.rows, args.cols, density, seed=args.seed)
     batch, _ = encode_features(x[: args.batch_size, : args.cols // 2], 16)
     touched = np.unique(batch.indices)
@@ -166,8 +165,7 @@ def per_row_operations(args: argparse.Namespace, density: float) -> None:
             steps = {
                 "4. product X[S] [w]": lambda: weights.rmatmul(batch),
                 "4. Horner packing": lambda: he.pack_ciphertexts(peer_pk, list(products.ciphertexts.flat), layout.width),
-                "4. packed masks, subgroup": lambda: peer_pk.encrypt_int(he.object_array(words, (len(words),)),
-                                                                         randomness="subgroup"),
+                "4. packed masks, subgroup": lambda: peer_pk.encrypt_int(he.object_array(words), randomness="subgroup"),
                 "4. key owner's decryption": lambda: layout.open(peer_sk, sealed, args.batch_size),
                 "6. key owner's encryption": lambda: own_sk.encrypt_int(shares),
                 "6. plaintext half added": lambda: theirs + shares,
@@ -177,14 +175,16 @@ def per_row_operations(args: argparse.Namespace, density: float) -> None:
     finally:
         _modexp.set_processes(None)
     schemes = list(floors)
-    print(f"{'operation':>30} " + " ".join(f"{s:>10}" for s in schemes) + (f" {'ratio':>7}" if len(schemes) == 2 else ""))
+
+    def line(name: str, values: list) -> str:  # the second scheme over the first, when there are two
+        cells = [f"{v:>10}" if isinstance(v, str) else f"{v:>10.1f}" for v in values]
+        ratio = ("ratio" if isinstance(values[0], str) else f"{values[1] / values[0]:.2f}") if len(values) == 2 else ""
+        return f"{name:>30} {' '.join(cells)} {ratio:>7}"
+
+    print(line("operation", schemes))
     for name in floors[schemes[0]]:
-        values = [floors[s][name] for s in schemes]
-        print(f"{name:>30} " + " ".join(f"{v:>10.1f}" for v in values)
-              + (f" {values[1] / values[0]:>7.2f}" if len(schemes) == 2 else ""))
-    totals = [sum(floors[s].values()) for s in schemes]
-    print(f"{'sum (a floor per row)':>30} " + " ".join(f"{v:>10.1f}" for v in totals)
-          + (f" {totals[1] / totals[0]:>7.2f}" if len(schemes) == 2 else ""))
+        print(line(name, [floors[s][name] for s in schemes]))
+    print(line("sum (a floor per row)", [sum(floors[s].values()) for s in schemes]))
 
 
 def dealer_baseline(config: dict, args: argparse.Namespace) -> dict:
